@@ -1,0 +1,2 @@
+//! Sans-IO Postgres wire protocol pieces for Ampere: backend message framing, the replication
+//! (CopyBoth) sub-protocol messages, and a zero-copy `pgoutput` decoder. No I/O happens here.

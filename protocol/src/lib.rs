@@ -1,0 +1,1 @@
+//! The Electric Shape HTTP API as pure, I/O-free logic.

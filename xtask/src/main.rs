@@ -1,0 +1,186 @@
+//! `cargo xtask <command>`: the project's set-up and test entry points.
+//!
+//! - `cargo xtask run [-- ampere args]`: install missing system packages, build and run `ampere`
+//!   (with its embedded Postgres when `DATABASE_URL` is unset).
+//! - `cargo xtask test`: install missing system packages and test tools, then run the whole suite:
+//!   fmt, clippy, every Rust test (unit, integration against a real Postgres), the official
+//!   `@electric-sql/client` conformance suite, and short fuzz smoke runs.
+//! - `cargo xtask deps`: only the installation step.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const APT_PACKAGES: &[&str] = &[
+    "postgresql-15",
+    "postgresql-contrib",
+    "clang",
+    "libclang-dev",
+    "wrk",
+    "nginx",
+    "hyperfine",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).context("enter workspace root")?;
+    match args.first().map(String::as_str) {
+        Some("deps") => deps(),
+        Some("test") => {
+            deps()?;
+            test(&args[1..])
+        }
+        Some("run") => {
+            deps()?;
+            let rest: Vec<&str> = args[1..]
+                .iter()
+                .map(String::as_str)
+                .filter(|a| *a != "--")
+                .collect();
+            let mut c = Command::new("cargo");
+            c.args(["run", "--release", "--bin", "ampere", "--"]).args(rest);
+            if std::env::var_os("ELECTRIC_SECRET").is_none()
+                && std::env::var_os("ELECTRIC_INSECURE").is_none()
+            {
+                eprintln!("xtask: neither ELECTRIC_SECRET nor ELECTRIC_INSECURE set; running with ELECTRIC_INSECURE=true for local use");
+                c.env("ELECTRIC_INSECURE", "true");
+            }
+            status(&mut c)
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <deps|test|run> [args]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Installs what a fresh Debian machine of this kind lacks. Idempotent and quick when present.
+fn deps() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: installing {}", missing.join(" "));
+        status(Command::new("apt-get").arg("update").arg("-q"))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !Path::new("/usr/lib/postgresql/15/bin/initdb").exists() {
+        bail!("postgresql-15 server binaries missing after install");
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    status(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    status(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    if !have("cargo-nextest") {
+        status(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))?;
+    }
+    status(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--bin",
+        "ampere",
+    ]))?;
+    status(Command::new("cargo").args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--profile",
+        "ci",
+        "--no-tests=warn",
+    ]))?;
+    let conformance = Path::new("tests/conformance");
+    if conformance.join("package.json").exists() {
+        if !conformance.join("node_modules").exists() {
+            status(
+                Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(conformance),
+            )?;
+        }
+        status(
+            Command::new("node")
+                .arg("run.mjs")
+                .current_dir(conformance),
+        )?;
+    }
+    if !quick && Path::new("fuzz/Cargo.toml").exists() {
+        fuzz_smoke()?;
+    }
+    Ok(())
+}
+
+/// Short runs of every fuzz target (needs the nightly toolchain; cargo-fuzz is installed if missing).
+fn fuzz_smoke() -> Result<()> {
+    if !have("cargo-fuzz") {
+        status(Command::new("cargo").args(["+nightly", "install", "--locked", "cargo-fuzz"]))?;
+    }
+    let out = Command::new("cargo")
+        .args(["+nightly", "fuzz", "list"])
+        .current_dir("fuzz")
+        .output()
+        .context("cargo fuzz list")?;
+    for target in String::from_utf8_lossy(&out.stdout).lines() {
+        let target = target.trim();
+        if target.is_empty() {
+            continue;
+        }
+        eprintln!("xtask: fuzz smoke {target} (20 s)");
+        status(
+            Command::new("cargo")
+                .args(["+nightly", "fuzz", "run", target, "--", "-max_total_time=20"])
+                .current_dir("fuzz"),
+        )?;
+    }
+    Ok(())
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let st = cmd
+        .status()
+        .with_context(|| format!("spawn {:?}", cmd.get_program()))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
