@@ -1,0 +1,1 @@
+//! Postgres client on monoio: queries, COPY OUT and logical replication.

@@ -1,0 +1,1 @@
+//! Thread-per-core bootstrap: one monoio runtime per core.

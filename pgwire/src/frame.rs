@@ -1,0 +1,1 @@
+//! Bounded framing of backend messages.

@@ -1,0 +1,1 @@
+//! Replication sub-protocol messages inside CopyData.

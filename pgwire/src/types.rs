@@ -1,0 +1,1 @@
+//! LSN, XID and OID newtypes.
