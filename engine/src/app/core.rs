@@ -1,0 +1,369 @@
+//! One core's state: the shapes it owns (those whose definition hash maps to it), their
+//! snapshots, a small pool of Postgres connections and a catalog cache. Everything here is
+//! `Rc`/`RefCell`: only this core's thread touches it, and no borrow is held across an await.
+
+use super::{CoreMsg, DeleteTarget, Shared};
+use crate::catalog::{self, quote_literal, TableInfo};
+use crate::http::Response;
+use crate::ingest::setup::DISPLAY_SETTINGS;
+use crate::ingest::txn::Txn;
+use crate::pg::{ConnectConfig, Connection, PgError};
+use crate::shapes::def::ShapeDef;
+use crate::shapes::shape::{Applied, Shape};
+use crate::shapes::snapshot;
+use protocol::ident::quote_ident;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a catalog lookup is trusted before it is read again (DDL that replication does not
+/// announce, such as a NOT NULL change, shows up after this).
+const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Idle Postgres connections kept per core.
+const POOL_SIZE: usize = 4;
+
+pub type ShapeRef = Rc<RefCell<Shape>>;
+
+pub struct Core {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    shapes: RefCell<HashMap<String, ShapeRef>>,
+    by_def: RefCell<HashMap<String, String>>,
+    by_table: RefCell<HashMap<u32, Vec<String>>>,
+    tables: RefCell<HashMap<(String, String), (Arc<TableInfo>, Instant)>>,
+    pool: RefCell<Vec<Connection>>,
+    /// Commit LSN of the last transaction this core received: `global_last_seen_lsn`.
+    pub last_lsn: Cell<u64>,
+    last_handle_micros: Cell<u64>,
+    rng: Cell<u64>,
+}
+
+impl Core {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Self> {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ ((id as u64 + 1) << 32);
+        Rc::new(Self {
+            id,
+            shared,
+            shapes: RefCell::default(),
+            by_def: RefCell::default(),
+            by_table: RefCell::default(),
+            tables: RefCell::default(),
+            pool: RefCell::default(),
+            last_lsn: Cell::new(0),
+            last_handle_micros: Cell::new(0),
+            rng: Cell::new(seed | 1),
+        })
+    }
+
+    /// A fast non-cryptographic random number (xorshift64*), for cursors and request ids.
+    pub fn random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Microseconds since the process started (for etags that must never repeat).
+    pub fn monotonic_micros(&self) -> u64 {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_micros() as u64
+    }
+
+    /// Handles messages from other cores until the process ends.
+    pub async fn run_inbox(self: Rc<Self>, rx: flume::Receiver<CoreMsg>) {
+        while let Ok(msg) = rx.recv_async().await {
+            match msg {
+                CoreMsg::Txn(txn) => self.on_txn(&txn),
+                CoreMsg::Shape { call, reply } => {
+                    let core = self.clone();
+                    monoio::spawn(async move {
+                        let resp = super::serve::serve_shape(&core, *call).await;
+                        let _ = reply.send(resp);
+                    });
+                }
+                CoreMsg::Delete { target, reply } => {
+                    let _ = reply.send(self.delete(target));
+                }
+                CoreMsg::Purge => self.purge(),
+            }
+        }
+    }
+
+    fn on_txn(&self, txn: &Arc<Txn>) {
+        self.last_lsn.set(txn.commit_lsn);
+        if !txn.relations.is_empty() {
+            self.tables
+                .borrow_mut()
+                .retain(|_, (t, _)| !txn.relations.iter().any(|r| r.oid == t.oid));
+        }
+        let mut oids: Vec<u32> = txn.changes.iter().map(|c| c.relation.oid).collect();
+        oids.extend(txn.truncated.iter().copied());
+        oids.extend(txn.relations.iter().map(|r| r.oid));
+        oids.sort_unstable();
+        oids.dedup();
+        let mut targets: Vec<ShapeRef> = Vec::new();
+        {
+            let by_table = self.by_table.borrow();
+            let shapes = self.shapes.borrow();
+            for oid in &oids {
+                for h in by_table.get(oid).into_iter().flatten() {
+                    if let Some(s) = shapes.get(h) {
+                        targets.push(s.clone());
+                    }
+                }
+            }
+        }
+        for shape in targets {
+            let applied = shape.borrow_mut().on_txn(txn);
+            if let Applied::Invalidate(why) = applied {
+                let handle = shape.borrow().handle.clone();
+                tracing::info!("shape {handle} invalidated: {why}");
+                self.remove(&handle);
+            }
+        }
+    }
+
+    pub fn shape(&self, handle: &str) -> Option<ShapeRef> {
+        self.shapes.borrow().get(handle).cloned()
+    }
+
+    /// The active shape for a definition, created (and its snapshot started) if there is none.
+    pub fn get_or_create(self: &Rc<Self>, def: &Arc<ShapeDef>) -> ShapeRef {
+        let existing = self.by_def.borrow().get(&def.canonical).cloned();
+        if let Some(h) = existing {
+            if let Some(s) = self.shape(&h) {
+                return s;
+            }
+        }
+        let handle = self.new_handle(def.hash);
+        let shape = Rc::new(RefCell::new(Shape::new(
+            handle.clone(),
+            def.clone(),
+            self.shared.config.chunk_bytes_threshold,
+        )));
+        self.shapes.borrow_mut().insert(handle.clone(), shape.clone());
+        self.by_def
+            .borrow_mut()
+            .insert(def.canonical.clone(), handle.clone());
+        self.by_table
+            .borrow_mut()
+            .entry(def.table.oid)
+            .or_default()
+            .push(handle.clone());
+        tracing::debug!("created shape {handle} on core {}", self.id);
+        let core = self.clone();
+        let s = shape.clone();
+        monoio::spawn(async move { core.snapshot_task(s).await });
+        shape
+    }
+
+    /// The active handle for a definition, if any.
+    pub fn active_handle(&self, def: &ShapeDef) -> Option<String> {
+        self.by_def.borrow().get(&def.canonical).cloned()
+    }
+
+    fn new_handle(&self, hash: u32) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        // Strictly increasing per core, so a handle is never reused even within a microsecond.
+        let micros = now.max(self.last_handle_micros.get() + 1);
+        self.last_handle_micros.set(micros);
+        protocol::handle::format_handle(hash, micros)
+    }
+
+    /// Invalidates a shape: waiters wake up and answer 409, the handle is forgotten.
+    pub fn remove(&self, handle: &str) {
+        let Some(shape) = self.shapes.borrow_mut().remove(handle) else {
+            return;
+        };
+        let (canonical, oid) = {
+            let s = shape.borrow();
+            (s.def.canonical.clone(), s.def.table.oid)
+        };
+        {
+            let mut by_def = self.by_def.borrow_mut();
+            if by_def.get(&canonical).map(String::as_str) == Some(handle) {
+                by_def.remove(&canonical);
+            }
+        }
+        if let Some(list) = self.by_table.borrow_mut().get_mut(&oid) {
+            list.retain(|h| h != handle);
+        }
+        shape.borrow_mut().invalidate();
+    }
+
+    fn purge(&self) {
+        let handles: Vec<String> = self.shapes.borrow().keys().cloned().collect();
+        for h in handles {
+            self.remove(&h);
+        }
+    }
+
+    fn delete(&self, target: DeleteTarget) -> Response {
+        let handle = match target {
+            DeleteTarget::Handle(h) => self.shapes.borrow().contains_key(&h).then_some(h),
+            DeleteTarget::Definition { def, handle } => {
+                let active = self.active_handle(&def);
+                match (active, handle) {
+                    (Some(a), Some(h)) if a != h => {
+                        return super::responses::delete_mismatch();
+                    }
+                    (a, _) => a,
+                }
+            }
+        };
+        match handle {
+            Some(h) => {
+                self.remove(&h);
+                super::responses::deleted()
+            }
+            None => super::responses::delete_not_found(),
+        }
+    }
+
+    /// A pooled connection with the display settings applied.
+    pub async fn conn(&self) -> Result<Connection, PgError> {
+        if let Some(c) = self.pool.borrow_mut().pop() {
+            return Ok(c);
+        }
+        let mut cfg = ConnectConfig::from_url(&self.shared.db_url)?;
+        cfg.application_name = Some(format!("ampere_core_{}", self.id));
+        let mut c = Connection::connect(&cfg).await?;
+        for s in DISPLAY_SETTINGS {
+            c.execute(s).await?;
+        }
+        Ok(c)
+    }
+
+    /// Returns a healthy connection to the pool.
+    pub fn put_conn(&self, c: Connection) {
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < POOL_SIZE {
+            pool.push(c);
+        }
+    }
+
+    /// The table's catalog entry (cached briefly); `Ok(None)` if it does not exist.
+    pub async fn table(&self, schema: &str, name: &str) -> Result<Option<Arc<TableInfo>>, PgError> {
+        let key = (schema.to_string(), name.to_string());
+        if let Some((t, at)) = self.tables.borrow().get(&key) {
+            if at.elapsed() < TABLE_CACHE_TTL {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let mut conn = self.conn().await?;
+        let t = catalog::load_table(&mut conn, schema, name).await?;
+        self.put_conn(conn);
+        Ok(t.map(|t| {
+            let t = Arc::new(t);
+            self.tables
+                .borrow_mut()
+                .insert(key, (t.clone(), Instant::now()));
+            t
+        }))
+    }
+
+    /// Adds the table to the publication and makes its replica identity FULL (needed to evaluate
+    /// WHERE on the old row of updates), each only when not already so.
+    async fn ensure_published(&self, conn: &mut Connection, t: &TableInfo) -> Result<(), PgError> {
+        let publication = self.shared.config.publication_name();
+        let res = conn
+            .simple_query(&format!(
+                "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_publication_rel pr \
+                   JOIN pg_publication p ON p.oid = pr.prpubid \
+                   WHERE p.pubname = {} AND pr.prrelid = c.oid) \
+                 FROM pg_class c WHERE c.oid = {}",
+                quote_literal(&publication),
+                t.oid
+            ))
+            .await?;
+        let (identity, published) = res
+            .iter()
+            .flat_map(|r| r.rows())
+            .next()
+            .map(|row| {
+                (
+                    row.get(0).unwrap_or("").to_string(),
+                    row.get(1) == Some("t"),
+                )
+            })
+            .unwrap_or_default();
+        if !published {
+            let sql = format!(
+                "ALTER PUBLICATION {} ADD TABLE {}",
+                quote_ident(&publication),
+                t.quoted()
+            );
+            match conn.execute(&sql).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("42710") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if identity != "f" {
+            conn.execute(&format!("ALTER TABLE {} REPLICA IDENTITY FULL", t.quoted()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot_task(self: Rc<Self>, shape: ShapeRef) {
+        let def = shape.borrow().def.clone();
+        let started = Instant::now();
+        let result = async {
+            let mut conn = self.conn().await.map_err(snapshot::SnapshotError::Pg)?;
+            self.ensure_published(&mut conn, &def.table)
+                .await
+                .map_err(snapshot::SnapshotError::Pg)?;
+            let r = snapshot::run(&mut conn, &def, |json| {
+                let mut s = shape.borrow_mut();
+                let before = s.log.snapshot_chunks();
+                s.log.push_snapshot_row(json);
+                if s.log.snapshot_chunks() != before {
+                    s.changed.notify();
+                }
+            })
+            .await;
+            if r.is_ok() {
+                self.put_conn(conn);
+            }
+            r
+        }
+        .await;
+        let handle = shape.borrow().handle.clone();
+        match result {
+            Ok((snap, rows)) => {
+                tracing::debug!(
+                    "snapshot of {handle}: {rows} rows in {:?}",
+                    started.elapsed()
+                );
+                if shape.borrow().invalidated {
+                    return;
+                }
+                let applied = shape.borrow_mut().snapshot_finished(snap);
+                if let Applied::Invalidate(why) = applied {
+                    tracing::info!("shape {handle} invalidated: {why}");
+                    self.remove(&handle);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("snapshot of shape {handle} failed: {e}");
+                {
+                    let mut s = shape.borrow_mut();
+                    s.snapshot_error = Some(e.to_string());
+                }
+                self.remove(&handle);
+            }
+        }
+    }
+}

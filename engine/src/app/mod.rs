@@ -1,0 +1,95 @@
+//! The application: what every core runs (HTTP routing, shape ownership) and what the cores
+//! share (configuration, inboxes, status). Nothing here is behind a lock: cores own their shapes
+//! and talk through bounded channels; the only shared mutable state is a few atomics.
+
+pub mod core;
+pub mod responses;
+pub mod router;
+pub mod serve;
+
+use crate::config::Config;
+use crate::http::Response;
+use crate::ingest::txn::Txn;
+use crate::shapes::def::ShapeDef;
+use protocol::request::ShapeQuery;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Capacity of each core's inbox. The ingest core waits when a core falls this far behind.
+pub const INBOX_CAPACITY: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Starting = 0,
+    /// Waiting for the slot's advisory lock (another instance holds it).
+    Waiting = 1,
+    Active = 2,
+}
+
+/// State shared by all cores (read-mostly).
+pub struct Shared {
+    pub config: Config,
+    pub db_url: String,
+    pub cores: usize,
+    pub inboxes: Vec<flume::Sender<CoreMsg>>,
+    status: AtomicU8,
+}
+
+impl Shared {
+    pub fn new(config: Config, db_url: String, inboxes: Vec<flume::Sender<CoreMsg>>) -> Self {
+        Self {
+            cores: inboxes.len(),
+            config,
+            db_url,
+            inboxes,
+            status: AtomicU8::new(Status::Starting as u8),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match self.status.load(Ordering::Acquire) {
+            2 => Status::Active,
+            1 => Status::Waiting,
+            _ => Status::Starting,
+        }
+    }
+
+    pub fn set_status(&self, s: Status) {
+        self.status.store(s as u8, Ordering::Release);
+    }
+}
+
+/// A shape request forwarded to the core that owns the shape.
+pub struct ShapeCall {
+    pub def: Arc<ShapeDef>,
+    pub query: ShapeQuery,
+    pub if_none_match: Vec<String>,
+    pub head: bool,
+}
+
+/// How `DELETE /v1/shape` names its target.
+pub enum DeleteTarget {
+    Definition {
+        def: Arc<ShapeDef>,
+        handle: Option<String>,
+    },
+    Handle(String),
+}
+
+/// Messages between cores.
+pub enum CoreMsg {
+    /// A committed transaction, from the ingest core, in commit order.
+    Txn(Arc<Txn>),
+    /// Serve a shape request on its owner; the response goes back on `reply`.
+    Shape {
+        call: Box<ShapeCall>,
+        reply: flume::Sender<Response>,
+    },
+    Delete {
+        target: DeleteTarget,
+        reply: flume::Sender<Response>,
+    },
+    /// The replication stream restarted from scratch: every shape is invalid.
+    Purge,
+}

@@ -1,0 +1,102 @@
+//! Fixed responses of the Shape API (§2.3, §3): bodies and headers byte for byte as upstream.
+
+use crate::http::{Body, Response};
+use bytes::Bytes;
+use protocol::headers as h;
+
+pub const JSON: &str = "application/json; charset=utf-8";
+
+pub fn json(status: u16, body: impl Into<Bytes>) -> Response {
+    Response::new(status)
+        .with_header("content-type", JSON.to_string())
+        .with_body(Body::Full(body.into()))
+}
+
+/// A 4xx/5xx error: `no-store` for both browsers and CDNs.
+pub fn error(status: u16, body: impl Into<Bytes>) -> Response {
+    json(status, body)
+        .with_header("cache-control", "no-store".to_string())
+        .with_header("surrogate-control", "no-store".to_string())
+}
+
+pub fn validation(errors: &protocol::request::ValidationErrors) -> Response {
+    error(400, errors.to_body())
+}
+
+/// 409 must-refetch, pointing at the shape's current handle.
+pub fn must_refetch(handle: Option<&str>) -> Response {
+    let mut r = json(409, Bytes::from_static(protocol::message::MUST_REFETCH_BODY.as_bytes()));
+    match handle {
+        Some(handle) => {
+            r = r
+                .with_header(
+                    "cache-control",
+                    "public, max-age=60, must-revalidate".to_string(),
+                )
+                .with_header(h::ELECTRIC_HANDLE, handle.to_string())
+                // Error responses are built from default params upstream, hence the empty
+                // offsets in this etag.
+                .with_header("etag", format!("\"{handle}::\""));
+        }
+        None => {
+            r = r.with_header("cache-control", "public, max-age=1, must-revalidate".to_string())
+        }
+    }
+    r
+}
+
+pub fn unauthorized() -> Response {
+    // Upstream sets no content-type on this path and no CORS headers (401 precedes CORS).
+    Response::new(401)
+        .with_header(
+            "cache-control",
+            "max-age=0, private, must-revalidate".to_string(),
+        )
+        .with_body(Body::Full(Bytes::from_static(
+            b"{\"message\":\"Unauthorized - Invalid API secret\"}",
+        )))
+}
+
+pub fn not_found() -> Response {
+    Response::new(404)
+        .with_header("content-type", "text/plain; charset=utf-8".to_string())
+        .with_header(
+            "cache-control",
+            "max-age=0, private, must-revalidate".to_string(),
+        )
+        .with_body(Body::Full(Bytes::from_static(b"Not found")))
+}
+
+pub fn delete_not_allowed() -> Response {
+    json(405, Bytes::from_static(b"{\"message\":\"DELETE not allowed\"}"))
+        .with_header("cache-control", "no-cache".to_string())
+}
+
+pub fn delete_not_found() -> Response {
+    json(404, Bytes::from_static(b"{\"message\":\"No existing shape found\"}"))
+        .with_header("cache-control", "no-cache".to_string())
+}
+
+pub fn delete_mismatch() -> Response {
+    json(400, Bytes::from_static(b"{\"message\":\"The specified shape definition and handle do not match. Please ensure the shape definition is correct or omit the shape handle from the request to obtain a new one.\"}"))
+        .with_header("cache-control", "no-cache".to_string())
+}
+
+pub fn deleted() -> Response {
+    Response::new(202).with_header("cache-control", "no-cache".to_string())
+}
+
+pub fn unavailable(body: &str, retry_after: u32) -> Response {
+    error(503, body.to_string()).with_header("retry-after", retry_after.to_string())
+}
+
+pub fn database_unreachable() -> Response {
+    unavailable(
+        "{\"code\":\"database_unreachable\",\"error\":\"Database is unreachable\"}",
+        10,
+    )
+}
+
+pub fn internal_error() -> Response {
+    error(500, Bytes::from_static(b"{\"error\":\"Internal server error\"}"))
+}

@@ -1,0 +1,338 @@
+//! HTTP routing on every core (§1): health, CORS preflight, authentication, and shape requests,
+//! which are validated here and handed to the core that owns the shape.
+
+use super::core::Core;
+use super::{responses, CoreMsg, DeleteTarget, ShapeCall, Status};
+use crate::http::{Handler, Method, Request, Response};
+use crate::pg::PgError;
+use crate::shapes::def::ShapeDef;
+use protocol::headers as h;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a shape request waits for replication to become active before a 503.
+const READY_WAIT: Duration = Duration::from_secs(5);
+
+pub struct App {
+    pub core: Rc<Core>,
+}
+
+impl Handler for App {
+    fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Response>>> {
+        let core = self.core.clone();
+        Box::pin(async move { route(&core, req).await })
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Route {
+    Root,
+    Health,
+    Shape,
+    Other,
+}
+
+/// Resolves the path as Plug does: percent-decoded, empty segments dropped, so `/v1//shape`,
+/// `/v1/shape/` and `/v1/%73hape` are all the shape route (and all need the secret).
+fn resolve(path: &str) -> Route {
+    let decoded: Vec<u8> = percent_decode(path.as_bytes());
+    let segs: Vec<&[u8]> = decoded
+        .split(|b| *b == b'/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match segs.as_slice() {
+        [] => Route::Root,
+        [b"v1", b"health"] => Route::Health,
+        [b"v1", b"shape"] => Route::Shape,
+        _ => Route::Other,
+    }
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(a), Some(b)) = (hex(s[i + 1]), hex(s[i + 2])) {
+                out.push((a * 16 + b) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+async fn route(core: &Rc<Core>, req: Request) -> Response {
+    let route = resolve(&req.path);
+    let mut resp = match (&route, &req.method) {
+        (Route::Root, Method::Get | Method::Head) => Response::new(200),
+        (Route::Health, Method::Get | Method::Head) => health(core),
+        (Route::Shape, Method::Options) => preflight(&req),
+        (Route::Shape, m @ (Method::Get | Method::Head | Method::Post | Method::Delete)) => {
+            if !authorized(core, &req) {
+                responses::unauthorized()
+            } else if *m == Method::Delete {
+                delete(core, &req).await
+            } else {
+                shape(core, &req).await
+            }
+        }
+        _ => responses::not_found(),
+    };
+    finish(core, &req, &route, &mut resp);
+    resp
+}
+
+/// Headers on every response: server, request id, CORS (not on 401), default cache-control.
+fn finish(core: &Rc<Core>, req: &Request, route: &Route, resp: &mut Response) {
+    let hs = &mut resp.headers;
+    hs.push((h::ELECTRIC_SERVER.into(), h::ELECTRIC_SERVER_VALUE.to_string()));
+    hs.push(("x-request-id".into(), format!("{:016x}", core.random())));
+    if resp.status != 401 {
+        let origins: Vec<&str> = req.headers_all("origin").collect();
+        hs.push((
+            "access-control-allow-origin".into(),
+            h::cors_allow_origin(&origins).to_string(),
+        ));
+        hs.push((
+            "access-control-expose-headers".into(),
+            h::EXPOSE_HEADERS.to_string(),
+        ));
+        hs.push((
+            "access-control-allow-methods".into(),
+            if *route == Route::Shape {
+                "GET, POST, HEAD, DELETE, OPTIONS"
+            } else {
+                "GET, HEAD"
+            }
+            .to_string(),
+        ));
+    }
+    let has_cc = hs.iter().any(|(k, _)| k == "cache-control");
+    let preflight = req.method == Method::Options && *route == Route::Shape;
+    if !has_cc && !preflight {
+        hs.push((
+            "cache-control".into(),
+            "max-age=0, private, must-revalidate".to_string(),
+        ));
+    }
+}
+
+fn health(core: &Rc<Core>) -> Response {
+    let (status, word) = match core.shared.status() {
+        Status::Active => (200, "active"),
+        Status::Waiting => (202, "waiting"),
+        Status::Starting => (202, "starting"),
+    };
+    responses::json(status, format!("{{\"status\":\"{word}\"}}"))
+        .with_header("cache-control", "no-cache, no-store, must-revalidate".to_string())
+}
+
+fn preflight(req: &Request) -> Response {
+    let mut r = Response::new(204)
+        .with_header("access-control-max-age", "86400".to_string())
+        .with_header("connection", "keep-alive".to_string());
+    let asked: Vec<&str> = req.headers_all("access-control-request-headers").collect();
+    if let Some(allowed) = h::cors_allow_headers(&asked) {
+        r.headers
+            .push(("access-control-allow-headers".into(), allowed));
+    }
+    r
+}
+
+/// Constant-time comparison of the `secret` (or legacy `api_secret`) param.
+fn authorized(core: &Rc<Core>, req: &Request) -> bool {
+    let Some(secret) = core.shared.config.secret.as_deref() else {
+        return true;
+    };
+    let given = protocol::request::secret_param(&req.query).unwrap_or_default();
+    constant_time_eq(given.as_bytes(), secret.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Length is not secret-dependent information worth hiding (the secret length is fixed), but
+    // the content comparison must not stop at the first difference.
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
+    let until = Instant::now() + READY_WAIT;
+    while core.shared.status() != Status::Active {
+        if Instant::now() >= until {
+            let msg = match core.shared.status() {
+                Status::Waiting => "Timeout waiting for Postgres lock acquisition",
+                _ => "Timeout waiting for database connection",
+            };
+            return Some(responses::unavailable(
+                &format!("{{\"message\":\"{msg}\"}}"),
+                5,
+            ));
+        }
+        monoio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Parses, validates and resolves the definition; errors are final responses.
+async fn definition(
+    core: &Rc<Core>,
+    q: &protocol::request::ShapeQuery,
+) -> Result<Arc<ShapeDef>, Response> {
+    let table_name = q
+        .table
+        .as_ref()
+        .expect("validated requests name a table");
+    let table = match core.table(&table_name.schema, &table_name.name).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(responses::validation(
+                &protocol::request::table_not_found(&table_name.schema, &table_name.name),
+            ))
+        }
+        Err(e) => return Err(pg_error_response(&e)),
+    };
+    ShapeDef::build(q, table)
+        .map(Arc::new)
+        .map_err(|e| responses::validation(&e))
+}
+
+fn pg_error_response(e: &PgError) -> Response {
+    tracing::warn!("database error while resolving a shape: {e}");
+    if e.code().is_some() {
+        responses::unavailable(
+            "{\"message\":\"Cannot connect to the database to verify the shape. Please try again later.\"}",
+            1,
+        )
+    } else {
+        responses::database_unreachable()
+    }
+}
+
+async fn shape(core: &Rc<Core>, req: &Request) -> Response {
+    if req.method == Method::Post && !req.body.is_empty() {
+        return responses::error(
+            400,
+            "{\"message\":\"Invalid request\",\"errors\":{\"subset\":[\"subset snapshots are not supported by this server yet\"]}}",
+        );
+    }
+    let q = match protocol::request::parse_shape_query(&req.query) {
+        Ok(q) => q,
+        Err(e) => return responses::validation(&e),
+    };
+    if q.has_subset {
+        return responses::error(
+            400,
+            "{\"message\":\"Invalid request\",\"errors\":{\"subset\":[\"subset snapshots are not supported by this server yet\"]}}",
+        );
+    }
+    if let Some(r) = wait_ready(core).await {
+        return r;
+    }
+    let def = match definition(core, &q).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let owner = def.owner_core(core.shared.cores);
+    let call = ShapeCall {
+        def,
+        if_none_match: req
+            .headers_all("if-none-match")
+            .map(str::to_string)
+            .collect(),
+        head: req.method == Method::Head,
+        query: q,
+    };
+    if owner == core.id {
+        return super::serve::serve_shape(core, call).await;
+    }
+    let (tx, rx) = flume::bounded(1);
+    let msg = CoreMsg::Shape {
+        call: Box::new(call),
+        reply: tx,
+    };
+    if core.shared.inboxes[owner].send_async(msg).await.is_err() {
+        return responses::internal_error();
+    }
+    rx.recv_async()
+        .await
+        .unwrap_or_else(|_| responses::internal_error())
+}
+
+async fn delete(core: &Rc<Core>, req: &Request) -> Response {
+    if !core.shared.config.enable_integration_testing {
+        return responses::delete_not_allowed();
+    }
+    let q = match protocol::request::parse_delete_query(&req.query) {
+        Ok(q) => q,
+        Err(e) => {
+            return responses::validation(&e).with_header("cache-control", "no-cache".to_string())
+        }
+    };
+    if let Some(r) = wait_ready(core).await {
+        return r;
+    }
+    let (owner, target) = if q.table.is_some() {
+        let def = match definition(core, &q).await {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
+        (
+            def.owner_core(core.shared.cores),
+            DeleteTarget::Definition {
+                def,
+                handle: q.handle.clone(),
+            },
+        )
+    } else {
+        let handle = q.handle.clone().unwrap_or_default();
+        let Some((hash, _)) = protocol::handle::parse_handle(&handle) else {
+            return responses::delete_not_found();
+        };
+        (hash as usize % core.shared.cores, DeleteTarget::Handle(handle))
+    };
+    let (tx, rx) = flume::bounded(1);
+    if core.shared.inboxes[owner]
+        .send_async(CoreMsg::Delete { target, reply: tx })
+        .await
+        .is_err()
+    {
+        return responses::internal_error();
+    }
+    rx.recv_async()
+        .await
+        .unwrap_or_else(|_| responses::internal_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_variants_resolve_to_the_shape_route() {
+        for p in ["/v1/shape", "/v1//shape", "/v1/shape/", "/v1/%73hape", "//v1/shape"] {
+            assert!(resolve(p) == Route::Shape, "{p}");
+        }
+        assert!(resolve("/v1/shapes") == Route::Other);
+        assert!(resolve("/") == Route::Root);
+        assert!(resolve("/v1/health") == Route::Health);
+    }
+
+    #[test]
+    fn secret_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,253 @@
+//! Serving a validated shape request on the core that owns the shape (§2.4–§2.5, §4, §6).
+
+use super::core::{Core, ShapeRef};
+use super::responses;
+use super::ShapeCall;
+use crate::http::{Body, Response};
+use bytes::Bytes;
+use protocol::headers as h;
+use protocol::offset::{LogOffset, OffsetParam};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for the first snapshot chunk before answering 503.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
+
+/// What a wait ended with.
+enum Woken {
+    Changed,
+    TimedOut,
+}
+
+async fn wait(listener: crate::event::Listener, until: Instant) -> Woken {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Woken::TimedOut;
+    }
+    match monoio::time::timeout(left, listener).await {
+        Ok(()) => Woken::Changed,
+        Err(_) => Woken::TimedOut,
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Answers one shape request. The handle is resolved first (409 on mismatch), then the log is
+/// read, waiting when the request is live and there is nothing new, or when the snapshot chunk
+/// it needs is still being written.
+pub async fn serve_shape(core: &Rc<Core>, call: ShapeCall) -> Response {
+    let shape = core.get_or_create(&call.def);
+    let active = shape.borrow().handle.clone();
+    if let Some(requested) = &call.query.handle {
+        if *requested != active {
+            return responses::must_refetch(Some(&active));
+        }
+    }
+    // HEAD gets the same response; the HTTP layer drops the body and keeps content-length.
+    serve_from(core, &call, &shape).await
+}
+
+async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Response {
+    let cfg = &core.shared.config;
+    let q = &call.query;
+    let started = Instant::now();
+    let live_deadline = started + cfg.long_poll_timeout;
+    let oob_deadline = started + cfg.long_poll_timeout / 2;
+    let after: Option<LogOffset> = match q.offset {
+        OffsetParam::BeforeAll => None,
+        OffsetParam::At(o) => Some(o),
+        OffsetParam::Now => {
+            let (handle, last) = {
+                let s = shape.borrow();
+                (s.handle.clone(), s.log.last_offset())
+            };
+            return no_changes(core, call, &handle, last, false);
+        }
+    };
+    let mut checked_etag = false;
+    loop {
+        let (listener, handle, last, slice) = {
+            let s = shape.borrow();
+            if let Some(err) = &s.snapshot_error {
+                return responses::unavailable(
+                    &format!(
+                        "{{\"message\":{}}}",
+                        serde_json_string(&format!("Failed to create shape snapshot: {err}"))
+                    ),
+                    10,
+                )
+                .with_header("electric-internal-known-error", "true".to_string());
+            }
+            if s.invalidated {
+                drop(s);
+                let next = core.get_or_create(&call.def);
+                let handle = next.borrow().handle.clone();
+                return responses::must_refetch(Some(&handle));
+            }
+            (
+                s.changed.listen(),
+                s.handle.clone(),
+                s.log.last_offset(),
+                s.log.read(after),
+            )
+        };
+        let Some(slice) = slice else {
+            // The snapshot chunk this request needs is still being written.
+            if let Woken::TimedOut = wait(listener, started + SNAPSHOT_WAIT).await {
+                return responses::unavailable(
+                    "{\"message\":\"Snapshot query took too long to return data\"}",
+                    10,
+                );
+            }
+            continue;
+        };
+        if let Some(a) = after {
+            if a > last {
+                // Out of bounds: a client briefly ahead of us (e.g. after a restart) gets half a
+                // long-poll for the log to catch up.
+                if let Woken::TimedOut = wait(listener, oob_deadline).await {
+                    return responses::error(
+                        400,
+                        Bytes::from_static(
+                            b"{\"message\":\"Invalid request\",\"errors\":{\"offset\":[\"out of bounds for this shape\"]}}",
+                        ),
+                    );
+                }
+                continue;
+            }
+        }
+        if !checked_etag {
+            checked_etag = true;
+            let tag = h::etag_value(&handle, &offset_param_str(after), &slice.chunk_end.to_string());
+            if h::if_none_match_matches(&call.if_none_match, &tag) {
+                let mut r = Response::new(304);
+                add_shape_headers(core, call, &mut r, &handle, slice.chunk_end, None, true, false);
+                r.headers.push(("etag".into(), format!("\"{tag}\"")));
+                return r;
+            }
+        }
+        if q.live && slice.entries == 0 {
+            match wait(listener, live_deadline).await {
+                Woken::Changed => continue,
+                Woken::TimedOut => return no_changes(core, call, &handle, last, true),
+            }
+        }
+        let up_to_date = match after {
+            None => false,
+            Some(a) => slice.chunk_end >= last.max(a),
+        };
+        let global_lsn = if q.live && slice.chunk_end.tx > 0 {
+            slice.chunk_end.tx
+        } else {
+            core.last_lsn.get().max(slice.chunk_end.tx)
+        };
+        let mut parts = Vec::with_capacity(slice.parts.len() + 3);
+        parts.push(Bytes::from_static(b"["));
+        let had_entries = slice.entries > 0;
+        parts.extend(slice.parts);
+        if up_to_date {
+            if had_entries {
+                parts.push(Bytes::from_static(b","));
+            }
+            parts.push(Bytes::from(protocol::message::up_to_date(global_lsn)));
+        }
+        parts.push(Bytes::from_static(b"]"));
+        let mut r = responses::json(200, Bytes::new()).with_body(Body::Parts(parts));
+        add_shape_headers(core, call, &mut r, &handle, slice.chunk_end, Some(up_to_date), true, true);
+        let tag = h::etag_value(&handle, &offset_param_str(after), &slice.chunk_end.to_string());
+        r.headers.push(("etag".into(), format!("\"{tag}\"")));
+        return r;
+    }
+}
+
+/// `offset=now`, and a live request that timed out: just an up-to-date, `has-data: false`.
+fn no_changes(core: &Rc<Core>, call: &ShapeCall, handle: &str, last: LogOffset, live: bool) -> Response {
+    let global = core.last_lsn.get().max(last.tx);
+    let body = format!("[{}]", String::from_utf8_lossy(&protocol::message::up_to_date(global)));
+    let mut r = responses::json(200, body);
+    add_shape_headers(core, call, &mut r, handle, last, Some(true), false, true);
+    let after = call.query.offset.log_offset();
+    let req_offset = match call.query.offset {
+        OffsetParam::Now => "now".to_string(),
+        _ => offset_param_str(after),
+    };
+    // A monotonic suffix: an empty response must never be revalidated into a cached one.
+    let tag = format!(
+        "{}:{}",
+        h::etag_value(handle, &req_offset, &last.to_string()),
+        core.monotonic_micros()
+    );
+    r.headers.push(("etag".into(), format!("\"{tag}\"")));
+    let _ = live;
+    r
+}
+
+fn offset_param_str(after: Option<LogOffset>) -> String {
+    match after {
+        None => "-1".to_string(),
+        Some(o) => o.to_string(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_shape_headers(
+    core: &Rc<Core>,
+    call: &ShapeCall,
+    r: &mut Response,
+    handle: &str,
+    offset: LogOffset,
+    up_to_date: Option<bool>,
+    has_data: bool,
+    status_200: bool,
+) {
+    let cfg = &core.shared.config;
+    let q = &call.query;
+    let hs = &mut r.headers;
+    hs.push((h::ELECTRIC_HANDLE.into(), handle.to_string()));
+    hs.push((h::ELECTRIC_OFFSET.into(), offset.to_string()));
+    if !q.live && status_200 {
+        let cols: Vec<protocol::schema::ColumnInfo> = call
+            .def
+            .selected
+            .iter()
+            .map(|&i| call.def.table.columns[i].info.clone())
+            .collect();
+        hs.push((h::ELECTRIC_SCHEMA.into(), protocol::schema::schema_header(&cols)));
+    }
+    if up_to_date == Some(true) {
+        hs.push((h::ELECTRIC_UP_TO_DATE.into(), String::new()));
+    }
+    if q.live {
+        let cursor = protocol::cursor::next_cursor(
+            unix_secs(),
+            cfg.long_poll_timeout.as_millis() as u64,
+            q.cursor.as_deref(),
+            1 + core.random() % 3600,
+        );
+        hs.push((h::ELECTRIC_CURSOR.into(), cursor.to_string()));
+    }
+    hs.push((
+        h::ELECTRIC_HAS_DATA.into(),
+        if has_data { "true" } else { "false" }.to_string(),
+    ));
+    if let Some(cc) = h::cache_control(&h::CacheCase {
+        offset: q.offset,
+        live: q.live,
+        live_sse: q.live_sse,
+        max_age: cfg.cache_max_age,
+        stale_age: cfg.cache_stale_age,
+    }) {
+        hs.push(("cache-control".into(), cc));
+    }
+}
+
+fn serde_json_string(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    protocol::json::push_json_string(&mut out, s.as_bytes());
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -1,0 +1,196 @@
+//! Configuration: Electric's own environment variables (so Ampere is a drop-in replacement), each
+//! also a `--flag`, plus Ampere's `--cores` and `--io-driver`.
+
+use crate::runtime::IoDriver;
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Ampere: a thread-per-core Postgres sync engine speaking the Electric Shape API.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ampere", version, about, long_about = None)]
+pub struct Config {
+    /// Postgres URL (postgresql://user:pass@host:port/db). Unset: start an embedded private
+    /// cluster from the system's Postgres binaries under the storage dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// HTTP port.
+    #[arg(long, env = "ELECTRIC_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "AMPERE_LISTEN_ADDR", default_value = "0.0.0.0")]
+    pub listen_addr: std::net::IpAddr,
+
+    /// Secret clients must pass as `?secret=`. Exactly one of this and --insecure is required.
+    #[arg(long, env = "ELECTRIC_SECRET")]
+    pub secret: Option<String>,
+
+    /// Serve without a secret.
+    #[arg(long, env = "ELECTRIC_INSECURE", value_parser = parse_bool, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: bool,
+
+    /// Where shape logs (and the embedded Postgres cluster) live.
+    #[arg(long, env = "ELECTRIC_STORAGE_DIR", default_value = "./persistent")]
+    pub storage_dir: PathBuf,
+
+    /// Log chunk size in bytes; a response never crosses a chunk boundary.
+    #[arg(long, env = "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD", default_value_t = 10_485_760,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_bytes_threshold: u64,
+
+    /// How long a live request is held, in ms (or with a unit: 20s, 500ms).
+    #[arg(long, env = "ELECTRIC_LONG_POLL_TIMEOUT", default_value = "20000", value_parser = parse_duration_ms)]
+    pub long_poll_timeout: Duration,
+
+    /// `max-age` of non-live responses, seconds.
+    #[arg(long, env = "ELECTRIC_CACHE_MAX_AGE", default_value_t = 60)]
+    pub cache_max_age: u64,
+
+    /// `stale-while-revalidate` of non-live responses, seconds.
+    #[arg(long, env = "ELECTRIC_CACHE_STALE_AGE", default_value_t = 300)]
+    pub cache_stale_age: u64,
+
+    /// Enables `DELETE /v1/shape` (as upstream's integration-testing switch does).
+    #[arg(long, env = "ELECTRIC_ENABLE_INTEGRATION_TESTING", value_parser = parse_bool,
+          default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_integration_testing: bool,
+
+    /// Suffix of the publication and slot names (`electric_publication_<id>`, `electric_slot_<id>`).
+    #[arg(long, env = "ELECTRIC_REPLICATION_STREAM_ID", default_value = "default", value_parser = parse_stream_id)]
+    pub replication_stream_id: String,
+
+    /// Cores (one monoio runtime each). Default: all available.
+    #[arg(long, env = "AMPERE_CORES")]
+    pub cores: Option<usize>,
+
+    /// I/O driver: epoll is faster for small requests on virtualized kernels; uring and auto
+    /// (io_uring when available) are there to measure.
+    #[arg(long, env = "AMPERE_IO_DRIVER", default_value = "epoll")]
+    pub io_driver: IoDriver,
+}
+
+impl Config {
+    /// Checks cross-field rules; the message is one line for the user.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.secret, self.insecure) {
+            (Some(_), true) => {
+                return Err("set either ELECTRIC_SECRET or ELECTRIC_INSECURE=true, not both".into())
+            }
+            (None, false) => {
+                return Err(
+                    "ELECTRIC_SECRET is required (or set ELECTRIC_INSECURE=true to serve without one)"
+                        .into(),
+                )
+            }
+            (Some(s), false) if s.is_empty() => {
+                return Err("ELECTRIC_SECRET must not be empty".into())
+            }
+            _ => {}
+        }
+        if let Some(0) = self.cores {
+            return Err("--cores must be at least 1".into());
+        }
+        if let Some(n) = self.cores {
+            if n > 256 {
+                return Err("--cores must be at most 256".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn cores(&self) -> usize {
+        self.cores.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    pub fn publication_name(&self) -> String {
+        format!("electric_publication_{}", self.replication_stream_id)
+    }
+
+    pub fn slot_name(&self) -> String {
+        format!("electric_slot_{}", self.replication_stream_id)
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+fn parse_duration_ms(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (s, 1)
+    };
+    let v: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected milliseconds or a duration like 20s, got {s:?}"))?;
+    let ms = v
+        .checked_mul(scale)
+        .filter(|ms| *ms <= 3_600_000)
+        .ok_or_else(|| "must be at most one hour".to_string())?;
+    Ok(Duration::from_millis(ms))
+}
+
+fn parse_stream_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 40
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid unquoted identifier (lower-case letters, digits, _; at most 40 chars)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut v = vec!["ampere"];
+        v.extend_from_slice(args);
+        let c = Config::try_parse_from(v).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn exactly_one_of_secret_and_insecure() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--insecure"]).is_ok());
+        assert!(parse(&["--secret", "s"]).is_ok());
+        assert!(parse(&["--secret", "s", "--insecure"]).is_err());
+    }
+
+    #[test]
+    fn durations_and_stream_ids() {
+        assert_eq!(parse_duration_ms("20000").unwrap(), Duration::from_secs(20));
+        assert_eq!(parse_duration_ms("3s").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration_ms("x").is_err());
+        assert!(parse_stream_id("default").is_ok());
+        assert!(parse_stream_id("Bad-Id").is_err());
+    }
+}

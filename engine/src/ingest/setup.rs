@@ -1,0 +1,130 @@
+//! The replication session: connection setup as upstream does it (advisory lock per slot,
+//! publication, slot), then the stream loop that assembles transactions and hands them to the
+//! shape-owning cores.
+
+use super::assemble::Assembler;
+use crate::app::{CoreMsg, Shared, Status};
+use crate::catalog::quote_literal;
+use crate::pg::{ConnectConfig, Connection};
+use anyhow::{Context, Result};
+use pgwire::types::Lsn;
+use protocol::ident::quote_ident;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Session settings that fix the text form of values (upstream's display settings).
+pub const DISPLAY_SETTINGS: &[&str] = &[
+    "SET bytea_output = 'hex'",
+    "SET DateStyle = 'ISO, DMY'",
+    "SET TimeZone = 'UTC'",
+    "SET extra_float_digits = 1",
+    "SET IntervalStyle = 'iso_8601'",
+];
+
+const DUPLICATE_OBJECT: &str = "42710";
+
+/// Runs replication forever, reconnecting with capped exponential backoff.
+pub async fn run(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(200);
+    let mut last_system: Option<(String, u32)> = None;
+    loop {
+        match session(&shared, &mut last_system).await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                shared.set_status(Status::Starting);
+                tracing::warn!("replication stopped: {e:#}; reconnecting in {backoff:?}");
+            }
+        }
+        monoio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) -> Result<()> {
+    let slot = shared.config.slot_name();
+    let publication = shared.config.publication_name();
+    let mut cfg = ConnectConfig::from_url(&shared.db_url).context("parse DATABASE_URL")?;
+    cfg.replication = true;
+    cfg.application_name = Some("ampere_replication".into());
+    let mut conn = Connection::connect(&cfg)
+        .await
+        .context("connect for replication")?;
+    let system = conn.identify_system().await.context("IDENTIFY_SYSTEM")?;
+    for s in DISPLAY_SETTINGS {
+        conn.execute(s).await.context("apply display settings")?;
+    }
+    shared.set_status(Status::Waiting);
+    conn.simple_query(&format!(
+        "SELECT pg_advisory_lock(hashtext({}))",
+        quote_literal(&slot)
+    ))
+    .await
+    .context("take the slot's advisory lock")?;
+    let mut purge = false;
+    match conn
+        .execute(&format!("CREATE PUBLICATION {}", quote_ident(&publication)))
+        .await
+    {
+        Ok(_) => {
+            // A new publication means a new stream: an old slot would replay without the
+            // publication's history, so it is recreated.
+            purge = true;
+            let _ = conn
+                .simple_query(&format!(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
+                    quote_literal(&slot)
+                ))
+                .await;
+        }
+        Err(e) if e.code() == Some(DUPLICATE_OBJECT) => {}
+        Err(e) => return Err(e).context("create publication"),
+    }
+    match conn.create_logical_slot(&slot, false).await {
+        Ok(_) => purge = true,
+        Err(e) if e.code() == Some(DUPLICATE_OBJECT) => {}
+        Err(e) => return Err(e).context("create replication slot"),
+    }
+    let identity = (system.systemid.clone(), system.timeline);
+    if last_system.as_ref().is_some_and(|s| *s != identity) {
+        purge = true;
+    }
+    *last_system = Some(identity);
+    if purge {
+        for inbox in &shared.inboxes {
+            inbox
+                .send_async(CoreMsg::Purge)
+                .await
+                .context("tell cores to purge")?;
+        }
+    }
+    let mut stream = conn
+        .start_replication(
+            &slot,
+            Lsn(0),
+            &[
+                ("proto_version", "1"),
+                ("publication_names", publication.as_str()),
+            ],
+        )
+        .await
+        .context("START_REPLICATION")?;
+    shared.set_status(Status::Active);
+    tracing::info!("replicating from slot {slot} (publication {publication})");
+    let mut asm = Assembler::new();
+    loop {
+        let x = stream.next().await.context("read replication stream")?;
+        if let Some(txn) = asm.push(&x.data)? {
+            let end = txn.end_lsn;
+            let txn = Arc::new(txn);
+            for inbox in &shared.inboxes {
+                inbox
+                    .send_async(CoreMsg::Txn(txn.clone()))
+                    .await
+                    .context("hand transaction to a core")?;
+            }
+            // Shape logs live in memory for now, so once every core has the transaction queued
+            // there is nothing more durable to wait for.
+            stream.set_flush_lsn(Lsn(end));
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Shape definitions: what a request asks for, checked against the table, in canonical form.
+//!
+//! Two requests that mean the same shape produce the same canonical string, hence the same hash,
+//! the same owning core and the same handle.
+
+use crate::catalog::TableInfo;
+use protocol::request::{LogMode, Replica, ShapeQuery};
+use protocol::request::ValidationErrors;
+use protocol::where_clause::{self, ColumnType, Predicate};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct ShapeDef {
+    pub table: Arc<TableInfo>,
+    /// Selected column indexes into `table.columns`, in table order.
+    pub selected: Vec<usize>,
+    pub predicate: Option<Predicate>,
+    /// Normalized WHERE (params inlined), for the snapshot query and identity.
+    pub where_sql: Option<String>,
+    pub replica: Replica,
+    pub log: LogMode,
+    /// Key columns: the PK, or every column sorted by name for PK-less tables.
+    pub key_cols: Vec<usize>,
+    pub canonical: String,
+    pub hash: u32,
+}
+
+impl ShapeDef {
+    /// Checks a parsed request against the table and builds the canonical definition.
+    pub fn build(q: &ShapeQuery, table: Arc<TableInfo>) -> Result<Self, ValidationErrors> {
+        let selected: Vec<usize> = match &q.columns {
+            None => (0..table.columns.len()).collect(),
+            Some(cols) => {
+                if cols.is_empty() {
+                    return Err(protocol::request::empty_columns());
+                }
+                let mut missing = Vec::new();
+                let mut generated = Vec::new();
+                let mut idx = Vec::new();
+                for c in cols {
+                    match table.column_index(c) {
+                        Some(i) => idx.push(i),
+                        None if table.generated.contains(c) => generated.push(c.clone()),
+                        None => missing.push(c.clone()),
+                    }
+                }
+                if !missing.is_empty() {
+                    return Err(protocol::request::columns_not_found(&missing));
+                }
+                if !generated.is_empty() {
+                    return Err(protocol::request::generated_columns(&generated));
+                }
+                let missing_pk: Vec<String> = table
+                    .pk
+                    .iter()
+                    .filter(|p| !idx.contains(p))
+                    .map(|&p| table.columns[p].info.name.clone())
+                    .collect();
+                if !missing_pk.is_empty() {
+                    return Err(protocol::request::missing_pk_columns(&missing_pk));
+                }
+                idx.sort_unstable();
+                idx.dedup();
+                idx
+            }
+        };
+        let (predicate, where_sql) = match &q.where_clause {
+            None => (None, None),
+            Some(w) => {
+                let cols: Vec<ColumnType> = table
+                    .columns
+                    .iter()
+                    .map(|c| ColumnType {
+                        name: c.info.name.clone(),
+                        type_name: c.info.type_name.clone(),
+                        is_array: c.info.is_array,
+                        is_enum: c.is_enum,
+                    })
+                    .collect();
+                let p = where_clause::parse(w, &q.params, &cols)
+                    .map_err(|e| ValidationErrors::single("where", e.to_string()))?;
+                let sql = p.to_sql();
+                (Some(p), Some(sql))
+            }
+        };
+        let key_cols = if table.pk.is_empty() {
+            let mut all: Vec<usize> = (0..table.columns.len()).collect();
+            all.sort_by(|a, b| table.columns[*a].info.name.cmp(&table.columns[*b].info.name));
+            all
+        } else {
+            table.pk.clone()
+        };
+        let canonical = canonical_string(&table, &selected, where_sql.as_deref(), q.replica, q.log);
+        let hash = protocol::handle::shape_hash(canonical.as_bytes());
+        Ok(Self {
+            table,
+            selected,
+            predicate,
+            where_sql,
+            replica: q.replica,
+            log: q.log,
+            key_cols,
+            canonical,
+            hash,
+        })
+    }
+
+    /// Whether `row` (text values by table column index) is in the shape.
+    #[inline]
+    pub fn matches(&self, get: &dyn Fn(usize) -> Option<&[u8]>) -> bool {
+        match &self.predicate {
+            None => true,
+            Some(p) => p.eval(get),
+        }
+    }
+
+    pub fn owner_core(&self, cores: usize) -> usize {
+        self.hash as usize % cores
+    }
+}
+
+fn canonical_string(
+    t: &TableInfo,
+    selected: &[usize],
+    where_sql: Option<&str>,
+    replica: Replica,
+    log: LogMode,
+) -> String {
+    // Length-prefix every free-text part so no two different definitions can collide.
+    let mut s = String::new();
+    let mut part = |v: &str| {
+        s.push_str(&v.len().to_string());
+        s.push(':');
+        s.push_str(v);
+        s.push('|');
+    };
+    part(&t.oid.to_string());
+    part(&t.schema);
+    part(&t.name);
+    for c in selected {
+        part(&t.columns[*c].info.name);
+    }
+    part(where_sql.unwrap_or(""));
+    part(match replica {
+        Replica::Default => "default",
+        Replica::Full => "full",
+    });
+    part(match log {
+        LogMode::Full => "full",
+        LogMode::ChangesOnly => "changes_only",
+    });
+    s
+}

@@ -1,0 +1,244 @@
+//! One shape on its owning core: definition, log, snapshot state, and the transactions it is
+//! still waiting to classify against its snapshot.
+
+use super::apply::{self, PendingEntry};
+use super::def::ShapeDef;
+use super::log::ShapeLog;
+use crate::event::Event;
+use crate::ingest::txn::Txn;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// `pg_current_snapshot()` of the snapshot transaction, to classify replicated transactions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgSnapshot {
+    pub xmin: u64,
+    pub xmax: u64,
+    pub xip: Vec<u64>,
+}
+
+/// `a < b` for 32-bit xids, with wraparound (pgoutput sends 32-bit xids).
+fn xid_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl PgSnapshot {
+    /// Parses `pg_current_snapshot()::text`: `xmin:xmax:xip1,xip2`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.trim().splitn(3, ':');
+        let xmin = it.next()?.parse().ok()?;
+        let xmax = it.next()?.parse().ok()?;
+        let xip_s = it.next()?;
+        let xip = if xip_s.is_empty() {
+            Vec::new()
+        } else {
+            xip_s
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?
+        };
+        Some(Self { xmin, xmax, xip })
+    }
+
+    /// Whether the transaction's effects are already in the snapshot.
+    pub fn visible(&self, xid: u32) -> bool {
+        if xid_lt(xid, self.xmin as u32) {
+            return true;
+        }
+        xid_lt(xid, self.xmax as u32) && !self.xip.iter().any(|x| *x as u32 == xid)
+    }
+
+    /// Whether every later transaction is after the snapshot too (xid ≥ xmax).
+    pub fn after(&self, xid: u32) -> bool {
+        !xid_lt(xid, self.xmax as u32)
+    }
+}
+
+pub enum Phase {
+    /// Snapshot running: transactions are kept until the snapshot's xids are known.
+    Snapshotting { buffered: Vec<Arc<Txn>> },
+    /// Snapshot known; `filtering` until the first transaction after it.
+    Ready { snapshot: PgSnapshot, filtering: bool },
+}
+
+/// Outcome of applying a transaction.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Nothing,
+    Appended(usize),
+    /// TRUNCATE of the table, or its columns changed: the shape must be rotated.
+    Invalidate(&'static str),
+}
+
+pub struct Shape {
+    pub handle: String,
+    pub def: Arc<ShapeDef>,
+    pub log: ShapeLog,
+    pub phase: Phase,
+    /// Woken when the log grows, the snapshot progresses, or the shape is invalidated.
+    pub changed: Event,
+    pub invalidated: bool,
+    /// Set when the snapshot failed: requests get this error.
+    pub snapshot_error: Option<String>,
+    /// Commit LSN of the last transaction this shape has seen (applied or skipped).
+    pub last_seen_lsn: u64,
+    scratch: Vec<PendingEntry>,
+}
+
+impl Shape {
+    pub fn new(handle: String, def: Arc<ShapeDef>, chunk_threshold: u64) -> Self {
+        Self {
+            handle,
+            def,
+            log: ShapeLog::new(chunk_threshold),
+            phase: Phase::Snapshotting {
+                buffered: Vec::new(),
+            },
+            changed: Event::new(),
+            invalidated: false,
+            snapshot_error: None,
+            last_seen_lsn: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn touches(&self, txn: &Txn) -> bool {
+        let oid = self.def.table.oid;
+        txn.truncated.contains(&oid)
+            || txn.relations.iter().any(|r| r.oid == oid)
+            || txn.changes.iter().any(|c| c.relation.oid == oid)
+    }
+
+    /// Offers a committed transaction to the shape.
+    pub fn on_txn(&mut self, txn: &Arc<Txn>) -> Applied {
+        if self.invalidated || !self.touches(txn) {
+            return Applied::Nothing;
+        }
+        match &mut self.phase {
+            Phase::Snapshotting { buffered } => {
+                // Bounded by the snapshot duration; the ingest core bounds its own queue.
+                buffered.push(txn.clone());
+                Applied::Nothing
+            }
+            Phase::Ready { .. } => self.apply(txn),
+        }
+    }
+
+    /// The snapshot's rows are all in the log: append snapshot-end, then classify the
+    /// transactions buffered meanwhile. Returns what was appended from the buffer.
+    pub fn snapshot_finished(&mut self, snapshot: PgSnapshot) -> Applied {
+        let end = protocol::message::snapshot_end(snapshot.xmin, snapshot.xmax, &snapshot.xip);
+        self.log.finish_snapshot(&end);
+        let buffered = match std::mem::replace(
+            &mut self.phase,
+            Phase::Ready {
+                snapshot,
+                filtering: true,
+            },
+        ) {
+            Phase::Snapshotting { buffered } => buffered,
+            Phase::Ready { .. } => panic!("snapshot finished twice"),
+        };
+        let mut total = 0;
+        for txn in &buffered {
+            match self.apply(txn) {
+                Applied::Appended(n) => total += n,
+                Applied::Nothing => {}
+                inv @ Applied::Invalidate(_) => return inv,
+            }
+        }
+        self.changed.notify();
+        if total > 0 {
+            Applied::Appended(total)
+        } else {
+            Applied::Nothing
+        }
+    }
+
+    fn apply(&mut self, txn: &Txn) -> Applied {
+        let Phase::Ready {
+            snapshot,
+            filtering,
+        } = &mut self.phase
+        else {
+            unreachable!("apply only in the Ready phase");
+        };
+        if *filtering {
+            if snapshot.visible(txn.xid) {
+                return Applied::Nothing;
+            }
+            if snapshot.after(txn.xid) {
+                *filtering = false;
+            }
+        }
+        if txn.commit_lsn <= self.last_seen_lsn {
+            // Already applied (a replay after reconnecting): never twice.
+            return Applied::Nothing;
+        }
+        let oid = self.def.table.oid;
+        if txn.truncated.contains(&oid) {
+            return Applied::Invalidate("truncate");
+        }
+        for rel in &txn.relations {
+            if rel.oid == oid && !apply::relation_matches(&self.def.table, rel) {
+                return Applied::Invalidate("relation changed");
+            }
+        }
+        let mut pending = std::mem::take(&mut self.scratch);
+        pending.clear();
+        for change in &txn.changes {
+            if change.relation.oid != oid {
+                continue;
+            }
+            if !apply::relation_matches(&self.def.table, &change.relation) {
+                return Applied::Invalidate("relation changed");
+            }
+            apply::entries_for(&self.def, change, txn.commit_lsn, &mut pending);
+        }
+        let n = pending.len();
+        let mut buf = Vec::with_capacity(256);
+        for (i, e) in pending.iter().enumerate() {
+            buf.clear();
+            apply::encode(&self.def, e, txn.xid, i + 1 == n, &mut buf);
+            self.log.append(e.offset, Bytes::copy_from_slice(&buf));
+        }
+        self.last_seen_lsn = txn.commit_lsn;
+        self.scratch = pending;
+        if n > 0 {
+            self.changed.notify();
+            Applied::Appended(n)
+        } else {
+            Applied::Nothing
+        }
+    }
+
+    /// Marks the shape invalid and wakes its waiters (they answer 409).
+    pub fn invalidate(&mut self) {
+        self.invalidated = true;
+        self.changed.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_visibility() {
+        let s = PgSnapshot::parse("100:105:101,103").unwrap();
+        assert!(s.visible(99));
+        assert!(!s.visible(101));
+        assert!(s.visible(102));
+        assert!(!s.visible(103));
+        assert!(s.visible(104));
+        assert!(!s.visible(105));
+        assert!(!s.after(104));
+        assert!(s.after(105));
+        assert_eq!(PgSnapshot::parse("5:5:").unwrap().xip, Vec::<u64>::new());
+        assert!(PgSnapshot::parse("x").is_none());
+        // Wraparound: xid8 beyond 2^32 compares on its low 32 bits.
+        let w = PgSnapshot::parse("4294967396:4294967400:").unwrap();
+        assert!(w.visible(99));
+        assert!(!w.visible(104));
+    }
+}
