@@ -1,0 +1,168 @@
+//! Request and response values exchanged between the server and a [`super::Handler`].
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+/// Request method; the ones the Shape API uses get their own variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Delete,
+    Options,
+    /// Any other token, as sent (methods are case-sensitive).
+    Other(String),
+}
+
+impl Method {
+    pub(crate) fn from_token(token: &str) -> Self {
+        match token {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "DELETE" => Self::Delete,
+            "OPTIONS" => Self::Options,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+            Self::Other(token) => token,
+        }
+    }
+}
+
+/// One parsed request with its complete body.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    /// The raw (still percent-encoded) path, without the query.
+    pub path: String,
+    /// The raw query, without the leading `?`; empty when absent.
+    pub query: String,
+    /// Header names lower-cased, in arrival order, repeated names kept.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Request {
+    /// The first value of header `name` (give it lower-cased).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers_all(name).next()
+    }
+
+    /// Every value of header `name` (give it lower-cased), in arrival order.
+    pub fn headers_all<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.headers
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A response body. `Parts` is written with vectored writes, never concatenated, so pre-encoded
+/// log entries are served without copying.
+#[derive(Clone, Debug, Default)]
+pub enum Body {
+    #[default]
+    Empty,
+    Full(Bytes),
+    Parts(Vec<Bytes>),
+}
+
+impl Body {
+    /// Body length in bytes (the `content-length`).
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::Full(bytes) => bytes.len() as u64,
+            Self::Parts(parts) => parts.iter().map(|part| part.len() as u64).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A response. The server itself writes `content-length`, `connection` and `date`; the same
+/// names set by a handler are ignored.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(Cow<'static, str>, String)>,
+    pub body: Body,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A response with a JSON body (`content-type: application/json`).
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers: vec![(Cow::Borrowed("content-type"), "application/json".to_owned())],
+            body: Body::Full(body.into()),
+        }
+    }
+
+    pub fn with_header(mut self, name: impl Into<Cow<'static, str>>, value: String) -> Self {
+        self.headers.push((name.into(), value));
+        self
+    }
+
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// The reason phrase for `status`; every code the server and the Shape API use is named.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// Statuses whose responses never carry a body or a `content-length` (RFC 9110 §8.6).
+pub(crate) fn status_forbids_body(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
