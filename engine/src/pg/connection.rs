@@ -1,0 +1,274 @@
+//! A Postgres connection on monoio: message exchange, simple queries and COPY OUT.
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use pgwire::frame::{BackendMessage, PgErrorFields};
+use postgres_protocol::message::frontend;
+
+use super::config::{ConnectConfig, MAX_STARTUP_MESSAGE_LEN};
+use super::error::PgError;
+use super::io::{read_frame, write_buf};
+use super::query::{column_names, SimpleQueryResult, SimpleRow};
+
+/// The key a CancelRequest needs, from BackendKeyData.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendKey {
+    pub process_id: i32,
+    pub secret_key: i32,
+}
+
+/// One authenticated session. Not `Send`: it belongs to the monoio runtime that created it.
+pub struct Connection {
+    pub(super) stream: TcpStream,
+    pub(super) read_buf: BytesMut,
+    pub(super) write_buf: BytesMut,
+    pub(super) max_message_len: usize,
+    parameters: HashMap<String, String>,
+    backend_key: Option<BackendKey>,
+    /// Set when an I/O or protocol failure left the session out of step with the server.
+    broken: bool,
+}
+
+impl Connection {
+    /// Connects, authenticates and waits until the server is ready for queries, all within
+    /// `config.connect_timeout`.
+    pub async fn connect(config: &ConnectConfig) -> Result<Self, PgError> {
+        match monoio::time::timeout(config.connect_timeout, Self::establish(config)).await {
+            Ok(result) => result,
+            Err(_) => Err(PgError::Timeout("connecting to Postgres")),
+        }
+    }
+
+    async fn establish(config: &ConnectConfig) -> Result<Self, PgError> {
+        let stream = TcpStream::connect((config.host.as_str(), config.port)).await?;
+        // Queries and status updates are small and latency-bound.
+        stream.set_nodelay(true)?;
+        let mut conn = Self {
+            stream,
+            read_buf: BytesMut::with_capacity(8 * 1024),
+            write_buf: BytesMut::with_capacity(1024),
+            max_message_len: MAX_STARTUP_MESSAGE_LEN,
+            parameters: HashMap::new(),
+            backend_key: None,
+            broken: false,
+        };
+        conn.startup(config).await?;
+        conn.max_message_len = config.max_message_len;
+        Ok(conn)
+    }
+
+    /// A run-time parameter the server reported (`server_version`, `TimeZone`...).
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters.get(name).map(String::as_str)
+    }
+
+    pub fn backend_key(&self) -> Option<BackendKey> {
+        self.backend_key
+    }
+
+    pub(super) fn set_backend_key(&mut self, key: BackendKey) {
+        self.backend_key = Some(key);
+    }
+
+    /// Whether an earlier failure made the connection unusable.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Sends what `write_buf` holds.
+    pub(super) async fn flush(&mut self) -> Result<(), PgError> {
+        let result = write_buf(&mut self.stream, &mut self.write_buf).await;
+        self.track(result)
+    }
+
+    /// Receives the next message the caller must act on. Notices are logged, parameter changes
+    /// recorded and notifications dropped here, since they can arrive at any time.
+    pub(super) async fn recv(&mut self) -> Result<BackendMessage, PgError> {
+        loop {
+            let frame = read_frame(&mut self.stream, &mut self.read_buf, self.max_message_len);
+            let result = frame.await.and_then(|f| Ok(BackendMessage::parse(f)?));
+            match self.track(result)? {
+                BackendMessage::NoticeResponse(notice) => log_notice(&notice),
+                BackendMessage::ParameterStatus { name, value } => {
+                    self.parameters.insert(name, value);
+                }
+                BackendMessage::NotificationResponse { channel, .. } => {
+                    tracing::debug!(%channel, "ignoring LISTEN notification");
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Marks the connection broken on any failure that desynchronizes it.
+    fn track<T>(&mut self, result: Result<T, PgError>) -> Result<T, PgError> {
+        if let Err(e) = &result {
+            if !matches!(e, PgError::Db(_) | PgError::Callback(_)) {
+                self.broken = true;
+            }
+        }
+        result
+    }
+
+    pub(super) fn ensure_usable(&self) -> Result<(), PgError> {
+        if self.broken {
+            return Err(PgError::Closed);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn send_query(&mut self, sql: &str) -> Result<(), PgError> {
+        self.ensure_usable()?;
+        self.write_buf.clear();
+        frontend::query(sql, &mut self.write_buf)
+            .map_err(|_| PgError::InvalidArgument("SQL contains a NUL byte".into()))?;
+        self.flush().await
+    }
+
+    /// Runs one or more `;`-separated statements with the simple query protocol and returns one
+    /// result per statement. On a server error the remaining statements are skipped (Postgres
+    /// does this), the connection resynchronizes at ReadyForQuery and the error is returned.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleQueryResult>, PgError> {
+        self.send_query(sql).await?;
+        let mut results = Vec::new();
+        let mut current: Option<SimpleQueryResult> = None;
+        let mut failure: Option<PgError> = None;
+        loop {
+            match self.recv().await? {
+                BackendMessage::RowDescription(rd) => {
+                    current = Some(SimpleQueryResult::new(column_names(&rd)));
+                }
+                BackendMessage::DataRow(row) => {
+                    let Some(result) = current.as_mut() else {
+                        return self.track(Err(PgError::protocol("DataRow before RowDescription")));
+                    };
+                    let row = SimpleRow::new(result.columns.clone(), row);
+                    result.rows.push(self.track(row)?);
+                }
+                BackendMessage::CommandComplete(tag) => {
+                    let mut result = current
+                        .take()
+                        .unwrap_or_else(|| SimpleQueryResult::new(Vec::new().into()));
+                    result.tag = tag.0;
+                    results.push(result);
+                }
+                BackendMessage::EmptyQueryResponse => {}
+                BackendMessage::ErrorResponse(fields) => failure = Some(PgError::Db(fields)),
+                BackendMessage::ReadyForQuery(_) => break,
+                other => self.refuse_copy(other, &mut failure).await?,
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+
+    /// Runs SQL and returns the command tag of its last statement (`INSERT 0 1`...).
+    pub async fn execute(&mut self, sql: &str) -> Result<String, PgError> {
+        let results = self.simple_query(sql).await?;
+        Ok(results
+            .into_iter()
+            .last()
+            .map(|r| r.tag)
+            .unwrap_or_default())
+    }
+
+    /// Handles messages a plain query does not expect. COPY FROM STDIN is refused with CopyFail
+    /// and COPY TO STDOUT data is discarded, so the session stays in step either way.
+    async fn refuse_copy(
+        &mut self,
+        message: BackendMessage,
+        failure: &mut Option<PgError>,
+    ) -> Result<(), PgError> {
+        let misuse = |what: &str| PgError::InvalidArgument(format!("{what} is not supported here"));
+        match message {
+            BackendMessage::CopyInResponse(_) => {
+                self.write_buf.clear();
+                frontend::copy_fail("COPY FROM STDIN is not supported", &mut self.write_buf)
+                    .map_err(|e| PgError::protocol(e.to_string()))?;
+                self.flush().await?;
+                failure.get_or_insert(misuse("COPY FROM STDIN"));
+            }
+            BackendMessage::CopyOutResponse(_) => {
+                failure.get_or_insert(misuse("COPY TO STDOUT (use copy_out)"));
+            }
+            BackendMessage::CopyData(_) | BackendMessage::CopyDone => {}
+            other => {
+                let msg = format!("unexpected message in query response: {other:?}");
+                return self.track(Err(PgError::Protocol(msg)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a `COPY ... TO STDOUT` statement and hands each CopyData payload (one text-format row
+    /// for Postgres's own COPY) to `on_data` as it arrives. Returns the row count from the
+    /// command tag. If `on_data` fails, the rest of the COPY is read and discarded so that the
+    /// connection stays usable, and its error is returned as [`PgError::Callback`].
+    pub async fn copy_out<F, E>(&mut self, sql: &str, mut on_data: F) -> Result<u64, PgError>
+    where
+        F: FnMut(&[u8]) -> Result<(), E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.send_query(sql).await?;
+        let mut started = false;
+        let mut rows = None;
+        let mut failure: Option<PgError> = None;
+        loop {
+            match self.recv().await? {
+                BackendMessage::CopyOutResponse(_) => started = true,
+                BackendMessage::CopyData(data) => {
+                    if failure.is_none() {
+                        if let Err(e) = on_data(&data) {
+                            failure = Some(PgError::Callback(e.into()));
+                        }
+                    }
+                }
+                BackendMessage::CopyDone => {}
+                BackendMessage::CommandComplete(tag) => rows = rows.or(tag.rows()),
+                BackendMessage::ErrorResponse(fields) => failure = Some(PgError::Db(fields)),
+                BackendMessage::ReadyForQuery(_) => break,
+                BackendMessage::RowDescription(_)
+                | BackendMessage::DataRow(_)
+                | BackendMessage::EmptyQueryResponse => {}
+                other => self.refuse_copy(other, &mut failure).await?,
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !started {
+            let msg = "copy_out needs a COPY ... TO STDOUT statement".to_string();
+            return Err(PgError::InvalidArgument(msg));
+        }
+        Ok(rows.unwrap_or(0))
+    }
+
+    /// Sends Terminate and closes the socket.
+    pub async fn close(mut self) -> Result<(), PgError> {
+        self.write_buf.clear();
+        frontend::terminate(&mut self.write_buf);
+        self.flush().await
+    }
+}
+
+pub(super) fn log_notice(notice: &PgErrorFields) {
+    tracing::info!(
+        severity = %notice.severity,
+        code = %notice.code,
+        detail = notice.detail.as_deref().unwrap_or(""),
+        "Postgres notice: {}",
+        notice.message
+    );
+}
+
+impl Connection {
+    /// Hands the socket, any already-buffered bytes and the message bound to the replication
+    /// stream.
+    pub(super) fn into_parts(self) -> (TcpStream, BytesMut, usize) {
+        (self.stream, self.read_buf, self.max_message_len)
+    }
+}
