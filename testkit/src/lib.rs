@@ -13,6 +13,8 @@
 //!
 //! SQL is run through `psql` so that this crate does not depend on the client under test.
 
+pub mod capture;
+
 use std::fmt;
 use std::io::Write as _;
 use std::net::TcpListener;
