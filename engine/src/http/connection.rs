@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use monoio::buf::SliceMut;
 use monoio::io::Canceller;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
@@ -210,10 +211,11 @@ impl Connection {
         self.reserve_spare(wanted);
         let buf = std::mem::take(&mut self.buf);
         // On timeout the buffer stays with the cancelled read; the connection closes anyway.
-        let Ok((result, buf)) = timeout_at(deadline, self.stream.read(buf)).await else {
+        let Ok((result, tail)) = timeout_at(deadline, self.stream.read(spare_tail(buf))).await
+        else {
             return Ok(ReadOutcome::TimedOut);
         };
-        self.buf = buf;
+        self.buf = tail.into_inner();
         match result {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(_) => Ok(ReadOutcome::Data),
@@ -250,7 +252,9 @@ impl Connection {
         self.reserve_spare(self.limits.read_buffer);
         let canceller = Canceller::new();
         let buf = std::mem::take(&mut self.buf);
-        let mut read = pin!(self.stream.cancelable_read(buf, canceller.handle()));
+        let mut read = pin!(self
+            .stream
+            .cancelable_read(spare_tail(buf), canceller.handle()));
         let first = poll_fn(|context| {
             if let Poll::Ready(outcome) = handler.as_mut().poll(context) {
                 return Poll::Ready(Ok(outcome));
@@ -263,13 +267,13 @@ impl Connection {
                 // The read must finish (cancelled, or with data that arrived meanwhile) before
                 // the buffer can be used again.
                 drop(canceller.cancel());
-                let (result, buf) = read.await;
-                self.buf = buf;
+                let (result, tail) = read.await;
+                self.buf = tail.into_inner();
                 self.peer_closed = matches!(result, Ok(0));
                 outcome
             }
-            Err((result, buf)) => {
-                self.buf = buf;
+            Err((result, tail)) => {
+                self.buf = tail.into_inner();
                 match result {
                     Ok(0) | Err(_) => Called::ClientGone,
                     Ok(_) => handler.await,
@@ -327,6 +331,13 @@ impl Connection {
             self.buf = BytesMut::with_capacity(self.limits.read_buffer);
         }
     }
+}
+
+/// The unfilled part of `buf` as a read target. monoio reads into a buffer from its start, so
+/// appending after buffered bytes needs this view.
+fn spare_tail(buf: BytesMut) -> SliceMut<BytesMut> {
+    let (filled, capacity) = (buf.len(), buf.capacity());
+    SliceMut::new(buf, filled, capacity)
 }
 
 /// RFC 9112 §2.2: a server should ignore empty lines received before a request line.
