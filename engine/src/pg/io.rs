@@ -4,6 +4,7 @@
 //! works on it), so these helpers move the caller's `BytesMut` in and put it back afterwards.
 
 use bytes::BytesMut;
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use pgwire::frame::{split_frame, Frame};
 
@@ -30,8 +31,11 @@ pub(crate) async fn read_frame<R: AsyncReadRent>(
         if buf.capacity() - buf.len() < MIN_READ_SPACE {
             buf.reserve(READ_CHUNK);
         }
-        let (result, owned) = io.read(std::mem::take(buf)).await;
-        *buf = owned;
+        // monoio reads into the start of a buffer; a slice starting at `len` makes it append.
+        let filled = buf.len();
+        let spare = std::mem::take(buf).slice_mut(filled..);
+        let (result, spare) = io.read(spare).await;
+        *buf = spare.into_inner();
         match result {
             Ok(0) => return Err(PgError::Closed),
             Ok(_) => {}

@@ -19,6 +19,7 @@ pub use error::PgError;
 pub use pgwire::frame::PgErrorFields;
 pub use query::{SimpleQueryResult, SimpleRow};
 pub use replication::{
-    quote_identifier, quote_literal, start_replication_command, SlotInfo, SystemInfo,
+    quote_replication_identifier, quote_replication_literal, start_replication_command, SlotInfo,
+    SystemInfo,
 };
 pub use stream::{now_micros_since_2000, ReplicationStream, StreamSettings, XLogData};

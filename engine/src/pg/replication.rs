@@ -29,19 +29,21 @@ pub struct SlotInfo {
     pub output_plugin: Option<String>,
 }
 
-/// `"name"` with embedded quotes doubled; NUL cannot be sent at all.
-pub fn quote_identifier(name: &str) -> Result<String, PgError> {
-    if name.contains('\0') {
-        return Err(PgError::InvalidArgument(
-            "identifier contains a NUL byte".into(),
-        ));
+/// `"name"` for a replication command. Unlike SQL, the replication grammar of Postgres 15 has
+/// no escape for `"` inside a quoted identifier (doubling it is a syntax error), so names
+/// containing `"` or NUL are refused. Slot names are limited to `[a-z0-9_]` anyway.
+pub fn quote_replication_identifier(name: &str) -> Result<String, PgError> {
+    if name.contains(['"', '\0']) {
+        return Err(PgError::InvalidArgument(format!(
+            "replication command identifiers cannot contain '\"' or NUL: {name:?}"
+        )));
     }
-    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+    Ok(format!("\"{name}\""))
 }
 
-/// `'value'` with embedded quotes doubled. The replication grammar has no backslash escapes,
-/// so doubling quotes is all the quoting it needs.
-pub fn quote_literal(value: &str) -> Result<String, PgError> {
+/// `'value'` for a replication command, with embedded quotes doubled. The replication grammar
+/// has no backslash escapes, so doubling quotes is all the quoting it needs.
+pub fn quote_replication_literal(value: &str) -> Result<String, PgError> {
     if value.contains('\0') {
         return Err(PgError::InvalidArgument(
             "literal contains a NUL byte".into(),
@@ -58,15 +60,15 @@ pub fn start_replication_command(
 ) -> Result<String, PgError> {
     let mut sql = format!(
         "START_REPLICATION SLOT {} LOGICAL {start}",
-        quote_identifier(slot)?
+        quote_replication_identifier(slot)?
     );
     if !options.is_empty() {
         let mut parts = Vec::with_capacity(options.len());
         for (name, value) in options {
             parts.push(format!(
                 "{} {}",
-                quote_identifier(name)?,
-                quote_literal(value)?
+                quote_replication_identifier(name)?,
+                quote_replication_literal(value)?
             ));
         }
         sql.push_str(&format!(" ({})", parts.join(", ")));
@@ -120,7 +122,7 @@ impl Connection {
     ) -> Result<SlotInfo, PgError> {
         let command = format!(
             "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-            quote_identifier(name)?,
+            quote_replication_identifier(name)?,
             if temporary { " TEMPORARY" } else { "" }
         );
         let row = self.single_row(&command).await?;
@@ -171,5 +173,29 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_start_replication_with_quoted_options() {
+        let sql = start_replication_command(
+            "slot_1",
+            Lsn(0x1_0000_00AB),
+            &[("proto_version", "1"), ("publication_names", "it's")],
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "START_REPLICATION SLOT \"slot_1\" LOGICAL 1/AB \
+             (\"proto_version\" '1', \"publication_names\" 'it''s')"
+        );
+        let bare = start_replication_command("s", Lsn(0), &[]).unwrap();
+        assert_eq!(bare, "START_REPLICATION SLOT \"s\" LOGICAL 0/0");
+        assert!(start_replication_command("a\"b", Lsn(0), &[]).is_err());
+        assert!(start_replication_command("s", Lsn(0), &[("k", "v\0")]).is_err());
     }
 }
