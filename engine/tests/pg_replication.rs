@@ -193,7 +193,19 @@ async fn survives_a_busy_consumer() {
     // Give the writer a few intervals; confirmed_flush must still be exactly `flushed`.
     monoio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(confirmed_flush(&db, &slot), flushed);
+
+    // Dropping the stream stops its tasks and closes the socket, so the slot becomes inactive.
     drop(stream);
+    let active = format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'");
+    let mut polls = 0;
+    while db.psql(&active).expect("slot query").trim() != "f" {
+        polls += 1;
+        assert!(
+            polls < 300,
+            "slot still active 30 s after dropping the stream"
+        );
+        monoio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]
