@@ -14,17 +14,17 @@
 //! - `B` Begin: Int64 final LSN, Int64 commit time, Int32 xid.
 //! - `C` Commit: Int8 flags (0), Int64 commit LSN, Int64 end LSN, Int64 commit time.
 //! - `O` Origin: Int64 commit LSN on the origin, String origin name.
-//! - `R` Relation: [xid], Int32 oid, String namespace (empty for `pg_catalog`), String name,
+//! - `R` Relation: \[xid\], Int32 oid, String namespace (empty for `pg_catalog`), String name,
 //!   Int8 replica identity, Int16 column count, then per column Int8 flags (1 = key),
 //!   String name, Int32 type oid, Int32 type modifier.
-//! - `Y` Type: [xid], Int32 oid, String namespace, String name.
-//! - `I` Insert: [xid], Int32 relation oid, `N`, TupleData.
-//! - `U` Update: [xid], Int32 relation oid, optionally `K` or `O` and a TupleData, then `N`
+//! - `Y` Type: \[xid\], Int32 oid, String namespace, String name.
+//! - `I` Insert: \[xid\], Int32 relation oid, `N`, TupleData.
+//! - `U` Update: \[xid\], Int32 relation oid, optionally `K` or `O` and a TupleData, then `N`
 //!   and a TupleData.
-//! - `D` Delete: [xid], Int32 relation oid, `K` or `O`, TupleData.
-//! - `T` Truncate: [xid], Int32 relation count, Int8 options (1 cascade, 2 restart identity),
+//! - `D` Delete: \[xid\], Int32 relation oid, `K` or `O`, TupleData.
+//! - `T` Truncate: \[xid\], Int32 relation count, Int8 options (1 cascade, 2 restart identity),
 //!   Int32 oid per relation.
-//! - `M` Message: [xid], Int8 flags (1 = transactional), Int64 LSN, String prefix, Int32
+//! - `M` Message: \[xid\], Int8 flags (1 = transactional), Int64 LSN, String prefix, Int32
 //!   length, that many bytes of content.
 //! - `S` Stream Start: Int32 xid, Int8 first segment (1) or not (0).
 //! - `E` Stream Stop: empty.
