@@ -222,7 +222,7 @@ fn get_head_and_post() {
         );
         let body = b"{\"some\":\"json\"}";
         let post = format!(
-            "POST /echo HTTP/1.1\r\nHost: t\r\nX-Test: 1\r\nx-test: 2\r\nContent-Length: {}\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nX-Test: 1\r\nx-test: 2\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         client.send(post.as_bytes()).send(body);

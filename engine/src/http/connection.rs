@@ -28,6 +28,8 @@ use super::Handler;
 
 /// Reads issued while a request needs more bytes never offer less space than this.
 const MIN_READ_SPARE: usize = 512;
+/// Read buffer kept while a handler waits (see `Connection::call`).
+const WATCH_BUFFER: usize = 256;
 /// After refusing a request, keep draining the client's input this long (and at most this much)
 /// so that closing does not reset the connection before the client has read the refusal.
 const LINGER: Duration = Duration::from_secs(2);
@@ -87,7 +89,8 @@ impl Connection {
             let head = match self.read_head().await? {
                 HeadOutcome::Head(head) => head,
                 HeadOutcome::Closed => return Ok(()),
-                HeadOutcome::Refused(error) => return self.refuse(error.status()).await,
+                // Rare paths are boxed so their state does not enlarge every connection's task.
+                HeadOutcome::Refused(error) => return Box::pin(self.refuse(error.status())).await,
             };
             let Head {
                 mut request,
@@ -95,11 +98,13 @@ impl Connection {
                 keep_alive,
                 expect_continue,
             } = head;
-            request.body = match self.read_body(framing, expect_continue).await? {
-                BodyOutcome::Body(body) => body,
-                BodyOutcome::Closed => return Ok(()),
-                BodyOutcome::Refused(status) => return self.refuse(status).await,
-            };
+            if framing != Framing::Length(0) {
+                request.body = match Box::pin(self.read_body(framing, expect_continue)).await? {
+                    BodyOutcome::Body(body) => body,
+                    BodyOutcome::Closed => return Ok(()),
+                    BodyOutcome::Refused(status) => return Box::pin(self.refuse(status)).await,
+                };
+            }
             let send_body = request.method != Method::Head;
             let legacy = request_is_legacy_keep_alive(&request, keep_alive);
             let (response, keep_alive) = match self.call(request).await {
@@ -249,7 +254,10 @@ impl Connection {
         if !self.buf.is_empty() {
             return handler.await;
         }
-        self.reserve_spare(self.limits.read_buffer);
+        // A long poll holds this connection for seconds: meanwhile a small buffer suffices to
+        // notice a hang-up (or the start of a pipelined request), which keeps held connections
+        // cheap. The next request head grows it again.
+        self.buf = BytesMut::with_capacity(WATCH_BUFFER);
         let canceller = Canceller::new();
         let buf = std::mem::take(&mut self.buf);
         let mut read = pin!(self

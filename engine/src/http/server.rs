@@ -17,8 +17,9 @@ use super::Handler;
 const MAX_REFUSING: usize = 1024;
 /// How long a refusal may take to write before the connection is simply dropped.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
-const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-retry-after: 1\r\ncontent-length: 32\r\nconnection: close\r\n\r\n{\"error\":\"Too many connections\"}";
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\ncontent-length: 32\r\n\
+connection: close\r\n\r\n{\"error\":\"Too many connections\"}";
 
 /// Serves HTTP/1.1 on `listener` forever, one task per connection on the current core.
 ///
