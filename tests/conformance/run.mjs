@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// Conformance harness: a throwaway Postgres 15 cluster, then for each monoio I/O driver a fresh
+// ampere server and the node:test files under test/, driven through the official
+// @electric-sql/client. Prints `conformance: N passed, M failed` last and exits non-zero on any
+// failure. Everything it starts is stopped on success, failure, timeout and SIGINT/SIGTERM.
+//
+// Environment knobs (all optional):
+//   CONFORMANCE_DRIVERS=epoll,uring   drivers to run (default both)
+//   CONFORMANCE_FILTER=substring      only test files whose name contains it
+//   CONFORMANCE_TIMEOUT_S=360         bound on the whole run after the binary exists
+//   CONFORMANCE_CONCURRENCY=3         test files run in parallel per server
+//   AMPERE_BIN=/path/to/ampere        binary to test (default: <target>/release/ampere, built
+//                                     with cargo when missing)
+//   CONFORMANCE_KEEP_LOGS=1           keep the run directory (server logs) even on success
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PgCluster } from './lib/postgres.mjs';
+import { AmpereServer, ensureBinary, killGroup } from './lib/ampere.mjs';
+
+const HERE = import.meta.dirname;
+const DRIVERS = (process.env.CONFORMANCE_DRIVERS ?? 'epoll,uring').split(',').filter(Boolean);
+const TIMEOUT_S = Number(process.env.CONFORMANCE_TIMEOUT_S ?? 360);
+const CONCURRENCY = Number(process.env.CONFORMANCE_CONCURRENCY ?? 3);
+
+// Everything that must be torn down, in reverse order of creation.
+const live = { pg: null, server: null, testPid: null, runDir: null };
+let totals = { passed: 0, failed: 0 };
+let finished = false;
+
+function cleanupSync() {
+  if (live.testPid) killGroup(live.testPid, 'SIGKILL');
+  live.server?.killNow();
+  live.pg?.stop();
+  live.pg = null;
+  live.server = null;
+}
+
+function finish(code) {
+  if (finished) return;
+  finished = true;
+  cleanupSync();
+  if (live.runDir) {
+    if (code === 0 && !process.env.CONFORMANCE_KEEP_LOGS) {
+      rmSync(live.runDir, { recursive: true, force: true });
+    } else {
+      console.log(`conformance: logs kept in ${live.runDir}`);
+    }
+  }
+  console.log(`conformance: ${totals.passed} passed, ${totals.failed} failed`);
+  process.exit(code);
+}
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    console.error(`conformance: interrupted by ${signal}`);
+    totals.failed += 1;
+    finish(130);
+  });
+}
+process.on('exit', cleanupSync);
+
+function testFiles() {
+  const filter = process.env.CONFORMANCE_FILTER ?? '';
+  return readdirSync(join(HERE, 'test'))
+    .filter((f) => f.endsWith('.test.mjs') && f.includes(filter))
+    .sort()
+    .map((f) => join('test', f));
+}
+
+// The TAP reporter's closing summary carries the counts; spec output goes to the console.
+function parseTap(path) {
+  const counts = { pass: 0, fail: 0, cancelled: 0 };
+  if (!existsSync(path)) return null;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^# (pass|fail|cancelled) (\d+)$/.exec(line.trim());
+    if (m) counts[m[1]] = Number(m[2]);
+  }
+  return counts;
+}
+
+function runTests({ server, databaseUrl, driver, runDir }) {
+  const tapFile = join(runDir, `results-${driver}.tap`);
+  const args = [
+    '--test', `--test-concurrency=${CONCURRENCY}`, '--test-timeout=150000',
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
+    ...testFiles(),
+  ];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, {
+      cwd: HERE,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      detached: true,
+      env: { ...process.env, AMPERE_URL: server.url, DATABASE_URL: databaseUrl, AMPERE_DRIVER: driver },
+    });
+    live.testPid = child.pid;
+    child.on('exit', (code, signal) => {
+      live.testPid = null;
+      const counts = parseTap(tapFile);
+      let passed = counts?.pass ?? 0;
+      let failed = (counts?.fail ?? 0) + (counts?.cancelled ?? 0);
+      // A runner that crashed or was killed without reporting failures is still a failure.
+      if ((code !== 0 || signal) && failed === 0) failed = 1;
+      if (!counts || passed + failed === 0) failed = Math.max(failed, 1);
+      resolve({ passed, failed });
+    });
+  });
+}
+
+async function runDriver({ bin, pg, driver, runDir }) {
+  console.log(`\n=== conformance: io driver ${driver} ===`);
+  // A fresh database and stream id per server run, so replication slots never clash.
+  const dbName = `conformance_${driver}`;
+  const databaseUrl = pg.createDatabase(dbName);
+  const server = await AmpereServer.start({
+    bin, databaseUrl, driver, streamId: `conf_${driver}_${process.pid}`, runDir,
+  });
+  live.server = server;
+  let result;
+  try {
+    await server.waitHealthy();
+    console.log(`conformance: ampere (${driver}) healthy at ${server.url}`);
+    result = await runTests({ server, databaseUrl, driver, runDir });
+  } catch (e) {
+    console.error(`conformance: ${driver}: ${e.message}`);
+    result = { passed: 0, failed: 1 };
+  }
+  const graceful = await server.stop();
+  live.server = null;
+  if (!graceful) {
+    console.error(`conformance: ${driver}: ampere ignored SIGTERM for 5 s and was killed`);
+    result.failed += 1;
+  }
+  if (result.failed > 0) {
+    console.log(`--- ampere (${driver}) log tail (${server.logFile}) ---`);
+    console.log(server.logTail(120));
+    console.log('--- end of log tail ---');
+  }
+  console.log(`conformance: ${driver}: ${result.passed} passed, ${result.failed} failed`);
+  return result;
+}
+
+async function main() {
+  const bin = ensureBinary();
+  const timer = setTimeout(() => {
+    console.error(`conformance: run exceeded ${TIMEOUT_S} s, aborting`);
+    if (live.server) {
+      console.log(`--- ampere (${live.server.driver}) log tail ---\n${live.server.logTail(80)}`);
+    }
+    totals.failed += 1;
+    finish(1);
+  }, TIMEOUT_S * 1000);
+  timer.unref();
+
+  live.runDir = mkdtempSync(join(tmpdir(), 'ampere-conf-run-'));
+  live.pg = await PgCluster.start();
+  console.log(`conformance: postgres on port ${live.pg.port}, binary ${bin}`);
+  for (const driver of DRIVERS) {
+    const r = await runDriver({ bin, pg: live.pg, driver, runDir: live.runDir });
+    totals.passed += r.passed;
+    totals.failed += r.failed;
+  }
+  if (totals.failed > 0) {
+    console.log('--- postgres log tail ---');
+    console.log(live.pg.logTail(30));
+  }
+  finish(totals.failed > 0 ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(`conformance: harness error: ${e.stack ?? e}`);
+  totals.failed += 1;
+  finish(1);
+});
