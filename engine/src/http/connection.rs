@@ -96,6 +96,7 @@ impl Connection {
                 mut request,
                 framing,
                 keep_alive,
+                legacy,
                 expect_continue,
             } = head;
             if framing != Framing::Length(0) {
@@ -106,7 +107,6 @@ impl Connection {
                 };
             }
             let send_body = request.method != Method::Head;
-            let legacy = request_is_legacy_keep_alive(&request, keep_alive);
             let (response, keep_alive) = match self.call(request).await {
                 Called::Response(response) => (response, keep_alive && !self.peer_closed),
                 Called::Panicked => (error_response(500), false),
@@ -357,14 +357,6 @@ fn skip_leading_empty_lines(buf: &mut BytesMut) {
             _ => return,
         }
     }
-}
-
-/// An HTTP/1.0 client that asked for keep-alive needs the server to confirm it.
-fn request_is_legacy_keep_alive(request: &Request, keep_alive: bool) -> bool {
-    keep_alive
-        && request
-            .headers_all("connection")
-            .any(|value| value.to_ascii_lowercase().contains("keep-alive"))
 }
 
 fn is_disconnect(error: &io::Error) -> bool {

@@ -20,6 +20,8 @@ pub(crate) struct Head {
     pub(crate) request: Request,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
+    /// HTTP/1.0: a kept-alive connection must be confirmed with `connection: keep-alive`.
+    pub(crate) legacy: bool,
     pub(crate) expect_continue: bool,
 }
 
@@ -97,6 +99,7 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
         request,
         framing,
         keep_alive,
+        legacy: version == 0,
         expect_continue,
     })
 }
