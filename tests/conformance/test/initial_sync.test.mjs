@@ -4,7 +4,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { sql, pool, uniqueTable, follow, sortById, rowKey, waitUpToDate } from '../lib/support.mjs';
+import { sql, pool, uniqueTable, follow, sortById, rowKey, waitUpToDate, waitRows } from '../lib/support.mjs';
 
 after(() => pool.end());
 
@@ -15,11 +15,12 @@ test('initial sync delivers every row of the table', async () => {
     SELECT g, 'row ' || g, g * 1000000000000, g % 2 = 0 FROM generate_series(1, 50) g`);
   const f = follow({ table });
   try {
-    const rows = sortById(await f.shape.rows);
     const expected = await sql(`SELECT * FROM ${table} ORDER BY id`);
+    await waitRows(f, expected);
+    // Shape.rows resolves once the shape is up to date, which it now is.
+    const rows = sortById(await f.shape.rows);
     assert.equal(rows.length, 50);
     assert.deepStrictEqual(rows, expected);
-    await waitUpToDate(f);
     const value = f.shape.currentValue;
     assert.deepStrictEqual(
       [...value.keys()].sort(),
@@ -43,8 +44,8 @@ test('an empty table reaches up-to-date with no rows', async () => {
   await sql(`CREATE TABLE ${table} (id int PRIMARY KEY, title text)`);
   const f = follow({ table });
   try {
-    assert.deepStrictEqual(await f.shape.rows, []);
     await waitUpToDate(f);
+    assert.deepStrictEqual(await f.shape.rows, []);
   } finally {
     f.stop();
   }
