@@ -1,0 +1,152 @@
+//! Evaluation of a typed expression over one row in pgoutput text form, with SQL's
+//! three-valued logic. Any evaluation error (a value that does not parse, a failing cast)
+//! makes the whole predicate false, as upstream treats it.
+
+use std::borrow::Cow;
+
+use super::cast;
+use super::datum::{compare, Datum};
+use super::expr::{BoolTest, Expr};
+use super::input;
+use super::like;
+use super::types::Category;
+
+/// The row could not be evaluated; the predicate counts as false.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct EvalError;
+
+type Value<'a> = Result<Datum<'a>, EvalError>;
+
+/// One row: the text form of column `i`, `None` for NULL.
+pub(crate) type Row<'r> = dyn Fn(usize) -> Option<&'r [u8]> + 'r;
+
+pub(crate) fn eval<'a, 'r: 'a>(expr: &'a Expr, row: &Row<'r>) -> Value<'a> {
+    match expr {
+        Expr::Const { value, .. } => Ok(value.reborrow()),
+        Expr::Column { index, ty, .. } => {
+            let Some(bytes) = row(*index) else {
+                return Ok(Datum::Null);
+            };
+            let text = std::str::from_utf8(bytes).map_err(|_| EvalError)?;
+            if ty.category() == Category::Unsupported {
+                return Ok(Datum::Text(Cow::Borrowed(text)));
+            }
+            input::parse(ty, text).map_err(|_| EvalError)
+        }
+        Expr::Cast { arg, to, .. } => {
+            let value = eval(arg, row)?;
+            cast::cast(value, &arg.ty(), to).map_err(|_| EvalError)
+        }
+        Expr::Compare { op, ty, lhs, rhs } => {
+            let (l, r) = (eval(lhs, row)?, eval(rhs, row)?);
+            if l.is_null() || r.is_null() {
+                return Ok(Datum::Null);
+            }
+            let ordering = compare(ty, &l, &r).ok_or(EvalError)?;
+            Ok(Datum::Bool(op.holds(ordering)))
+        }
+        Expr::Distinct {
+            negated,
+            ty,
+            lhs,
+            rhs,
+        } => {
+            let (l, r) = (eval(lhs, row)?, eval(rhs, row)?);
+            let distinct = match (l.is_null(), r.is_null()) {
+                (true, true) => false,
+                (true, false) | (false, true) => true,
+                (false, false) => !compare(ty, &l, &r).ok_or(EvalError)?.is_eq(),
+            };
+            Ok(Datum::Bool(distinct != *negated))
+        }
+        Expr::And(items) => junction(items, row, false),
+        Expr::Or(items) => junction(items, row, true),
+        Expr::Not(arg) => Ok(match truth(eval(arg, row)?)? {
+            Some(v) => Datum::Bool(!v),
+            None => Datum::Null,
+        }),
+        Expr::NullTest { arg, negated } => {
+            // A column need not be parsed to know whether it is NULL.
+            let is_null = match arg.as_ref() {
+                Expr::Column { index, .. } => row(*index).is_none(),
+                other => eval(other, row)?.is_null(),
+            };
+            Ok(Datum::Bool(is_null != *negated))
+        }
+        Expr::BoolTest { arg, test } => {
+            let v = truth(eval(arg, row)?)?;
+            Ok(Datum::Bool(match test {
+                BoolTest::True => v == Some(true),
+                BoolTest::NotTrue => v != Some(true),
+                BoolTest::False => v == Some(false),
+                BoolTest::NotFalse => v != Some(false),
+                BoolTest::Unknown => v.is_none(),
+                BoolTest::NotUnknown => v.is_some(),
+            }))
+        }
+        Expr::Like {
+            arg,
+            pattern,
+            negated,
+            case_insensitive,
+        } => {
+            let (text, pattern) = (eval(arg, row)?, eval(pattern, row)?);
+            let (Datum::Text(text), Datum::Text(pattern)) = (&text, &pattern) else {
+                return Ok(Datum::Null);
+            };
+            let hit = like::matches(text, pattern, *case_insensitive).map_err(|_| EvalError)?;
+            Ok(Datum::Bool(hit != *negated))
+        }
+        Expr::In {
+            arg,
+            items,
+            negated,
+        } => {
+            let value = eval(arg, row)?;
+            if value.is_null() {
+                return Ok(Datum::Null);
+            }
+            let ty = arg.ty();
+            let mut saw_null = false;
+            for item in items {
+                let candidate = eval(item, row)?;
+                if candidate.is_null() {
+                    saw_null = true;
+                } else if compare(&ty, &value, &candidate).ok_or(EvalError)?.is_eq() {
+                    return Ok(Datum::Bool(!*negated));
+                }
+            }
+            Ok(if saw_null {
+                Datum::Null
+            } else {
+                Datum::Bool(*negated)
+            })
+        }
+    }
+}
+
+fn truth(value: Datum<'_>) -> Result<Option<bool>, EvalError> {
+    match value {
+        Datum::Bool(v) => Ok(Some(v)),
+        Datum::Null => Ok(None),
+        _ => Err(EvalError),
+    }
+}
+
+/// AND (`is_or == false`) / OR: the deciding value wins at once, otherwise NULL if any operand
+/// was NULL. Operands are evaluated left to right, as Postgres does in practice.
+fn junction<'a, 'r: 'a>(items: &'a [Expr], row: &Row<'r>, is_or: bool) -> Value<'a> {
+    let mut saw_null = false;
+    for item in items {
+        match truth(eval(item, row)?)? {
+            Some(v) if v == is_or => return Ok(Datum::Bool(is_or)),
+            Some(_) => {}
+            None => saw_null = true,
+        }
+    }
+    Ok(if saw_null {
+        Datum::Null
+    } else {
+        Datum::Bool(!is_or)
+    })
+}

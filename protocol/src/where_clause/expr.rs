@@ -1,0 +1,176 @@
+//! The typed expression tree a WHERE clause compiles to.
+//!
+//! Every node knows its result type; operands of comparisons have already been coerced to a
+//! common type (with [`Expr::Cast`] nodes marked implicit), so evaluation never resolves types.
+//! New operators and functions are added as new variants (or a future `Func` variant) without
+//! touching the existing ones.
+
+use super::datum::Datum;
+use super::types::Type;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub(crate) fn from_sql(op: &str) -> Option<CmpOp> {
+        Some(match op {
+            "=" => CmpOp::Eq,
+            "<>" | "!=" => CmpOp::Ne,
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+
+    pub(crate) fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self {
+            CmpOp::Eq => ordering == Equal,
+            CmpOp::Ne => ordering != Equal,
+            CmpOp::Lt => ordering == Less,
+            CmpOp::Le => ordering != Greater,
+            CmpOp::Gt => ordering == Greater,
+            CmpOp::Ge => ordering != Less,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BoolTest {
+    True,
+    NotTrue,
+    False,
+    NotFalse,
+    Unknown,
+    NotUnknown,
+}
+
+impl BoolTest {
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            BoolTest::True => "IS TRUE",
+            BoolTest::NotTrue => "IS NOT TRUE",
+            BoolTest::False => "IS FALSE",
+            BoolTest::NotFalse => "IS NOT FALSE",
+            BoolTest::Unknown => "IS UNKNOWN",
+            BoolTest::NotUnknown => "IS NOT UNKNOWN",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Expr {
+    /// A typed constant (literals and `$n` parameters after typing); NULL is `Datum::Null`.
+    Const {
+        value: Datum<'static>,
+        ty: Type,
+    },
+    /// A column of the row, by index into the column list given to `parse`.
+    Column {
+        index: usize,
+        name: String,
+        ty: Type,
+    },
+    /// A conversion; `implicit` ones were inserted by the type checker and are not rendered.
+    Cast {
+        arg: Box<Expr>,
+        to: Type,
+        implicit: bool,
+    },
+    /// `lhs op rhs`, both operands of type `ty`.
+    Compare {
+        op: CmpOp,
+        ty: Type,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    /// `IS [NOT] DISTINCT FROM`, both operands of type `ty`.
+    Distinct {
+        negated: bool,
+        ty: Type,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    NullTest {
+        arg: Box<Expr>,
+        negated: bool,
+    },
+    BoolTest {
+        arg: Box<Expr>,
+        test: BoolTest,
+    },
+    /// `[NOT] LIKE` / `[NOT] ILIKE` with backslash escapes; both sides are strings.
+    Like {
+        arg: Box<Expr>,
+        pattern: Box<Expr>,
+        negated: bool,
+        case_insensitive: bool,
+    },
+    /// `arg [NOT] IN (items)`: an OR of `=` comparisons; `arg` and every item were coerced to
+    /// one common type, as Postgres does for a list of constants.
+    In {
+        arg: Box<Expr>,
+        items: Vec<Expr>,
+        negated: bool,
+    },
+}
+
+impl Expr {
+    pub(crate) fn ty(&self) -> Type {
+        match self {
+            Expr::Const { ty, .. } | Expr::Column { ty, .. } => ty.clone(),
+            Expr::Cast { to, .. } => to.clone(),
+            _ => Type::Bool,
+        }
+    }
+
+    /// Calls `visit` on every column reference.
+    pub(crate) fn for_each_column(&self, visit: &mut dyn FnMut(usize)) {
+        match self {
+            Expr::Const { .. } => {}
+            Expr::Column { index, .. } => visit(*index),
+            Expr::Cast { arg, .. }
+            | Expr::Not(arg)
+            | Expr::NullTest { arg, .. }
+            | Expr::BoolTest { arg, .. } => arg.for_each_column(visit),
+            Expr::Compare { lhs, rhs, .. } | Expr::Distinct { lhs, rhs, .. } => {
+                lhs.for_each_column(visit);
+                rhs.for_each_column(visit);
+            }
+            Expr::Like { arg, pattern, .. } => {
+                arg.for_each_column(visit);
+                pattern.for_each_column(visit);
+            }
+            Expr::And(items) | Expr::Or(items) => {
+                items.iter().for_each(|e| e.for_each_column(visit));
+            }
+            Expr::In { arg, items, .. } => {
+                arg.for_each_column(visit);
+                items.iter().for_each(|e| e.for_each_column(visit));
+            }
+        }
+    }
+}

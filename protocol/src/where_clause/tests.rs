@@ -1,0 +1,366 @@
+//! Unit tests: parsing, typing, error messages (upstream `parser_test.exs` cases in the
+//! supported set), rendering, and evaluation over text rows. Postgres itself is consulted by
+//! the differential test in `protocol/tests/where_differential.rs`.
+
+use super::*;
+
+fn col(name: &str, type_name: &str) -> ColumnType {
+    ColumnType {
+        name: name.to_string(),
+        type_name: type_name.to_string(),
+        is_array: false,
+        is_enum: false,
+    }
+}
+
+fn table() -> Vec<ColumnType> {
+    let mut cols = vec![
+        col("id", "int8"),
+        col("i4", "int4"),
+        col("title", "text"),
+        col("done", "bool"),
+        col("n", "numeric"),
+        col("f", "float8"),
+        col("d", "date"),
+        col("ts", "timestamptz"),
+        col("u", "uuid"),
+        col("c", "bpchar"),
+        col("Mixed", "text"),
+        col("j", "jsonb"),
+    ];
+    cols.push(ColumnType {
+        name: "mood".into(),
+        type_name: "mood".into(),
+        is_array: false,
+        is_enum: true,
+    });
+    cols.push(ColumnType {
+        name: "tags".into(),
+        type_name: "text".into(),
+        is_array: true,
+        is_enum: false,
+    });
+    cols
+}
+
+fn sql(clause: &str) -> String {
+    parse(clause, &[], &table())
+        .unwrap_or_else(|e| panic!("{clause}: {e}"))
+        .to_sql()
+}
+
+fn err(clause: &str) -> String {
+    match parse(clause, &[], &table()) {
+        Ok(p) => panic!("{clause} parsed as {}", p.to_sql()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn err_params(clause: &str, params: &[&str]) -> String {
+    let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+    match parse(clause, &params, &table()) {
+        Ok(p) => panic!("{clause} parsed as {}", p.to_sql()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Evaluates a clause over one row given as (column name, text value) pairs.
+fn eval_row(clause: &str, values: &[(&str, Option<&str>)]) -> bool {
+    let cols = table();
+    let predicate = parse(clause, &[], &cols).unwrap_or_else(|e| panic!("{clause}: {e}"));
+    let row: Vec<Option<&str>> = cols
+        .iter()
+        .map(|c| {
+            values
+                .iter()
+                .find(|(n, _)| *n == c.name)
+                .and_then(|(_, v)| *v)
+        })
+        .collect();
+    predicate.eval(&|i| row[i].map(str::as_bytes))
+}
+
+/// Evaluates a constant clause (no columns).
+fn truth(clause: &str) -> bool {
+    eval_row(clause, &[])
+}
+
+#[test]
+fn syntax_errors_carry_the_cursor_position_in_the_wrapped_statement() {
+    assert_eq!(
+        err("1 x 1"),
+        "At location 17: syntax error at or near \"x\""
+    );
+    assert_eq!(err("id ="), "At location 19: syntax error at end of input");
+}
+
+#[test]
+fn statement_splits_and_trailing_clauses_are_rejected() {
+    assert_eq!(
+        err("id = 1; DELETE FROM x"),
+        "unescaped \";\" causing statement split"
+    );
+    assert_eq!(
+        err("id = 1 ORDER BY id"),
+        "malformed query ending with SQL clauses"
+    );
+    assert_eq!(
+        err("id = 1 LIMIT 1"),
+        "malformed query ending with SQL clauses"
+    );
+    assert_eq!(
+        err("id = 1 GROUP BY id"),
+        "malformed query ending with SQL clauses"
+    );
+    assert_eq!(
+        err("true UNION SELECT 2"),
+        "malformed query ending with SQL clauses"
+    );
+    assert_eq!(
+        err("true FOR UPDATE"),
+        "malformed query ending with SQL clauses"
+    );
+}
+
+#[test]
+fn unknown_references_functions_and_nodes_are_reported_upstream_style() {
+    assert_eq!(err("\"test\" = 1"), "At location 0: unknown reference test");
+    assert_eq!(
+        err("id = 1 AND \"Nope\" = 2"),
+        "At location 11: unknown reference \"Nope\""
+    );
+    assert_eq!(err("t.id = 1"), "At location 0: unknown reference t.id");
+    assert_eq!(
+        err("foo(id) = 1"),
+        "At location 0: unknown or unsupported function foo/1"
+    );
+    assert_eq!(
+        err("now() > ts"),
+        "At location 0: unknown or unsupported function now/0"
+    );
+    assert_eq!(
+        err("count(DISTINCT id) > 1"),
+        "At location 0: aggregation is not supported in this context"
+    );
+    assert_eq!(
+        err("CASE WHEN done THEN true END"),
+        "At location 0: CaseExpr is not supported in this context"
+    );
+    assert_eq!(
+        err("id IN (SELECT 1)"),
+        "At location 3: subqueries are not supported"
+    );
+    assert_eq!(
+        err("EXISTS (SELECT 1)"),
+        "At location 0: subqueries are not supported"
+    );
+    assert_eq!(
+        err("id + 1 = 2"),
+        "At location 3: unknown binary operator +"
+    );
+}
+
+#[test]
+fn clauses_must_be_boolean() {
+    assert_eq!(err("id"), "WHERE clause must return a boolean");
+    assert_eq!(err("'test'"), "WHERE clause must return a boolean");
+    assert_eq!(err("1"), "WHERE clause must return a boolean");
+    assert_eq!(sql("done"), "\"done\"");
+    assert_eq!(sql("TRUE"), "'true'::bool");
+}
+
+#[test]
+fn literals_are_typed_by_context_with_postgres_input_errors() {
+    assert_eq!(sql("i4 = '5'"), "(\"i4\" = '5'::int4)");
+    assert_eq!(
+        err("i4 = 'abc'"),
+        "At location 5: invalid input syntax for type integer: \"abc\""
+    );
+    assert_eq!(
+        err("i4 = '99999999999'"),
+        "At location 5: value \"99999999999\" is out of range for type integer"
+    );
+    assert_eq!(
+        err("u = 'x'"),
+        "At location 4: invalid input syntax for type uuid: \"x\""
+    );
+    assert_eq!(
+        err("1 IS TRUE"),
+        "At location 2: argument of IS TRUE must be bool, not int4"
+    );
+    assert_eq!(
+        err("title = 5"),
+        "At location 6: Could not select an operator overload"
+    );
+    assert_eq!(
+        err("mood < 'x'"),
+        "At location 5: Could not select an operator overload"
+    );
+    assert_eq!(
+        err("j = 'x'"),
+        "At location 2: Could not select an operator overload"
+    );
+    assert_eq!(
+        err("1::boolean::date IS NULL"),
+        "At location 0: unknown cast from type bool to type date"
+    );
+    assert_eq!(err("id::foo = 1"), "At location 4: unsupported type foo");
+}
+
+#[test]
+fn params_are_inlined_as_typed_constants() {
+    let params = vec!["5".to_string(), "it's".to_string()];
+    let p = parse("id > $1 AND title = $2", &params, &table()).expect("parses");
+    assert_eq!(
+        p.to_sql(),
+        "((\"id\" > '5'::int8) AND (\"title\" = 'it''s'::text))"
+    );
+    assert_eq!(
+        err_params("id > $2", &["1"]),
+        "At location 5: parameter $2 was not provided"
+    );
+    assert_eq!(
+        err_params("id > $1", &["1", "2"]),
+        "At location 0: parameter value for $2 was not used"
+    );
+    assert_eq!(
+        err_params("id > $1", &["x"]),
+        "At location 5: invalid input syntax for type bigint: \"x\""
+    );
+}
+
+#[test]
+fn params_from_pairs_validates_keys() {
+    assert_eq!(
+        params_from_pairs([("2", "b"), ("1", "a")]).expect("valid"),
+        vec!["a".to_string(), "b".to_string()]
+    );
+    let bad = params_from_pairs([("x", "a")]).expect_err("not a number");
+    assert_eq!(bad.to_string(), "Parameters can only use numbers as keys");
+    assert!(bad.is_params_error());
+    let gap = params_from_pairs([("1", "a"), ("3", "b")]).expect_err("gap");
+    assert_eq!(
+        gap.to_string(),
+        "Parameters must be numbered sequentially, starting from 1"
+    );
+}
+
+#[test]
+fn rendering_is_canonical_and_quotes_everything() {
+    assert_eq!(sql("id != 1"), sql("ID   <>   1"));
+    assert_eq!(sql("id = 1 and done"), sql("(ID = 1) AND (done)"));
+    assert_eq!(
+        sql("a1 is null or id = 1".replace("a1", "title").as_str()),
+        "((\"title\" IS NULL) OR (\"id\" = '1'::int8))"
+    );
+    assert_eq!(
+        sql("\"Mixed\" LIKE 'a\\%'"),
+        "(\"Mixed\" LIKE E'a\\\\%'::text)"
+    );
+    assert_eq!(
+        sql("title = 'x''; DROP TABLE t; --'"),
+        "(\"title\" = 'x''; DROP TABLE t; --'::text)"
+    );
+    assert_eq!(sql("id IN (1, 2)"), "(\"id\" IN ('1'::int8, '2'::int8))");
+    assert_eq!(
+        sql("id NOT IN (1, 2)"),
+        "(\"id\" NOT IN ('1'::int8, '2'::int8))"
+    );
+    assert_eq!(sql("mood = 'happy'"), "(\"mood\" = 'happy')");
+    assert_eq!(sql("n = 1.50"), "(\"n\" = '1.50'::numeric)");
+    assert_eq!(sql("i4 = 1.5"), "(\"i4\" = '1.5'::numeric)");
+    assert_eq!(sql("id::text = '1'"), "(CAST(\"id\" AS text) = '1'::text)");
+    assert_eq!(sql("d = '2024-1-5'"), "(\"d\" = '2024-01-05'::date)");
+    assert_eq!(
+        sql("ts > '2024-01-05 10:00:00.5+02'"),
+        "(\"ts\" > '2024-01-05 08:00:00.5+00'::timestamptz)"
+    );
+    assert_eq!(sql("NOT done IS NOT TRUE"), "(NOT (\"done\" IS NOT TRUE))");
+    assert_eq!(
+        sql("id IS DISTINCT FROM NULL"),
+        "(\"id\" IS DISTINCT FROM NULL::int8)"
+    );
+    assert_eq!(sql("tags IS NULL"), "(\"tags\" IS NULL)");
+}
+
+#[test]
+fn columns_lists_referenced_indexes() {
+    let p = parse("title = 'a' OR id > 2 OR id < 0", &[], &table()).expect("parses");
+    assert_eq!(p.columns(), vec![0, 2]);
+}
+
+#[test]
+fn constant_semantics_match_upstream_parser_tests() {
+    assert!(truth("1 IS DISTINCT FROM 2"));
+    assert!(truth("1 IS DISTINCT FROM NULL"));
+    assert!(!truth("NULL IS DISTINCT FROM NULL"));
+    assert!(!truth("1 IS NOT DISTINCT FROM 2"));
+    assert!(!truth("'foo' IS NOT DISTINCT FROM NULL"));
+    assert!(truth("NULL IS NOT DISTINCT FROM NULL"));
+    assert!(!truth("true IS UNKNOWN"));
+    assert!(truth("true IS NOT UNKNOWN"));
+    assert!(truth("NULL::boolean IS UNKNOWN"));
+    assert!(truth("NULL IS UNKNOWN"));
+    assert!(truth("'hello' NOT LIKE 'hell\\%' AND 'hello' LIKE 'h%o'"));
+    assert!(truth("2 BETWEEN 1 AND 3"));
+    assert!(!truth("0 BETWEEN 1 AND 3"));
+    assert!(truth(
+        "'2024-07-31'::date BETWEEN '2024-07-01'::date AND '2024-07-31'::date"
+    ));
+    assert!(truth("1::boolean"));
+    assert!(truth("1 IN (1, 2, 3)"));
+    assert!(truth("'test' NOT IN ('hello', 'world')"));
+    assert!(!truth("'test' IN ('hello', NULL)"));
+    assert!(!truth("NOT ('test' IN ('hello', NULL))"));
+    assert!(truth("null IS NULL"));
+    assert!(truth("false IS NOT NULL"));
+    assert!(truth("(1 = NULL) IS NULL"));
+    assert!(truth("'true' IS TRUE"));
+    assert!(truth("false IS NOT TRUE"));
+    assert!(truth("null IS NOT FALSE"));
+    assert!(!truth("null IS FALSE"));
+}
+
+#[test]
+fn row_evaluation_follows_postgres_semantics() {
+    assert!(eval_row("id = 5", &[("id", Some("5"))]));
+    assert!(!eval_row("id = 5", &[("id", None)]));
+    assert!(eval_row("(NOT (id = 5)) IS FALSE", &[("id", Some("5"))]));
+    assert!(eval_row("i4 > 3000000000 OR i4 < 0", &[("i4", Some("-1"))]));
+    assert!(eval_row("n = 1.5", &[("n", Some("1.500"))]));
+    assert!(eval_row(
+        "n > 'NaN'::numeric IS FALSE",
+        &[("n", Some("NaN"))]
+    ));
+    assert!(eval_row("n = 'NaN'", &[("n", Some("NaN"))]));
+    assert!(eval_row("f = 'NaN' AND f > 1e308", &[("f", Some("NaN"))]));
+    assert!(eval_row("f = 0", &[("f", Some("-0"))]));
+    assert!(eval_row("done", &[("done", Some("t"))]));
+    assert!(!eval_row("done", &[("done", Some("f"))]));
+    assert!(eval_row("done IS NOT TRUE", &[("done", None)]));
+    assert!(eval_row("title ILIKE 'É%'", &[("title", Some("école"))]));
+    assert!(eval_row("title LIKE '_cole'", &[("title", Some("école"))]));
+    assert!(eval_row("title > 'Z'", &[("title", Some("a"))]));
+    assert!(eval_row("c = 'ab'", &[("c", Some("ab   "))]));
+    assert!(eval_row("c::text = 'ab'", &[("c", Some("ab   "))]));
+    assert!(eval_row(
+        "d < ts",
+        &[
+            ("d", Some("2024-01-01")),
+            ("ts", Some("2024-01-01 00:00:00.000001+00"))
+        ]
+    ));
+    assert!(eval_row(
+        "d > '-infinity' AND d < 'infinity'",
+        &[("d", Some("0044-03-15 BC"))]
+    ));
+    assert!(eval_row(
+        "u = '{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}'",
+        &[("u", Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"))]
+    ));
+    assert!(eval_row("mood = 'happy'", &[("mood", Some("happy"))]));
+    assert!(eval_row("j IS NOT NULL", &[("j", Some("{}"))]));
+    // A value that cannot be cast makes the row not match rather than failing.
+    assert!(!eval_row("title::int4 = 1", &[("title", Some("x"))]));
+    assert!(eval_row("title::int4 = 1", &[("title", Some(" 1"))]));
+}
