@@ -226,11 +226,11 @@ pub fn malformed_query_string() -> ErrorResponse {
 /// 400 for subset snapshot requests (`subset__*` or a POST subset body), which Ampere does not
 /// serve yet. Ampere-specific: upstream would serve them.
 pub fn subset_not_supported_yet() -> ErrorResponse {
-    ErrorResponse::new(
-        400,
-        r#"{"message":"Invalid request","errors":{"subset":["subset snapshots are not supported by this server yet"]}}"#
-            .to_owned(),
-    )
+    let errors = crate::validation::ValidationErrors::single(
+        "subset",
+        "subset snapshots are not supported by this server yet",
+    );
+    ErrorResponse::new(400, errors.body())
 }
 
 #[cfg(test)]
