@@ -3,7 +3,7 @@
 
 use crate::pg::{Connection, PgError};
 use protocol::ident::quote_ident;
-use protocol::schema::ColumnInfo;
+use protocol::schema::{columns_query_for_table, parse_column_row, ColumnInfo, TypeKind};
 
 /// A table as the catalog describes it, columns in attribute order (dropped and generated
 /// columns excluded, matching what pgoutput publishes on Postgres 15).
@@ -48,73 +48,58 @@ pub async fn load_table(
     schema: &str,
     name: &str,
 ) -> Result<Option<TableInfo>, PgError> {
-    // One round trip: columns with their element type, dims, nullability, typmod, PK position,
-    // generated flag. attndims is unreliable for arrays declared without dimensions, so an
-    // array column reports at least 1.
+    let columns_sql = columns_query_for_table(schema, name)
+        .ok_or_else(|| PgError::InvalidArgument("table name contains NUL".into()))?;
+    // One round trip: the oid, then the columns (upstream's inspector query).
     let sql = format!(
-        "SELECT c.oid, a.attname, \
-                CASE WHEN t.typcategory = 'A' THEN et.typname ELSE t.typname END, \
-                CASE WHEN t.typcategory = 'A' THEN greatest(a.attndims, 1) ELSE 0 END, \
-                a.attnotnull, a.atttypmod, \
-                array_position(i.indkey::int2[], a.attnum), \
-                a.attgenerated <> '', a.atttypid, \
-                (CASE WHEN t.typcategory = 'A' THEN et.typtype ELSE t.typtype END) = 'e' \
-         FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-         JOIN pg_type t ON t.oid = a.atttypid \
-         LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
-         LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
-         WHERE n.nspname = {} AND c.relname = {} AND c.relkind IN ('r', 'p') \
-         ORDER BY a.attnum",
+        "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+           ON n.oid = c.relnamespace \
+         WHERE n.nspname = {} AND c.relname = {} AND c.relkind IN ('r', 'p'); {columns_sql}",
         quote_literal(schema),
         quote_literal(name)
     );
     let results = conn.simple_query(&sql).await?;
-    let mut table: Option<TableInfo> = None;
-    let mut pk: Vec<(i64, usize)> = Vec::new();
-    for res in &results {
-        for row in res.rows() {
-            let field = |i: usize| row.get(i).unwrap_or("");
-            let oid: u32 = field(0).parse().unwrap_or(0);
-            let t = table.get_or_insert_with(|| TableInfo {
-                oid,
-                schema: schema.to_string(),
-                name: name.to_string(),
-                columns: Vec::new(),
-                pk: Vec::new(),
-                generated: Vec::new(),
-            });
-            let col_name = field(1).to_string();
-            if field(7) == "t" {
-                t.generated.push(col_name);
-                continue;
-            }
-            let dims: i32 = field(3).parse().unwrap_or(0);
-            let pk_pos: Option<i64> = row.get(6).and_then(|p| p.parse().ok());
-            let idx = t.columns.len();
-            if let Some(p) = pk_pos {
-                pk.push((p, idx));
-            }
-            t.columns.push(TableColumn {
-                info: ColumnInfo {
-                    name: col_name,
-                    type_name: field(2).to_string(),
-                    dims,
-                    is_array: dims > 0,
-                    // array_position is 1-based; pk_index is 0-based.
-                    pk_index: pk_pos.map(|p| (p - 1) as u32),
-                    not_null: field(4) == "t",
-                    type_mod: field(5).parse().unwrap_or(-1),
-                },
-                type_oid: field(8).parse().unwrap_or(0),
-                is_enum: field(9) == "t",
-            });
+    let [oid_res, cols_res] = results.as_slice() else {
+        return Err(PgError::Protocol(format!(
+            "catalog query returned {} results",
+            results.len()
+        )));
+    };
+    let Some(oid) = oid_res.rows.first().and_then(|r| r.get(0)) else {
+        return Ok(None);
+    };
+    let oid: u32 = oid
+        .parse()
+        .map_err(|_| PgError::Protocol(format!("bad oid {oid:?}")))?;
+    let mut t = TableInfo {
+        oid,
+        schema: schema.to_string(),
+        name: name.to_string(),
+        columns: Vec::new(),
+        pk: Vec::new(),
+        generated: Vec::new(),
+    };
+    let mut pk: Vec<(u32, usize)> = Vec::new();
+    for row in &cols_res.rows {
+        let fields: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+        let info = parse_column_row(&fields)
+            .map_err(|e| PgError::Protocol(format!("catalog row: {e}")))?;
+        if info.is_generated {
+            // Postgres 15 does not publish generated columns, so they cannot be in a shape.
+            t.generated.push(info.name);
+            continue;
         }
+        if let Some(p) = info.pk_index {
+            pk.push((p, t.columns.len()));
+        }
+        let is_enum = info.element_kind.unwrap_or(info.type_kind) == TypeKind::Enum;
+        t.columns.push(TableColumn {
+            type_oid: info.type_oid,
+            is_enum,
+            info,
+        });
     }
-    if let Some(t) = table.as_mut() {
-        pk.sort();
-        t.pk = pk.into_iter().map(|(_, i)| i).collect();
-    }
-    Ok(table)
+    pk.sort_unstable();
+    t.pk = pk.into_iter().map(|(_, i)| i).collect();
+    Ok(Some(t))
 }

@@ -79,12 +79,10 @@ impl Config {
             (Some(_), true) => {
                 return Err("set either ELECTRIC_SECRET or ELECTRIC_INSECURE=true, not both".into())
             }
-            (None, false) => {
-                return Err(
-                    "ELECTRIC_SECRET is required (or set ELECTRIC_INSECURE=true to serve without one)"
-                        .into(),
-                )
-            }
+            (None, false) => return Err(
+                "ELECTRIC_SECRET is required (or set ELECTRIC_INSECURE=true to serve without one)"
+                    .into(),
+            ),
             (Some(s), false) if s.is_empty() => {
                 return Err("ELECTRIC_SECRET must not be empty".into())
             }

@@ -34,8 +34,7 @@ impl EmbeddedPostgres {
             Err(_) => DEFAULT_PORT,
         };
         let root = storage_dir.join("postgres");
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("create {}", root.display()))?;
+        std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
         let root = root
             .canonicalize()
             .with_context(|| format!("resolve {}", root.display()))?;
@@ -46,7 +45,10 @@ impl EmbeddedPostgres {
             ensure_traversable(&root)?;
         }
         if !data.join("PG_VERSION").exists() {
-            tracing::info!("initialising embedded Postgres cluster in {}", data.display());
+            tracing::info!(
+                "initialising embedded Postgres cluster in {}",
+                data.display()
+            );
             run(
                 pg_cmd(&bin.join("initdb"), as_root)
                     .arg("-D")

@@ -11,12 +11,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+/// What each core takes at start: its listener and its inbox.
+type CoreStart = (std::net::TcpListener, flume::Receiver<CoreMsg>);
+
 /// Runs Ampere until the process is stopped.
 pub fn run(config: Config, db_url: String) -> Result<()> {
     let cores = config.cores();
     let addr = SocketAddr::new(config.listen_addr, config.port);
-    let listeners = http::bind_reuseport_group(addr, cores)
-        .with_context(|| format!("listen on {addr}"))?;
+    let listeners =
+        http::bind_reuseport_group(addr, cores).with_context(|| format!("listen on {addr}"))?;
     let mut senders = Vec::with_capacity(cores);
     let mut receivers = Vec::with_capacity(cores);
     for _ in 0..cores {
@@ -25,19 +28,16 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
         receivers.push(Some(rx));
     }
     let driver = config.io_driver;
-    tracing::info!(
-        "ampere listening on {addr} with {cores} cores ({driver:?} driver)"
-    );
+    tracing::info!("ampere listening on {addr} with {cores} cores ({driver:?} driver)");
     let shared = Arc::new(Shared::new(config, db_url, senders));
     // Start-up hand-off only: each core takes its listener and inbox once.
-    let per_core: Arc<Mutex<Vec<Option<(std::net::TcpListener, flume::Receiver<CoreMsg>)>>>> =
-        Arc::new(Mutex::new(
-            listeners
-                .into_iter()
-                .zip(receivers)
-                .map(|(l, r)| r.map(|r| (l, r)))
-                .collect(),
-        ));
+    let per_core: Arc<Mutex<Vec<Option<CoreStart>>>> = Arc::new(Mutex::new(
+        listeners
+            .into_iter()
+            .zip(receivers)
+            .map(|(l, r)| r.map(|r| (l, r)))
+            .collect(),
+    ));
     crate::runtime::run_per_core(cores, driver, move |id| {
         let shared = shared.clone();
         let taken = per_core.lock().expect("start-up lock")[id].take();

@@ -25,6 +25,8 @@ const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
 const POOL_SIZE: usize = 4;
 
 pub type ShapeRef = Rc<RefCell<Shape>>;
+/// Catalog cache: (schema, table) → entry and when it was read.
+type TableCache = HashMap<(String, String), (Arc<TableInfo>, Instant)>;
 
 pub struct Core {
     pub id: usize,
@@ -32,7 +34,7 @@ pub struct Core {
     shapes: RefCell<HashMap<String, ShapeRef>>,
     by_def: RefCell<HashMap<String, String>>,
     by_table: RefCell<HashMap<u32, Vec<String>>>,
-    tables: RefCell<HashMap<(String, String), (Arc<TableInfo>, Instant)>>,
+    tables: RefCell<TableCache>,
     pool: RefCell<Vec<Connection>>,
     /// Commit LSN of the last transaction this core received: `global_last_seen_lsn`.
     pub last_lsn: Cell<u64>,
@@ -149,7 +151,9 @@ impl Core {
             def.clone(),
             self.shared.config.chunk_bytes_threshold,
         )));
-        self.shapes.borrow_mut().insert(handle.clone(), shape.clone());
+        self.shapes
+            .borrow_mut()
+            .insert(handle.clone(), shape.clone());
         self.by_def
             .borrow_mut()
             .insert(def.canonical.clone(), handle.clone());
@@ -289,7 +293,7 @@ impl Core {
             .await?;
         let (identity, published) = res
             .iter()
-            .flat_map(|r| r.rows())
+            .flat_map(|r| r.rows.iter())
             .next()
             .map(|row| {
                 (

@@ -19,13 +19,38 @@ pub fn error(status: u16, body: impl Into<Bytes>) -> Response {
         .with_header("surrogate-control", "no-store".to_string())
 }
 
-pub fn validation(errors: &protocol::request::ValidationErrors) -> Response {
-    error(400, errors.to_body())
+pub fn validation(errors: &protocol::validation::ValidationErrors) -> Response {
+    error(400, errors.body())
+}
+
+/// One of the protocol crate's fixed error responses, with the error cache headers.
+pub fn fixed(e: protocol::errors::ErrorResponse) -> Response {
+    let mut r = if e.status == 401 || e.status == 404 {
+        Response::new(e.status).with_body(Body::Full(Bytes::from(e.body)))
+    } else {
+        error(e.status, e.body)
+    };
+    for (k, v) in e.extra_headers {
+        r.headers.push((k.into(), v));
+    }
+    r
+}
+
+pub fn request_error(e: &protocol::request::RequestError) -> Response {
+    match e {
+        protocol::request::RequestError::Invalid(v) => validation(v),
+        protocol::request::RequestError::MalformedQueryString(_) => {
+            fixed(protocol::errors::malformed_query_string())
+        }
+    }
 }
 
 /// 409 must-refetch, pointing at the shape's current handle.
 pub fn must_refetch(handle: Option<&str>) -> Response {
-    let mut r = json(409, Bytes::from_static(protocol::message::MUST_REFETCH_BODY.as_bytes()));
+    let mut r = json(
+        409,
+        Bytes::from_static(protocol::message::MUST_REFETCH_BODY.as_bytes()),
+    );
     match handle {
         Some(handle) => {
             r = r
@@ -39,7 +64,10 @@ pub fn must_refetch(handle: Option<&str>) -> Response {
                 .with_header("etag", format!("\"{handle}::\""));
         }
         None => {
-            r = r.with_header("cache-control", "public, max-age=1, must-revalidate".to_string())
+            r = r.with_header(
+                "cache-control",
+                "public, max-age=1, must-revalidate".to_string(),
+            )
         }
     }
     r
@@ -68,13 +96,19 @@ pub fn not_found() -> Response {
 }
 
 pub fn delete_not_allowed() -> Response {
-    json(405, Bytes::from_static(b"{\"message\":\"DELETE not allowed\"}"))
-        .with_header("cache-control", "no-cache".to_string())
+    json(
+        405,
+        Bytes::from_static(b"{\"message\":\"DELETE not allowed\"}"),
+    )
+    .with_header("cache-control", "no-cache".to_string())
 }
 
 pub fn delete_not_found() -> Response {
-    json(404, Bytes::from_static(b"{\"message\":\"No existing shape found\"}"))
-        .with_header("cache-control", "no-cache".to_string())
+    json(
+        404,
+        Bytes::from_static(b"{\"message\":\"No existing shape found\"}"),
+    )
+    .with_header("cache-control", "no-cache".to_string())
 }
 
 pub fn delete_mismatch() -> Response {
@@ -98,5 +132,8 @@ pub fn database_unreachable() -> Response {
 }
 
 pub fn internal_error() -> Response {
-    error(500, Bytes::from_static(b"{\"error\":\"Internal server error\"}"))
+    error(
+        500,
+        Bytes::from_static(b"{\"error\":\"Internal server error\"}"),
+    )
 }

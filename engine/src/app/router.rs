@@ -5,7 +5,7 @@ use super::core::Core;
 use super::{responses, CoreMsg, DeleteTarget, ShapeCall, Status};
 use crate::http::{Handler, Method, Request, Response};
 use crate::pg::PgError;
-use crate::shapes::def::ShapeDef;
+use crate::shapes::def::{DefParams, ShapeDef};
 use protocol::headers as h;
 use std::future::Future;
 use std::pin::Pin;
@@ -93,13 +93,16 @@ async fn route(core: &Rc<Core>, req: Request) -> Response {
 /// Headers on every response: server, request id, CORS (not on 401), default cache-control.
 fn finish(core: &Rc<Core>, req: &Request, route: &Route, resp: &mut Response) {
     let hs = &mut resp.headers;
-    hs.push((h::ELECTRIC_SERVER.into(), h::ELECTRIC_SERVER_VALUE.to_string()));
+    hs.push((
+        h::ELECTRIC_SERVER.into(),
+        h::ELECTRIC_SERVER_VALUE.to_string(),
+    ));
     hs.push(("x-request-id".into(), format!("{:016x}", core.random())));
     if resp.status != 401 {
         let origins: Vec<&str> = req.headers_all("origin").collect();
         hs.push((
             "access-control-allow-origin".into(),
-            h::cors_allow_origin(&origins).to_string(),
+            h::allow_origin(&origins).to_string(),
         ));
         hs.push((
             "access-control-expose-headers".into(),
@@ -107,12 +110,7 @@ fn finish(core: &Rc<Core>, req: &Request, route: &Route, resp: &mut Response) {
         ));
         hs.push((
             "access-control-allow-methods".into(),
-            if *route == Route::Shape {
-                "GET, POST, HEAD, DELETE, OPTIONS"
-            } else {
-                "GET, HEAD"
-            }
-            .to_string(),
+            h::allow_methods(*route == Route::Shape).to_string(),
         ));
     }
     let has_cc = hs.iter().any(|(k, _)| k == "cache-control");
@@ -131,8 +129,10 @@ fn health(core: &Rc<Core>) -> Response {
         Status::Waiting => (202, "waiting"),
         Status::Starting => (202, "starting"),
     };
-    responses::json(status, format!("{{\"status\":\"{word}\"}}"))
-        .with_header("cache-control", "no-cache, no-store, must-revalidate".to_string())
+    responses::json(status, format!("{{\"status\":\"{word}\"}}")).with_header(
+        "cache-control",
+        "no-cache, no-store, must-revalidate".to_string(),
+    )
 }
 
 fn preflight(req: &Request) -> Response {
@@ -140,19 +140,23 @@ fn preflight(req: &Request) -> Response {
         .with_header("access-control-max-age", "86400".to_string())
         .with_header("connection", "keep-alive".to_string());
     let asked: Vec<&str> = req.headers_all("access-control-request-headers").collect();
-    if let Some(allowed) = h::cors_allow_headers(&asked) {
+    if let Some(allowed) = h::options_allow_headers(&asked) {
         r.headers
             .push(("access-control-allow-headers".into(), allowed));
     }
     r
 }
 
-/// Constant-time comparison of the `secret` (or legacy `api_secret`) param.
+/// Constant-time comparison of the `secret` (or legacy `api_secret`) param. Runs before any
+/// other validation: a 401 wins over a 400.
 fn authorized(core: &Rc<Core>, req: &Request) -> bool {
     let Some(secret) = core.shared.config.secret.as_deref() else {
         return true;
     };
-    let given = protocol::request::secret_param(&req.query).unwrap_or_default();
+    let Ok(params) = protocol::query_string::parse_query_string(&req.query) else {
+        return false;
+    };
+    let given = params.secret().unwrap_or_default();
     constant_time_eq(given.as_bytes(), secret.as_bytes())
 }
 
@@ -184,20 +188,14 @@ async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
     None
 }
 
-/// Parses, validates and resolves the definition; errors are final responses.
-async fn definition(
-    core: &Rc<Core>,
-    q: &protocol::request::ShapeQuery,
-) -> Result<Arc<ShapeDef>, Response> {
-    let table_name = q
-        .table
-        .as_ref()
-        .expect("validated requests name a table");
+/// Resolves the definition against the catalog; errors are final responses.
+async fn definition(core: &Rc<Core>, q: &DefParams<'_>) -> Result<Arc<ShapeDef>, Response> {
+    let table_name = q.table;
     let table = match core.table(&table_name.schema, &table_name.name).await {
         Ok(Some(t)) => t,
         Ok(None) => {
             return Err(responses::validation(
-                &protocol::request::table_not_found(&table_name.schema, &table_name.name),
+                &protocol::validation::table_not_found(&table_name.schema, &table_name.name),
             ))
         }
         Err(e) => return Err(pg_error_response(&e)),
@@ -221,25 +219,25 @@ fn pg_error_response(e: &PgError) -> Response {
 
 async fn shape(core: &Rc<Core>, req: &Request) -> Response {
     if req.method == Method::Post && !req.body.is_empty() {
-        return responses::error(
-            400,
-            "{\"message\":\"Invalid request\",\"errors\":{\"subset\":[\"subset snapshots are not supported by this server yet\"]}}",
-        );
+        return responses::fixed(protocol::errors::subset_not_supported_yet());
     }
     let q = match protocol::request::parse_shape_query(&req.query) {
         Ok(q) => q,
-        Err(e) => return responses::validation(&e),
+        Err(e) => return responses::request_error(&e),
     };
     if q.has_subset {
-        return responses::error(
-            400,
-            "{\"message\":\"Invalid request\",\"errors\":{\"subset\":[\"subset snapshots are not supported by this server yet\"]}}",
-        );
+        return responses::fixed(protocol::errors::subset_not_supported_yet());
     }
     if let Some(r) = wait_ready(core).await {
         return r;
     }
-    let def = match definition(core, &q).await {
+    let Some(params) = DefParams::of_shape(&q) else {
+        return responses::validation(&protocol::validation::ValidationErrors::single(
+            "table",
+            "can't be blank",
+        ));
+    };
+    let def = match definition(core, &params).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -275,17 +273,15 @@ async fn delete(core: &Rc<Core>, req: &Request) -> Response {
     }
     let q = match protocol::request::parse_delete_query(&req.query) {
         Ok(q) => q,
-        Err(e) => {
-            return responses::validation(&e).with_header("cache-control", "no-cache".to_string())
-        }
+        Err(e) => return no_cache(responses::request_error(&e)),
     };
     if let Some(r) = wait_ready(core).await {
         return r;
     }
-    let (owner, target) = if q.table.is_some() {
-        let def = match definition(core, &q).await {
+    let (owner, target) = if let Some(params) = DefParams::of_delete(&q) {
+        let def = match definition(core, &params).await {
             Ok(d) => d,
-            Err(r) => return r,
+            Err(r) => return no_cache(r),
         };
         (
             def.owner_core(core.shared.cores),
@@ -299,7 +295,10 @@ async fn delete(core: &Rc<Core>, req: &Request) -> Response {
         let Some((hash, _)) = protocol::handle::parse_handle(&handle) else {
             return responses::delete_not_found();
         };
-        (hash as usize % core.shared.cores, DeleteTarget::Handle(handle))
+        (
+            hash as usize % core.shared.cores,
+            DeleteTarget::Handle(handle),
+        )
     };
     let (tx, rx) = flume::bounded(1);
     if core.shared.inboxes[owner]
@@ -314,13 +313,28 @@ async fn delete(core: &Rc<Core>, req: &Request) -> Response {
         .unwrap_or_else(|_| responses::internal_error())
 }
 
+/// Non-GET requests always get `cache-control: no-cache` (§4.2 rule 1).
+fn no_cache(mut r: Response) -> Response {
+    r.headers
+        .retain(|(k, _)| k != "cache-control" && k != "surrogate-control");
+    r.headers
+        .push(("cache-control".into(), "no-cache".to_string()));
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn path_variants_resolve_to_the_shape_route() {
-        for p in ["/v1/shape", "/v1//shape", "/v1/shape/", "/v1/%73hape", "//v1/shape"] {
+        for p in [
+            "/v1/shape",
+            "/v1//shape",
+            "/v1/shape/",
+            "/v1/%73hape",
+            "//v1/shape",
+        ] {
             assert!(resolve(p) == Route::Shape, "{p}");
         }
         assert!(resolve("/v1/shapes") == Route::Other);

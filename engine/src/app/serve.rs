@@ -74,14 +74,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         let (listener, handle, last, slice) = {
             let s = shape.borrow();
             if let Some(err) = &s.snapshot_error {
-                return responses::unavailable(
-                    &format!(
-                        "{{\"message\":{}}}",
-                        serde_json_string(&format!("Failed to create shape snapshot: {err}"))
-                    ),
-                    10,
-                )
-                .with_header("electric-internal-known-error", "true".to_string());
+                return responses::fixed(protocol::errors::snapshot_failed(err));
             }
             if s.invalidated {
                 drop(s);
@@ -111,23 +104,33 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 // Out of bounds: a client briefly ahead of us (e.g. after a restart) gets half a
                 // long-poll for the log to catch up.
                 if let Woken::TimedOut = wait(listener, oob_deadline).await {
-                    return responses::error(
-                        400,
-                        Bytes::from_static(
-                            b"{\"message\":\"Invalid request\",\"errors\":{\"offset\":[\"out of bounds for this shape\"]}}",
-                        ),
-                    );
+                    return responses::validation(&protocol::validation::offset_out_of_bounds());
                 }
                 continue;
             }
         }
         if !checked_etag {
             checked_etag = true;
-            let tag = h::etag_value(&handle, &offset_param_str(after), &slice.chunk_end.to_string());
-            if h::if_none_match_matches(&call.if_none_match, &tag) {
+            let tag = h::etag(
+                &handle,
+                &offset_param_str(after),
+                &slice.chunk_end.to_string(),
+                None,
+            );
+            let inm: Vec<&str> = call.if_none_match.iter().map(String::as_str).collect();
+            if h::if_none_match_matches(&inm, tag.trim_matches('"')) {
                 let mut r = Response::new(304);
-                add_shape_headers(core, call, &mut r, &handle, slice.chunk_end, None, true, false);
-                r.headers.push(("etag".into(), format!("\"{tag}\"")));
+                add_shape_headers(
+                    core,
+                    call,
+                    &mut r,
+                    &handle,
+                    slice.chunk_end,
+                    None,
+                    true,
+                    false,
+                );
+                r.headers.push(("etag".into(), tag));
                 return r;
             }
         }
@@ -158,17 +161,40 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         }
         parts.push(Bytes::from_static(b"]"));
         let mut r = responses::json(200, Bytes::new()).with_body(Body::Parts(parts));
-        add_shape_headers(core, call, &mut r, &handle, slice.chunk_end, Some(up_to_date), true, true);
-        let tag = h::etag_value(&handle, &offset_param_str(after), &slice.chunk_end.to_string());
-        r.headers.push(("etag".into(), format!("\"{tag}\"")));
+        add_shape_headers(
+            core,
+            call,
+            &mut r,
+            &handle,
+            slice.chunk_end,
+            Some(up_to_date),
+            true,
+            true,
+        );
+        let tag = h::etag(
+            &handle,
+            &offset_param_str(after),
+            &slice.chunk_end.to_string(),
+            None,
+        );
+        r.headers.push(("etag".into(), tag));
         return r;
     }
 }
 
 /// `offset=now`, and a live request that timed out: just an up-to-date, `has-data: false`.
-fn no_changes(core: &Rc<Core>, call: &ShapeCall, handle: &str, last: LogOffset, live: bool) -> Response {
+fn no_changes(
+    core: &Rc<Core>,
+    call: &ShapeCall,
+    handle: &str,
+    last: LogOffset,
+    live: bool,
+) -> Response {
     let global = core.last_lsn.get().max(last.tx);
-    let body = format!("[{}]", String::from_utf8_lossy(&protocol::message::up_to_date(global)));
+    let body = format!(
+        "[{}]",
+        String::from_utf8_lossy(&protocol::message::up_to_date(global))
+    );
     let mut r = responses::json(200, body);
     add_shape_headers(core, call, &mut r, handle, last, Some(true), false, true);
     let after = call.query.offset.log_offset();
@@ -177,12 +203,13 @@ fn no_changes(core: &Rc<Core>, call: &ShapeCall, handle: &str, last: LogOffset, 
         _ => offset_param_str(after),
     };
     // A monotonic suffix: an empty response must never be revalidated into a cached one.
-    let tag = format!(
-        "{}:{}",
-        h::etag_value(handle, &req_offset, &last.to_string()),
-        core.monotonic_micros()
+    let tag = h::etag(
+        handle,
+        &req_offset,
+        &last.to_string(),
+        Some(core.monotonic_micros()),
     );
-    r.headers.push(("etag".into(), format!("\"{tag}\"")));
+    r.headers.push(("etag".into(), tag));
     let _ = live;
     r
 }
@@ -217,7 +244,10 @@ fn add_shape_headers(
             .iter()
             .map(|&i| call.def.table.columns[i].info.clone())
             .collect();
-        hs.push((h::ELECTRIC_SCHEMA.into(), protocol::schema::schema_header(&cols)));
+        hs.push((
+            h::ELECTRIC_SCHEMA.into(),
+            protocol::schema::schema_header(&cols),
+        ));
     }
     if up_to_date == Some(true) {
         hs.push((h::ELECTRIC_UP_TO_DATE.into(), String::new()));
@@ -236,18 +266,17 @@ fn add_shape_headers(
         if has_data { "true" } else { "false" }.to_string(),
     ));
     if let Some(cc) = h::cache_control(&h::CacheCase {
-        offset: q.offset,
+        method_is_get: true,
+        status: if status_200 { 200 } else { 304 },
+        has_handle: true,
+        offset: Some(q.offset),
         live: q.live,
         live_sse: q.live_sse,
-        max_age: cfg.cache_max_age,
-        stale_age: cfg.cache_stale_age,
+        max_age_secs: cfg.cache_max_age,
+        stale_age_secs: cfg.cache_stale_age,
+        sse_timeout_ms: 60_000,
+        send_cache_headers: true,
     }) {
         hs.push(("cache-control".into(), cc));
     }
-}
-
-fn serde_json_string(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    protocol::json::push_json_string(&mut out, s.as_bytes());
-    String::from_utf8(out).unwrap_or_default()
 }

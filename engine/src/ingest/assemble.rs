@@ -186,7 +186,10 @@ impl Assembler {
 /// Byte range of `sub` inside `parent` (the decoder only hands out sub-slices of the message).
 fn range_in(parent: &[u8], sub: &[u8]) -> (u32, u32) {
     let start = sub.as_ptr() as usize - parent.as_ptr() as usize;
-    assert!(start + sub.len() <= parent.len(), "value outside its message");
+    assert!(
+        start + sub.len() <= parent.len(),
+        "value outside its message"
+    );
     (start as u32, sub.len() as u32)
 }
 

@@ -15,7 +15,10 @@ pub enum ColRef {
     /// Unchanged TOAST value that pgoutput did not send (only for new tuples without a full old
     /// tuple to fill it from).
     Missing,
-    Text { start: u32, len: u32 },
+    Text {
+        start: u32,
+        len: u32,
+    },
 }
 
 /// A tuple: the message buffer it came from and its columns in relation order.
@@ -72,11 +75,18 @@ pub struct Relation {
 
 #[derive(Clone, Debug)]
 pub enum ChangeKind {
-    Insert { new: Row },
+    Insert {
+        new: Row,
+    },
     /// `old` is the full old row under REPLICA IDENTITY FULL, the key under DEFAULT when the key
     /// changed, and absent otherwise.
-    Update { old: Option<Row>, new: Row },
-    Delete { old: Row },
+    Update {
+        old: Option<Row>,
+        new: Row,
+    },
+    Delete {
+        old: Row,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@
 use super::def::ShapeDef;
 use crate::catalog::TableInfo;
 use crate::ingest::txn::{Change, ChangeKind, Relation, Row};
-use protocol::message::{self, ChangeMessage, Operation};
+use protocol::message::{self, Change as ChangeMessage, Operation};
 use protocol::offset::LogOffset;
 use protocol::request::Replica;
 
@@ -46,16 +46,8 @@ fn owned(row: &Row, cols: impl Iterator<Item = usize>) -> Vec<(usize, Option<Vec
 }
 
 /// Computes the entries `change` contributes to the shape (0, 1 or 2).
-pub fn entries_for(
-    def: &ShapeDef,
-    change: &Change,
-    commit_lsn: u64,
-    out: &mut Vec<PendingEntry>,
-) {
-    let at = |op: u64| LogOffset {
-        tx: commit_lsn,
-        op,
-    };
+pub fn entries_for(def: &ShapeDef, change: &Change, commit_lsn: u64, out: &mut Vec<PendingEntry>) {
+    let at = |op: u64| LogOffset::new(commit_lsn, op);
     let full = def.replica == Replica::Full;
     let pk_or_all = |row: &Row| -> Vec<(usize, Option<Vec<u8>>)> {
         if def.table.pk.is_empty() {
@@ -118,9 +110,10 @@ pub fn entries_for(
             };
             let was_in = def.matches(&old_get);
             let is_in = def.matches(&new_get);
-            let new_vals = |cols: &mut dyn Iterator<Item = usize>| -> Vec<(usize, Option<Vec<u8>>)> {
-                cols.map(|i| (i, new_get(i).map(<[u8]>::to_vec))).collect()
-            };
+            let new_vals =
+                |cols: &mut dyn Iterator<Item = usize>| -> Vec<(usize, Option<Vec<u8>>)> {
+                    cols.map(|i| (i, new_get(i).map(<[u8]>::to_vec))).collect()
+                };
             let new_key = {
                 let vals: Vec<Option<&[u8]>> = def.key_cols.iter().map(|&i| new_get(i)).collect();
                 let mut k = Vec::new();
@@ -133,9 +126,10 @@ pub fn entries_for(
                 protocol::key::push_row_key(&mut k, &def.table.schema, &def.table.name, &vals);
                 k
             };
-            let old_vals = |cols: &mut dyn Iterator<Item = usize>| -> Vec<(usize, Option<Vec<u8>>)> {
-                cols.map(|i| (i, old_get(i).map(<[u8]>::to_vec))).collect()
-            };
+            let old_vals =
+                |cols: &mut dyn Iterator<Item = usize>| -> Vec<(usize, Option<Vec<u8>>)> {
+                    cols.map(|i| (i, old_get(i).map(<[u8]>::to_vec))).collect()
+                };
             match (was_in, is_in) {
                 (false, false) => {}
                 (false, true) => out.push(PendingEntry {
@@ -151,9 +145,7 @@ pub fn entries_for(
                     offset: at(change.op),
                     op: Operation::Delete,
                     key: old_key,
-                    value: if full {
-                        old_vals(&mut def.selected.iter().copied())
-                    } else if def.table.pk.is_empty() {
+                    value: if full || def.table.pk.is_empty() {
                         old_vals(&mut def.selected.iter().copied())
                     } else {
                         old_vals(&mut def.table.pk.iter().copied())
@@ -204,7 +196,12 @@ pub fn entries_for(
                         )
                     } else {
                         let mut cols: Vec<usize> = def.table.pk.clone();
-                        cols.extend(changed.iter().copied().filter(|c| !def.table.pk.contains(c)));
+                        cols.extend(
+                            changed
+                                .iter()
+                                .copied()
+                                .filter(|c| !def.table.pk.contains(c)),
+                        );
                         cols.sort_unstable();
                         (new_vals(&mut cols.into_iter()), None)
                     };
@@ -226,9 +223,12 @@ pub fn entries_for(
 /// Encodes an entry into its final JSON bytes.
 pub fn encode(def: &ShapeDef, e: &PendingEntry, xid: u32, last: bool, out: &mut Vec<u8>) {
     let name = |i: usize| def.table.columns[i].info.name.as_str();
-    let value: Vec<(&str, Option<&[u8]>)> =
-        e.value.iter().map(|(i, v)| (name(*i), v.as_deref())).collect();
-    let old_value: Option<Vec<(&str, Option<&[u8]>)>> = e
+    let value: Vec<(&str, Option<&[u8]>)> = e
+        .value
+        .iter()
+        .map(|(i, v)| (name(*i), v.as_deref()))
+        .collect();
+    let old_value: Option<Vec<protocol::message::Column<'_>>> = e
         .old_value
         .as_ref()
         .map(|ov| ov.iter().map(|(i, v)| (name(*i), v.as_deref())).collect());

@@ -4,9 +4,47 @@
 //! the same owning core and the same handle.
 
 use crate::catalog::TableInfo;
-use protocol::request::{LogMode, Replica, ShapeQuery};
-use protocol::request::ValidationErrors;
+use protocol::ident::QualifiedTable;
+use protocol::request::{DeleteQuery, LogMode, ParamsError, Replica, ShapeQuery};
+use protocol::validation::{self as v, ValidationErrors};
 use protocol::where_clause::{self, ColumnType, Predicate};
+
+/// The parts of a request that define a shape (GET and DELETE share them).
+pub struct DefParams<'q> {
+    pub table: &'q QualifiedTable,
+    pub where_clause: Option<&'q str>,
+    pub params: &'q [String],
+    pub params_error: Option<ParamsError>,
+    pub columns: Option<&'q [String]>,
+    pub replica: Replica,
+    pub log: LogMode,
+}
+
+impl<'q> DefParams<'q> {
+    pub fn of_shape(q: &'q ShapeQuery) -> Option<Self> {
+        Some(Self {
+            table: q.table.as_ref()?,
+            where_clause: q.where_clause.as_deref(),
+            params: &q.params,
+            params_error: q.params_error,
+            columns: q.columns.as_deref(),
+            replica: q.replica,
+            log: q.log,
+        })
+    }
+
+    pub fn of_delete(q: &'q DeleteQuery) -> Option<Self> {
+        Some(Self {
+            table: q.table.as_ref()?,
+            where_clause: q.where_clause.as_deref(),
+            params: &q.params,
+            params_error: q.params_error,
+            columns: q.columns.as_deref(),
+            replica: q.replica,
+            log: q.log,
+        })
+    }
+}
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -27,12 +65,15 @@ pub struct ShapeDef {
 
 impl ShapeDef {
     /// Checks a parsed request against the table and builds the canonical definition.
-    pub fn build(q: &ShapeQuery, table: Arc<TableInfo>) -> Result<Self, ValidationErrors> {
-        let selected: Vec<usize> = match &q.columns {
+    pub fn build(q: &DefParams<'_>, table: Arc<TableInfo>) -> Result<Self, ValidationErrors> {
+        let selected: Vec<usize> = match q.columns {
+            None if !table.generated.is_empty() => {
+                return Err(v::generated_columns(&table.generated, true));
+            }
             None => (0..table.columns.len()).collect(),
             Some(cols) => {
                 if cols.is_empty() {
-                    return Err(protocol::request::empty_columns());
+                    return Err(v::empty_columns());
                 }
                 let mut missing = Vec::new();
                 let mut generated = Vec::new();
@@ -45,10 +86,10 @@ impl ShapeDef {
                     }
                 }
                 if !missing.is_empty() {
-                    return Err(protocol::request::columns_not_found(&missing));
+                    return Err(v::columns_not_found(&missing));
                 }
                 if !generated.is_empty() {
-                    return Err(protocol::request::generated_columns(&generated));
+                    return Err(v::generated_columns(&generated, false));
                 }
                 let missing_pk: Vec<String> = table
                     .pk
@@ -57,14 +98,14 @@ impl ShapeDef {
                     .map(|&p| table.columns[p].info.name.clone())
                     .collect();
                 if !missing_pk.is_empty() {
-                    return Err(protocol::request::missing_pk_columns(&missing_pk));
+                    return Err(v::missing_pk_columns(&missing_pk));
                 }
                 idx.sort_unstable();
                 idx.dedup();
                 idx
             }
         };
-        let (predicate, where_sql) = match &q.where_clause {
+        let (predicate, where_sql) = match q.where_clause {
             None => (None, None),
             Some(w) => {
                 let cols: Vec<ColumnType> = table
@@ -77,15 +118,29 @@ impl ShapeDef {
                         is_enum: c.is_enum,
                     })
                     .collect();
-                let p = where_clause::parse(w, &q.params, &cols)
-                    .map_err(|e| ValidationErrors::single("where", e.to_string()))?;
+                let p = where_clause::parse(w, q.params, &cols).map_err(|e| {
+                    if e.is_params_error() {
+                        ValidationErrors::single("params", e.to_string())
+                    } else {
+                        v::where_error(e.to_string())
+                    }
+                })?;
+                // Upstream checks the params map only once the clause itself is valid.
+                if let Some(e) = q.params_error {
+                    return Err(e.to_validation_errors());
+                }
                 let sql = p.to_sql();
                 (Some(p), Some(sql))
             }
         };
         let key_cols = if table.pk.is_empty() {
             let mut all: Vec<usize> = (0..table.columns.len()).collect();
-            all.sort_by(|a, b| table.columns[*a].info.name.cmp(&table.columns[*b].info.name));
+            all.sort_by(|a, b| {
+                table.columns[*a]
+                    .info
+                    .name
+                    .cmp(&table.columns[*b].info.name)
+            });
             all
         } else {
             table.pk.clone()
@@ -107,7 +162,7 @@ impl ShapeDef {
 
     /// Whether `row` (text values by table column index) is in the shape.
     #[inline]
-    pub fn matches(&self, get: &dyn Fn(usize) -> Option<&[u8]>) -> bool {
+    pub fn matches<'r>(&self, get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r)) -> bool {
         match &self.predicate {
             None => true,
             Some(p) => p.eval(get),

@@ -102,9 +102,15 @@ impl ShapeLog {
 
     /// Appends a real log entry. Offsets must increase strictly.
     pub fn append(&mut self, offset: LogOffset, json: Bytes) {
-        assert!(self.snapshot_done, "log entries before the snapshot finished");
+        assert!(
+            self.snapshot_done,
+            "log entries before the snapshot finished"
+        );
         if let Some(last) = self.last_real_offset() {
-            assert!(offset > last, "log offsets must increase: {offset} after {last}");
+            assert!(
+                offset > last,
+                "log offsets must increase: {offset} after {last}"
+            );
         }
         assert!(offset.tx > 0, "real log entries have a commit LSN");
         self.open_bytes += json.len() as u64;
@@ -129,7 +135,10 @@ impl ShapeLog {
             buf.extend_from_slice(b);
             index.push((*off, start, buf.len() as u32));
         }
-        let last = entries.last().map(|(o, _)| *o).expect("closing an empty chunk");
+        let last = entries
+            .last()
+            .map(|(o, _)| *o)
+            .expect("closing an empty chunk");
         self.closed.push(ClosedChunk {
             last,
             buf: Bytes::from(buf),
@@ -151,9 +160,9 @@ impl ShapeLog {
             return o;
         }
         if self.snapshot_done {
-            LogOffset::snapshot_chunk(self.snapshot_chunks.len() as u64 - 1)
+            protocol::offset::snapshot_chunk(self.snapshot_chunks.len() as u64 - 1)
         } else {
-            LogOffset::LAST_BEFORE_REAL_LOG
+            protocol::offset::LAST_BEFORE_REAL_LOG
         }
     }
 
@@ -182,7 +191,7 @@ impl ShapeLog {
             return Some(Slice {
                 entries: usize::from(!chunk.is_empty()),
                 parts,
-                chunk_end: LogOffset::snapshot_chunk(n),
+                chunk_end: protocol::offset::snapshot_chunk(n),
             });
         }
         let after = after.expect("-1 is handled above");
@@ -223,7 +232,7 @@ mod tests {
     use super::*;
 
     fn off(tx: u64, op: u64) -> LogOffset {
-        LogOffset { tx, op }
+        LogOffset::new(tx, op)
     }
 
     fn body(s: &Slice) -> String {
@@ -245,19 +254,19 @@ mod tests {
         assert_eq!(log.snapshot_chunks(), 2);
         let s0 = log.read(None).unwrap();
         assert_eq!(body(&s0), "{\"a\":1},{\"a\":2}");
-        assert_eq!(s0.chunk_end, LogOffset::snapshot_chunk(0));
-        let s1 = log.read(Some(LogOffset::snapshot_chunk(0))).unwrap();
+        assert_eq!(s0.chunk_end, protocol::offset::snapshot_chunk(0));
+        let s1 = log.read(Some(protocol::offset::snapshot_chunk(0))).unwrap();
         assert_eq!(body(&s1), "{\"a\":3},{\"end\":1}");
-        assert_eq!(log.last_offset(), LogOffset::snapshot_chunk(1));
+        assert_eq!(log.last_offset(), protocol::offset::snapshot_chunk(1));
         // Past the last snapshot chunk with an empty real log: nothing, up to the log end.
-        let s2 = log.read(Some(LogOffset::snapshot_chunk(1))).unwrap();
+        let s2 = log.read(Some(protocol::offset::snapshot_chunk(1))).unwrap();
         assert_eq!(s2.entries, 0);
-        assert_eq!(s2.chunk_end, LogOffset::snapshot_chunk(1));
+        assert_eq!(s2.chunk_end, protocol::offset::snapshot_chunk(1));
 
         log.append(off(100, 0), Bytes::from_static(b"{\"x\":1}"));
         log.append(off(100, 2), Bytes::from_static(b"{\"x\":2}")); // 14 >= 10: closes
         log.append(off(200, 0), Bytes::from_static(b"{\"x\":3}"));
-        let r = log.read(Some(LogOffset::snapshot_chunk(1))).unwrap();
+        let r = log.read(Some(protocol::offset::snapshot_chunk(1))).unwrap();
         assert_eq!(body(&r), "{\"x\":1},{\"x\":2}");
         assert_eq!(r.chunk_end, off(100, 2));
         let r = log.read(Some(off(100, 0))).unwrap();
@@ -266,7 +275,9 @@ mod tests {
         let r = log.read(Some(off(100, 2))).unwrap();
         assert_eq!(body(&r), "{\"x\":3}");
         assert_eq!(r.chunk_end, off(200, 0));
-        let r = log.read(Some(LogOffset::LAST_BEFORE_REAL_LOG)).unwrap();
+        let r = log
+            .read(Some(protocol::offset::LAST_BEFORE_REAL_LOG))
+            .unwrap();
         assert_eq!(body(&r), "{\"x\":1},{\"x\":2}");
     }
 

@@ -58,7 +58,10 @@ pub enum Phase {
     /// Snapshot running: transactions are kept until the snapshot's xids are known.
     Snapshotting { buffered: Vec<Arc<Txn>> },
     /// Snapshot known; `filtering` until the first transaction after it.
-    Ready { snapshot: PgSnapshot, filtering: bool },
+    Ready {
+        snapshot: PgSnapshot,
+        filtering: bool,
+    },
 }
 
 /// Outcome of applying a transaction.

@@ -12,7 +12,7 @@ use super::def::ShapeDef;
 use super::shape::PgSnapshot;
 use crate::pg::{Connection, PgError};
 use protocol::ident::quote_ident;
-use protocol::message::{self, ChangeMessage, Operation};
+use protocol::message::{self, Change as ChangeMessage, Operation};
 
 /// Errors of the snapshot; `Pg` carries the SQLSTATE for the 409-vs-503 decision.
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +68,12 @@ async fn run_in_txn(
     def: &ShapeDef,
     on_row: &mut impl FnMut(&[u8]),
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
-    let res = conn.simple_query("SELECT pg_current_snapshot()::text").await?;
+    let res = conn
+        .simple_query("SELECT pg_current_snapshot()::text")
+        .await?;
     let text = res
         .iter()
-        .flat_map(|r| r.rows())
+        .flat_map(|r| r.rows.iter())
         .next()
         .and_then(|row| row.get(0).map(str::to_string))
         .ok_or_else(|| SnapshotError::Protocol("no pg_current_snapshot() row".into()))?;
@@ -90,11 +92,7 @@ async fn run_in_txn(
         rows += 1;
         Ok(())
     })
-    .await
-    .map_err(|e| match e {
-        crate::pg::CopyError::Pg(e) => SnapshotError::Pg(e),
-        crate::pg::CopyError::Callback(e) => e,
-    })?;
+    .await?;
     Ok((snapshot, rows))
 }
 
@@ -128,10 +126,6 @@ impl<'d> RowEncoder<'d> {
         if self.fields.len() != self.needed.len() {
             return Err(SnapshotError::Copy("column count differs from the query"));
         }
-        let value_of = |fields: &[Option<(usize, usize)>], text: &'_ [u8], needed: &[usize], col: usize| {
-            let pos = needed.iter().position(|&c| c == col)?;
-            fields[pos].map(|(s, e)| &text[s..e])
-        };
         let def = self.def;
         let key_vals: Vec<Option<&[u8]>> = def
             .key_cols
@@ -169,6 +163,17 @@ impl<'d> RowEncoder<'d> {
         );
         Ok(&self.out)
     }
+}
+
+/// The decoded value of table column `col`, if the COPY selected it and it is not NULL.
+fn value_of<'t>(
+    fields: &[Option<(usize, usize)>],
+    text: &'t [u8],
+    needed: &[usize],
+    col: usize,
+) -> Option<&'t [u8]> {
+    let pos = needed.iter().position(|&c| c == col)?;
+    fields[pos].map(|(s, e)| &text[s..e])
 }
 
 /// Splits one COPY text-format row into fields, undoing its backslash escapes into `text`.
