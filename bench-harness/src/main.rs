@@ -1,1 +1,139 @@
-fn main() {}
+//! `bench-harness`: runs one benchmark and prints (and optionally appends) its tables.
+//! `docs/benchmarks/pgwire.md` lists the exact commands and the figures they produced.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use bench_harness::bench_decode::{self, DecodeOptions};
+use bench_harness::bench_drain::{self, DrainOptions};
+use bench_harness::workload::Workload;
+use bench_harness::{callgrind, machine, report};
+use clap::{Args, Parser, Subcommand};
+use engine::runtime::IoDriver;
+use testkit::Cluster;
+
+#[derive(Parser)]
+#[command(about = "Ampere replication benchmarks against a throwaway Postgres")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode throughput of a captured pgoutput stream (inserts, updates, deletes).
+    Decode(DecodeArgs),
+    /// Drain identical slots with pg_recvlogical and with Ampere's client.
+    Drain(DrainArgs),
+    /// Internal: decode a recording file (what runs under callgrind).
+    #[command(hide = true)]
+    DecodeReplay {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        passes: u32,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Rows inserted by the burst.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Rows per insert transaction.
+    #[arg(long, default_value_t = 100_000)]
+    batch_rows: u64,
+    /// Tiny sizes, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Append the tables as markdown to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+impl Common {
+    fn workload(&self, with_updates_and_deletes: bool) -> Workload {
+        let (rows, batch_rows) = if self.quick {
+            (2_000, 500)
+        } else {
+            (self.rows, self.batch_rows)
+        };
+        Workload {
+            rows,
+            batch_rows,
+            with_updates_and_deletes,
+        }
+    }
+}
+
+#[derive(Args)]
+struct DecodeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Timed decode passes over the whole stream.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Changes decoded under callgrind (whole rounds, at least this many); 0 skips it.
+    #[arg(long, default_value_t = 100_000)]
+    callgrind_changes: u64,
+}
+
+#[derive(Args)]
+struct DrainArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Repetitions; the drain order rotates between them.
+    #[arg(long, default_value_t = 3)]
+    repetitions: usize,
+    /// monoio drivers for Ampere's client.
+    #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
+    drivers: Vec<IoDriver>,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Decode(args) => {
+            let options = DecodeOptions {
+                workload: args.common.workload(true),
+                runs: if args.common.quick { 2 } else { args.runs },
+                callgrind_changes: if args.common.quick {
+                    0
+                } else {
+                    args.callgrind_changes
+                },
+            };
+            let result = bench_decode::run(&options)?;
+            let preamble = preamble("decode");
+            report::emit(&result.tables, &preamble, args.common.markdown.as_deref())
+        }
+        Command::Drain(args) => {
+            let options = DrainOptions {
+                workload: args.common.workload(false),
+                repetitions: if args.common.quick {
+                    1
+                } else {
+                    args.repetitions
+                },
+                drivers: args.drivers,
+            };
+            let result = bench_drain::run(&options)?;
+            let preamble = preamble("drain");
+            report::emit(&result.tables, &preamble, args.common.markdown.as_deref())
+        }
+        Command::DecodeReplay { file, passes } => {
+            let tally = callgrind::replay(&file, passes)?;
+            println!("{tally:?}");
+            Ok(())
+        }
+    }
+}
+
+/// The heading above appended markdown: what ran, where, when.
+fn preamble(name: &str) -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "### `bench-harness {}` ({name})\n\nMachine: {}.\n\n",
+        args.join(" "),
+        machine::describe(&Cluster::pg_bin())
+    )
+}
