@@ -490,7 +490,9 @@ impl TestDb<'_> {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(err(format!("{sql:?} returned {got:?}, wanted {expected:?}")));
+                return Err(err(format!(
+                    "{sql:?} returned {got:?}, wanted {expected:?}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -619,7 +621,10 @@ mod tests {
         a.psql("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1),(2)")
             .unwrap();
         assert_eq!(a.psql("SELECT count(*) FROM t").unwrap().trim(), "2");
-        assert!(b.psql("SELECT count(*) FROM t").is_err(), "databases are isolated");
+        assert!(
+            b.psql("SELECT count(*) FROM t").is_err(),
+            "databases are isolated"
+        );
         assert_eq!(a.psql("SHOW wal_level").unwrap().trim(), "logical");
         a.psql("SELECT pg_create_logical_replication_slot('s1', 'pgoutput')")
             .unwrap();

@@ -39,7 +39,8 @@ fn main() -> Result<()> {
                 .filter(|a| *a != "--")
                 .collect();
             let mut c = Command::new("cargo");
-            c.args(["run", "--release", "--bin", "ampere", "--"]).args(rest);
+            c.args(["run", "--release", "--bin", "ampere", "--"])
+                .args(rest);
             if std::env::var_os("ELECTRIC_SECRET").is_none()
                 && std::env::var_os("ELECTRIC_INSECURE").is_none()
             {
@@ -115,12 +116,7 @@ fn test(args: &[String]) -> Result<()> {
     if !have("cargo-nextest") {
         status(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))?;
     }
-    status(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--bin",
-        "ampere",
-    ]))?;
+    status(Command::new("cargo").args(["build", "--release", "--bin", "ampere"]))?;
     status(Command::new("cargo").args([
         "nextest",
         "run",
@@ -138,11 +134,7 @@ fn test(args: &[String]) -> Result<()> {
                     .current_dir(conformance),
             )?;
         }
-        status(
-            Command::new("node")
-                .arg("run.mjs")
-                .current_dir(conformance),
-        )?;
+        status(Command::new("node").arg("run.mjs").current_dir(conformance))?;
     }
     if !quick && Path::new("fuzz/Cargo.toml").exists() {
         fuzz_smoke()?;
