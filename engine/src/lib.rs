@@ -12,3 +12,4 @@ pub mod pg;
 pub mod runtime;
 pub mod server;
 pub mod shapes;
+pub mod signals;

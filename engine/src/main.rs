@@ -19,7 +19,10 @@ fn main() {
     }
     let mut embedded = None;
     let db_url = match config.database_url.clone() {
-        Some(url) => url,
+        Some(url) => {
+            engine::signals::on_shutdown(|| {});
+            url
+        }
         None => match EmbeddedPostgres::start(&config.storage_dir) {
             Ok(pg) => {
                 tracing::info!(
@@ -28,6 +31,9 @@ fn main() {
                     config.storage_dir.join("postgres").display()
                 );
                 let url = pg.url.clone();
+                let pg = std::sync::Arc::new(pg);
+                let on_stop = pg.clone();
+                engine::signals::on_shutdown(move || on_stop.stop());
                 embedded = Some(pg);
                 url
             }
