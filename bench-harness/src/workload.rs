@@ -18,6 +18,8 @@ pub const TABLE: &str = "pgbench_accounts";
 pub const PUBLICATION: &str = "bench_pub";
 /// `bid` groups 100,000 accounts per branch, as pgbench does.
 const ACCOUNTS_PER_BRANCH: u64 = 100_000;
+/// Rows written per psql call (at least one round).
+const ROWS_PER_CALL: u64 = 100_000;
 
 /// What one burst writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +90,9 @@ impl Workload {
         Ok(())
     }
 
-    /// Runs the burst, one psql call per round so that progress is visible in long runs.
+    /// Runs the burst. Rounds run inside DO blocks that COMMIT after every statement, so even
+    /// one-row transactions cost no client round trip; each psql call covers about
+    /// `ROWS_PER_CALL` rows so that progress stays visible in long runs.
     pub fn run(&self, db: &TestDb<'_>) -> Result<()> {
         ensure!(self.rows > 0, "--rows must be positive");
         ensure!(self.batch_rows > 0, "--batch-rows must be positive");
@@ -96,30 +100,42 @@ impl Workload {
             self.rows <= i32::MAX as u64,
             "--rows must fit the int primary key"
         );
-        for round in 0..self.rounds() {
-            let (first, last) = self.round_range(round);
-            db.psql(&self.round_sql(first, last))
-                .with_context(|| format!("write round {round} (aid {first}..={last})"))?;
+        let rounds_per_call = (ROWS_PER_CALL / self.batch_rows).max(1);
+        let mut round = 0;
+        while round < self.rounds() {
+            let last_round = (round + rounds_per_call).min(self.rounds()) - 1;
+            db.psql(&self.rounds_sql(round, last_round))
+                .with_context(|| format!("write rounds {round}..={last_round}"))?;
+            round = last_round + 1;
         }
         Ok(())
     }
 
-    /// The statements of one round; psql runs each in its own transaction (autocommit).
-    fn round_sql(&self, first: u64, last: u64) -> String {
+    /// A DO block running rounds `first_round..=last_round`, one transaction per statement.
+    fn rounds_sql(&self, first_round: u64, last_round: u64) -> String {
+        let (batch, rows) = (self.batch_rows, self.rows);
         // pgbench stores '' in filler, which char(84) pads to 84 blanks on the wire.
-        let mut sql = format!(
-            "INSERT INTO {TABLE} (aid, bid, abalance, filler) \
+        let mut body = format!(
+            "lo := r * {batch} + 1;\n\
+             hi := least((r + 1) * {batch}, {rows});\n\
+             INSERT INTO {TABLE} (aid, bid, abalance, filler) \
              SELECT g, (g - 1) / {ACCOUNTS_PER_BRANCH} + 1, 0, '' \
-             FROM generate_series({first}, {last}) AS g;\n"
+             FROM generate_series(lo, hi) AS g;\n\
+             COMMIT;\n"
         );
         if self.with_updates_and_deletes {
-            sql.push_str(&format!(
+            body.push_str(&format!(
                 "UPDATE {TABLE} SET abalance = abalance + 7 \
-                 WHERE aid BETWEEN {first} AND {last} AND aid % 5 = 0;\n\
-                 DELETE FROM {TABLE} WHERE aid BETWEEN {first} AND {last} AND aid % 10 = 1;\n"
+                 WHERE aid BETWEEN lo AND hi AND aid % 5 = 0;\n\
+                 COMMIT;\n\
+                 DELETE FROM {TABLE} WHERE aid BETWEEN lo AND hi AND aid % 10 = 1;\n\
+                 COMMIT;\n"
             ));
         }
-        sql
+        format!(
+            "DO $$\nDECLARE lo bigint; hi bigint;\nBEGIN\n\
+             FOR r IN {first_round}..{last_round} LOOP\n{body}END LOOP;\nEND $$;\n"
+        )
     }
 }
 
