@@ -8,6 +8,7 @@ use crate::http::Response;
 use crate::ingest::setup::DISPLAY_SETTINGS;
 use crate::ingest::txn::Txn;
 use crate::pg::{ConnectConfig, Connection, PgError};
+use crate::shapes::apply::EncodeCache;
 use crate::shapes::def::ShapeDef;
 use crate::shapes::shape::{Applied, Shape};
 use crate::shapes::snapshot;
@@ -40,6 +41,7 @@ pub struct Core {
     pub last_lsn: Cell<u64>,
     last_handle_micros: Cell<u64>,
     rng: Cell<u64>,
+    encode_cache: RefCell<EncodeCache>,
 }
 
 impl Core {
@@ -60,6 +62,7 @@ impl Core {
             last_lsn: Cell::new(0),
             last_handle_micros: Cell::new(0),
             rng: Cell::new(seed | 1),
+            encode_cache: RefCell::default(),
         })
     }
 
@@ -123,8 +126,10 @@ impl Core {
                 }
             }
         }
+        let mut cache = self.encode_cache.borrow_mut();
+        cache.clear();
         for shape in targets {
-            let applied = shape.borrow_mut().on_txn(txn);
+            let applied = shape.borrow_mut().on_txn(txn, &mut cache);
             if let Applied::Invalidate(why) = applied {
                 let handle = shape.borrow().handle.clone();
                 tracing::info!("shape {handle} invalidated: {why}");

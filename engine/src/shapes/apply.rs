@@ -2,21 +2,30 @@
 //! membership of the old and new row decides insert / update / delete (move-in, move-out), a key
 //! change splits an update into delete + insert at `op` and `op + 1`, and the replica mode decides
 //! which columns each message carries.
+//!
+//! Values are borrowed from the transaction's rows (no copy per column); an entry's JSON is
+//! encoded once per transaction for all shapes of the core that produce the same entry
+//! ([`EncodeCache`]).
 
 use super::def::ShapeDef;
 use crate::catalog::TableInfo;
 use crate::ingest::txn::{Change, ChangeKind, Relation, Row};
-use protocol::message::{self, Change as ChangeMessage, Operation};
+use bytes::Bytes;
+use protocol::message::{self, Change as ChangeMessage, Column, Operation};
 use protocol::offset::LogOffset;
 use protocol::request::Replica;
+use std::collections::HashMap;
+
+/// Column values of an entry, by table column index, borrowed from the transaction.
+pub type Vals<'t> = Vec<(usize, Option<&'t [u8]>)>;
 
 /// One log entry produced for a shape, before the `last` flag is known.
-pub struct PendingEntry {
+pub struct PendingEntry<'t> {
     pub offset: LogOffset,
     pub op: Operation,
     pub key: Vec<u8>,
-    pub value: Vec<(usize, Option<Vec<u8>>)>,
-    pub old_value: Option<Vec<(usize, Option<Vec<u8>>)>>,
+    pub value: Vals<'t>,
+    pub old_value: Option<Vals<'t>>,
     pub key_change_to: Option<Vec<u8>>,
     pub key_change_from: Option<Vec<u8>>,
 }
@@ -34,166 +43,159 @@ pub fn relation_matches(table: &TableInfo, rel: &Relation) -> bool {
             .all(|(r, t)| r.name == t.info.name && r.type_oid == t.type_oid)
 }
 
-fn key_of(def: &ShapeDef, row: &Row) -> Vec<u8> {
-    let vals: Vec<Option<&[u8]>> = def.key_cols.iter().map(|&i| row.get(i)).collect();
-    let mut out = Vec::with_capacity(32);
-    protocol::key::push_row_key(&mut out, &def.table.schema, &def.table.name, &vals);
-    out
+/// A row as the shape sees it: unchanged-TOAST columns of a new row are read from the old row.
+#[derive(Clone, Copy)]
+struct View<'t> {
+    row: &'t Row,
+    fill: Option<&'t Row>,
 }
 
-fn owned(row: &Row, cols: impl Iterator<Item = usize>) -> Vec<(usize, Option<Vec<u8>>)> {
-    cols.map(|i| (i, row.get(i).map(<[u8]>::to_vec))).collect()
+impl<'t> View<'t> {
+    fn get(&self, i: usize) -> Option<&'t [u8]> {
+        match self.fill {
+            Some(f) if self.row.is_missing(i) => f.get(i),
+            _ => self.row.get(i),
+        }
+    }
+
+    fn pick(&self, cols: &[usize]) -> Vals<'t> {
+        cols.iter().map(|&i| (i, self.get(i))).collect()
+    }
+
+    fn key(&self, def: &ShapeDef) -> Vec<u8> {
+        let vals: Vec<Option<&[u8]>> = def.key_cols.iter().map(|&i| self.get(i)).collect();
+        let mut out = Vec::with_capacity(32);
+        protocol::key::push_row_key(&mut out, &def.table.schema, &def.table.name, &vals);
+        out
+    }
+
+    fn matches(&self, def: &ShapeDef) -> bool {
+        def.matches(&|i| self.get(i))
+    }
+}
+
+fn entry<'t>(offset: LogOffset, op: Operation, key: Vec<u8>, value: Vals<'t>) -> PendingEntry<'t> {
+    PendingEntry {
+        offset,
+        op,
+        key,
+        value,
+        old_value: None,
+        key_change_to: None,
+        key_change_from: None,
+    }
 }
 
 /// Computes the entries `change` contributes to the shape (0, 1 or 2).
-pub fn entries_for(def: &ShapeDef, change: &Change, commit_lsn: u64, out: &mut Vec<PendingEntry>) {
+pub fn entries_for<'t>(
+    def: &ShapeDef,
+    change: &'t Change,
+    commit_lsn: u64,
+    out: &mut Vec<PendingEntry<'t>>,
+) {
     let at = |op: u64| LogOffset::new(commit_lsn, op);
     let full = def.replica == Replica::Full;
-    let pk_or_all = |row: &Row| -> Vec<(usize, Option<Vec<u8>>)> {
-        if def.table.pk.is_empty() {
-            owned(row, def.selected.iter().copied())
-        } else {
-            owned(row, def.table.pk.iter().copied())
-        }
+    // What identifies a row in a default-mode delete: the PK, or every column without one.
+    let identity: &[usize] = if def.table.pk.is_empty() {
+        &def.selected
+    } else {
+        &def.table.pk
     };
-    let delete_value = |row: &Row| {
-        if full {
-            owned(row, def.selected.iter().copied())
-        } else {
-            pk_or_all(row)
-        }
-    };
+    let delete_cols: &[usize] = if full { &def.selected } else { identity };
     match &change.kind {
         ChangeKind::Insert { new } => {
-            if def.matches(&|i| new.get(i)) {
-                out.push(PendingEntry {
-                    offset: at(change.op),
-                    op: Operation::Insert,
-                    key: key_of(def, new),
-                    value: owned(new, def.selected.iter().copied()),
-                    old_value: None,
-                    key_change_to: None,
-                    key_change_from: None,
-                });
+            let v = View {
+                row: new,
+                fill: None,
+            };
+            if v.matches(def) {
+                out.push(entry(
+                    at(change.op),
+                    Operation::Insert,
+                    v.key(def),
+                    v.pick(&def.selected),
+                ));
             }
         }
         ChangeKind::Delete { old } => {
-            if def.matches(&|i| old.get(i)) {
-                out.push(PendingEntry {
-                    offset: at(change.op),
-                    op: Operation::Delete,
-                    key: key_of(def, old),
-                    value: delete_value(old),
-                    old_value: None,
-                    key_change_to: None,
-                    key_change_from: None,
-                });
+            let v = View {
+                row: old,
+                fill: None,
+            };
+            if v.matches(def) {
+                out.push(entry(
+                    at(change.op),
+                    Operation::Delete,
+                    v.key(def),
+                    v.pick(delete_cols),
+                ));
             }
         }
         ChangeKind::Update { old, new } => {
-            // Without a full old row (REPLICA IDENTITY not FULL) the old row is the new row with
-            // the key columns replaced, which is all upstream can know as well.
-            let old_row = old.as_ref().unwrap_or(new);
-            let old_get = |i: usize| {
-                if old.is_some() {
-                    old_row.get(i)
-                } else {
-                    new.get(i)
-                }
+            // REPLICA IDENTITY FULL is set on every shape table, so `old` is the whole old row;
+            // without it the best knowledge of the old row is the new one.
+            let old_v = View {
+                row: old.as_ref().unwrap_or(new),
+                fill: None,
             };
-            let new_get = |i: usize| {
-                if new.is_missing(i) {
-                    old_row.get(i)
-                } else {
-                    new.get(i)
-                }
+            let new_v = View {
+                row: new,
+                fill: old.as_ref(),
             };
-            let was_in = def.matches(&old_get);
-            let is_in = def.matches(&new_get);
-            let new_vals =
-                |cols: &mut dyn Iterator<Item = usize>| -> Vec<(usize, Option<Vec<u8>>)> {
-                    cols.map(|i| (i, new_get(i).map(<[u8]>::to_vec))).collect()
-                };
-            let new_key = {
-                let vals: Vec<Option<&[u8]>> = def.key_cols.iter().map(|&i| new_get(i)).collect();
-                let mut k = Vec::new();
-                protocol::key::push_row_key(&mut k, &def.table.schema, &def.table.name, &vals);
-                k
-            };
-            let old_key = {
-                let vals: Vec<Option<&[u8]>> = def.key_cols.iter().map(|&i| old_get(i)).collect();
-                let mut k = Vec::new();
-                protocol::key::push_row_key(&mut k, &def.table.schema, &def.table.name, &vals);
-                k
-            };
-            let old_vals =
-                |cols: &mut dyn Iterator<Item = usize>| -> Vec<(usize, Option<Vec<u8>>)> {
-                    cols.map(|i| (i, old_get(i).map(<[u8]>::to_vec))).collect()
-                };
-            match (was_in, is_in) {
+            match (old_v.matches(def), new_v.matches(def)) {
                 (false, false) => {}
-                (false, true) => out.push(PendingEntry {
-                    offset: at(change.op),
-                    op: Operation::Insert,
-                    key: new_key,
-                    value: new_vals(&mut def.selected.iter().copied()),
-                    old_value: None,
-                    key_change_to: None,
-                    key_change_from: None,
-                }),
-                (true, false) => out.push(PendingEntry {
-                    offset: at(change.op),
-                    op: Operation::Delete,
-                    key: old_key,
-                    value: if full || def.table.pk.is_empty() {
-                        old_vals(&mut def.selected.iter().copied())
-                    } else {
-                        old_vals(&mut def.table.pk.iter().copied())
-                    },
-                    old_value: None,
-                    key_change_to: None,
-                    key_change_from: None,
-                }),
-                (true, true) if old_key != new_key => {
-                    out.push(PendingEntry {
-                        offset: at(change.op),
-                        op: Operation::Delete,
-                        key: old_key.clone(),
-                        value: if full || def.table.pk.is_empty() {
-                            old_vals(&mut def.selected.iter().copied())
-                        } else {
-                            old_vals(&mut def.table.pk.iter().copied())
-                        },
-                        old_value: None,
-                        key_change_to: Some(new_key.clone()),
-                        key_change_from: None,
-                    });
-                    out.push(PendingEntry {
-                        offset: at(change.op + 1),
-                        op: Operation::Insert,
-                        key: new_key,
-                        value: new_vals(&mut def.selected.iter().copied()),
-                        old_value: None,
-                        key_change_to: None,
-                        key_change_from: Some(old_key),
-                    });
-                }
+                (false, true) => out.push(entry(
+                    at(change.op),
+                    Operation::Insert,
+                    new_v.key(def),
+                    new_v.pick(&def.selected),
+                )),
+                (true, false) => out.push(entry(
+                    at(change.op),
+                    Operation::Delete,
+                    old_v.key(def),
+                    old_v.pick(delete_cols),
+                )),
                 (true, true) => {
+                    let (old_key, new_key) = (old_v.key(def), new_v.key(def));
+                    if old_key != new_key {
+                        let mut del = entry(
+                            at(change.op),
+                            Operation::Delete,
+                            old_key.clone(),
+                            old_v.pick(delete_cols),
+                        );
+                        del.key_change_to = Some(new_key.clone());
+                        let mut ins = entry(
+                            at(change.op + 1),
+                            Operation::Insert,
+                            new_key,
+                            new_v.pick(&def.selected),
+                        );
+                        ins.key_change_from = Some(old_key);
+                        out.push(del);
+                        out.push(ins);
+                        return;
+                    }
                     // Without the old row (identity not FULL) nothing is known to be unchanged.
                     let changed: Vec<usize> = def
                         .selected
                         .iter()
                         .copied()
-                        .filter(|&i| old.is_none() || old_get(i) != new_get(i))
+                        .filter(|&i| old.is_none() || old_v.get(i) != new_v.get(i))
                         .collect();
                     if changed.is_empty() {
                         return;
                     }
-                    let (value, old_value) = if full {
-                        (
-                            new_vals(&mut def.selected.iter().copied()),
-                            Some(old_vals(&mut changed.iter().copied())),
-                        )
+                    let e = if full {
+                        let mut e = entry(
+                            at(change.op),
+                            Operation::Update,
+                            new_key,
+                            new_v.pick(&def.selected),
+                        );
+                        e.old_value = Some(old_v.pick(&changed));
+                        e
                     } else {
                         let mut cols: Vec<usize> = def.table.pk.clone();
                         cols.extend(
@@ -203,37 +205,57 @@ pub fn entries_for(def: &ShapeDef, change: &Change, commit_lsn: u64, out: &mut V
                                 .filter(|c| !def.table.pk.contains(c)),
                         );
                         cols.sort_unstable();
-                        (new_vals(&mut cols.into_iter()), None)
+                        entry(at(change.op), Operation::Update, new_key, new_v.pick(&cols))
                     };
-                    out.push(PendingEntry {
-                        offset: at(change.op),
-                        op: Operation::Update,
-                        key: new_key,
-                        value,
-                        old_value,
-                        key_change_to: None,
-                        key_change_from: None,
-                    });
+                    out.push(e);
                 }
             }
         }
     }
 }
 
-/// Encodes an entry into its final JSON bytes.
-pub fn encode(def: &ShapeDef, e: &PendingEntry, xid: u32, last: bool, out: &mut Vec<u8>) {
+/// (op position, operation, last, replica full, projection hash).
+type EncodeKey = (u64, u8, bool, bool, u64);
+
+/// Entry bytes already encoded in this transaction, keyed by what determines them: the op
+/// position, the operation, the `last` flag, the replica mode and the projection. Shapes of one
+/// table that differ only in their WHERE clause share the bytes.
+#[derive(Default)]
+pub struct EncodeCache {
+    map: HashMap<EncodeKey, (Vec<usize>, Bytes)>,
+    buf: Vec<u8>,
+}
+
+impl EncodeCache {
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+/// Encodes an entry into its final JSON bytes, reusing an identical entry of another shape.
+pub fn encode(
+    def: &ShapeDef,
+    e: &PendingEntry<'_>,
+    xid: u32,
+    last: bool,
+    cache: &mut EncodeCache,
+) -> Bytes {
+    let full = def.replica == Replica::Full;
+    let key = (e.offset.op, e.op as u8, last, full, def.projection_hash);
+    if let Some((cols, bytes)) = cache.map.get(&key) {
+        if *cols == def.selected {
+            return bytes.clone();
+        }
+    }
     let name = |i: usize| def.table.columns[i].info.name.as_str();
-    let value: Vec<(&str, Option<&[u8]>)> = e
-        .value
-        .iter()
-        .map(|(i, v)| (name(*i), v.as_deref()))
-        .collect();
-    let old_value: Option<Vec<protocol::message::Column<'_>>> = e
+    let value: Vec<Column<'_>> = e.value.iter().map(|(i, v)| (name(*i), *v)).collect();
+    let old_value: Option<Vec<Column<'_>>> = e
         .old_value
         .as_ref()
-        .map(|ov| ov.iter().map(|(i, v)| (name(*i), v.as_deref())).collect());
+        .map(|ov| ov.iter().map(|(i, v)| (name(*i), *v)).collect());
+    cache.buf.clear();
     message::encode_change(
-        out,
+        &mut cache.buf,
         &ChangeMessage {
             op: e.op,
             key: &e.key,
@@ -248,4 +270,7 @@ pub fn encode(def: &ShapeDef, e: &PendingEntry, xid: u32, last: bool, out: &mut 
             key_change_from: e.key_change_from.as_deref(),
         },
     );
+    let bytes = Bytes::copy_from_slice(&cache.buf);
+    cache.map.insert(key, (def.selected.clone(), bytes.clone()));
+    bytes
 }

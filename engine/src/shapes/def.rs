@@ -61,6 +61,8 @@ pub struct ShapeDef {
     pub key_cols: Vec<usize>,
     pub canonical: String,
     pub hash: u32,
+    /// Identifies (table, selected columns) for sharing encoded entries between shapes.
+    pub projection_hash: u64,
 }
 
 impl ShapeDef {
@@ -147,6 +149,13 @@ impl ShapeDef {
         };
         let canonical = canonical_string(&table, &selected, where_sql.as_deref(), q.replica, q.log);
         let hash = protocol::handle::shape_hash(canonical.as_bytes());
+        let projection_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            table.oid.hash(&mut h);
+            selected.hash(&mut h);
+            h.finish()
+        };
         Ok(Self {
             table,
             selected,
@@ -157,6 +166,7 @@ impl ShapeDef {
             key_cols,
             canonical,
             hash,
+            projection_hash,
         })
     }
 

@@ -1,12 +1,11 @@
 //! One shape on its owning core: definition, log, snapshot state, and the transactions it is
 //! still waiting to classify against its snapshot.
 
-use super::apply::{self, PendingEntry};
+use super::apply::{self, EncodeCache};
 use super::def::ShapeDef;
 use super::log::ShapeLog;
 use crate::event::Event;
 use crate::ingest::txn::Txn;
-use bytes::Bytes;
 use std::sync::Arc;
 
 /// `pg_current_snapshot()` of the snapshot transaction, to classify replicated transactions.
@@ -85,7 +84,6 @@ pub struct Shape {
     pub snapshot_error: Option<String>,
     /// Commit LSN of the last transaction this shape has seen (applied or skipped).
     pub last_seen_lsn: u64,
-    scratch: Vec<PendingEntry>,
 }
 
 impl Shape {
@@ -101,7 +99,6 @@ impl Shape {
             invalidated: false,
             snapshot_error: None,
             last_seen_lsn: 0,
-            scratch: Vec::new(),
         }
     }
 
@@ -113,7 +110,7 @@ impl Shape {
     }
 
     /// Offers a committed transaction to the shape.
-    pub fn on_txn(&mut self, txn: &Arc<Txn>) -> Applied {
+    pub fn on_txn(&mut self, txn: &Arc<Txn>, cache: &mut EncodeCache) -> Applied {
         if self.invalidated || !self.touches(txn) {
             return Applied::Nothing;
         }
@@ -123,7 +120,7 @@ impl Shape {
                 buffered.push(txn.clone());
                 Applied::Nothing
             }
-            Phase::Ready { .. } => self.apply(txn),
+            Phase::Ready { .. } => self.apply(txn, cache),
         }
     }
 
@@ -143,8 +140,10 @@ impl Shape {
             Phase::Ready { .. } => panic!("snapshot finished twice"),
         };
         let mut total = 0;
+        let mut cache = EncodeCache::default();
         for txn in &buffered {
-            match self.apply(txn) {
+            cache.clear();
+            match self.apply(txn, &mut cache) {
                 Applied::Appended(n) => total += n,
                 Applied::Nothing => {}
                 inv @ Applied::Invalidate(_) => return inv,
@@ -158,7 +157,7 @@ impl Shape {
         }
     }
 
-    fn apply(&mut self, txn: &Txn) -> Applied {
+    fn apply(&mut self, txn: &Txn, cache: &mut EncodeCache) -> Applied {
         let Phase::Ready {
             snapshot,
             filtering,
@@ -187,8 +186,7 @@ impl Shape {
                 return Applied::Invalidate("relation changed");
             }
         }
-        let mut pending = std::mem::take(&mut self.scratch);
-        pending.clear();
+        let mut pending = Vec::new();
         for change in &txn.changes {
             if change.relation.oid != oid {
                 continue;
@@ -199,14 +197,11 @@ impl Shape {
             apply::entries_for(&self.def, change, txn.commit_lsn, &mut pending);
         }
         let n = pending.len();
-        let mut buf = Vec::with_capacity(256);
         for (i, e) in pending.iter().enumerate() {
-            buf.clear();
-            apply::encode(&self.def, e, txn.xid, i + 1 == n, &mut buf);
-            self.log.append(e.offset, Bytes::copy_from_slice(&buf));
+            let bytes = apply::encode(&self.def, e, txn.xid, i + 1 == n, cache);
+            self.log.append(e.offset, bytes);
         }
         self.last_seen_lsn = txn.commit_lsn;
-        self.scratch = pending;
         if n > 0 {
             self.changed.notify();
             Applied::Appended(n)
