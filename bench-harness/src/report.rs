@@ -74,7 +74,10 @@ impl Table {
     /// A markdown section: heading, table (numbers right-aligned), notes as a list.
     pub fn to_markdown(&self) -> String {
         let mut out = format!("#### {}\n\n| {} |\n", self.title, self.headers.join(" | "));
-        let rule: Vec<&str> = self.headers.iter().map(|_| "---:").collect();
+        // The first column holds labels (left), the others numbers (right).
+        let rule: Vec<&str> = (0..self.headers.len())
+            .map(|i| if i == 0 { ":---" } else { "---:" })
+            .collect();
         out.push_str(&format!("|{}|\n", rule.join("|")));
         for row in &self.rows {
             out.push_str(&format!("| {} |\n", row.join(" | ")));
@@ -174,7 +177,7 @@ mod tests {
         table.row(vec!["1".into(), "2".into()]);
         table.note("n");
         let markdown = table.to_markdown();
-        assert!(markdown.contains("| a | b |\n|---:|---:|\n| 1 | 2 |\n"));
+        assert!(markdown.contains("| a | b |\n|:---|---:|\n| 1 | 2 |\n"));
         assert!(markdown.contains("- n\n"));
         assert!(table.to_text().contains("== t =="));
     }
