@@ -17,5 +17,8 @@ pub mod machine;
 pub mod recording;
 pub mod recvlogical;
 pub mod report;
+pub mod serving;
+pub mod serving_cli;
+pub mod snapshot_bench;
 pub mod tally;
 pub mod workload;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use bench_harness::bench_decode::{self, DecodeOptions};
 use bench_harness::bench_drain::{self, DrainOptions};
+use bench_harness::serving_cli::{self, CatchupArgs, InitialSyncArgs, LongPollArgs, SnapshotArgs};
 use bench_harness::workload::Workload;
 use bench_harness::{callgrind, machine, report};
 use clap::{Args, Parser, Subcommand};
@@ -25,6 +26,14 @@ enum Command {
     Decode(DecodeArgs),
     /// Drain identical slots with pg_recvlogical and with Ampere's client.
     Drain(DrainArgs),
+    /// Catch-up chunk serving: Ampere vs nginx on the same bytes, driven by wrk.
+    Catchup(CatchupArgs),
+    /// Server memory per held live long-poll, then one write completing them all.
+    Longpoll(LongPollArgs),
+    /// Initial sync of a large table: time, rows/s, peak RSS.
+    InitialSync(InitialSyncArgs),
+    /// Snapshot read: COPY text + Rust JSON vs JSON built in SQL.
+    Snapshot(SnapshotArgs),
     /// Internal: decode a recording file (what runs under callgrind).
     #[command(hide = true)]
     DecodeReplay {
@@ -119,6 +128,31 @@ fn main() -> Result<()> {
             let result = bench_drain::run(&options)?;
             let preamble = preamble("drain");
             report::emit(&result.tables, &preamble, args.common.markdown.as_deref())
+        }
+        Command::Catchup(args) => {
+            let tables = serving_cli::catchup(&args)?;
+            report::emit(
+                &tables,
+                &preamble("catchup"),
+                args.common.markdown.as_deref(),
+            )
+        }
+        Command::Longpoll(args) => {
+            let tables = serving_cli::long_poll(&args)?;
+            report::emit(
+                &tables,
+                &preamble("longpoll"),
+                args.common.markdown.as_deref(),
+            )
+        }
+        Command::InitialSync(args) => {
+            let tables = serving_cli::initial_sync(&args)?;
+            let preamble = preamble("initial-sync");
+            report::emit(&tables, &preamble, args.common.markdown.as_deref())
+        }
+        Command::Snapshot(args) => {
+            let tables = serving_cli::snapshot(&args)?;
+            report::emit(&tables, &preamble("snapshot"), args.markdown.as_deref())
         }
         Command::DecodeReplay { file, passes } => {
             let tally = callgrind::replay(&file, passes)?;

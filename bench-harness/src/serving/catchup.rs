@@ -1,0 +1,343 @@
+//! Catch-up serving against nginx: the same chunk bodies served by Ampere (from its in-memory
+//! shape log) and by nginx (from files, with sendfile), driven by the same `wrk` client.
+//!
+//! Method: load `rows` rows, start Ampere with a small chunk threshold so the shape has many
+//! chunks, follow it once to learn every chunk URL and save each body to a file, then run wrk
+//! with a Lua script that either asks every connection for one middle chunk (`same`) or cycles
+//! through all chunks (`spread`). nginx serves the saved files under `/c/<i>.json` with the same
+//! worker count as Ampere's cores. Each round starts every target fresh; the ratio is taken
+//! against nginx within the same round, and the table shows the median over rounds.
+
+use anyhow::{ensure, Context as _, Result};
+use engine::runtime::{uring_available, IoDriver};
+use std::path::PathBuf;
+use testkit::Cluster;
+
+use super::items;
+use super::nginx::Nginx;
+use super::scratch::Scratch;
+use super::server::{free_port, AmpereServer, ServerSpec};
+use super::shape_fetch::{fetch_shape, ShapeFetch};
+use super::wrk::{self, Pattern, WrkResult, WrkSpec};
+use crate::report::{grouped, Table};
+
+#[derive(Clone, Debug)]
+pub struct CatchupOptions {
+    pub rows: u64,
+    pub chunk_bytes: u64,
+    pub drivers: Vec<IoDriver>,
+    pub wrk: WrkSpec,
+    pub rounds: usize,
+    pub ampere_bin: PathBuf,
+    /// Ampere's cores and nginx's worker processes.
+    pub cores: usize,
+}
+
+/// Who served a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Ampere(IoDriver),
+    Nginx,
+}
+
+impl Target {
+    pub fn label(self) -> String {
+        match self {
+            Self::Ampere(driver) => format!("ampere ({driver})"),
+            Self::Nginx => "nginx".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CatchupRun {
+    pub round: usize,
+    pub target: Target,
+    pub pattern: Pattern,
+    pub wrk: WrkResult,
+    /// Mean body bytes of the URLs requested (weights equal: wrk cycles uniformly).
+    pub body_bytes_per_request: f64,
+}
+
+impl CatchupRun {
+    pub fn body_mb_per_second(&self) -> f64 {
+        self.wrk.requests_per_second() * self.body_bytes_per_request / 1e6
+    }
+}
+
+#[derive(Debug)]
+pub struct CatchupReport {
+    /// Chunks (responses) of one catch-up, up-to-date one included.
+    pub chunks: usize,
+    /// Rows counted in the first catch-up's bodies.
+    pub rows_fetched: u64,
+    pub runs: Vec<CatchupRun>,
+    pub tables: Vec<crate::report::Table>,
+}
+
+pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
+    ensure!(options.rounds > 0, "at least one round");
+    let cluster = Cluster::start().context("start Postgres")?;
+    let db = cluster.create_database().context("create database")?;
+    items::create_and_fill(&db, options.rows)?;
+    let scratch = Scratch::new("catchup")?;
+    let www = scratch.dir("www")?;
+    let chunk_dir = scratch.dir("www/c")?;
+    let drivers: Vec<IoDriver> = options
+        .drivers
+        .iter()
+        .copied()
+        .filter(|d| *d != IoDriver::Uring || uring_available())
+        .collect();
+    let spec_for = |driver| ServerSpec {
+        binary: options.ampere_bin.clone(),
+        database_url: db.url(),
+        driver,
+        chunk_bytes: Some(options.chunk_bytes),
+        long_poll_ms: None,
+        cores: Some(options.cores),
+    };
+
+    // The reference catch-up: its bodies become nginx's files.
+    let reference = {
+        let server = AmpereServer::start(&spec_for(IoDriver::Epoll), "catchup_ref")?;
+        fetch_shape(server.port, items::TABLE, true)?
+    };
+    ensure!(
+        reference.rows == options.rows,
+        "catch-up returned {} rows, the table holds {}",
+        reference.rows,
+        options.rows
+    );
+    ensure!(
+        reference.chunks.len() >= 2,
+        "the shape needs at least two chunks"
+    );
+    let mut nginx_paths = Vec::with_capacity(reference.chunks.len());
+    for (i, chunk) in reference.chunks.iter().enumerate() {
+        let body = chunk.body.as_deref().context("reference bodies are kept")?;
+        std::fs::write(chunk_dir.join(format!("{i}.json")), body).context("save chunk")?;
+        nginx_paths.push(format!("/c/{i}.json"));
+    }
+    let sizes: Vec<usize> = reference.chunks.iter().map(|c| c.body_len).collect();
+    // The same-chunk case asks for a full chunk from the middle of the snapshot.
+    let same_index = reference.chunks.len() / 2;
+
+    let mut runs = Vec::new();
+    let mut stream_counter = 0;
+    for round in 0..options.rounds {
+        for &driver in &drivers {
+            stream_counter += 1;
+            let server =
+                AmpereServer::start(&spec_for(driver), &format!("catchup_{stream_counter}"))?;
+            let fetch = fetch_shape(server.port, items::TABLE, true)?;
+            check_same_bodies(&reference, &fetch)?;
+            let paths: Vec<String> = fetch.chunks.iter().map(|c| c.path.clone()).collect();
+            for pattern in [Pattern::Same, Pattern::Spread] {
+                let run = drive(
+                    options,
+                    &scratch,
+                    server.port,
+                    &paths,
+                    &sizes,
+                    same_index,
+                    pattern,
+                )?;
+                runs.push(CatchupRun {
+                    round,
+                    target: Target::Ampere(driver),
+                    ..run
+                });
+            }
+        }
+        let prefix = scratch.dir(&format!("nginx{round}"))?;
+        let nginx = Nginx::start(&prefix, &www, options.cores, free_port()?)?;
+        check_nginx_serves(&nginx, &nginx_paths[same_index], &reference, same_index)?;
+        for pattern in [Pattern::Same, Pattern::Spread] {
+            let run = drive(
+                options,
+                &scratch,
+                nginx.port,
+                &nginx_paths,
+                &sizes,
+                same_index,
+                pattern,
+            )?;
+            runs.push(CatchupRun {
+                round,
+                target: Target::Nginx,
+                ..run
+            });
+        }
+    }
+    let tables = vec![table(options, &reference, &runs, &drivers, same_index)];
+    Ok(CatchupReport {
+        chunks: reference.chunks.len(),
+        rows_fetched: reference.rows,
+        runs,
+        tables,
+    })
+}
+
+fn drive(
+    options: &CatchupOptions,
+    scratch: &Scratch,
+    port: u16,
+    paths: &[String],
+    sizes: &[usize],
+    same_index: usize,
+    pattern: Pattern,
+) -> Result<CatchupRun> {
+    let (urls, body_bytes_per_request) = match pattern {
+        Pattern::Same => (vec![paths[same_index].clone()], sizes[same_index] as f64),
+        Pattern::Spread => (
+            paths.to_vec(),
+            sizes.iter().sum::<usize>() as f64 / sizes.len() as f64,
+        ),
+    };
+    let script = scratch.path().join(format!("{port}-{pattern:?}.lua"));
+    wrk::write_script(&script, &urls, pattern)?;
+    let result = wrk::run(&options.wrk, port, &script)?;
+    ensure!(
+        result.non_2xx == 0,
+        "{} non-2xx responses on port {port}",
+        result.non_2xx
+    );
+    Ok(CatchupRun {
+        round: 0,
+        target: Target::Nginx,
+        pattern,
+        wrk: result,
+        body_bytes_per_request,
+    })
+}
+
+/// Every chunk but the last (whose up-to-date message carries a moving LSN) must be
+/// byte-identical across server starts: the comparison with nginx relies on it.
+fn check_same_bodies(reference: &ShapeFetch, fetch: &ShapeFetch) -> Result<()> {
+    ensure!(
+        fetch.chunks.len() == reference.chunks.len(),
+        "{} chunks now, {} in the reference",
+        fetch.chunks.len(),
+        reference.chunks.len()
+    );
+    let last = reference.chunks.len() - 1;
+    for (i, (a, b)) in reference
+        .chunks
+        .iter()
+        .zip(&fetch.chunks)
+        .enumerate()
+        .take(last)
+    {
+        ensure!(a.body == b.body, "chunk {i} differs between server starts");
+    }
+    Ok(())
+}
+
+fn check_nginx_serves(nginx: &Nginx, path: &str, reference: &ShapeFetch, i: usize) -> Result<()> {
+    let mut client = super::http::HttpClient::connect(nginx.port)?;
+    let response = client.get(path)?;
+    ensure!(response.status == 200, "nginx answered {}", response.status);
+    ensure!(
+        Some(response.body.as_slice()) == reference.chunks[i].body.as_deref(),
+        "nginx serves different bytes for {path}"
+    );
+    Ok(())
+}
+
+/// The median (lower middle) of `values`.
+fn median_f64(values: &mut [f64]) -> f64 {
+    assert!(!values.is_empty(), "median of nothing");
+    values.sort_by(f64::total_cmp);
+    values[(values.len() - 1) / 2]
+}
+
+fn table(
+    options: &CatchupOptions,
+    reference: &ShapeFetch,
+    runs: &[CatchupRun],
+    drivers: &[IoDriver],
+    same_index: usize,
+) -> Table {
+    let mut table = Table::new(
+        "Catch-up serving: Ampere vs nginx on the same chunk bodies",
+        &[
+            "server",
+            "pattern",
+            "req/s",
+            "body MB/s",
+            "wrk read MB/s",
+            "avg latency",
+            "× nginx (req/s)",
+        ],
+    );
+    let mut targets: Vec<Target> = drivers.iter().map(|d| Target::Ampere(*d)).collect();
+    targets.push(Target::Nginx);
+    for pattern in [Pattern::Same, Pattern::Spread] {
+        for &target in &targets {
+            let mine: Vec<&CatchupRun> = runs
+                .iter()
+                .filter(|r| r.target == target && r.pattern == pattern)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut rps: Vec<f64> = mine.iter().map(|r| r.wrk.requests_per_second()).collect();
+            let mut mbps: Vec<f64> = mine.iter().map(|r| r.body_mb_per_second()).collect();
+            let mut read: Vec<f64> = mine
+                .iter()
+                .map(|r| r.wrk.bytes_read as f64 / r.wrk.seconds / 1e6)
+                .collect();
+            // Ratios within each round, so a noisy round moves both sides together.
+            let mut ratios: Vec<f64> = mine
+                .iter()
+                .filter_map(|r| {
+                    let base = runs.iter().find(|b| {
+                        b.target == Target::Nginx && b.pattern == pattern && b.round == r.round
+                    })?;
+                    Some(r.wrk.requests_per_second() / base.wrk.requests_per_second())
+                })
+                .collect();
+            let latency = mine[mine.len() / 2].wrk.latency_avg.clone();
+            table.row(vec![
+                target.label(),
+                pattern.label().to_string(),
+                grouped(median_f64(&mut rps)),
+                format!("{:.0}", median_f64(&mut mbps)),
+                format!("{:.0}", median_f64(&mut read)),
+                latency,
+                if target == Target::Nginx {
+                    "1.00".to_string()
+                } else {
+                    format!("{:.2}", median_f64(&mut ratios))
+                },
+            ]);
+        }
+    }
+    let mean_body = reference.body_bytes as f64 / reference.chunks.len() as f64;
+    table.note(format!(
+        "{} rows, chunk threshold {} B: {} responses per catch-up, mean body {:.0} B, the same-chunk case asks for chunk {same_index} ({} B).",
+        grouped(options.rows as f64),
+        options.chunk_bytes,
+        reference.chunks.len(),
+        mean_body,
+        reference.chunks[same_index].body_len,
+    ));
+    table.note(format!(
+        "wrk -t{} -c{} -d{}s; median of {} round(s); Ampere with {} core(s), nginx with {} worker(s); wrk shares the same cores.",
+        options.wrk.threads,
+        options.wrk.connections,
+        options.wrk.duration.as_secs(),
+        options.rounds,
+        options.cores,
+        options.cores,
+    ));
+    table.note(
+        "body MB/s = req/s × body bytes per request (10^6 B); wrk read MB/s includes response heads.",
+    );
+    let errors: u64 = runs.iter().map(|r| r.wrk.socket_errors).sum();
+    table.note(format!(
+        "every response was 2xx; socket errors over all runs: {errors}"
+    ));
+    table
+}

@@ -1,0 +1,18 @@
+//! Shape-serving benchmarks against the real `ampere` binary (a child process) and a throwaway
+//! Postgres. `docs/benchmarks/serving.md` has the commands and the figures.
+//!
+//! - [`catchup`]: catch-up chunk serving vs nginx serving the same bytes, driven by `wrk`.
+//! - [`longpoll`]: server memory per held live long-poll, and a write completing all of them.
+//! - [`initial_sync`]: time and peak memory of a large shape's first sync.
+
+pub mod catchup;
+pub mod held_polls;
+pub mod http;
+pub mod initial_sync;
+pub mod items;
+pub mod longpoll;
+pub mod nginx;
+pub mod scratch;
+pub mod server;
+pub mod shape_fetch;
+pub mod wrk;

@@ -1,0 +1,155 @@
+//! Command-line arguments of the shape-serving and snapshot benchmarks, kept apart from
+//! `main.rs` so each benchmark family owns its flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use engine::runtime::IoDriver;
+
+use crate::report::Table;
+use crate::serving::server::locate_ampere;
+use crate::serving::wrk::WrkSpec;
+use crate::serving::{catchup, initial_sync, longpoll};
+use crate::snapshot_bench;
+
+/// Flags every serving benchmark shares.
+#[derive(Args, Debug)]
+pub struct ServingCommon {
+    /// The `ampere` binary (default: next to this executable, else target/release/ampere).
+    #[arg(long, env = "AMPERE_BIN")]
+    pub ampere_bin: Option<PathBuf>,
+    /// Server io drivers to measure.
+    #[arg(long, value_delimiter = ',', default_value = "epoll,uring")]
+    pub drivers: Vec<IoDriver>,
+    /// Ampere's cores (and nginx's workers). Default: all available.
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Tiny sizes, for a smoke run.
+    #[arg(long)]
+    pub quick: bool,
+    /// Append the tables as markdown to this file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+impl ServingCommon {
+    fn cores(&self) -> usize {
+        self.cores.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CatchupArgs {
+    #[command(flatten)]
+    pub common: ServingCommon,
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: u64,
+    /// ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD.
+    #[arg(long, default_value_t = 65_536)]
+    pub chunk_bytes: u64,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct LongPollArgs {
+    #[command(flatten)]
+    pub common: ServingCommon,
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: u64,
+    #[arg(long, default_value_t = 1_000)]
+    pub rows: u64,
+    /// ELECTRIC_LONG_POLL_TIMEOUT in ms.
+    #[arg(long, default_value_t = 120_000)]
+    pub long_poll_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct InitialSyncArgs {
+    #[command(flatten)]
+    pub common: ServingCommon,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    #[arg(long, default_value_t = 5)]
+    pub repetitions: usize,
+    /// The client's monoio driver.
+    #[arg(long, default_value = "epoll")]
+    pub driver: IoDriver,
+    /// Tiny sizes, for a smoke run.
+    #[arg(long)]
+    pub quick: bool,
+    /// Append the tables as markdown to this file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+pub fn catchup(args: &CatchupArgs) -> Result<Vec<Table>> {
+    let quick = args.common.quick;
+    let options = catchup::CatchupOptions {
+        rows: if quick { 3_000 } else { args.rows },
+        chunk_bytes: if quick { 16_384 } else { args.chunk_bytes },
+        drivers: args.common.drivers.clone(),
+        wrk: WrkSpec {
+            threads: args.threads,
+            connections: if quick { 8 } else { args.connections },
+            duration: Duration::from_secs(if quick { 1 } else { args.seconds }),
+        },
+        rounds: if quick { 1 } else { args.rounds },
+        ampere_bin: locate_ampere(args.common.ampere_bin.as_deref())?,
+        cores: args.common.cores(),
+    };
+    Ok(catchup::run(&options)?.tables)
+}
+
+pub fn long_poll(args: &LongPollArgs) -> Result<Vec<Table>> {
+    let quick = args.common.quick;
+    let options = longpoll::LongPollOptions {
+        connections: if quick { 100 } else { args.connections },
+        rows: if quick { 10 } else { args.rows },
+        long_poll_ms: args.long_poll_ms,
+        drivers: args.common.drivers.clone(),
+        ampere_bin: locate_ampere(args.common.ampere_bin.as_deref())?,
+        cores: args.common.cores(),
+    };
+    Ok(longpoll::run(&options)?.tables)
+}
+
+pub fn initial_sync(args: &InitialSyncArgs) -> Result<Vec<Table>> {
+    let quick = args.common.quick;
+    let options = initial_sync::InitialSyncOptions {
+        rows: if quick { 5_000 } else { args.rows },
+        repetitions: if quick { 1 } else { args.repetitions },
+        drivers: args.common.drivers.clone(),
+        ampere_bin: locate_ampere(args.common.ampere_bin.as_deref())?,
+        cores: args.common.cores(),
+    };
+    Ok(initial_sync::run(&options)?.tables)
+}
+
+pub fn snapshot(args: &SnapshotArgs) -> Result<Vec<Table>> {
+    let options = snapshot_bench::SnapshotOptions {
+        rows: if args.quick { 5_000 } else { args.rows },
+        repetitions: if args.quick { 1 } else { args.repetitions },
+        driver: args.driver,
+    };
+    Ok(snapshot_bench::run(&options)?.tables)
+}
