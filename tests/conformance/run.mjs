@@ -14,7 +14,7 @@
 //   CONFORMANCE_KEEP_LOGS=1           keep the run directory (server logs) even on success
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from './lib/postgres.mjs';
@@ -70,41 +70,49 @@ function testFiles() {
     .map((f) => join('test', f));
 }
 
-// The TAP reporter's closing summary carries the counts; spec output goes to the console.
-function parseTap(path) {
-  const counts = { pass: 0, fail: 0, cancelled: 0 };
-  if (!existsSync(path)) return null;
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const m = /^# (pass|fail|cancelled) (\d+)$/.exec(line.trim());
-    if (m) counts[m[1]] = Number(m[2]);
+// The spec reporter ends with `ℹ pass N` / `ℹ fail N` / `ℹ cancelled N` summary lines. (A TAP
+// file reporter would be tidier, but --test-force-exit exits before a file stream is flushed.)
+function parseSummary(output) {
+  const counts = { pass: 0, fail: 0, cancelled: 0, seen: false };
+  for (const line of output.split('\n')) {
+    const m = /^\u2139 (pass|fail|cancelled) (\d+)$/.exec(line.trim());
+    if (m) {
+      counts[m[1]] = Number(m[2]);
+      counts.seen = true;
+    }
   }
   return counts;
 }
 
-function runTests({ server, databaseUrl, driver, runDir }) {
-  const tapFile = join(runDir, `results-${driver}.tap`);
+function runTests({ server, databaseUrl, driver }) {
+  // --test-force-exit: the client's up-to-date tracker arms a 60 s throttle timer (not unref'd)
+  // for a localStorage write, which would keep every test file's process alive for a minute.
   const args = [
-    '--test', `--test-concurrency=${CONCURRENCY}`, '--test-timeout=150000',
-    '--test-reporter=spec', '--test-reporter-destination=stdout',
-    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
-    ...testFiles(),
+    '--test', '--test-force-exit', `--test-concurrency=${CONCURRENCY}`, '--test-timeout=150000',
+    '--test-reporter=spec', ...testFiles(),
   ];
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, {
       cwd: HERE,
-      stdio: ['ignore', 'inherit', 'inherit'],
+      stdio: ['ignore', 'pipe', 'inherit'],
       detached: true,
       env: { ...process.env, AMPERE_URL: server.url, DATABASE_URL: databaseUrl, AMPERE_DRIVER: driver },
     });
     live.testPid = child.pid;
-    child.on('exit', (code, signal) => {
+    let output = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+      process.stdout.write(chunk);
+    });
+    child.on('close', (code, signal) => {
       live.testPid = null;
-      const counts = parseTap(tapFile);
-      let passed = counts?.pass ?? 0;
-      let failed = (counts?.fail ?? 0) + (counts?.cancelled ?? 0);
+      const counts = parseSummary(output);
+      const passed = counts.pass;
+      let failed = counts.fail + counts.cancelled;
       // A runner that crashed or was killed without reporting failures is still a failure.
       if ((code !== 0 || signal) && failed === 0) failed = 1;
-      if (!counts || passed + failed === 0) failed = Math.max(failed, 1);
+      if (!counts.seen || passed + failed === 0) failed = Math.max(failed, 1);
       resolve({ passed, failed });
     });
   });
@@ -123,7 +131,7 @@ async function runDriver({ bin, pg, driver, runDir }) {
   try {
     await server.waitHealthy();
     console.log(`conformance: ampere (${driver}) healthy at ${server.url}`);
-    result = await runTests({ server, databaseUrl, driver, runDir });
+    result = await runTests({ server, databaseUrl, driver });
   } catch (e) {
     console.error(`conformance: ${driver}: ${e.message}`);
     result = { passed: 0, failed: 1 };

@@ -57,7 +57,7 @@ test('where with positional params (object form)', async () => {
     await waitRows(f, expected);
     assert.equal(f.shape.currentRows.length, 5);
     await sql(`INSERT INTO ${table} VALUES (0, 'zero'), (100, 'hundred')`);
-    await sql(`UPDATE ${table} SET id = 3 WHERE id = 9`);
+    await sql(`UPDATE ${table} SET id = -9 WHERE id = 9`); // key change out of the shape
     await waitRows(f, expected);
   } finally {
     f.stop();
