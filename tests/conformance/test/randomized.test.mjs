@@ -138,6 +138,7 @@ test(`randomized writers for ${SECONDS} s: every shape converges to Postgres`, {
     }
     t.diagnostic(`${context()}, fence LSN ${fence}`);
 
+    const counts = [];
     for (const [i, f] of followers.entries()) {
       const select = shapes[i].select;
       await waitFor(() => {
@@ -157,7 +158,9 @@ test(`randomized writers for ${SECONDS} s: every shape converges to Postgres`, {
       const expected = sortById(await sql(select));
       assert.deepStrictEqual(f.rows(), expected,
         `shape ${i} ${JSON.stringify(f.params)} differs from Postgres after the fence (${context()})`);
+      counts.push(`${expected.length} rows/${f.changes().length} changes`);
     }
+    t.diagnostic(`per shape: ${counts.join(', ')}`);
   } finally {
     followers.forEach((f) => f.stop());
   }
