@@ -42,6 +42,8 @@ pub struct Core {
     last_handle_micros: Cell<u64>,
     rng: Cell<u64>,
     encode_cache: RefCell<EncodeCache>,
+    /// Tables this core has seen in the publication with REPLICA IDENTITY FULL.
+    published: RefCell<std::collections::HashSet<u32>>,
 }
 
 impl Core {
@@ -63,6 +65,7 @@ impl Core {
             last_handle_micros: Cell::new(0),
             rng: Cell::new(seed | 1),
             encode_cache: RefCell::default(),
+            published: RefCell::default(),
         })
     }
 
@@ -285,6 +288,9 @@ impl Core {
     /// Adds the table to the publication and makes its replica identity FULL (needed to evaluate
     /// WHERE on the old row of updates), each only when not already so.
     async fn ensure_published(&self, conn: &mut Connection, t: &TableInfo) -> Result<(), PgError> {
+        if self.published.borrow().contains(&t.oid) {
+            return Ok(());
+        }
         let publication = self.shared.config.publication_name();
         let res = conn
             .simple_query(&format!(
@@ -323,6 +329,7 @@ impl Core {
             conn.execute(&format!("ALTER TABLE {} REPLICA IDENTITY FULL", t.quoted()))
                 .await?;
         }
+        self.published.borrow_mut().insert(t.oid);
         Ok(())
     }
 

@@ -36,7 +36,17 @@ pub fn snapshot_select(def: &ShapeDef) -> (String, Vec<usize>) {
     needed.sort_unstable();
     let cols: Vec<String> = needed
         .iter()
-        .map(|&i| quote_ident(&def.table.columns[i].info.name))
+        .map(|&i| {
+            let c = &def.table.columns[i].info;
+            let name = quote_ident(&c.name);
+            // Upstream's snapshot renders values with `::text`, which spells booleans
+            // `true`/`false` (their output function, used by COPY and pgoutput, says `t`/`f`).
+            if c.type_name == "bool" && !c.is_array {
+                format!("{name}::text")
+            } else {
+                name
+            }
+        })
         .collect();
     let mut sql = format!("SELECT {} FROM {}", cols.join(", "), def.table.quoted());
     if let Some(w) = &def.where_sql {
