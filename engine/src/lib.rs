@@ -13,3 +13,4 @@ pub mod runtime;
 pub mod server;
 pub mod shapes;
 pub mod signals;
+pub mod storage;

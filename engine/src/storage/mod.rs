@@ -1,0 +1,34 @@
+//! Durable shape logs: the on-disk format under `ELECTRIC_STORAGE_DIR` and its recovery.
+//!
+//! Each shape owns `<storage>/shapes/<h[0..2]>/<handle>/`:
+//! - `meta.rkyv`: definition, handle, xid snapshot, snapshot progress ([`meta`]);
+//! - `snapshot.data`: the snapshot chunks, one checksummed record each;
+//! - `log.<n>`: append-only segments of checksummed records: entries, commit markers (end of a
+//!   transaction) and chunk ends ([`record`]);
+//! - `chunks.idx`: fixed-size checksummed entries locating each closed chunk ([`chunk_index`]).
+//!
+//! Writing is synchronous `std::fs` into buffers ([`ShapeStore`]); the blocking fsync work is
+//! a separate [`SyncJob`] value so it can run on a helper thread. [`scan`] recovers every shape
+//! at start-up. `docs/storage-format.md` describes the format byte by byte.
+
+pub mod chunk_index;
+mod error;
+mod fsio;
+pub mod layout;
+pub mod meta;
+pub mod record;
+mod recover;
+mod scan;
+mod store;
+mod sync;
+
+pub use error::StorageError;
+pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord};
+pub use recover::{recover_shape, RecoveredShape};
+pub use scan::{scan, scan_with_threads, ScanFailure, ScanResult};
+pub use store::{remove_shape_dir, ResumePoint, ShapeStore, StoreOptions};
+pub use sync::{SyncJob, SyncPoint};
+
+/// Version of every file in a shape directory, stored in `meta.rkyv`. A build refuses other
+/// versions ([`StorageError::UnsupportedVersion`]); a later release may migrate instead.
+pub const FORMAT_VERSION: u32 = 1;

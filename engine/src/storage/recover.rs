@@ -1,0 +1,426 @@
+//! Recovery of one shape directory: validate everything, cut a torn tail off (in memory and
+//! on disk, so appends continue cleanly), and refuse the shape on any damage that is not a
+//! torn tail.
+//!
+//! Torn tail vs. damage: appends only ever extend the newest files, so a crash can only leave
+//! garbage *after* the last complete write. An invalid record is therefore a torn tail only if
+//! no valid transaction boundary (commit marker, chunk end) follows it anywhere. If one does,
+//! data that may already have been acknowledged would be lost by trimming, so the shape is
+//! reported corrupt instead (the caller invalidates it: 409, rebuilt from Postgres).
+
+use super::chunk_index::{ChunkIndexEntry, LogPos};
+use super::error::StorageError;
+use super::fsio;
+use super::layout::{self, INDEX_FILE, META_FILE, META_TMP_FILE, SNAPSHOT_FILE};
+use super::meta::{self, ShapeMeta, MAX_META_BYTES};
+use super::record::{self, Decoded, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK};
+use super::store::{OpenEntry, ResumePoint, ShapeStore, StoreOptions};
+use bytes::Bytes;
+use protocol::offset::LogOffset;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A shape as found on disk, torn tail removed.
+#[derive(Debug)]
+pub struct RecoveredShape {
+    pub dir: PathBuf,
+    pub meta: ShapeMeta,
+    /// Snapshot chunks `0_0, 0_1, …`, each exactly as appended.
+    pub snapshot_chunks: Vec<Bytes>,
+    /// Real-log entries of complete transactions, in offset order.
+    pub log: Vec<(LogOffset, Bytes)>,
+    /// Last offset of every closed real-log chunk, ascending.
+    pub chunk_ends: Vec<LogOffset>,
+    /// Commit LSN of the last complete transaction (0: none); replayed transactions up to it
+    /// are already in the log and must be skipped.
+    pub last_txn_lsn: u64,
+    /// Bytes cut off torn tails (0 after a clean shutdown).
+    pub trimmed_bytes: u64,
+    resume: ResumePoint,
+}
+
+impl RecoveredShape {
+    /// Whether the shape can be served: its snapshot completed. Otherwise the snapshot
+    /// transaction is gone and the shape must be dropped (409) and rebuilt.
+    pub fn is_servable(&self) -> bool {
+        self.meta.snapshot_complete
+    }
+
+    /// Opens the writer that continues this shape's files.
+    pub fn open_store(&self, opts: StoreOptions) -> Result<ShapeStore, StorageError> {
+        ShapeStore::resume(self.meta.clone(), self.resume.clone(), opts)
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, StorageError> {
+    std::fs::read(path).map_err(StorageError::at("read", path))
+}
+
+fn read_meta(dir: &Path) -> Result<ShapeMeta, StorageError> {
+    let path = dir.join(META_FILE);
+    let file = std::fs::File::open(&path).map_err(StorageError::at("open", &path))?;
+    let len = file
+        .metadata()
+        .map_err(StorageError::at("stat", &path))?
+        .len();
+    if len > MAX_META_BYTES {
+        return Err(StorageError::corrupt(&path, 0, "metadata file too large"));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_META_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(StorageError::at("read", &path))?;
+    let meta = meta::decode(&path, &bytes)?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if meta.handle != name {
+        return Err(StorageError::corrupt(
+            &path,
+            0,
+            format!("metadata is for shape {:?}", meta.handle),
+        ));
+    }
+    Ok(meta)
+}
+
+/// Where a file's valid content ends and whether it must be cut there.
+struct Tail {
+    valid_end: usize,
+}
+
+/// Classifies an invalid record at `pos`: torn tail (Ok) unless a valid record of `kinds`
+/// follows.
+fn check_torn(
+    path: &Path,
+    buf: &[u8],
+    pos: usize,
+    why: &str,
+    kinds: &[u8],
+) -> Result<(), StorageError> {
+    if let Some(q) = record::valid_record_after(buf, pos + 1, kinds) {
+        return Err(StorageError::corrupt(
+            path,
+            pos as u64,
+            format!("{why}, followed by a valid record at byte {q}"),
+        ));
+    }
+    Ok(())
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(StorageError::at("open", path))?;
+    f.set_len(len).map_err(StorageError::at("truncate", path))?;
+    fsio::fsync_file(&f, path)
+}
+
+fn recover_snapshot(
+    dir: &Path,
+    meta: &ShapeMeta,
+) -> Result<(Vec<Bytes>, Tail, usize), StorageError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    let buf = Bytes::from(read_file(&path)?);
+    let mut chunks = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        match record::decode(&buf, pos) {
+            Decoded::Record(r, next) => {
+                if r.kind != KIND_SNAPSHOT_CHUNK || r.tx != 0 || r.op != chunks.len() as u64 {
+                    return Err(StorageError::corrupt(
+                        &path,
+                        pos as u64,
+                        "record is not the next snapshot chunk",
+                    ));
+                }
+                chunks.push(buf.slice(pos + record::HEADER_LEN..next));
+                pos = next;
+            }
+            Decoded::Truncated => {
+                check_torn(&path, &buf, pos, "partial record", &[KIND_SNAPSHOT_CHUNK])?;
+                break;
+            }
+            Decoded::Bad(why) => {
+                check_torn(&path, &buf, pos, why, &[KIND_SNAPSHOT_CHUNK])?;
+                break;
+            }
+        }
+    }
+    if meta.snapshot_complete && chunks.len() != meta.snapshot_chunks as usize {
+        return Err(StorageError::corrupt(
+            &path,
+            pos as u64,
+            format!(
+                "{} snapshot chunks on disk, metadata says {}",
+                chunks.len(),
+                meta.snapshot_chunks
+            ),
+        ));
+    }
+    Ok((chunks, Tail { valid_end: pos }, buf.len()))
+}
+
+/// Everything parsed from the log segments.
+#[derive(Default)]
+struct LogScan {
+    entries: Vec<(LogOffset, Bytes)>,
+    positions: Vec<OpenEntry>,
+    /// Entries of complete transactions: `entries[..committed]`.
+    committed: usize,
+    /// `(first entry index, last entry index)` of each closed chunk.
+    chunks: Vec<(usize, usize)>,
+    last_commit_lsn: u64,
+    /// End of the last transaction boundary record.
+    boundary: LogPos,
+    /// Segment lengths as found.
+    lengths: Vec<u64>,
+}
+
+impl LogScan {
+    fn chunk_start(&self) -> usize {
+        self.chunks.last().map_or(0, |c| c.1 + 1)
+    }
+
+    /// Applies one valid record; errors are corruption (the checksum matched, so the content
+    /// was written like this and no trimming can fix it).
+    fn apply(
+        &mut self,
+        r: record::Record<'_>,
+        seg: &Bytes,
+        segment: u32,
+        pos: usize,
+        next: usize,
+    ) -> Result<(), &'static str> {
+        let offset = LogOffset::new(r.tx, r.op);
+        let here = |p: usize| LogPos {
+            segment,
+            pos: p as u64,
+        };
+        match r.kind {
+            KIND_ENTRY => {
+                if !offset.is_real() {
+                    return Err("log entry with a virtual offset");
+                }
+                if self.entries.last().is_some_and(|(o, _)| *o >= offset) {
+                    return Err("log entry offsets do not increase");
+                }
+                self.entries
+                    .push((offset, seg.slice(pos + record::HEADER_LEN..next)));
+                self.positions.push(OpenEntry {
+                    offset,
+                    start: here(pos),
+                    end: here(next),
+                });
+            }
+            KIND_COMMIT => {
+                let pending = &self.entries[self.committed..];
+                if !r.payload.is_empty()
+                    || r.tx <= self.last_commit_lsn
+                    || r.op != pending.len() as u64
+                    || pending.iter().any(|(o, _)| o.tx > r.tx)
+                {
+                    return Err("commit marker does not match the entries before it");
+                }
+                self.committed = self.entries.len();
+                self.last_commit_lsn = r.tx;
+                self.boundary = here(next);
+            }
+            KIND_CHUNK_END => {
+                let start = self.chunk_start();
+                if !r.payload.is_empty() || self.committed != self.entries.len() {
+                    return Err("chunk end inside a transaction");
+                }
+                let open = &self.entries[start..self.committed];
+                let Ok(i) = open.binary_search_by(|(o, _)| o.cmp(&offset)) else {
+                    return Err("chunk end names no entry of the open chunk");
+                };
+                self.chunks.push((start, start + i));
+                self.boundary = here(next);
+            }
+            _ => return Err("record kind does not belong in a log segment"),
+        }
+        Ok(())
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<u32, StorageError> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::at("list", dir))? {
+        let entry = entry.map_err(StorageError::at("list", dir))?;
+        if let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(layout::parse_segment_name)
+        {
+            numbers.push(n);
+        }
+    }
+    numbers.sort_unstable();
+    if numbers.is_empty() {
+        return Err(StorageError::corrupt(dir, 0, "no log segment"));
+    }
+    for (i, n) in numbers.iter().enumerate() {
+        if *n as usize != i {
+            return Err(StorageError::corrupt(
+                &dir.join(layout::segment_name(i as u32)),
+                0,
+                "log segment missing",
+            ));
+        }
+    }
+    Ok(numbers.len() as u32)
+}
+
+const BOUNDARY_KINDS: &[u8] = &[KIND_COMMIT, KIND_CHUNK_END];
+
+fn scan_log(dir: &Path, segments: u32) -> Result<LogScan, StorageError> {
+    let mut scan = LogScan::default();
+    let mut damaged = false;
+    for s in 0..segments {
+        let path = dir.join(layout::segment_name(s));
+        let buf = Bytes::from(read_file(&path)?);
+        scan.lengths.push(buf.len() as u64);
+        if damaged {
+            // Anything valid after a damaged record may have been acknowledged.
+            if let Some(q) = record::valid_record_after(&buf, 0, BOUNDARY_KINDS) {
+                return Err(StorageError::corrupt(
+                    &path,
+                    q as u64,
+                    "valid transaction after a damaged record in an earlier segment",
+                ));
+            }
+            continue;
+        }
+        let mut pos = 0;
+        while pos < buf.len() {
+            match record::decode(&buf, pos) {
+                Decoded::Record(r, next) => {
+                    scan.apply(r, &buf, s, pos, next)
+                        .map_err(|what| StorageError::corrupt(&path, pos as u64, what))?;
+                    pos = next;
+                }
+                Decoded::Truncated => {
+                    check_torn(&path, &buf, pos, "partial record", BOUNDARY_KINDS)?;
+                    damaged = true;
+                    break;
+                }
+                Decoded::Bad(why) => {
+                    check_torn(&path, &buf, pos, why, BOUNDARY_KINDS)?;
+                    damaged = true;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// Cuts the log back to its last transaction boundary on disk. Returns the bytes removed.
+fn trim_log(dir: &Path, scan: &LogScan) -> Result<u64, StorageError> {
+    let b = scan.boundary;
+    let mut removed = 0;
+    for (s, len) in scan.lengths.iter().enumerate() {
+        let s = s as u32;
+        let path = dir.join(layout::segment_name(s));
+        if s == b.segment && *len > b.pos {
+            truncate(&path, b.pos)?;
+            removed += len - b.pos;
+        } else if s > b.segment {
+            std::fs::remove_file(&path).map_err(StorageError::at("remove", &path))?;
+            removed += len;
+        }
+    }
+    Ok(removed)
+}
+
+fn index_bytes(scan: &LogScan) -> Vec<u8> {
+    let mut out = Vec::with_capacity(scan.chunks.len() * super::chunk_index::ENTRY_LEN);
+    for &(a, b) in &scan.chunks {
+        ChunkIndexEntry {
+            first: scan.positions[a].offset,
+            last: scan.positions[b].offset,
+            start: scan.positions[a].start,
+            end: scan.positions[b].end,
+        }
+        .encode(&mut out);
+    }
+    out
+}
+
+/// Loads and repairs one shape directory.
+pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
+    let meta = read_meta(dir)?;
+    let tmp = dir.join(META_TMP_FILE);
+    if tmp.exists() {
+        // An interrupted metadata replacement; the old file is intact.
+        std::fs::remove_file(&tmp).map_err(StorageError::at("remove", &tmp))?;
+    }
+    let segments = list_segments(dir)?;
+    let (snapshot_chunks, snap_tail, snap_len) = recover_snapshot(dir, &meta)?;
+    let scan = scan_log(dir, segments)?;
+
+    let mut trimmed = 0u64;
+    let mut dir_changed = false;
+    if snap_tail.valid_end < snap_len {
+        truncate(&dir.join(SNAPSHOT_FILE), snap_tail.valid_end as u64)?;
+        trimmed += (snap_len - snap_tail.valid_end) as u64;
+    }
+    let b = scan.boundary;
+    let log_len: u64 = scan.lengths.iter().sum();
+    let kept: u64 = scan.lengths[..b.segment as usize].iter().sum::<u64>() + b.pos;
+    if kept < log_len || (b.segment as usize) + 1 < scan.lengths.len() {
+        trimmed += trim_log(dir, &scan)?;
+        dir_changed = (b.segment as usize) + 1 < scan.lengths.len();
+    }
+
+    let index = index_bytes(&scan);
+    let index_path = dir.join(INDEX_FILE);
+    let on_disk = match std::fs::read(&index_path) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(StorageError::io("read", &index_path, e)),
+    };
+    if on_disk.as_deref() != Some(&index[..]) {
+        // Derived from the log's chunk-end records: rebuild rather than reject.
+        fsio::replace_file(dir, INDEX_FILE, "chunks.idx.tmp", &index, true)?;
+        dir_changed = false;
+    }
+    if dir_changed {
+        fsio::fsync_dir(dir)?;
+    }
+
+    let LogScan {
+        mut entries,
+        mut positions,
+        committed,
+        chunks,
+        last_commit_lsn,
+        ..
+    } = scan;
+    entries.truncate(committed);
+    positions.truncate(committed);
+    let chunk_start = chunks.last().map_or(0, |c| c.1 + 1);
+    let chunk_ends: Vec<LogOffset> = chunks.iter().map(|&(_, b)| entries[b].0).collect();
+    let resume = ResumePoint {
+        dir: dir.to_path_buf(),
+        segment: b.segment,
+        segment_len: b.pos,
+        snapshot_len: snap_tail.valid_end as u64,
+        snapshot_chunks: snapshot_chunks.len() as u32,
+        index_len: index.len() as u64,
+        last_offset: entries.last().map(|(o, _)| *o),
+        last_commit_lsn,
+        last_chunk_end: chunk_ends.last().copied(),
+        open_chunk: positions[chunk_start..].to_vec(),
+    };
+    Ok(RecoveredShape {
+        dir: dir.to_path_buf(),
+        meta,
+        snapshot_chunks,
+        log: entries,
+        chunk_ends,
+        last_txn_lsn: last_commit_lsn,
+        trimmed_bytes: trimmed,
+        resume,
+    })
+}
