@@ -200,8 +200,9 @@ fn drive(
     let result = wrk::run(&options.wrk, port, &script)?;
     ensure!(
         result.non_2xx == 0,
-        "{} non-2xx responses on port {port}",
-        result.non_2xx
+        "{} non-2xx responses on port {port}:\n{}",
+        result.non_2xx,
+        result.output
     );
     Ok(CatchupRun {
         round: 0,

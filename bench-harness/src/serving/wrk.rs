@@ -45,6 +45,8 @@ pub struct WrkResult {
     pub bytes_read: u64,
     pub latency_avg: String,
     pub command: String,
+    /// wrk's whole report.
+    pub output: String,
 }
 
 impl WrkResult {
@@ -67,7 +69,9 @@ pub fn write_script(path: &Path, paths: &[String], pattern: Pattern) -> Result<(
     lua.push_str("}\n");
     match pattern {
         Pattern::Same => lua.push_str(
-            "local req = wrk.format(\"GET\", paths[1])\nfunction request() return req end\n",
+            // Built in init(): wrk only fills in the Host header after the script loads.
+            "local req\nfunction init(args) req = wrk.format(\"GET\", paths[1]) end\n\
+             function request() return req end\n",
         ),
         Pattern::Spread => lua.push_str(
             // Threads start at different points so they do not walk in lock step.
@@ -81,7 +85,15 @@ pub fn write_script(path: &Path, paths: &[String], pattern: Pattern) -> Result<(
              end\n",
         ),
     }
-    // Counting statuses in Lua would slow every response; wrk's own non-2xx count suffices.
+    // Inspecting statuses in Lua slows every response, so only on request (diagnosis).
+    if std::env::var_os("BENCH_WRK_DEBUG").is_some() {
+        lua.push_str(
+            "local shown = 0\n\
+             function response(status, headers, body)\n\
+             \x20 if status ~= 200 and shown < 5 then shown = shown + 1; print(status, body) end\n\
+             end\n",
+        );
+    }
     std::fs::write(path, lua).with_context(|| format!("write {}", path.display()))
 }
 
@@ -109,6 +121,7 @@ pub fn run(spec: &WrkSpec, port: u16, script: &Path) -> Result<WrkResult> {
     );
     let mut result = parse(&text).with_context(|| format!("parse wrk output:\n{text}"))?;
     result.command = format!("wrk {}", args.join(" "));
+    result.output = text;
     Ok(result)
 }
 

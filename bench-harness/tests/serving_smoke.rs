@@ -1,0 +1,148 @@
+//! Runs the shape-serving and snapshot benchmarks at tiny sizes against a real Postgres and the
+//! real `ampere` binary, so they cannot rot.
+//!
+//! Goal: every subcommand works end to end and every row is accounted for. Only counts are
+//! asserted, never timings. The `ampere` binary is `AMPERE_BIN` if set, else built here into
+//! this test's own target directory (same profile).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bench_harness::serving::catchup::{self, CatchupOptions, Target};
+use bench_harness::serving::initial_sync::{self, InitialSyncOptions};
+use bench_harness::serving::longpoll::{self, LongPollOptions};
+use bench_harness::serving::wrk::WrkSpec;
+use bench_harness::snapshot_bench::{self, SnapshotOptions, Variant};
+use engine::runtime::{uring_available, IoDriver};
+
+fn drivers() -> Vec<IoDriver> {
+    if uring_available() {
+        vec![IoDriver::Epoll, IoDriver::Uring]
+    } else {
+        vec![IoDriver::Epoll]
+    }
+}
+
+/// The server binary, built once per test process.
+fn ampere_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("AMPERE_BIN") {
+            return PathBuf::from(path);
+        }
+        // <target>/<profile>/deps/serving_smoke-<hash>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap();
+        let target_dir = profile_dir.parent().unwrap();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "-p", "engine", "--bin", "ampere", "--target-dir"])
+            .arg(target_dir);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building ampere failed");
+        profile_dir.join("ampere")
+    })
+    .clone()
+}
+
+#[test]
+fn catchup_serves_every_row_from_ampere_and_nginx() {
+    let drivers = drivers();
+    let report = catchup::run(&CatchupOptions {
+        rows: 3_000,
+        chunk_bytes: 16_384,
+        drivers: drivers.clone(),
+        wrk: WrkSpec {
+            threads: 1,
+            connections: 4,
+            duration: Duration::from_secs(1),
+        },
+        rounds: 1,
+        ampere_bin: ampere_bin(),
+        cores: 1,
+    })
+    .expect("catch-up benchmark runs");
+    assert_eq!(report.rows_fetched, 3_000);
+    assert!(report.chunks >= 3, "{} chunks", report.chunks);
+    // Same and spread, for every driver and for nginx.
+    assert_eq!(report.runs.len(), (drivers.len() + 1) * 2);
+    assert_eq!(
+        report
+            .runs
+            .iter()
+            .filter(|r| r.target == Target::Nginx)
+            .count(),
+        2
+    );
+    for run in &report.runs {
+        assert!(run.wrk.requests > 0, "{:?} served nothing", run.target);
+        assert_eq!(run.wrk.non_2xx, 0);
+    }
+}
+
+#[test]
+fn longpoll_every_held_request_gets_the_new_row() {
+    let report = longpoll::run(&LongPollOptions {
+        connections: 200,
+        rows: 10,
+        long_poll_ms: 60_000,
+        drivers: drivers(),
+        ampere_bin: ampere_bin(),
+        cores: 2,
+    })
+    .expect("long-poll benchmark runs");
+    assert_eq!(report.runs.len(), drivers().len());
+    for run in &report.runs {
+        assert_eq!(run.completed, 200, "{:?}", run.driver);
+        assert_eq!(run.with_row, 200, "{:?}", run.driver);
+        assert_eq!(run.failed, 0, "{:?}", run.driver);
+    }
+}
+
+#[test]
+fn initial_sync_counts_every_row() {
+    let report = initial_sync::run(&InitialSyncOptions {
+        rows: 5_000,
+        repetitions: 1,
+        drivers: drivers(),
+        ampere_bin: ampere_bin(),
+        cores: 2,
+    })
+    .expect("initial sync benchmark runs");
+    assert_eq!(report.runs.len(), drivers().len());
+    for run in &report.runs {
+        assert_eq!(run.rows, 5_000, "{:?}", run.driver);
+        assert!(run.peak_rss_kib >= run.rss_idle_kib);
+    }
+}
+
+#[test]
+fn snapshot_variants_read_every_row() {
+    let report = snapshot_bench::run(&SnapshotOptions {
+        rows: 2_000,
+        repetitions: 1,
+        driver: IoDriver::Epoll,
+    })
+    .expect("snapshot benchmark runs");
+    assert_eq!(report.results.len(), 2);
+    for result in &report.results {
+        assert_eq!(result.rows, 2_000, "{:?}", result.variant);
+        assert_eq!(result.end_to_end.len(), 1);
+        assert!(result.json_bytes > 0);
+    }
+    let copy = &report.results[0];
+    let json = &report.results[1];
+    assert_eq!(
+        (copy.variant, json.variant),
+        (Variant::CopyText, Variant::JsonInSql)
+    );
+    // COPY text carries the values only; the JSON variant carries whole messages.
+    assert!(copy.payload_bytes < json.payload_bytes);
+}
