@@ -243,17 +243,19 @@ impl LogScan {
     }
 }
 
-fn list_segments(dir: &Path) -> Result<u32, StorageError> {
+/// Lists the directory once: the number of log segments (checked contiguous from 0) and
+/// whether an interrupted metadata replacement left its temporary file.
+fn list_segments(dir: &Path) -> Result<(u32, bool), StorageError> {
     let mut numbers = Vec::new();
+    let mut meta_tmp = false;
     for entry in std::fs::read_dir(dir).map_err(StorageError::at("list", dir))? {
         let entry = entry.map_err(StorageError::at("list", dir))?;
-        if let Some(n) = entry
-            .file_name()
-            .to_str()
-            .and_then(layout::parse_segment_name)
-        {
+        let name = entry.file_name();
+        let name = name.to_str().unwrap_or("");
+        if let Some(n) = layout::parse_segment_name(name) {
             numbers.push(n);
         }
+        meta_tmp |= name == META_TMP_FILE;
     }
     numbers.sort_unstable();
     if numbers.is_empty() {
@@ -268,7 +270,7 @@ fn list_segments(dir: &Path) -> Result<u32, StorageError> {
             ));
         }
     }
-    Ok(numbers.len() as u32)
+    Ok((numbers.len() as u32, meta_tmp))
 }
 
 const BOUNDARY_KINDS: &[u8] = &[KIND_COMMIT, KIND_CHUNK_END];
@@ -350,12 +352,12 @@ fn index_bytes(scan: &LogScan) -> Vec<u8> {
 /// Loads and repairs one shape directory.
 pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
     let meta = read_meta(dir)?;
-    let tmp = dir.join(META_TMP_FILE);
-    if tmp.exists() {
+    let (segments, meta_tmp) = list_segments(dir)?;
+    if meta_tmp {
         // An interrupted metadata replacement; the old file is intact.
+        let tmp = dir.join(META_TMP_FILE);
         std::fs::remove_file(&tmp).map_err(StorageError::at("remove", &tmp))?;
     }
-    let segments = list_segments(dir)?;
     let (snapshot_chunks, snap_tail, snap_len) = recover_snapshot(dir, &meta)?;
     let scan = scan_log(dir, segments)?;
 
