@@ -219,7 +219,6 @@ fn secret_is_required_on_every_spelling_of_the_shape_route() {
 }
 
 #[test]
-#[ignore = "server bug: POST /v1/shape (empty body) gets the GET cache-control instead of `no-cache` (engine/src/app/serve.rs add_shape_headers passes method_is_get: true)"]
 fn post_without_body_is_a_shape_request_that_is_not_cached() {
     let cluster = cluster();
     let env = Env::start(&cluster, TABLE, Opts::default());

@@ -66,6 +66,8 @@ pub struct ShapeCall {
     pub query: ShapeQuery,
     pub if_none_match: Vec<String>,
     pub head: bool,
+    /// POST responses are never cached (§4.2 rule 1).
+    pub post: bool,
 }
 
 /// How `DELETE /v1/shape` names its target.

@@ -249,6 +249,7 @@ async fn shape(core: &Rc<Core>, req: &Request) -> Response {
             .map(str::to_string)
             .collect(),
         head: req.method == Method::Head,
+        post: req.method == Method::Post,
         query: q,
     };
     if owner == core.id {

@@ -266,7 +266,7 @@ fn add_shape_headers(
         if has_data { "true" } else { "false" }.to_string(),
     ));
     if let Some(cc) = h::cache_control(&h::CacheCase {
-        method_is_get: true,
+        method_is_get: !call.post,
         status: if status_200 { 200 } else { 304 },
         has_handle: true,
         offset: Some(q.offset),
