@@ -223,3 +223,34 @@ fn oversized_payload_is_refused_and_nothing_is_appended() {
     drop(store);
     assert_matches(&only_shape(root), &model, model.txns.len());
 }
+
+#[test]
+fn group_commit_with_one_syncfs() {
+    let tmp = TempDir::new("syncfs");
+    let root = tmp.path();
+    let mut shapes: Vec<_> = (0..20)
+        .map(|i| snapshotted(root, &handle(200 + i), StoreOptions::default()))
+        .collect();
+    for (store, model) in &mut shapes {
+        append(store, model, 2, 8);
+    }
+    let jobs: Vec<_> = shapes
+        .iter_mut()
+        .map(|(s, _)| s.prepare_sync().unwrap())
+        .collect();
+    let points: Vec<_> = jobs
+        .into_iter()
+        .map(|j| j.run_deferred().unwrap())
+        .collect();
+    engine::storage::sync_filesystem(root).unwrap();
+    for ((store, model), p) in shapes.iter_mut().zip(points) {
+        store.mark_durable(p);
+        assert_eq!(store.durable_lsn(), model.txns[0].0);
+    }
+    drop(shapes.into_iter().map(|(_, m)| m).collect::<Vec<_>>());
+    let results = scan(root).unwrap();
+    assert_eq!(results.len(), 20);
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| r.is_servable())));
+}

@@ -144,3 +144,19 @@ impl AppendFile {
         self.file
     }
 }
+
+/// `syncfs(2)`: flushes every dirty file and directory of the file system holding `path` in
+/// one call (errors are reported since Linux 5.8).
+pub fn sync_filesystem(path: &Path) -> Result<(), StorageError> {
+    let dir = File::open(path).map_err(StorageError::at("open", path))?;
+    // SAFETY: `dir` owns a valid open descriptor for the duration of the call.
+    let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    if rc != 0 {
+        return Err(StorageError::io(
+            "syncfs",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}

@@ -23,6 +23,7 @@ mod store;
 mod sync;
 
 pub use error::StorageError;
+pub use fsio::sync_filesystem;
 pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord};
 pub use recover::{recover_shape, RecoveredShape};
 pub use scan::{scan, scan_with_threads, ScanFailure, ScanResult};

@@ -62,6 +62,17 @@ impl SyncJob {
         Ok(self.point)
     }
 
+    /// The non-fsync half of [`SyncJob::run`] for group commit: installs pending metadata
+    /// (write + rename, no fsync) and returns the point, which becomes durable only after a
+    /// following [`sync_filesystem`](super::sync_filesystem) of the storage file system
+    /// succeeds. With many dirty shapes, one `syncfs` replaces an fsync per file.
+    pub fn run_deferred(self) -> Result<SyncPoint, StorageError> {
+        if let Some((dir, bytes)) = &self.meta {
+            fsio::replace_file(dir, META_FILE, META_TMP_FILE, bytes, false)?;
+        }
+        Ok(self.point)
+    }
+
     /// What the job will make durable when it succeeds.
     pub fn point(&self) -> SyncPoint {
         self.point
