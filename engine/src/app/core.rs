@@ -42,6 +42,9 @@ pub struct Core {
     last_handle_micros: Cell<u64>,
     rng: Cell<u64>,
     encode_cache: RefCell<EncodeCache>,
+    /// Recently built definitions by request parameters, so repeated requests (catch-up,
+    /// long-polls) skip WHERE parsing. Valid while the table entry they were built on is.
+    pub defs: RefCell<HashMap<String, Arc<ShapeDef>>>,
     /// Tables this core has seen in the publication with REPLICA IDENTITY FULL.
     published: RefCell<std::collections::HashSet<u32>>,
 }
@@ -66,6 +69,7 @@ impl Core {
             rng: Cell::new(seed | 1),
             encode_cache: RefCell::default(),
             published: RefCell::default(),
+            defs: RefCell::default(),
         })
     }
 

@@ -71,27 +71,39 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
 
 async fn route(core: &Rc<Core>, req: Request) -> Response {
     let route = resolve(&req.path);
-    let mut resp = match (&route, &req.method) {
+    let method = req.method.clone();
+    // Take what the final headers need now: the request (its headers and strings) is dropped
+    // before a long-poll waits, keeping held connections small.
+    let origins: Vec<&str> = req.headers_all("origin").collect();
+    let allow_origin = h::allow_origin(&origins).to_string();
+    let preflight_route = method == Method::Options && route == Route::Shape;
+    let mut resp = match (&route, &method) {
         (Route::Root, Method::Get | Method::Head) => Response::new(200),
         (Route::Health, Method::Get | Method::Head) => health(core),
         (Route::Shape, Method::Options) => preflight(&req),
-        (Route::Shape, m @ (Method::Get | Method::Head | Method::Post | Method::Delete)) => {
+        (Route::Shape, Method::Get | Method::Head | Method::Post | Method::Delete) => {
             if !authorized(core, &req) {
                 responses::unauthorized()
-            } else if *m == Method::Delete {
-                delete(core, &req).await
+            } else if method == Method::Delete {
+                delete(core, req).await
             } else {
-                shape(core, &req).await
+                shape(core, req).await
             }
         }
         _ => responses::not_found(),
     };
-    finish(core, &req, &route, &mut resp);
+    finish(core, &allow_origin, preflight_route, &route, &mut resp);
     resp
 }
 
 /// Headers on every response: server, request id, CORS (not on 401), default cache-control.
-fn finish(core: &Rc<Core>, req: &Request, route: &Route, resp: &mut Response) {
+fn finish(
+    core: &Rc<Core>,
+    allow_origin: &str,
+    preflight: bool,
+    route: &Route,
+    resp: &mut Response,
+) {
     let hs = &mut resp.headers;
     hs.push((
         h::ELECTRIC_SERVER.into(),
@@ -99,10 +111,9 @@ fn finish(core: &Rc<Core>, req: &Request, route: &Route, resp: &mut Response) {
     ));
     hs.push(("x-request-id".into(), format!("{:016x}", core.random())));
     if resp.status != 401 {
-        let origins: Vec<&str> = req.headers_all("origin").collect();
         hs.push((
             "access-control-allow-origin".into(),
-            h::allow_origin(&origins).to_string(),
+            allow_origin.to_string(),
         ));
         hs.push((
             "access-control-expose-headers".into(),
@@ -114,7 +125,6 @@ fn finish(core: &Rc<Core>, req: &Request, route: &Route, resp: &mut Response) {
         ));
     }
     let has_cc = hs.iter().any(|(k, _)| k == "cache-control");
-    let preflight = req.method == Method::Options && *route == Route::Shape;
     if !has_cc && !preflight {
         hs.push((
             "cache-control".into(),
@@ -200,9 +210,47 @@ async fn definition(core: &Rc<Core>, q: &DefParams<'_>) -> Result<Arc<ShapeDef>,
         }
         Err(e) => return Err(pg_error_response(&e)),
     };
-    ShapeDef::build(q, table)
+    let key = def_cache_key(q);
+    if let Some(d) = core.defs.borrow().get(&key) {
+        if Arc::ptr_eq(&d.table, &table) {
+            return Ok(d.clone());
+        }
+    }
+    let def = ShapeDef::build(q, table)
         .map(Arc::new)
-        .map_err(|e| responses::validation(&e))
+        .map_err(|e| responses::validation(&e))?;
+    let mut defs = core.defs.borrow_mut();
+    if defs.len() >= DEF_CACHE_MAX {
+        defs.clear();
+    }
+    defs.insert(key, def.clone());
+    Ok(def)
+}
+
+/// Definitions cached per core; past this the cache starts over (a bound, not an LRU).
+const DEF_CACHE_MAX: usize = 4096;
+
+/// Every request parameter that goes into a definition, unambiguously joined.
+fn def_cache_key(q: &DefParams<'_>) -> String {
+    let mut k = String::new();
+    let mut part = |s: &str| {
+        k.push_str(&s.len().to_string());
+        k.push(':');
+        k.push_str(s);
+    };
+    part(&q.table.schema);
+    part(&q.table.name);
+    part(q.where_clause.unwrap_or("\0none"));
+    for p in q.params {
+        part(p);
+    }
+    part("|");
+    for c in q.columns.unwrap_or(&[]) {
+        part(c);
+    }
+    part(if q.columns.is_some() { "cols" } else { "all" });
+    part(&format!("{:?}{:?}{:?}", q.replica, q.log, q.params_error));
+    k
 }
 
 fn pg_error_response(e: &PgError) -> Response {
@@ -217,7 +265,7 @@ fn pg_error_response(e: &PgError) -> Response {
     }
 }
 
-async fn shape(core: &Rc<Core>, req: &Request) -> Response {
+async fn shape(core: &Rc<Core>, req: Request) -> Response {
     if req.method == Method::Post && !req.body.is_empty() {
         return responses::fixed(protocol::errors::subset_not_supported_yet());
     }
@@ -225,6 +273,12 @@ async fn shape(core: &Rc<Core>, req: &Request) -> Response {
         Ok(q) => q,
         Err(e) => return responses::request_error(&e),
     };
+    let if_none_match: Vec<String> = req
+        .headers_all("if-none-match")
+        .map(str::to_string)
+        .collect();
+    let (head, post) = (req.method == Method::Head, req.method == Method::Post);
+    drop(req);
     if q.has_subset {
         return responses::fixed(protocol::errors::subset_not_supported_yet());
     }
@@ -244,12 +298,9 @@ async fn shape(core: &Rc<Core>, req: &Request) -> Response {
     let owner = def.owner_core(core.shared.cores);
     let call = ShapeCall {
         def,
-        if_none_match: req
-            .headers_all("if-none-match")
-            .map(str::to_string)
-            .collect(),
-        head: req.method == Method::Head,
-        post: req.method == Method::Post,
+        if_none_match,
+        head,
+        post,
         query: q,
     };
     if owner == core.id {
@@ -268,7 +319,7 @@ async fn shape(core: &Rc<Core>, req: &Request) -> Response {
         .unwrap_or_else(|_| responses::internal_error())
 }
 
-async fn delete(core: &Rc<Core>, req: &Request) -> Response {
+async fn delete(core: &Rc<Core>, req: Request) -> Response {
     if !core.shared.config.enable_integration_testing {
         return responses::delete_not_allowed();
     }

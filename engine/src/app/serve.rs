@@ -238,16 +238,7 @@ fn add_shape_headers(
     hs.push((h::ELECTRIC_HANDLE.into(), handle.to_string()));
     hs.push((h::ELECTRIC_OFFSET.into(), offset.to_string()));
     if !q.live && status_200 {
-        let cols: Vec<protocol::schema::ColumnInfo> = call
-            .def
-            .selected
-            .iter()
-            .map(|&i| call.def.table.columns[i].info.clone())
-            .collect();
-        hs.push((
-            h::ELECTRIC_SCHEMA.into(),
-            protocol::schema::schema_header(&cols),
-        ));
+        hs.push((h::ELECTRIC_SCHEMA.into(), call.def.schema_header.clone()));
     }
     if up_to_date == Some(true) {
         hs.push((h::ELECTRIC_UP_TO_DATE.into(), String::new()));

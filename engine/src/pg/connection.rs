@@ -31,6 +31,9 @@ pub struct Connection {
     broken: bool,
 }
 
+/// CopyData messages handled between two yields to the executor.
+const COPY_YIELD_EVERY: u64 = 1024;
+
 impl Connection {
     /// Connects, authenticates and waits until the server is ready for queries, all within
     /// `config.connect_timeout`.
@@ -219,6 +222,7 @@ impl Connection {
         let mut started = false;
         let mut rows = None;
         let mut failure: Option<PgError> = None;
+        let mut copied: u64 = 0;
         loop {
             match self.recv().await? {
                 BackendMessage::CopyOutResponse(_) => started = true,
@@ -227,6 +231,13 @@ impl Connection {
                         if let Err(e) = on_data(&data) {
                             failure = Some(PgError::Callback(e.into()));
                         }
+                    }
+                    // With the epoll driver a socket that always has data never makes this
+                    // task wait, so a long COPY would hold the core; let other tasks (HTTP
+                    // requests reading the snapshot as it is written) run now and then.
+                    copied += 1;
+                    if copied.is_multiple_of(COPY_YIELD_EVERY) {
+                        crate::pg::io::yield_now().await;
                     }
                 }
                 BackendMessage::CopyDone => {}

@@ -54,3 +54,23 @@ pub(crate) async fn write_buf<W: AsyncWriteRent>(
     *buf = owned;
     result.map(|_| ()).map_err(PgError::Io)
 }
+
+/// Lets the executor run other ready tasks once before continuing.
+pub(crate) async fn yield_now() {
+    struct YieldNow(bool);
+    impl std::future::Future for YieldNow {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    YieldNow(false).await
+}

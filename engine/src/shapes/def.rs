@@ -63,6 +63,8 @@ pub struct ShapeDef {
     pub hash: u32,
     /// Identifies (table, selected columns) for sharing encoded entries between shapes.
     pub projection_hash: u64,
+    /// The `electric-schema` header value, rendered once.
+    pub schema_header: String,
 }
 
 impl ShapeDef {
@@ -156,6 +158,13 @@ impl ShapeDef {
             selected.hash(&mut h);
             h.finish()
         };
+        let schema_header = {
+            let cols: Vec<protocol::schema::ColumnInfo> = selected
+                .iter()
+                .map(|&i| table.columns[i].info.clone())
+                .collect();
+            protocol::schema::schema_header(&cols)
+        };
         Ok(Self {
             table,
             selected,
@@ -164,6 +173,7 @@ impl ShapeDef {
             replica: q.replica,
             log: q.log,
             key_cols,
+            schema_header,
             canonical,
             hash,
             projection_hash,
