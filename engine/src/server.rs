@@ -11,8 +11,52 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-/// What each core takes at start: its listener and its inbox.
-type CoreStart = (std::net::TcpListener, flume::Receiver<CoreMsg>);
+/// What each core takes at start: its listener, its inbox and the shapes it recovers.
+type CoreStart = (
+    std::net::TcpListener,
+    flume::Receiver<CoreMsg>,
+    Vec<crate::storage::RecoveredShape>,
+);
+
+/// Recovers every shape under the storage dir and sorts them by owning core (the handle
+/// carries the definition hash that decides the owner). Damaged shapes are dropped: their
+/// handles get 409 and clients resync.
+fn recover(config: &Config, cores: usize) -> Result<Vec<Vec<crate::storage::RecoveredShape>>> {
+    let root = &config.storage_dir;
+    std::fs::create_dir_all(root.join("shapes"))
+        .with_context(|| format!("create the storage dir {}", root.display()))?;
+    let started = std::time::Instant::now();
+    let found = crate::storage::scan(root)
+        .with_context(|| format!("read the storage dir {}", root.display()))?;
+    let mut per_core: Vec<Vec<_>> = (0..cores).map(|_| Vec::new()).collect();
+    let (mut ok, mut bad) = (0usize, 0usize);
+    for r in found {
+        match r {
+            Ok(shape) => {
+                let owner = protocol::handle::parse_handle(&shape.meta.handle)
+                    .map_or(0, |(h, _)| h as usize % cores);
+                per_core[owner].push(shape);
+                ok += 1;
+            }
+            Err(f) => {
+                tracing::warn!(
+                    "shape {} cannot be recovered ({}); dropping it",
+                    f.handle,
+                    f.error
+                );
+                if let Err(e) = crate::storage::remove_shape_dir(&f.dir) {
+                    tracing::warn!("cannot remove {}: {e}", f.dir.display());
+                }
+                bad += 1;
+            }
+        }
+    }
+    tracing::info!(
+        "found {ok} stored shapes and {bad} in an invalid state in {:?}",
+        started.elapsed()
+    );
+    Ok(per_core)
+}
 
 /// Runs Ampere until the process is stopped.
 pub fn run(config: Config, db_url: String) -> Result<()> {
@@ -20,6 +64,8 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
     let addr = SocketAddr::new(config.listen_addr, config.port);
     let listeners =
         http::bind_reuseport_group(addr, cores).with_context(|| format!("listen on {addr}"))?;
+    raise_fd_limit();
+    let mut recovered = recover(&config, cores)?;
     let mut senders = Vec::with_capacity(cores);
     let mut receivers = Vec::with_capacity(cores);
     for _ in 0..cores {
@@ -35,16 +81,18 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
         listeners
             .into_iter()
             .zip(receivers)
-            .map(|(l, r)| r.map(|r| (l, r)))
+            .zip(recovered.drain(..))
+            .map(|((l, r), found)| r.map(|r| (l, r, found)))
             .collect(),
     ));
     crate::runtime::run_per_core(cores, driver, move |id| {
         let shared = shared.clone();
         let taken = per_core.lock().expect("start-up lock")[id].take();
         async move {
-            let (listener, inbox) = taken.expect("each core starts once");
-            let core = Core::new(id, shared.clone());
+            let (listener, inbox, found) = taken.expect("each core starts once");
+            let core = Core::new(id, shared.clone(), found);
             monoio::spawn(core.clone().run_inbox(inbox));
+            monoio::spawn(crate::app::durability::sync_loop(core.clone()));
             if id == 0 {
                 monoio::spawn(crate::ingest::setup::run(shared.clone()));
             }
@@ -60,4 +108,21 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
         }
     })
     .context("run cores")
+}
+
+/// Each open shape holds a few file descriptors and each client a socket: use the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-file limit");
+            }
+        }
+    }
 }

@@ -2,8 +2,10 @@
 //! snapshots, a small pool of Postgres connections and a catalog cache. Everything here is
 //! `Rc`/`RefCell`: only this core's thread touches it, and no borrow is held across an await.
 
+use super::durability::{self, Job};
 use super::{CoreMsg, DeleteTarget, Shared};
 use crate::catalog::{self, quote_literal, TableInfo};
+use crate::event::Event;
 use crate::http::Response;
 use crate::ingest::setup::DISPLAY_SETTINGS;
 use crate::ingest::txn::Txn;
@@ -12,6 +14,7 @@ use crate::shapes::apply::EncodeCache;
 use crate::shapes::def::ShapeDef;
 use crate::shapes::shape::{Applied, Shape};
 use crate::shapes::snapshot;
+use crate::storage::{RecoveredShape, ShapeMeta, ShapeStore};
 use protocol::ident::quote_ident;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -45,12 +48,24 @@ pub struct Core {
     /// Recently built definitions by request parameters, so repeated requests (catch-up,
     /// long-polls) skip WHERE parsing. Valid while the table entry they were built on is.
     pub defs: RefCell<HashMap<String, Arc<ShapeDef>>>,
+    /// The storage worker thread (fsync, directory removal).
+    pub worker: flume::Sender<Job>,
+    /// Shapes written since the last sync was prepared.
+    pub dirty: RefCell<HashMap<String, ShapeRef>>,
+    /// Woken when `dirty` gains shapes.
+    pub sync_wake: Event,
+    /// A sync job is running on the worker.
+    pub syncing: Cell<bool>,
+    /// End LSN of the last transaction this core has applied.
+    pub processed_lsn: Cell<u64>,
+    /// Shapes found on disk at start-up, restored on the first `Restore` message.
+    recovered: RefCell<Vec<RecoveredShape>>,
     /// Tables this core has seen in the publication with REPLICA IDENTITY FULL.
     published: RefCell<std::collections::HashSet<u32>>,
 }
 
 impl Core {
-    pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Self> {
+    pub fn new(id: usize, shared: Arc<Shared>, recovered: Vec<RecoveredShape>) -> Rc<Self> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -70,6 +85,12 @@ impl Core {
             encode_cache: RefCell::default(),
             published: RefCell::default(),
             defs: RefCell::default(),
+            worker: durability::start_worker(id),
+            dirty: RefCell::default(),
+            sync_wake: Event::new(),
+            syncing: Cell::new(false),
+            processed_lsn: Cell::new(0),
+            recovered: RefCell::new(recovered),
         })
     }
 
@@ -105,6 +126,23 @@ impl Core {
                     let _ = reply.send(self.delete(target));
                 }
                 CoreMsg::Purge => self.purge(),
+                CoreMsg::Restore { purge, reply } => {
+                    let core = self.clone();
+                    monoio::spawn(async move {
+                        let found = std::mem::take(&mut *core.recovered.borrow_mut());
+                        if purge {
+                            core.purge();
+                            for r in found {
+                                let _ = core.worker.send(Job::Remove(r.dir));
+                            }
+                        } else {
+                            for r in found {
+                                durability::restore(&core, r).await;
+                            }
+                        }
+                        let _ = reply.send(());
+                    });
+                }
             }
         }
     }
@@ -141,8 +179,50 @@ impl Core {
                 let handle = shape.borrow().handle.clone();
                 tracing::info!("shape {handle} invalidated: {why}");
                 self.remove(&handle);
+            } else {
+                self.mark_dirty(&shape);
             }
         }
+        drop(cache);
+        self.processed_lsn.set(txn.end_lsn);
+        if self.dirty.borrow().is_empty() && !self.syncing.get() {
+            // Nothing of this transaction (or before) waits for a sync on this core.
+            self.publish_durable(txn.end_lsn);
+        }
+    }
+
+    /// Queues a shape for the next sync if it wrote to its store.
+    pub fn mark_dirty(&self, shape: &ShapeRef) {
+        let s = shape.borrow();
+        if s.dirty && !s.invalidated {
+            let added = self
+                .dirty
+                .borrow_mut()
+                .insert(s.handle.clone(), shape.clone())
+                .is_none();
+            if added {
+                self.sync_wake.notify();
+            }
+        }
+    }
+
+    pub fn publish_durable(&self, lsn: u64) {
+        self.shared.set_durable(self.id, lsn);
+    }
+
+    /// Registers a shape restored from storage.
+    pub fn insert_restored(&self, shape: ShapeRef) {
+        let (handle, canonical, oid) = {
+            let s = shape.borrow();
+            (s.handle.clone(), s.def.canonical.clone(), s.def.table.oid)
+        };
+        self.shapes.borrow_mut().insert(handle.clone(), shape);
+        self.by_def.borrow_mut().insert(canonical, handle.clone());
+        self.by_table
+            .borrow_mut()
+            .entry(oid)
+            .or_default()
+            .push(handle);
     }
 
     pub fn shape(&self, handle: &str) -> Option<ShapeRef> {
@@ -150,18 +230,28 @@ impl Core {
     }
 
     /// The active shape for a definition, created (and its snapshot started) if there is none.
-    pub fn get_or_create(self: &Rc<Self>, def: &Arc<ShapeDef>) -> ShapeRef {
+    /// Fails only when its storage cannot be created (disk full, read-only storage dir).
+    pub fn get_or_create(self: &Rc<Self>, def: &Arc<ShapeDef>) -> Result<ShapeRef, String> {
         let existing = self.by_def.borrow().get(&def.canonical).cloned();
         if let Some(h) = existing {
             if let Some(s) = self.shape(&h) {
-                return s;
+                return Ok(s);
             }
         }
         let handle = self.new_handle(def.hash);
+        let meta = ShapeMeta::new(
+            handle.clone(),
+            durability::definition_record(def, def.where_raw.as_deref(), &def.params_raw),
+        );
+        let store = ShapeStore::create(&self.shared.config.storage_dir, &meta).map_err(|e| {
+            tracing::error!("cannot create the storage of a new shape: {e}");
+            e.to_string()
+        })?;
         let shape = Rc::new(RefCell::new(Shape::new(
             handle.clone(),
             def.clone(),
             self.shared.config.chunk_bytes_threshold,
+            Some(store),
         )));
         self.shapes
             .borrow_mut()
@@ -178,7 +268,7 @@ impl Core {
         let core = self.clone();
         let s = shape.clone();
         monoio::spawn(async move { core.snapshot_task(s).await });
-        shape
+        Ok(shape)
     }
 
     /// The active handle for a definition, if any.
@@ -214,6 +304,13 @@ impl Core {
         }
         if let Some(list) = self.by_table.borrow_mut().get_mut(&oid) {
             list.retain(|h| h != handle);
+        }
+        self.dirty.borrow_mut().remove(handle);
+        let store = shape.borrow_mut().store.take();
+        if let Some(store) = store {
+            // Deleting (with its fsyncs) happens off the core; the metadata goes first, so a
+            // crash midway never brings the shape back.
+            let _ = self.worker.send(Job::Remove(store.dir().to_path_buf()));
         }
         shape.borrow_mut().invalidate();
     }
@@ -345,15 +442,22 @@ impl Core {
             self.ensure_published(&mut conn, &def.table)
                 .await
                 .map_err(snapshot::SnapshotError::Pg)?;
+            let mut store_error = None;
             let r = snapshot::run(&mut conn, &def, |json| {
-                let mut s = shape.borrow_mut();
-                let before = s.log.snapshot_chunks();
-                s.log.push_snapshot_row(json);
-                if s.log.snapshot_chunks() != before {
-                    s.changed.notify();
+                if store_error.is_some() {
+                    return;
                 }
+                if let Err(e) = shape.borrow_mut().push_snapshot_row(json) {
+                    store_error = Some(e);
+                }
+                self.mark_dirty(&shape);
             })
             .await;
+            if let Some(e) = store_error {
+                return Err(snapshot::SnapshotError::Protocol(format!(
+                    "cannot store the snapshot: {e}"
+                )));
+            }
             if r.is_ok() {
                 self.put_conn(conn);
             }
@@ -374,6 +478,8 @@ impl Core {
                 if let Applied::Invalidate(why) = applied {
                     tracing::info!("shape {handle} invalidated: {why}");
                     self.remove(&handle);
+                } else {
+                    self.mark_dirty(&shape);
                 }
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 //! and talk through bounded channels; the only shared mutable state is a few atomics.
 
 pub mod core;
+pub mod durability;
 pub mod responses;
 pub mod router;
 pub mod serve;
@@ -12,7 +13,7 @@ use crate::http::Response;
 use crate::ingest::txn::Txn;
 use crate::shapes::def::ShapeDef;
 use protocol::request::ShapeQuery;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Capacity of each core's inbox. The ingest core waits when a core falls this far behind.
@@ -34,6 +35,8 @@ pub struct Shared {
     pub cores: usize,
     pub inboxes: Vec<flume::Sender<CoreMsg>>,
     status: AtomicU8,
+    /// Per core: end LSN of the last transaction it has made durable (or had nothing to store).
+    durable: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -42,9 +45,23 @@ impl Shared {
             cores: inboxes.len(),
             config,
             db_url,
+            durable: inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
             inboxes,
             status: AtomicU8::new(Status::Starting as u8),
         }
+    }
+
+    pub fn set_durable(&self, core: usize, lsn: u64) {
+        self.durable[core].fetch_max(lsn, Ordering::AcqRel);
+    }
+
+    /// How far the slot may be acknowledged: every core has made everything up to it durable.
+    pub fn min_durable(&self) -> u64 {
+        self.durable
+            .iter()
+            .map(|d| d.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
     }
 
     pub fn status(&self) -> Status {
@@ -94,4 +111,10 @@ pub enum CoreMsg {
     },
     /// The replication stream restarted from scratch: every shape is invalid.
     Purge,
+    /// Before replication starts: bring back (or, with `purge`, discard) the shapes recovered
+    /// from storage, then reply.
+    Restore {
+        purge: bool,
+        reply: flume::Sender<()>,
+    },
 }

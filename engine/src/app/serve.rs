@@ -41,7 +41,10 @@ fn unix_secs() -> u64 {
 /// read, waiting when the request is live and there is nothing new, or when the snapshot chunk
 /// it needs is still being written.
 pub async fn serve_shape(core: &Rc<Core>, call: ShapeCall) -> Response {
-    let shape = core.get_or_create(&call.def);
+    let shape = match core.get_or_create(&call.def) {
+        Ok(s) => s,
+        Err(_) => return responses::fixed(protocol::errors::shape_creation_failed()),
+    };
     let active = shape.borrow().handle.clone();
     if let Some(requested) = &call.query.handle {
         if *requested != active {
@@ -78,9 +81,10 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             }
             if s.invalidated {
                 drop(s);
-                let next = core.get_or_create(&call.def);
-                let handle = next.borrow().handle.clone();
-                return responses::must_refetch(Some(&handle));
+                return match core.get_or_create(&call.def) {
+                    Ok(next) => responses::must_refetch(Some(&next.borrow().handle)),
+                    Err(_) => responses::fixed(protocol::errors::shape_creation_failed()),
+                };
             }
             (
                 s.changed.listen(),

@@ -22,6 +22,8 @@ pub const DISPLAY_SETTINGS: &[&str] = &[
 ];
 
 const DUPLICATE_OBJECT: &str = "42710";
+/// How often durable progress is checked when no data arrives.
+const ACK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs replication forever, reconnecting with capped exponential backoff.
 pub async fn run(shared: Arc<Shared>) {
@@ -88,15 +90,34 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
     if last_system.as_ref().is_some_and(|s| *s != identity) {
         purge = true;
     }
-    *last_system = Some(identity);
-    if purge {
-        for inbox in &shared.inboxes {
-            inbox
-                .send_async(CoreMsg::Purge)
-                .await
-                .context("tell cores to purge")?;
+    // Stored shapes belong to one Postgres system and timeline: another one means their
+    // offsets mean nothing there.
+    let state_file = shared.config.storage_dir.join("replication_state");
+    let state = format!("{} {} {slot}\n", identity.0, identity.1);
+    match std::fs::read_to_string(&state_file) {
+        Ok(prev) if prev != state => {
+            tracing::warn!("the database system, timeline or slot changed: purging all shapes");
+            purge = true;
         }
+        _ => {}
     }
+    *last_system = Some(identity);
+    // Shapes recovered from storage come back (or go) before any transaction is streamed, so
+    // none is missed or applied to a shape that does not exist yet.
+    let mut replies = Vec::with_capacity(shared.inboxes.len());
+    for inbox in &shared.inboxes {
+        let (tx, rx) = flume::bounded(1);
+        inbox
+            .send_async(CoreMsg::Restore { purge, reply: tx })
+            .await
+            .context("ask cores to restore their shapes")?;
+        replies.push(rx);
+    }
+    for rx in replies {
+        rx.recv_async().await.context("wait for cores to restore")?;
+    }
+    std::fs::write(&state_file, &state)
+        .with_context(|| format!("write {}", state_file.display()))?;
     let mut stream = conn
         .start_replication(
             &slot,
@@ -112,9 +133,16 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
     tracing::info!("replicating from slot {slot} (publication {publication})");
     let mut asm = Assembler::new();
     loop {
-        let x = stream.next().await.context("read replication stream")?;
+        // Wake up now and then even without data, to acknowledge what became durable.
+        let next = monoio::time::timeout(ACK_INTERVAL, stream.next()).await;
+        let durable = shared.min_durable();
+        if durable > stream.flush_lsn().0 {
+            // Every core has stored (or had nothing to store of) everything up to here.
+            stream.set_flush_lsn(Lsn(durable));
+        }
+        let Ok(x) = next else { continue };
+        let x = x.context("read replication stream")?;
         if let Some(txn) = asm.push(&x.data)? {
-            let end = txn.end_lsn;
             let txn = Arc::new(txn);
             for inbox in &shared.inboxes {
                 inbox
@@ -122,9 +150,6 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
                     .await
                     .context("hand transaction to a core")?;
             }
-            // Shape logs live in memory for now, so once every core has the transaction queued
-            // there is nothing more durable to wait for.
-            stream.set_flush_lsn(Lsn(end));
         }
     }
 }

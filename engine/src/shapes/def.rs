@@ -65,6 +65,9 @@ pub struct ShapeDef {
     pub projection_hash: u64,
     /// The `electric-schema` header value, rendered once.
     pub schema_header: String,
+    /// The WHERE clause and params as requested (stored, so a restart rebuilds the same shape).
+    pub where_raw: Option<String>,
+    pub params_raw: Vec<String>,
 }
 
 impl ShapeDef {
@@ -174,6 +177,8 @@ impl ShapeDef {
             log: q.log,
             key_cols,
             schema_header,
+            where_raw: q.where_clause.map(str::to_string),
+            params_raw: q.params.to_vec(),
             canonical,
             hash,
             projection_hash,

@@ -63,8 +63,9 @@ impl ShapeLog {
         self.bytes_total
     }
 
-    /// Appends one snapshot row; closes the chunk when the running size reaches the threshold.
-    pub fn push_snapshot_row(&mut self, json: &[u8]) {
+    /// Appends one snapshot row; closes the chunk when the running size reaches the threshold
+    /// and returns the closed chunk's bytes (to persist them).
+    pub fn push_snapshot_row(&mut self, json: &[u8]) -> Option<Bytes> {
         assert!(!self.snapshot_done, "snapshot rows after snapshot-end");
         if !self.snapshot_open.is_empty() {
             self.snapshot_open.push(b',');
@@ -73,22 +74,56 @@ impl ShapeLog {
         self.snapshot_open_bytes += json.len() as u64 + 1;
         self.bytes_total += json.len() as u64 + 1;
         if self.snapshot_open_bytes >= self.threshold {
-            let buf = std::mem::take(&mut self.snapshot_open);
-            self.snapshot_chunks.push(Bytes::from(buf));
+            let buf = Bytes::from(std::mem::take(&mut self.snapshot_open));
+            self.snapshot_chunks.push(buf.clone());
             self.snapshot_open_bytes = 0;
+            return Some(buf);
         }
+        None
     }
 
-    /// Appends the snapshot-end control message and closes the snapshot part.
-    pub fn finish_snapshot(&mut self, snapshot_end: &[u8]) {
+    /// Appends the snapshot-end control message and closes the snapshot part; returns the last
+    /// chunk's bytes.
+    pub fn finish_snapshot(&mut self, snapshot_end: &[u8]) -> Bytes {
         assert!(!self.snapshot_done);
         if !self.snapshot_open.is_empty() {
             self.snapshot_open.push(b',');
         }
         self.snapshot_open.extend_from_slice(snapshot_end);
-        let buf = std::mem::take(&mut self.snapshot_open);
-        self.snapshot_chunks.push(Bytes::from(buf));
+        let buf = Bytes::from(std::mem::take(&mut self.snapshot_open));
+        self.snapshot_chunks.push(buf.clone());
         self.snapshot_done = true;
+        buf
+    }
+
+    /// Rebuilds a log from storage: complete snapshot chunks, entries, and the last offset of
+    /// every closed chunk (entries after the last boundary form the open chunk).
+    pub fn restore(
+        threshold: u64,
+        snapshot_chunks: Vec<Bytes>,
+        entries: Vec<(LogOffset, Bytes)>,
+        chunk_ends: &[LogOffset],
+    ) -> Self {
+        let mut log = Self::new(threshold);
+        log.bytes_total = snapshot_chunks.iter().map(|c| c.len() as u64).sum();
+        log.snapshot_chunks = snapshot_chunks;
+        log.snapshot_done = true;
+        let mut ends = chunk_ends.iter().peekable();
+        for (offset, json) in entries {
+            log.bytes_total += json.len() as u64;
+            log.open_bytes += json.len() as u64;
+            log.open.push((offset, json));
+            // Boundaries lost in a crash leave a longer open chunk; it closes at the threshold
+            // as usual from here on.
+            while ends.peek().is_some_and(|e| **e < offset) {
+                ends.next();
+            }
+            if ends.peek() == Some(&&offset) {
+                ends.next();
+                log.close_open_chunk();
+            }
+        }
+        log
     }
 
     pub fn snapshot_done(&self) -> bool {
@@ -100,8 +135,9 @@ impl ShapeLog {
         self.snapshot_chunks.len()
     }
 
-    /// Appends a real log entry. Offsets must increase strictly.
-    pub fn append(&mut self, offset: LogOffset, json: Bytes) {
+    /// Appends a real log entry. Offsets must increase strictly. Returns the entry's offset
+    /// when it closed a chunk (a boundary to persist).
+    pub fn append(&mut self, offset: LogOffset, json: Bytes) -> Option<LogOffset> {
         assert!(
             self.snapshot_done,
             "log entries before the snapshot finished"
@@ -118,7 +154,9 @@ impl ShapeLog {
         self.open.push((offset, json));
         if self.open_bytes >= self.threshold {
             self.close_open_chunk();
+            return Some(offset);
         }
+        None
     }
 
     fn close_open_chunk(&mut self) {
@@ -250,7 +288,8 @@ mod tests {
         log.push_snapshot_row(b"{\"a\":1}"); // 8 bytes: chunk stays open
         log.push_snapshot_row(b"{\"a\":2}"); // 16 >= 10: closes chunk 0
         log.push_snapshot_row(b"{\"a\":3}");
-        log.finish_snapshot(b"{\"end\":1}");
+        let last = log.finish_snapshot(b"{\"end\":1}");
+        assert_eq!(&last[..], b"{\"a\":3},{\"end\":1}");
         assert_eq!(log.snapshot_chunks(), 2);
         let s0 = log.read(None).unwrap();
         assert_eq!(body(&s0), "{\"a\":1},{\"a\":2}");
@@ -263,9 +302,40 @@ mod tests {
         assert_eq!(s2.entries, 0);
         assert_eq!(s2.chunk_end, protocol::offset::snapshot_chunk(1));
 
-        log.append(off(100, 0), Bytes::from_static(b"{\"x\":1}"));
-        log.append(off(100, 2), Bytes::from_static(b"{\"x\":2}")); // 14 >= 10: closes
+        assert_eq!(
+            log.append(off(100, 0), Bytes::from_static(b"{\"x\":1}")),
+            None
+        );
+        // 14 >= 10: closes the chunk.
+        assert_eq!(
+            log.append(off(100, 2), Bytes::from_static(b"{\"x\":2}")),
+            Some(off(100, 2))
+        );
         log.append(off(200, 0), Bytes::from_static(b"{\"x\":3}"));
+        // A restored log serves the same bytes at the same offsets.
+        let restored = ShapeLog::restore(
+            10,
+            vec![
+                Bytes::from_static(b"{\"a\":1},{\"a\":2}"),
+                Bytes::from_static(b"{\"a\":3},{\"end\":1}"),
+            ],
+            vec![
+                (off(100, 0), Bytes::from_static(b"{\"x\":1}")),
+                (off(100, 2), Bytes::from_static(b"{\"x\":2}")),
+                (off(200, 0), Bytes::from_static(b"{\"x\":3}")),
+            ],
+            &[off(100, 2)],
+        );
+        for at in [
+            None,
+            Some(protocol::offset::snapshot_chunk(0)),
+            Some(off(100, 0)),
+            Some(off(100, 2)),
+        ] {
+            let (a, b) = (log.read(at).unwrap(), restored.read(at).unwrap());
+            assert_eq!(body(&a), body(&b));
+            assert_eq!(a.chunk_end, b.chunk_end);
+        }
         let r = log.read(Some(protocol::offset::snapshot_chunk(1))).unwrap();
         assert_eq!(body(&r), "{\"x\":1},{\"x\":2}");
         assert_eq!(r.chunk_end, off(100, 2));

@@ -6,6 +6,7 @@ use super::def::ShapeDef;
 use super::log::ShapeLog;
 use crate::event::Event;
 use crate::ingest::txn::Txn;
+use crate::storage::{ShapeStore, SnapshotRecord, StorageError};
 use std::sync::Arc;
 
 /// `pg_current_snapshot()` of the snapshot transaction, to classify replicated transactions.
@@ -84,10 +85,19 @@ pub struct Shape {
     pub snapshot_error: Option<String>,
     /// Commit LSN of the last transaction this shape has seen (applied or skipped).
     pub last_seen_lsn: u64,
+    /// The shape's files; every log write goes here too (buffered; synced by the core).
+    pub store: Option<ShapeStore>,
+    /// Written to the store since the core last prepared a sync.
+    pub dirty: bool,
 }
 
 impl Shape {
-    pub fn new(handle: String, def: Arc<ShapeDef>, chunk_threshold: u64) -> Self {
+    pub fn new(
+        handle: String,
+        def: Arc<ShapeDef>,
+        chunk_threshold: u64,
+        store: Option<ShapeStore>,
+    ) -> Self {
         Self {
             handle,
             def,
@@ -99,7 +109,47 @@ impl Shape {
             invalidated: false,
             snapshot_error: None,
             last_seen_lsn: 0,
+            store,
+            dirty: false,
         }
+    }
+
+    /// A shape recovered from storage: snapshot complete, log as it was durably written.
+    pub fn restored(
+        handle: String,
+        def: Arc<ShapeDef>,
+        log: ShapeLog,
+        snapshot: PgSnapshot,
+        last_txn_lsn: u64,
+        store: ShapeStore,
+    ) -> Self {
+        Self {
+            handle,
+            def,
+            log,
+            phase: Phase::Ready {
+                snapshot,
+                filtering: true,
+            },
+            changed: Event::new(),
+            invalidated: false,
+            snapshot_error: None,
+            last_seen_lsn: last_txn_lsn,
+            store: Some(store),
+            dirty: false,
+        }
+    }
+
+    /// Adds one snapshot row; a chunk it closes is written to the store.
+    pub fn push_snapshot_row(&mut self, json: &[u8]) -> Result<(), StorageError> {
+        if let Some(chunk) = self.log.push_snapshot_row(json) {
+            self.changed.notify();
+            if let Some(store) = self.store.as_mut() {
+                store.append_snapshot_chunk(&chunk)?;
+                self.dirty = true;
+            }
+        }
+        Ok(())
     }
 
     fn touches(&self, txn: &Txn) -> bool {
@@ -128,7 +178,19 @@ impl Shape {
     /// transactions buffered meanwhile. Returns what was appended from the buffer.
     pub fn snapshot_finished(&mut self, snapshot: PgSnapshot) -> Applied {
         let end = protocol::message::snapshot_end(snapshot.xmin, snapshot.xmax, &snapshot.xip);
-        self.log.finish_snapshot(&end);
+        let last_chunk = self.log.finish_snapshot(&end);
+        if let Some(store) = self.store.as_mut() {
+            let record = SnapshotRecord {
+                xmin: snapshot.xmin,
+                xmax: snapshot.xmax,
+                xip: snapshot.xip.clone(),
+            };
+            if let Err(e) = store.finish_snapshot(&last_chunk, record) {
+                tracing::error!("shape {}: cannot store its snapshot: {e}", self.handle);
+                return Applied::Invalidate("storage error");
+            }
+            self.dirty = true;
+        }
         let buffered = match std::mem::replace(
             &mut self.phase,
             Phase::Ready {
@@ -197,11 +259,30 @@ impl Shape {
             apply::entries_for(&self.def, change, txn.commit_lsn, &mut pending);
         }
         let n = pending.len();
+        let mut written = Vec::with_capacity(n);
+        let mut chunk_ends = Vec::new();
         for (i, e) in pending.iter().enumerate() {
             let bytes = apply::encode(&self.def, e, txn.xid, i + 1 == n, cache);
-            self.log.append(e.offset, bytes);
+            if let Some(end) = self.log.append(e.offset, bytes.clone()) {
+                chunk_ends.push(end);
+            }
+            written.push((e.offset, bytes));
         }
         self.last_seen_lsn = txn.commit_lsn;
+        if n > 0 {
+            if let Some(store) = self.store.as_mut() {
+                // The entries are served from memory already; if they cannot be stored the
+                // shape is invalidated (409), never served from a log that disagrees with disk.
+                if let Err(e) = store.append_txn(written, txn.commit_lsn) {
+                    tracing::error!("shape {}: cannot store a transaction: {e}", self.handle);
+                    return Applied::Invalidate("storage error");
+                }
+                for end in chunk_ends {
+                    store.close_chunk(end);
+                }
+                self.dirty = true;
+            }
+        }
         if n > 0 {
             self.changed.notify();
             Applied::Appended(n)

@@ -1,0 +1,246 @@
+//! Making shape logs durable without blocking a core, and bringing them back after a restart.
+//!
+//! Each core has a storage worker thread. Appends are buffered writes on the core; a sync loop
+//! on the core batches every shape written since the previous sync into one job (group commit:
+//! the next batch forms while the previous one is being fsynced), the worker runs the fsyncs,
+//! and the core then publishes how far it is durable. The ingest core acknowledges the
+//! replication slot only up to the smallest durable LSN of all cores, so Postgres keeps every
+//! change some shape has not yet made durable.
+
+use super::core::Core;
+use crate::shapes::def::{DefParams, ShapeDef};
+use crate::shapes::log::ShapeLog;
+use crate::shapes::shape::{PgSnapshot, Shape};
+use crate::storage::{RecoveredShape, StoreOptions, SyncJob, SyncPoint};
+use protocol::ident::QualifiedTable;
+use protocol::request::{LogMode, Replica};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+type SyncResults = Vec<(String, Result<SyncPoint, crate::storage::StorageError>)>;
+
+/// Blocking storage work, done on the core's worker thread.
+pub enum Job {
+    Sync {
+        jobs: Vec<(String, SyncJob)>,
+        reply: flume::Sender<SyncResults>,
+    },
+    /// Delete an invalidated shape's directory.
+    Remove(PathBuf),
+}
+
+/// Starts the worker thread of core `id`.
+pub fn start_worker(id: usize) -> flume::Sender<Job> {
+    let (tx, rx) = flume::unbounded::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("ampere-storage-{id}"))
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                match job {
+                    Job::Sync { jobs, reply } => {
+                        let results = jobs
+                            .into_iter()
+                            .map(|(handle, job)| (handle, job.run()))
+                            .collect();
+                        let _ = reply.send(results);
+                    }
+                    Job::Remove(dir) => {
+                        if let Err(e) = crate::storage::remove_shape_dir(&dir) {
+                            tracing::warn!("failed to remove {}: {e}", dir.display());
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without a worker nothing becomes durable and the slot is never acknowledged: stop.
+        panic!("cannot start the storage worker of core {id}: {e}");
+    }
+    tx
+}
+
+/// The core's sync loop: runs forever, one group commit at a time.
+pub async fn sync_loop(core: Rc<Core>) {
+    loop {
+        let waiting = core.sync_wake.listen();
+        if core.dirty.borrow().is_empty() {
+            waiting.await;
+            continue;
+        }
+        drop(waiting);
+        // Everything processed so far has been appended to the stores being synced now.
+        let covered_lsn = core.processed_lsn.get();
+        let shapes: Vec<_> = core.dirty.borrow_mut().drain().map(|(_, s)| s).collect();
+        let mut jobs = Vec::with_capacity(shapes.len());
+        let mut failed = Vec::new();
+        for shape in &shapes {
+            let mut s = shape.borrow_mut();
+            s.dirty = false;
+            let handle = s.handle.clone();
+            if let Some(store) = s.store.as_mut() {
+                match store.prepare_sync() {
+                    Ok(job) => jobs.push((handle, job)),
+                    Err(e) => {
+                        tracing::error!("shape {handle}: cannot write its log: {e}");
+                        failed.push(handle);
+                    }
+                }
+            }
+        }
+        for handle in failed {
+            core.remove(&handle);
+        }
+        core.syncing.set(true);
+        let (tx, rx) = flume::bounded(1);
+        let results = if core.worker.send(Job::Sync { jobs, reply: tx }).is_ok() {
+            rx.recv_async().await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        core.syncing.set(false);
+        for (handle, result) in results {
+            match result {
+                Ok(point) => {
+                    if let Some(shape) = core.shape(&handle) {
+                        if let Some(store) = shape.borrow_mut().store.as_mut() {
+                            store.mark_durable(point);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The kernel may have dropped the pages it failed to write: a later
+                    // successful fsync would not bring them back, so the shape goes (409).
+                    tracing::error!("shape {handle}: fsync failed: {e}");
+                    core.remove(&handle);
+                }
+            }
+        }
+        let durable = if core.dirty.borrow().is_empty() {
+            core.processed_lsn.get()
+        } else {
+            covered_lsn
+        };
+        core.publish_durable(durable);
+    }
+}
+
+fn replica_code(r: Replica) -> u8 {
+    match r {
+        Replica::Default => 0,
+        Replica::Full => 1,
+    }
+}
+
+fn log_code(l: LogMode) -> u8 {
+    match l {
+        LogMode::Full => 0,
+        LogMode::ChangesOnly => 1,
+    }
+}
+
+/// What the store records of a definition: enough to rebuild it (original WHERE and params, so
+/// the rebuilt definition normalizes exactly as before).
+pub fn definition_record(
+    def: &ShapeDef,
+    where_clause: Option<&str>,
+    params: &[String],
+) -> crate::storage::DefinitionRecord {
+    crate::storage::DefinitionRecord {
+        schema: def.table.schema.clone(),
+        table: def.table.name.clone(),
+        table_oid: def.table.oid,
+        columns: def
+            .selected
+            .iter()
+            .map(|&i| def.table.columns[i].info.name.clone())
+            .collect(),
+        where_clause: where_clause.map(str::to_string),
+        params: params.to_vec(),
+        replica: replica_code(def.replica),
+        log_mode: log_code(def.log),
+    }
+}
+
+/// Brings a recovered shape back on its owner core, or discards it (its handle then gets 409)
+/// when its snapshot never completed or its table changed.
+pub async fn restore(core: &Rc<Core>, r: RecoveredShape) {
+    let handle = r.meta.handle.clone();
+    match rebuild(core, &r).await {
+        Ok(def) => {
+            let snapshot = r.meta.snapshot.clone().map(|s| PgSnapshot {
+                xmin: s.xmin,
+                xmax: s.xmax,
+                xip: s.xip,
+            });
+            let store = match r.open_store(StoreOptions::default()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("shape {handle} cannot be reopened ({e}); dropping it");
+                    let _ = core.worker.send(Job::Remove(r.dir));
+                    return;
+                }
+            };
+            let Some(snapshot) = snapshot else {
+                tracing::warn!("shape {handle} has no snapshot record; dropping it");
+                let _ = core.worker.send(Job::Remove(r.dir));
+                return;
+            };
+            let log = ShapeLog::restore(
+                core.shared.config.chunk_bytes_threshold,
+                r.snapshot_chunks,
+                r.log,
+                &r.chunk_ends,
+            );
+            let shape = Shape::restored(handle, def, log, snapshot, r.last_txn_lsn, store);
+            core.insert_restored(Rc::new(RefCell::new(shape)));
+        }
+        Err(why) => {
+            tracing::info!("shape {handle} is not restored ({why}); clients get 409");
+            let _ = core.worker.send(Job::Remove(r.dir));
+        }
+    }
+}
+
+async fn rebuild(core: &Rc<Core>, r: &RecoveredShape) -> Result<Arc<ShapeDef>, String> {
+    if !r.is_servable() {
+        return Err("its snapshot never completed".into());
+    }
+    let d = &r.meta.definition;
+    let table = core
+        .table(&d.schema, &d.table)
+        .await
+        .map_err(|e| format!("catalog lookup failed: {e}"))?
+        .ok_or("its table no longer exists")?;
+    if table.oid != d.table_oid {
+        return Err("its table was recreated".into());
+    }
+    let qt = QualifiedTable {
+        schema: d.schema.clone(),
+        name: d.table.clone(),
+    };
+    let params = DefParams {
+        table: &qt,
+        where_clause: d.where_clause.as_deref(),
+        params: &d.params,
+        params_error: None,
+        columns: Some(&d.columns),
+        replica: if d.replica == 1 {
+            Replica::Full
+        } else {
+            Replica::Default
+        },
+        log: if d.log_mode == 1 {
+            LogMode::ChangesOnly
+        } else {
+            LogMode::Full
+        },
+    };
+    let def = ShapeDef::build(&params, table).map_err(|e| format!("definition: {}", e.body()))?;
+    let expected = protocol::handle::parse_handle(&r.meta.handle).map(|(h, _)| h);
+    if expected != Some(def.hash) {
+        return Err("its definition no longer means the same shape".into());
+    }
+    Ok(Arc::new(def))
+}
