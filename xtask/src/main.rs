@@ -117,14 +117,23 @@ fn test(args: &[String]) -> Result<()> {
         status(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))?;
     }
     status(Command::new("cargo").args(["build", "--release", "--bin", "ampere"]))?;
-    status(Command::new("cargo").args([
-        "nextest",
-        "run",
-        "--workspace",
-        "--profile",
-        "ci",
-        "--no-tests=warn",
-    ]))?;
+    // Tests that run the server as a separate program (bench-harness smoke tests) use the
+    // release binary built just above instead of building their own.
+    let ampere_bin = Path::new("target/release/ampere")
+        .canonicalize()
+        .context("locate target/release/ampere")?;
+    status(
+        Command::new("cargo")
+            .args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--profile",
+                "ci",
+                "--no-tests=warn",
+            ])
+            .env("AMPERE_BIN", &ampere_bin),
+    )?;
     let conformance = Path::new("tests/conformance");
     if conformance.join("package.json").exists() {
         if !conformance.join("node_modules").exists() {
