@@ -85,7 +85,7 @@ async fn route(core: &Rc<Core>, req: Request) -> Response {
             if !authorized(core, &req) {
                 responses::unauthorized()
             } else if method == Method::Delete {
-                delete(core, req).await
+                Box::pin(delete(core, req)).await
             } else {
                 shape(core, req).await
             }
@@ -201,7 +201,9 @@ async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
 /// Resolves the definition against the catalog; errors are final responses.
 async fn definition(core: &Rc<Core>, q: &DefParams<'_>) -> Result<Arc<ShapeDef>, Response> {
     let table_name = q.table;
-    let table = match core.table(&table_name.schema, &table_name.name).await {
+    // Boxed: the lookup (which may connect to Postgres) has a large future that would
+    // otherwise be part of every held request's state.
+    let table = match Box::pin(core.table(&table_name.schema, &table_name.name)).await {
         Ok(Some(t)) => t,
         Ok(None) => {
             return Err(responses::validation(
@@ -304,7 +306,7 @@ async fn shape(core: &Rc<Core>, req: Request) -> Response {
         query: q,
     };
     if owner == core.id {
-        return super::serve::serve_shape(core, call).await;
+        return Box::pin(super::serve::serve_shape(core, call)).await;
     }
     let (tx, rx) = flume::bounded(1);
     let msg = CoreMsg::Shape {
@@ -400,5 +402,32 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"a"));
+    }
+}
+
+#[cfg(test)]
+mod future_size {
+    use super::*;
+    use clap::Parser;
+
+    /// Every held long-poll keeps one `route` future alive: keep it small.
+    #[test]
+    fn route_future_is_small() {
+        let config =
+            crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
+        let (tx, _rx) = flume::bounded(1);
+        let shared = Arc::new(super::super::Shared::new(config, String::new(), vec![tx]));
+        let core = Core::new(0, shared, Vec::new());
+        let req = Request {
+            method: Method::Get,
+            path: "/v1/shape".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+        };
+        let fut = route(&core, req);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("route future: {size} bytes");
+        assert!(size < 4096, "route future is {size} bytes");
     }
 }
