@@ -374,9 +374,25 @@ impl Core {
                 return Ok(Some(t.clone()));
             }
         }
-        let mut conn = self.conn().await?;
-        let t = catalog::load_table(&mut conn, schema, name).await?;
-        self.put_conn(conn);
+        let loaded = async {
+            let mut conn = self.conn().await?;
+            let t = catalog::load_table(&mut conn, schema, name).await?;
+            self.put_conn(conn);
+            Ok::<_, PgError>(t)
+        }
+        .await;
+        let t = match loaded {
+            Ok(t) => t,
+            Err(e) => {
+                // While Postgres is unreachable, existing shapes stay servable on the last
+                // known table definition (replication re-validates it when it reconnects).
+                if let Some((t, _)) = self.tables.borrow().get(&key) {
+                    tracing::debug!("catalog lookup failed ({e}); using the cached table");
+                    return Ok(Some(t.clone()));
+                }
+                return Err(e);
+            }
+        };
         Ok(t.map(|t| {
             let t = Arc::new(t);
             self.tables

@@ -35,6 +35,9 @@ pub struct Shared {
     pub cores: usize,
     pub inboxes: Vec<flume::Sender<CoreMsg>>,
     status: AtomicU8,
+    /// Replication was active once: shapes are restored, so requests are served from what the
+    /// cores hold even while Postgres is unreachable.
+    ever_active: std::sync::atomic::AtomicBool,
     /// Per core: end LSN of the last transaction it has made durable (or had nothing to store).
     durable: Vec<AtomicU64>,
 }
@@ -48,7 +51,12 @@ impl Shared {
             durable: inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
             inboxes,
             status: AtomicU8::new(Status::Starting as u8),
+            ever_active: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn ever_active(&self) -> bool {
+        self.ever_active.load(Ordering::Acquire)
     }
 
     pub fn set_durable(&self, core: usize, lsn: u64) {
@@ -73,6 +81,9 @@ impl Shared {
     }
 
     pub fn set_status(&self, s: Status) {
+        if s == Status::Active {
+            self.ever_active.store(true, Ordering::Release);
+        }
         self.status.store(s as u8, Ordering::Release);
     }
 }

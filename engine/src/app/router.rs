@@ -181,6 +181,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
+    if core.shared.ever_active() {
+        // Shapes were restored: keep serving what the cores hold while replication reconnects
+        // (health reports the outage); only new snapshots need the database.
+        return None;
+    }
     let until = Instant::now() + READY_WAIT;
     while core.shared.status() != Status::Active {
         if Instant::now() >= until {
