@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset of the helpers
 
+pub mod crash;
 pub mod http;
 pub mod json;
 
