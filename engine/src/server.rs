@@ -93,6 +93,7 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
             let core = Core::new(id, shared.clone(), found);
             monoio::spawn(core.clone().run_inbox(inbox));
             monoio::spawn(crate::app::durability::sync_loop(core.clone()));
+            monoio::spawn(core.timers.clone().sweep());
             if id == 0 {
                 monoio::spawn(crate::ingest::setup::run(shared.clone()));
             }

@@ -58,6 +58,8 @@ pub struct Core {
     pub syncing: Cell<bool>,
     /// End LSN of the last transaction this core has applied.
     pub processed_lsn: Cell<u64>,
+    /// Deadlines of held requests (one sweeper task per core).
+    pub timers: crate::event::Timers,
     /// Shapes found on disk at start-up, restored on the first `Restore` message.
     recovered: RefCell<Vec<RecoveredShape>>,
     /// Tables this core has seen in the publication with REPLICA IDENTITY FULL.
@@ -91,6 +93,7 @@ impl Core {
             syncing: Cell::new(false),
             processed_lsn: Cell::new(0),
             recovered: RefCell::new(recovered),
+            timers: crate::event::Timers::new(),
         })
     }
 

@@ -19,14 +19,12 @@ enum Woken {
     TimedOut,
 }
 
-async fn wait(listener: crate::event::Listener, until: Instant) -> Woken {
-    let left = until.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Woken::TimedOut;
-    }
-    match monoio::time::timeout(left, listener).await {
-        Ok(()) => Woken::Changed,
-        Err(_) => Woken::TimedOut,
+/// Waits for the shape to change, until `until` (coarse per-core timers: see `Timers`).
+async fn wait(core: &Core, listener: crate::event::Listener, until: Instant) -> Woken {
+    if core.timers.wait_until(listener, until).await {
+        Woken::Changed
+    } else {
+        Woken::TimedOut
     }
 }
 
@@ -95,7 +93,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         };
         let Some(slice) = slice else {
             // The snapshot chunk this request needs is still being written.
-            if let Woken::TimedOut = wait(listener, started + SNAPSHOT_WAIT).await {
+            if let Woken::TimedOut = wait(core, listener, started + SNAPSHOT_WAIT).await {
                 return responses::unavailable(
                     "{\"message\":\"Snapshot query took too long to return data\"}",
                     10,
@@ -107,7 +105,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             if a > last {
                 // Out of bounds: a client briefly ahead of us (e.g. after a restart) gets half a
                 // long-poll for the log to catch up.
-                if let Woken::TimedOut = wait(listener, oob_deadline).await {
+                if let Woken::TimedOut = wait(core, listener, oob_deadline).await {
                     return responses::validation(&protocol::validation::offset_out_of_bounds());
                 }
                 continue;
@@ -139,7 +137,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             }
         }
         if q.live && slice.entries == 0 {
-            match wait(listener, live_deadline).await {
+            match wait(core, listener, live_deadline).await {
                 Woken::Changed => continue,
                 Woken::TimedOut => return no_changes(core, call, &handle, last, true),
             }
@@ -273,5 +271,62 @@ fn add_shape_headers(
         send_cache_headers: true,
     }) {
         hs.push(("cache-control".into(), cc));
+    }
+}
+
+#[cfg(test)]
+mod future_size {
+    use super::*;
+    use crate::catalog::{TableColumn, TableInfo};
+    use crate::shapes::def::{DefParams, ShapeDef};
+    use clap::Parser;
+    use std::sync::Arc;
+
+    /// A held long-poll keeps one `serve_shape` future alive on the owner core.
+    #[test]
+    fn serve_future_is_small() {
+        let config =
+            crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
+        let (tx, _rx) = flume::bounded(1);
+        let shared = Arc::new(super::super::Shared::new(config, String::new(), vec![tx]));
+        let core = Core::new(0, shared, Vec::new());
+        let q = protocol::request::parse_shape_query("table=t&offset=-1").expect("query");
+        let table = Arc::new(TableInfo {
+            oid: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![TableColumn {
+                info: protocol::schema::ColumnInfo {
+                    name: "id".into(),
+                    type_oid: 23,
+                    type_name: "int4".into(),
+                    dims: 0,
+                    is_array: false,
+                    pk_index: Some(0),
+                    not_null: true,
+                    type_mod: -1,
+                    type_kind: protocol::schema::TypeKind::Base,
+                    element_kind: None,
+                    is_generated: false,
+                    formatted_type: "integer".into(),
+                },
+                type_oid: 23,
+                is_enum: false,
+            }],
+            pk: vec![0],
+            generated: Vec::new(),
+        });
+        let def = ShapeDef::build(&DefParams::of_shape(&q).expect("table"), table).expect("def");
+        let call = ShapeCall {
+            def: Arc::new(def),
+            query: q,
+            if_none_match: Vec::new(),
+            head: false,
+            post: false,
+        };
+        let fut = serve_shape(&core, call);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("serve_shape future: {size} bytes");
+        assert!(size < 2048, "serve_shape future is {size} bytes");
     }
 }
