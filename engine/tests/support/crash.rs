@@ -706,3 +706,89 @@ pub fn assert_reader_matches(name: &str, s: &ReaderState, expected: &Rows) {
         expected.len()
     );
 }
+
+/// One record of a shape log segment, as laid out in `docs/storage-format.md` (25-byte header:
+/// len u32, crc u32, kind u8, tx u64, op u64, then `len` payload bytes). Checksums are not
+/// verified: the tests only need to find record boundaries in files the server wrote.
+#[derive(Clone, Copy, Debug)]
+pub struct RawRecord {
+    pub pos: usize,
+    pub end: usize,
+    pub kind: u8,
+    pub tx: u64,
+    pub op: u64,
+}
+
+pub const KIND_COMMIT: u8 = 2;
+
+/// Splits a segment into records, stopping at the first one that does not fit.
+pub fn raw_records(bytes: &[u8]) -> Vec<RawRecord> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 25 <= bytes.len() {
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        let end = pos + 25 + len;
+        if end > bytes.len() || bytes[pos + 8] == 0 {
+            break;
+        }
+        out.push(RawRecord {
+            pos,
+            end,
+            kind: bytes[pos + 8],
+            tx: u64_at(pos + 9),
+            op: u64_at(pos + 17),
+        });
+        pos = end;
+    }
+    out
+}
+
+/// The newest log segment of a shape (`log.<highest n>`).
+pub fn last_segment(storage: &Path, handle: &str) -> PathBuf {
+    let dir = shape_dir(storage, handle);
+    let mut segs: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix("log.")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    segs.sort();
+    segs.pop().expect("a log segment").1
+}
+
+/// Commit LSN of the last COMMIT record in a shape's newest segment (0 if none).
+pub fn last_commit_in_file(storage: &Path, handle: &str) -> u64 {
+    let bytes = std::fs::read(last_segment(storage, handle)).unwrap_or_default();
+    raw_records(&bytes)
+        .iter()
+        .rev()
+        .find(|r| r.kind == KIND_COMMIT)
+        .map(|r| r.tx)
+        .unwrap_or(0)
+}
+
+/// Runs `pg_ctl <args>` on a private testkit cluster (as the `postgres` user when root).
+pub fn pg_ctl(cluster: &testkit::Cluster, args: &[&str]) {
+    let dir = cluster.dir().expect("a private cluster");
+    let data = dir.join("data");
+    let pg_ctl = cluster.bin("pg_ctl");
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--"])
+        .arg(&pg_ctl)
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .args(args);
+    let out = cmd.output().expect("run pg_ctl");
+    assert!(
+        out.status.success(),
+        "pg_ctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
