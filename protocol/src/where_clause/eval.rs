@@ -4,12 +4,14 @@
 
 use std::borrow::Cow;
 
+use super::arith;
 use super::cast;
 use super::datum::{compare, Datum};
 use super::expr::{BoolTest, Expr};
+use super::func::{self, Func};
 use super::input;
 use super::like;
-use super::types::Category;
+use super::types::{Category, Type};
 
 /// The row could not be evaluated; the predicate counts as false.
 #[derive(Debug, PartialEq, Eq)]
@@ -121,6 +123,85 @@ pub(crate) fn eval<'a, 'r: 'a>(expr: &'a Expr, row: &Row<'r>) -> Value<'a> {
             } else {
                 Datum::Bool(*negated)
             })
+        }
+        Expr::Arith { op, ty, lhs, rhs } => {
+            let (l, r) = (eval(lhs, row)?, eval(rhs, row)?);
+            if l.is_null() || r.is_null() {
+                return Ok(Datum::Null);
+            }
+            arith::binary(*op, ty, &l, &r).map_err(|_| EvalError)
+        }
+        Expr::Unary { op, ty, arg } => {
+            let value = eval(arg, row)?;
+            if value.is_null() {
+                return Ok(Datum::Null);
+            }
+            arith::unary(*op, ty, &value).map_err(|_| EvalError)
+        }
+        Expr::Concat { lhs, rhs } => {
+            let (l, r) = (eval(lhs, row)?, eval(rhs, row)?);
+            match (l, r) {
+                (Datum::Text(l), Datum::Text(r)) => {
+                    let mut out = String::with_capacity(l.len() + r.len());
+                    out.push_str(&l);
+                    out.push_str(&r);
+                    Ok(Datum::Text(Cow::Owned(out)))
+                }
+                (Datum::Null, _) | (_, Datum::Null) => Ok(Datum::Null),
+                _ => Err(EvalError),
+            }
+        }
+        Expr::Func { func, ty, args } => eval_func(*func, ty, args, row),
+    }
+}
+
+fn eval_func<'a, 'r: 'a>(func: Func, ty: &Type, args: &'a [Expr], row: &Row<'r>) -> Value<'a> {
+    match func {
+        Func::Coalesce => {
+            // Later arguments are not evaluated once a value is found, as in Postgres.
+            for arg in args {
+                let value = eval(arg, row)?;
+                if !value.is_null() {
+                    return Ok(value);
+                }
+            }
+            Ok(Datum::Null)
+        }
+        Func::Greatest | Func::Least => {
+            let mut best = Datum::Null;
+            for arg in args {
+                let value = eval(arg, row)?;
+                if value.is_null() {
+                    continue;
+                }
+                best = if best.is_null() {
+                    value
+                } else {
+                    func::pick(func == Func::Greatest, ty, best, value).ok_or(EvalError)?
+                };
+            }
+            Ok(best)
+        }
+        Func::Concat => {
+            let mut out = String::new();
+            for arg in args {
+                let value = eval(arg, row)?;
+                if !value.is_null() {
+                    out.push_str(&func::concat_piece(value, &arg.ty()));
+                }
+            }
+            Ok(Datum::Text(Cow::Owned(out)))
+        }
+        _ => {
+            let mut values = Vec::with_capacity(args.len());
+            for arg in args {
+                let value = eval(arg, row)?;
+                if value.is_null() {
+                    return Ok(Datum::Null);
+                }
+                values.push(value);
+            }
+            func::apply_strict(func, &values).ok_or(EvalError)
         }
     }
 }

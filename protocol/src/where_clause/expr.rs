@@ -5,7 +5,9 @@
 //! New operators and functions are added as new variants (or a future `Func` variant) without
 //! touching the existing ones.
 
+use super::arith::{ArithOp, UnaryOp};
 use super::datum::Datum;
+use super::func::Func;
 use super::types::Type;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +138,31 @@ pub(crate) enum Expr {
         items: Vec<Expr>,
         negated: bool,
     },
+    /// `lhs op rhs` on numbers, of result type `ty`. Integer operands keep their own width
+    /// (one representation); float operands were coerced to `ty`; shift counts are int4.
+    Arith {
+        op: ArithOp,
+        ty: Type,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    /// A prefix operator on a number, of result type `ty`.
+    Unary {
+        op: UnaryOp,
+        ty: Type,
+        arg: Box<Expr>,
+    },
+    /// `lhs || rhs` on text (non-text operands were given an implicit cast to text).
+    Concat {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    /// A supported function (or COALESCE/GREATEST/LEAST) of result type `ty`.
+    Func {
+        func: Func,
+        ty: Type,
+        args: Vec<Expr>,
+    },
 }
 
 impl Expr {
@@ -143,6 +170,8 @@ impl Expr {
         match self {
             Expr::Const { ty, .. } | Expr::Column { ty, .. } => ty.clone(),
             Expr::Cast { to, .. } => to.clone(),
+            Expr::Arith { ty, .. } | Expr::Unary { ty, .. } | Expr::Func { ty, .. } => ty.clone(),
+            Expr::Concat { .. } => Type::Text,
             _ => Type::Bool,
         }
     }
@@ -155,8 +184,12 @@ impl Expr {
             Expr::Cast { arg, .. }
             | Expr::Not(arg)
             | Expr::NullTest { arg, .. }
-            | Expr::BoolTest { arg, .. } => arg.for_each_column(visit),
-            Expr::Compare { lhs, rhs, .. } | Expr::Distinct { lhs, rhs, .. } => {
+            | Expr::BoolTest { arg, .. }
+            | Expr::Unary { arg, .. } => arg.for_each_column(visit),
+            Expr::Compare { lhs, rhs, .. }
+            | Expr::Distinct { lhs, rhs, .. }
+            | Expr::Arith { lhs, rhs, .. }
+            | Expr::Concat { lhs, rhs } => {
                 lhs.for_each_column(visit);
                 rhs.for_each_column(visit);
             }
@@ -164,7 +197,7 @@ impl Expr {
                 arg.for_each_column(visit);
                 pattern.for_each_column(visit);
             }
-            Expr::And(items) | Expr::Or(items) => {
+            Expr::And(items) | Expr::Or(items) | Expr::Func { args: items, .. } => {
                 items.iter().for_each(|e| e.for_each_column(visit));
             }
             Expr::In { arg, items, .. } => {

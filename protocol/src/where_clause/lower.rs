@@ -6,11 +6,14 @@ use pg_query::protobuf::{
     FuncCall, Node, NullTestType, TypeCast,
 };
 
+use super::arith::{self, ArithOp, UnaryOp};
 use super::coerce::{coerce, convert, invalid, no_overload, resolve_common, to_bool, Operand};
 use super::datum::Datum;
 use super::error::WhereError;
 use super::expr::{BoolTest, CmpOp, Expr};
+use super::func::Func;
 use super::like;
+use super::lower_func;
 use super::numeric;
 use super::syntax::PREFIX;
 use super::types::{resolve_cast_type, Category, Type};
@@ -25,13 +28,13 @@ pub(crate) struct Scope<'a> {
 }
 
 /// Converts a parse-tree location (0-based in `SELECT 1 WHERE <where>`) to the user's clause.
-fn user_location(location: i32) -> usize {
+pub(crate) fn user_location(location: i32) -> usize {
     usize::try_from(location)
         .unwrap_or(0)
         .saturating_sub(PREFIX.len())
 }
 
-fn typed(expr: Expr, location: usize) -> Operand {
+pub(crate) fn typed(expr: Expr, location: usize) -> Operand {
     Operand::Typed { expr, location }
 }
 
@@ -114,7 +117,15 @@ impl Scope<'_> {
                 user_location(sublink.location),
                 "subqueries are not supported",
             )),
-            N::FuncCall(call) => Err(unsupported_function(call)),
+            N::FuncCall(call) => self.lower_call(call),
+            N::CoalesceExpr(c) => self.lower_variadic(Func::Coalesce, &c.args, c.location),
+            N::MinMaxExpr(m) => match lower_func::min_max_func(m.op) {
+                Some(func) => self.lower_variadic(func, &m.args, m.location),
+                None => Err(invalid(
+                    user_location(m.location),
+                    "MinMaxExpr is not supported",
+                )),
+            },
             other => Err(invalid(
                 node_location(other),
                 format!("{} is not supported in this context", node_type_name(other)),
@@ -195,7 +206,7 @@ impl Scope<'_> {
         let kind = AExprKind::try_from(a_expr.kind).unwrap_or(AExprKind::Undefined);
         let expr = match kind {
             AExprKind::AexprOp if a_expr.lexpr.is_none() => {
-                return Err(invalid(location, format!("unknown unary operator {name}")))
+                self.lower_unary(a_expr, &name, location)?
             }
             AExprKind::AexprOp | AExprKind::AexprLike | AExprKind::AexprIlike => {
                 self.lower_binary(a_expr, &name, location)?
@@ -245,6 +256,12 @@ impl Scope<'_> {
                 rhs: Box::new(rhs),
             });
         }
+        if let Some(op) = ArithOp::from_sql(name) {
+            return self.lower_arith(a_expr, op, location);
+        }
+        if name == "||" {
+            return self.lower_concat(a_expr, location);
+        }
         let (negated, case_insensitive) = match name {
             "~~" => (false, false),
             "!~~" => (true, false),
@@ -269,6 +286,97 @@ impl Scope<'_> {
             pattern: Box::new(pattern),
             negated,
             case_insensitive,
+        })
+    }
+
+    fn lower_arith(
+        &mut self,
+        a_expr: &AExpr,
+        op: ArithOp,
+        location: usize,
+    ) -> Result<Expr, WhereError> {
+        let lhs = self.required(a_expr.lexpr.as_deref(), location)?;
+        let rhs = self.required(a_expr.rexpr.as_deref(), location)?;
+        // An untyped literal or parameter takes the other operand's type, as in Postgres
+        // (a shift count is always int4); two untyped operands are ambiguous.
+        let (left_ty, right_ty) = match (&lhs, &rhs) {
+            (Operand::Typed { expr: l, .. }, Operand::Typed { expr: r, .. }) => (l.ty(), r.ty()),
+            (Operand::Typed { expr, .. }, Operand::Unknown { .. }) => {
+                let right = if matches!(op, ArithOp::Shl | ArithOp::Shr) {
+                    Type::Int4
+                } else {
+                    expr.ty()
+                };
+                (expr.ty(), right)
+            }
+            (Operand::Unknown { .. }, Operand::Typed { expr, .. }) => (expr.ty(), expr.ty()),
+            _ => return Err(no_overload(location)),
+        };
+        let (lt, rt, ty) =
+            arith::binary_types(op, &left_ty, &right_ty).ok_or_else(|| no_overload(location))?;
+        let lhs = coerce(lhs, &lt)?;
+        let rhs = coerce(rhs, &rt)?;
+        Ok(Expr::Arith {
+            op,
+            ty,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        })
+    }
+
+    fn lower_unary(
+        &mut self,
+        a_expr: &AExpr,
+        name: &str,
+        location: usize,
+    ) -> Result<Expr, WhereError> {
+        let Some(op) = UnaryOp::from_sql(name) else {
+            return Err(invalid(location, format!("unknown unary operator {name}")));
+        };
+        let arg = self.required(a_expr.rexpr.as_deref(), location)?;
+        let Operand::Typed {
+            expr,
+            location: arg_location,
+        } = arg
+        else {
+            return Err(no_overload(location));
+        };
+        let ty = arith::unary_type(op, &expr.ty()).ok_or_else(|| no_overload(location))?;
+        let arg = convert(expr, &ty, true, arg_location)?;
+        Ok(Expr::Unary {
+            op,
+            ty,
+            arg: Box::new(arg),
+        })
+    }
+
+    /// `||` on strings; a non-string operand is converted with its `::text` cast, as
+    /// Postgres's `anynonarray || text` does. Arrays and unsupported types are rejected.
+    fn lower_concat(&mut self, a_expr: &AExpr, location: usize) -> Result<Expr, WhereError> {
+        let lhs = self.required(a_expr.lexpr.as_deref(), location)?;
+        let rhs = self.required(a_expr.rexpr.as_deref(), location)?;
+        let is_string = |o: &Operand| match o {
+            Operand::Typed { expr, .. } => expr.ty().is_string(),
+            Operand::Unknown { .. } => true,
+        };
+        // Postgres has no `int || int`: one side must be a string (or untyped).
+        if !is_string(&lhs) && !is_string(&rhs) {
+            return Err(no_overload(location));
+        }
+        let mut sides = Vec::with_capacity(2);
+        for operand in [lhs, rhs] {
+            if let Operand::Typed { expr, .. } = &operand {
+                if matches!(expr.ty().category(), Category::Unsupported) {
+                    return Err(no_overload(location));
+                }
+            }
+            sides.push(coerce(operand, &Type::Text)?);
+        }
+        let rhs = sides.pop().expect("two sides");
+        let lhs = sides.pop().expect("two sides");
+        Ok(Expr::Concat {
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
         })
     }
 
@@ -491,7 +599,7 @@ fn bool_test(kind: i32) -> Option<BoolTest> {
 }
 
 /// `OPERATOR(pg_catalog.=)` names the same operator as `=`.
-fn operator_name(name: &[Node]) -> String {
+pub(crate) fn operator_name(name: &[Node]) -> String {
     let parts: Vec<&str> = name
         .iter()
         .filter_map(|n| match &n.node {
@@ -505,7 +613,7 @@ fn operator_name(name: &[Node]) -> String {
     }
 }
 
-fn unsupported_function(call: &FuncCall) -> WhereError {
+pub(crate) fn unsupported_function(call: &FuncCall) -> WhereError {
     let location = user_location(call.location);
     let is_aggregate = !call.agg_order.is_empty()
         || call.agg_filter.is_some()

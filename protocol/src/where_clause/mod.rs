@@ -6,11 +6,16 @@
 //! Supported now: comparisons on integers, floats, numeric (exact), strings (byte order, the C
 //! collation), bool, uuid, date, timestamp, timestamptz and enums (`=`/`<>`); AND/OR/NOT with
 //! three-valued logic; `[NOT] IN (list)`; `[NOT] BETWEEN [SYMMETRIC]`; `IS [NOT] NULL`;
-//! `IS [NOT] TRUE/FALSE/UNKNOWN`; `IS [NOT] DISTINCT FROM`; `[NOT] LIKE/ILIKE`; literals,
-//! parameters and casts between those types. Everything else is rejected with Electric's
-//! messages. Date/time input accepts ISO forms only (what Postgres outputs with
+//! `IS [NOT] TRUE/FALSE/UNKNOWN`; `IS [NOT] DISTINCT FROM`; `[NOT] LIKE/ILIKE`; arithmetic
+//! (`+ - * / % ^ |/ @`, unary `+`/`-`) and bitwise operators (`& | # ~ << >>`) on integers and
+//! floats, where overflow and division by zero are evaluation errors (the row is not in the
+//! shape); `||` on text (other operands through their `::text` cast); `lower`, `upper`,
+//! `length`/`char_length`, `octet_length`, `starts_with`, `concat`, `COALESCE`, `GREATEST`,
+//! `LEAST`; literals, parameters and casts between those types. Everything else is rejected
+//! with Electric's messages. Date/time input accepts ISO forms only (what Postgres outputs with
 //! `DateStyle=ISO`), and sessions are assumed to run with `TimeZone=UTC`.
 
+mod arith;
 mod cast;
 mod coerce;
 mod datetime;
@@ -18,9 +23,11 @@ mod datum;
 mod error;
 mod eval;
 mod expr;
+mod func;
 mod input;
 mod like;
 mod lower;
+mod lower_func;
 mod numeric;
 mod render;
 mod syntax;

@@ -90,6 +90,26 @@ pub(crate) fn render(expr: &Expr, out: &mut String) {
             }
             out.push_str("))");
         }
+        Expr::Arith { op, lhs, rhs, .. } => binary(lhs, op.sql(), rhs, out),
+        Expr::Unary { op, arg, .. } => {
+            out.push('(');
+            out.push_str(op.sql());
+            out.push(' ');
+            render(arg, out);
+            out.push(')');
+        }
+        Expr::Concat { lhs, rhs } => binary(lhs, "||", rhs, out),
+        Expr::Func { func, args, .. } => {
+            out.push_str(func.sql());
+            out.push('(');
+            for (i, arg) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render(arg, out);
+            }
+            out.push(')');
+        }
     }
 }
 

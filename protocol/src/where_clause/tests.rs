@@ -154,10 +154,7 @@ fn unknown_references_functions_and_nodes_are_reported_upstream_style() {
         err("EXISTS (SELECT 1)"),
         "At location 0: subqueries are not supported"
     );
-    assert_eq!(
-        err("id + 1 = 2"),
-        "At location 3: unknown binary operator +"
-    );
+    assert_eq!(err("id ?| 1"), "At location 3: unknown binary operator ?|");
 }
 
 #[test]
@@ -363,4 +360,93 @@ fn row_evaluation_follows_postgres_semantics() {
     // A value that cannot be cast makes the row not match rather than failing.
     assert!(!eval_row("title::int4 = 1", &[("title", Some("x"))]));
     assert!(eval_row("title::int4 = 1", &[("title", Some(" 1"))]));
+}
+
+#[test]
+fn arithmetic_has_postgres_result_types_and_errors() {
+    assert_eq!(sql("id + 1 = 2"), "((\"id\" + '1'::int4) = '2'::int8)");
+    assert_eq!(sql("i4 + '1' > 0"), "((\"i4\" + '1'::int4) > '0'::int4)");
+    assert_eq!(sql("-i4 < 0"), "((- \"i4\") < '0'::int4)");
+    assert_eq!(sql("f * 2 > 1"), "((\"f\" * '2'::float8) > '1'::float8)");
+    assert!(truth("7 / 2 = 3") && truth("-7 / 2 = -3") && truth("-7 % 3 = -1"));
+    assert!(truth("2 ^ 10 = 1024") && truth("|/ 16 = 4") && truth("@ -5 = 5"));
+    assert!(truth("(5 & 3) = 1") && truth("(5 | 3) = 7") && truth("(5 # 3) = 6"));
+    assert!(truth("(1 << 4) = 16") && truth("(-16 >> 2) = -4") && truth("~0 = -1"));
+    // Overflow and division by zero are evaluation errors: the row is not in the shape.
+    assert!(!eval_row("i4 + 1 > 0", &[("i4", Some("2147483647"))]));
+    assert!(eval_row("i4 + 1 > 0", &[("i4", Some("2147483646"))]));
+    assert!(eval_row("id + 1 > 0", &[("id", Some("2147483647"))]));
+    assert!(!eval_row(
+        "id * id > 0",
+        &[("id", Some("9223372036854775807"))]
+    ));
+    assert!(!eval_row("NOT (10 / i4 > 0)", &[("i4", Some("0"))]));
+    assert!(!eval_row("-i4 > 0", &[("i4", Some("-2147483648"))]));
+    assert!(!eval_row("f * f > 0", &[("f", Some("1e300"))]));
+    assert!(!eval_row("f / 0 > 0", &[("f", Some("1"))]));
+    assert!(!eval_row("(i4 + 1) IS NULL", &[("i4", Some("2147483647"))]));
+    assert!(eval_row("(i4 + 1) IS NULL", &[("i4", None)]));
+    assert_eq!(
+        err("title + 1 > 0"),
+        "At location 6: Could not select an operator overload"
+    );
+    assert_eq!(
+        err("'1' + '1' > 0"),
+        "At location 4: Could not select an operator overload"
+    );
+}
+
+#[test]
+fn text_concatenation_and_functions() {
+    assert_eq!(
+        sql("title || 'x' = 'ax'"),
+        "((\"title\" || 'x'::text) = 'ax'::text)"
+    );
+    assert!(eval_row(
+        "title || i4 = 'a5'",
+        &[("title", Some("a")), ("i4", Some("5"))]
+    ));
+    assert!(eval_row("done || '!' = 'true!'", &[("done", Some("t"))]));
+    assert!(!eval_row("(title || 'x') IS NOT NULL", &[("title", None)]));
+    assert!(eval_row("c || '|' = 'ab|'", &[("c", Some("ab  "))]));
+    assert_eq!(
+        err("i4 || 1 = 'x'"),
+        "At location 3: Could not select an operator overload"
+    );
+    assert!(eval_row(
+        "lower(title) = 'école'",
+        &[("title", Some("ÉCOLE"))]
+    ));
+    assert!(eval_row(
+        "upper(title) = 'ÉCOLE'",
+        &[("title", Some("école"))]
+    ));
+    assert!(eval_row("length(title) = 5", &[("title", Some("école"))]));
+    assert!(eval_row(
+        "octet_length(title) = 6",
+        &[("title", Some("école"))]
+    ));
+    assert!(eval_row(
+        "starts_with(title, 'éc')",
+        &[("title", Some("école"))]
+    ));
+    assert!(eval_row(
+        "concat(title, NULL, done, 1) = 'xt1'",
+        &[("title", Some("x")), ("done", Some("t"))]
+    ));
+    assert!(eval_row("coalesce(i4, id, 0) = 9", &[("id", Some("9"))]));
+    assert!(eval_row("greatest(i4, id, 3) = 3", &[("id", Some("1"))]));
+    assert!(eval_row("least(i4, id) IS NULL", &[]));
+    assert_eq!(
+        sql("coalesce(done, false)"),
+        "COALESCE(\"done\", 'false'::bool)"
+    );
+    assert_eq!(
+        err("lower(i4) = 'x'"),
+        "At location 0: Could not select an operator overload"
+    );
+    assert_eq!(
+        err("greatest(mood, 'a') = 'a'"),
+        "At location 0: Could not select an operator overload"
+    );
 }
