@@ -193,6 +193,8 @@ pub struct CrashOpts {
     pub io_driver: &'static str,
     /// Use this storage directory (kept on drop) instead of a private one (removed on drop).
     pub storage: Option<PathBuf>,
+    /// Binary to run instead of this build's `ampere` (e.g. a release build for measurements).
+    pub bin: Option<PathBuf>,
 }
 
 impl Default for CrashOpts {
@@ -202,6 +204,7 @@ impl Default for CrashOpts {
             long_poll_ms: 2000,
             io_driver: "epoll",
             storage: None,
+            bin: None,
         }
     }
 }
@@ -271,7 +274,12 @@ impl Restartable {
             .expect("log file");
         let _ = writeln!(log, "==== start #{} ====", self.starts);
         let log2 = log.try_clone().expect("log fd");
-        let child = Command::new(env!("CARGO_BIN_EXE_ampere"))
+        let bin = self
+            .opts
+            .bin
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ampere")));
+        let child = Command::new(bin)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", &self.db_url)
