@@ -133,7 +133,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|part| {
-            let (url, stop, s) = (db.url(), stop.clone(), seed ^ (part + 1) * 0x1234_5678);
+            let (url, stop, s) = (db.url(), stop.clone(), seed ^ ((part + 1) * 0x1234_5678));
             std::thread::spawn(move || writer(url, part, s, stop))
         })
         .collect();
