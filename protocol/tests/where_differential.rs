@@ -33,6 +33,8 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("u", "uuid", "uuid"),
     ("i2", "int2", "int2"),
     ("f4", "float4", "float4"),
+    ("ia", "int4[]", "int4"),
+    ("ta", "text[]", "text"),
 ];
 
 struct Rng(u64);
@@ -128,6 +130,26 @@ const INTS2: &[&str] = &["0", "1", "-1", "32767", "-32768", "300", "7", "-200"];
 const FLOATS4: &[&str] = &[
     "0", "1.5", "-2.25", "3e38", "1e-38", "NaN", "Infinity", "42", "0.1", "-7",
 ];
+const INT_ARRAYS: &[&str] = &[
+    "{1,2,3}",
+    "{}",
+    "{NULL,42}",
+    "{{1,2},{3,4}}",
+    "[0:2]={7,8,9}",
+    "{-2147483648,42,2147483647}",
+    "{42}",
+    "{7,7,NULL}",
+];
+const TEXT_ARRAYS: &[&str] = &[
+    "{a,\"b c\",NULL}",
+    "{\"\",z}",
+    "{\"NULL\",\"a,b\"}",
+    "{\"q\\\"x\",\"back\\\\slash\"}",
+    "{}",
+    "{{a,b},{c,d}}",
+    "{école,École,abc}",
+    "{\" a \",A}",
+];
 const DATES: &[&str] = &[
     "2024-01-05",
     "2000-01-01",
@@ -175,6 +197,8 @@ fn values_for(column: &str) -> &'static [&'static str] {
         "u" => UUIDS,
         "i2" => INTS2,
         "f4" => FLOATS4,
+        "ia" => INT_ARRAYS,
+        "ta" => TEXT_ARRAYS,
         other => panic!("no values for {other}"),
     }
 }
@@ -247,7 +271,11 @@ const PAIRS: &[(&str, &str)] = &[
 ];
 
 fn leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
-    let (column, ..) = *rng.pick(COLUMNS);
+    let (column, sql_type, _) = *rng.pick(COLUMNS);
+    // Arrays have their own leaves (array comparison operators are not supported).
+    if sql_type.ends_with("[]") {
+        return array_leaf(rng, params);
+    }
     match rng.below(13) {
         0 => format!(
             "{column} IS {}NULL",
@@ -327,6 +355,7 @@ fn leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
             format!("{expr} {} {rhs}", rng.pick(OPS))
         }
         11 if rng.chance(60) => text_leaf(rng, params),
+        11 => array_leaf(rng, params),
         _ if column == "b" => format!("b = {}", literal(rng, "b", params)),
         _ => format!(
             "{column} {} {}",
@@ -373,7 +402,13 @@ fn number_expr(rng: &mut Rng, params: &mut Vec<String>, depth: usize, int_only: 
         }
         5 if is_int => {
             let (l, r) = (side(rng), side(rng));
-            format!("{l} {} {r}", rng.pick(&["%", "&", "|", "#", "<<", ">>"]))
+            let op = rng.pick(&["%", "&", "|", "#", "<<", ">>"]);
+            // A shift count must be int4 (Postgres has no int8 count); cast it like a user would.
+            if op.contains('<') || op.contains('>') {
+                format!("{l} {op} {r}::int4")
+            } else {
+                format!("{l} {op} {r}")
+            }
         }
         6 => format!("{}{}", rng.pick(&["-", "@ ", "+", "- "]), side(rng)),
         7 if is_int => format!("~{}", side(rng)),
@@ -387,6 +422,91 @@ fn number_expr(rng: &mut Rng, params: &mut Vec<String>, depth: usize, int_only: 
             let (l, r) = (side(rng), side(rng));
             format!("{l} {} {r}", rng.pick(&["+", "-", "*"]))
         }
+    }
+}
+
+/// Array operators, subscripts and functions over the array columns.
+fn array_leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
+    let int_array = |rng: &mut Rng, params: &mut Vec<String>| match rng.below(4) {
+        0 => "ia".to_string(),
+        1 => {
+            params.push(
+                rng.pick(&["{1,42}", "{}", "{7,NULL}", "{2147483647}"])
+                    .to_string(),
+            );
+            format!("${}", params.len())
+        }
+        2 => format!("ARRAY[{}, i4]", rng.pick(&["1", "42", "NULL", "i2"])),
+        _ => quote(rng.pick::<&str>(&["{1,42}", "{}", "{7,NULL}", "{{1,2},{3,4}}"])),
+    };
+    match rng.below(9) {
+        0 | 1 => {
+            let scalar = rng.pick(&["i4", "i8", "i2", "f", "n", "42", "$"]);
+            let scalar = if *scalar == "$" {
+                params.push("7".to_string());
+                format!("${}", params.len())
+            } else {
+                scalar.to_string()
+            };
+            let quantifier = rng.pick(&["ANY", "ALL", "SOME"]);
+            format!(
+                "{scalar} {} {quantifier}({})",
+                rng.pick(OPS),
+                int_array(rng, params)
+            )
+        }
+        2 => format!(
+            "{} {} ANY(ta)",
+            rng.pick(&["t", "'a'", "'NULL'", "'b c'"]),
+            rng.pick(&["=", "<>", "<"])
+        ),
+        3 => format!(
+            "{} {} {}",
+            rng.pick(&["ia", "ARRAY[42, i4]", "ARRAY[i4]", "'{1,2}'::int4[]"]),
+            rng.pick(&["@>", "<@", "&&"]),
+            int_array(rng, params)
+        ),
+        4 => format!(
+            "ta {} {}",
+            rng.pick(&["@>", "<@", "&&"]),
+            rng.pick(&[
+                "ARRAY['a']",
+                "'{z,\"\"}'",
+                "ta",
+                "'{}'",
+                "ARRAY[t]",
+                "'{\"a,b\"}'"
+            ])
+        ),
+        5 => format!(
+            "{} {} {}",
+            rng.pick(&["ia[1]", "ia[2]", "ia[0]", "ia[1][2]", "ia[i2]", "ia[4]"]),
+            rng.pick(OPS),
+            rng.pick(&["1", "42", "i4", "8"])
+        ),
+        6 => format!(
+            "{} {} {}",
+            rng.pick(&["ta[1]", "ta[2]", "ta[2][1]", "ta[3]"]),
+            rng.pick(OPS),
+            quote(rng.pick::<&str>(TEXTS))
+        ),
+        7 => format!(
+            "{} {} {}",
+            rng.pick(&[
+                "array_length(ia, 1)",
+                "array_length(ia, 2)",
+                "cardinality(ia)",
+                "cardinality(ta)",
+                "array_length(ta, 1)"
+            ]),
+            rng.pick(OPS),
+            rng.below(4)
+        ),
+        _ => format!(
+            "(ia{}) IS {}NULL",
+            rng.pick(&["[1]", "[2]", ""]),
+            rng.pick(&["", "NOT "])
+        ),
     }
 }
 
@@ -482,10 +602,10 @@ fn columns() -> Vec<ColumnType> {
         is_array: false,
         is_enum: false,
     }];
-    out.extend(COLUMNS.iter().map(|(name, _, typname)| ColumnType {
+    out.extend(COLUMNS.iter().map(|(name, sql_type, typname)| ColumnType {
         name: (*name).into(),
         type_name: (*typname).into(),
-        is_array: false,
+        is_array: sql_type.ends_with("[]"),
         is_enum: false,
     }));
     out

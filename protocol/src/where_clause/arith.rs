@@ -109,7 +109,9 @@ fn int_rank(ty: &Type) -> u8 {
 pub(crate) fn binary_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Type, Type, Type)> {
     if left.is_integer() && right.is_integer() {
         return Some(match op {
-            // The shift count is always int4; the result has the left operand's type.
+            // The shift count is int4 (int8 does not cast to it implicitly); the result has
+            // the left operand's type.
+            ArithOp::Shl | ArithOp::Shr if *right == Type::Int8 => return None,
             ArithOp::Shl | ArithOp::Shr => (left.clone(), Type::Int4, left.clone()),
             // int ^ int resolves to float8 power.
             ArithOp::Pow => (Type::Float8, Type::Float8, Type::Float8),

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use super::array;
 use super::datetime;
 use super::datum::{format_uuid, Datum};
 use super::input::{self, InputError};
@@ -162,6 +163,13 @@ pub(crate) fn to_text<'a>(value: Datum<'a>, from: &Type) -> Cow<'a, str> {
             micros,
             *from == Type::Timestamptz,
         )),
+        Datum::Array(array) => {
+            let elem = match from {
+                Type::Array(elem) => elem.as_ref(),
+                other => other,
+            };
+            Cow::Owned(array::to_text_form(&array, elem))
+        }
     }
 }
 

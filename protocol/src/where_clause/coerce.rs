@@ -161,6 +161,30 @@ pub(crate) fn resolve_common(operands: &[Operand], location: usize) -> Result<Ty
     Ok(common.unwrap_or(Type::Text))
 }
 
+/// The result type of COALESCE, GREATEST, LEAST and ARRAY[] (Postgres's `select_common_type`):
+/// as [`resolve_common`], except that integers widen only to the widest integer present
+/// (`COALESCE(int2, int4)` is int4, where comparing them is done in int8).
+pub(crate) fn select_common(operands: &[Operand], location: usize) -> Result<Type, WhereError> {
+    let common = resolve_common(operands, location)?;
+    if common != Type::Int8 {
+        return Ok(common);
+    }
+    let widest = operands
+        .iter()
+        .filter_map(Operand::typed)
+        .map(|ty| match ty {
+            Type::Int2 => 2,
+            Type::Int4 => 4,
+            _ => 8,
+        })
+        .max();
+    Ok(match widest {
+        Some(2) => Type::Int2,
+        Some(4) => Type::Int4,
+        _ => Type::Int8,
+    })
+}
+
 /// Coerces an operand of AND/OR/NOT or IS TRUE to bool.
 pub(crate) fn to_bool(operand: Operand) -> Result<Expr, WhereError> {
     match operand {

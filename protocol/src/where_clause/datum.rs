@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use super::array::ArrayDatum;
 use super::numeric;
 use super::types::Type;
 
@@ -25,6 +26,8 @@ pub(crate) enum Datum<'a> {
     Date(i32),
     /// Microseconds since 2000-01-01, for timestamp and timestamptz.
     Timestamp(i64),
+    /// An array of a supported element type (boxed: arrays are rare, the enum stays small).
+    Array(Box<ArrayDatum<'a>>),
 }
 
 impl Datum<'_> {
@@ -40,6 +43,7 @@ impl Datum<'_> {
             Datum::Uuid(v) => Datum::Uuid(*v),
             Datum::Date(v) => Datum::Date(*v),
             Datum::Timestamp(v) => Datum::Timestamp(*v),
+            Datum::Array(a) => Datum::Array(Box::new(a.reborrow())),
         }
     }
 
@@ -54,6 +58,7 @@ impl Datum<'_> {
             Datum::Uuid(v) => Datum::Uuid(v),
             Datum::Date(v) => Datum::Date(v),
             Datum::Timestamp(v) => Datum::Timestamp(v),
+            Datum::Array(a) => Datum::Array(Box::new(a.into_owned())),
         }
     }
 

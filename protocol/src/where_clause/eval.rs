@@ -5,8 +5,10 @@
 use std::borrow::Cow;
 
 use super::arith;
+use super::array;
 use super::cast;
 use super::datum::{compare, Datum};
+use super::eval_array;
 use super::expr::{BoolTest, Expr};
 use super::func::{self, Func};
 use super::input;
@@ -30,7 +32,8 @@ pub(crate) fn eval<'a, 'r: 'a>(expr: &'a Expr, row: &Row<'r>) -> Value<'a> {
                 return Ok(Datum::Null);
             };
             let text = std::str::from_utf8(bytes).map_err(|_| EvalError)?;
-            if ty.category() == Category::Unsupported {
+            let readable_array = matches!(ty, Type::Array(elem) if elem.is_array_element());
+            if ty.category() == Category::Unsupported && !readable_array {
                 return Ok(Datum::Text(Cow::Borrowed(text)));
             }
             input::parse(ty, text).map_err(|_| EvalError)
@@ -152,6 +155,55 @@ pub(crate) fn eval<'a, 'r: 'a>(expr: &'a Expr, row: &Row<'r>) -> Value<'a> {
             }
         }
         Expr::Func { func, ty, args } => eval_func(*func, ty, args, row),
+        Expr::AnyAll {
+            op,
+            all,
+            ty,
+            arg,
+            array,
+        } => eval_array::any_all(
+            *op,
+            *all,
+            ty,
+            eval(arg, row)?,
+            eval(array, row)?,
+            &array.ty(),
+        ),
+        Expr::ArrayOp { op, lhs, rhs } => {
+            let elem = match lhs.ty() {
+                Type::Array(elem) => *elem,
+                _ => return Err(EvalError),
+            };
+            eval_array::array_op(*op, &elem, eval(lhs, row)?, eval(rhs, row)?)
+        }
+        Expr::Subscript {
+            arg, subscripts, ..
+        } => {
+            let value = eval(arg, row)?;
+            let mut indexes = [0i64; array::DIMS_MAX];
+            if subscripts.len() > array::DIMS_MAX {
+                return Ok(Datum::Null);
+            }
+            for (slot, subscript) in indexes.iter_mut().zip(subscripts) {
+                match eval(subscript, row)? {
+                    Datum::Int(i) => *slot = i,
+                    Datum::Null => return Ok(Datum::Null),
+                    _ => return Err(EvalError),
+                }
+            }
+            eval_array::subscript(value, &indexes[..subscripts.len()])
+        }
+        Expr::ArrayCtor { items, .. } => {
+            let mut elems = Vec::with_capacity(items.len());
+            for item in items {
+                elems.push(eval(item, row)?);
+            }
+            let len = i32::try_from(elems.len()).map_err(|_| EvalError)?;
+            Ok(Datum::Array(Box::new(array::ArrayDatum {
+                elems,
+                dims: vec![(1, len)],
+            })))
+        }
     }
 }
 

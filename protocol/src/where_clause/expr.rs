@@ -58,6 +58,32 @@ impl CmpOp {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArrayOp {
+    Contains,
+    ContainedBy,
+    Overlaps,
+}
+
+impl ArrayOp {
+    pub(crate) fn from_sql(op: &str) -> Option<ArrayOp> {
+        Some(match op {
+            "@>" => ArrayOp::Contains,
+            "<@" => ArrayOp::ContainedBy,
+            "&&" => ArrayOp::Overlaps,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            ArrayOp::Contains => "@>",
+            ArrayOp::ContainedBy => "<@",
+            ArrayOp::Overlaps => "&&",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BoolTest {
     True,
     NotTrue,
@@ -157,6 +183,32 @@ pub(crate) enum Expr {
         lhs: Box<Expr>,
         rhs: Box<Expr>,
     },
+    /// `arg op ANY(array)` / `arg op ALL(array)`: `arg` has the comparison type `ty`; array
+    /// elements are converted to `ty` when their type differs.
+    AnyAll {
+        op: CmpOp,
+        all: bool,
+        ty: Type,
+        arg: Box<Expr>,
+        array: Box<Expr>,
+    },
+    /// `@>`, `<@` or `&&` on two arrays of the same element type.
+    ArrayOp {
+        op: ArrayOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    /// `arg[i][j]...`, one integer subscript per dimension; `ty` is the element type.
+    Subscript {
+        arg: Box<Expr>,
+        subscripts: Vec<Expr>,
+        ty: Type,
+    },
+    /// `ARRAY[items]`, all of type `elem`.
+    ArrayCtor {
+        elem: Type,
+        items: Vec<Expr>,
+    },
     /// A supported function (or COALESCE/GREATEST/LEAST) of result type `ty`.
     Func {
         func: Func,
@@ -172,6 +224,8 @@ impl Expr {
             Expr::Cast { to, .. } => to.clone(),
             Expr::Arith { ty, .. } | Expr::Unary { ty, .. } | Expr::Func { ty, .. } => ty.clone(),
             Expr::Concat { .. } => Type::Text,
+            Expr::Subscript { ty, .. } => ty.clone(),
+            Expr::ArrayCtor { elem, .. } => Type::Array(Box::new(elem.clone())),
             _ => Type::Bool,
         }
     }
@@ -189,7 +243,13 @@ impl Expr {
             Expr::Compare { lhs, rhs, .. }
             | Expr::Distinct { lhs, rhs, .. }
             | Expr::Arith { lhs, rhs, .. }
-            | Expr::Concat { lhs, rhs } => {
+            | Expr::Concat { lhs, rhs }
+            | Expr::ArrayOp { lhs, rhs, .. }
+            | Expr::AnyAll {
+                arg: lhs,
+                array: rhs,
+                ..
+            } => {
                 lhs.for_each_column(visit);
                 rhs.for_each_column(visit);
             }
@@ -197,10 +257,18 @@ impl Expr {
                 arg.for_each_column(visit);
                 pattern.for_each_column(visit);
             }
-            Expr::And(items) | Expr::Or(items) | Expr::Func { args: items, .. } => {
+            Expr::And(items)
+            | Expr::Or(items)
+            | Expr::Func { args: items, .. }
+            | Expr::ArrayCtor { items, .. } => {
                 items.iter().for_each(|e| e.for_each_column(visit));
             }
-            Expr::In { arg, items, .. } => {
+            Expr::Subscript {
+                arg,
+                subscripts: items,
+                ..
+            }
+            | Expr::In { arg, items, .. } => {
                 arg.for_each_column(visit);
                 items.iter().for_each(|e| e.for_each_column(visit));
             }

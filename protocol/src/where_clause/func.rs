@@ -15,6 +15,10 @@ pub(crate) enum Func {
     Length,
     OctetLength,
     StartsWith,
+    /// `array_length(array, dimension)`.
+    ArrayLength,
+    /// `cardinality(array)`: the number of elements over all dimensions.
+    Cardinality,
     Concat,
     Coalesce,
     Greatest,
@@ -30,6 +34,8 @@ impl Func {
             ("length" | "char_length" | "character_length", 1) => Func::Length,
             ("octet_length", 1) => Func::OctetLength,
             ("starts_with", 2) => Func::StartsWith,
+            ("array_length", 2) => Func::ArrayLength,
+            ("cardinality", 1) => Func::Cardinality,
             ("concat", n) if n > 0 => Func::Concat,
             _ => return None,
         })
@@ -43,6 +49,8 @@ impl Func {
             Func::Length => "length",
             Func::OctetLength => "octet_length",
             Func::StartsWith => "starts_with",
+            Func::ArrayLength => "array_length",
+            Func::Cardinality => "cardinality",
             Func::Concat => "concat",
             Func::Coalesce => "COALESCE",
             Func::Greatest => "GREATEST",
@@ -83,6 +91,27 @@ pub(crate) fn apply_strict(func: Func, args: &[Datum<'_>]) -> Option<Datum<'stat
         Func::Length => Datum::Int(i64::try_from(text(0)?.chars().count()).unwrap_or(i64::MAX)),
         Func::OctetLength => Datum::Int(i64::try_from(text(0)?.len()).unwrap_or(i64::MAX)),
         Func::StartsWith => Datum::Bool(text(0)?.starts_with(text(1)?)),
+        Func::ArrayLength => {
+            let (Some(Datum::Array(array)), Some(Datum::Int(dim))) = (args.first(), args.get(1))
+            else {
+                return None;
+            };
+            // NULL for an empty array or a dimension it does not have.
+            let length = usize::try_from(*dim)
+                .ok()
+                .and_then(|d| d.checked_sub(1))
+                .and_then(|d| array.dims.get(d));
+            match length {
+                Some((_, len)) => Datum::Int(i64::from(*len)),
+                None => Datum::Null,
+            }
+        }
+        Func::Cardinality => match args.first() {
+            Some(Datum::Array(array)) => {
+                Datum::Int(i64::try_from(array.elems.len()).unwrap_or(i64::MAX))
+            }
+            _ => return None,
+        },
         Func::Concat | Func::Coalesce | Func::Greatest | Func::Least => return None,
     })
 }

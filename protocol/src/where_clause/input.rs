@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use super::array;
 use super::datetime::{self, DateTimeError};
 use super::datum::{parse_uuid, Datum};
 use super::numeric;
@@ -66,6 +67,9 @@ pub(crate) fn parse<'a>(ty: &Type, text: &'a str) -> Result<Datum<'a>, InputErro
             datetime::parse_timestamp(text, *ty == Type::Timestamptz)
                 .map(Datum::Timestamp)
                 .map_err(|e| datetime_error(ty, text, e))
+        }
+        Type::Array(elem) if elem.is_array_element() => {
+            array::parse(elem, text).map(|a| Datum::Array(Box::new(a)))
         }
         Type::Array(_) | Type::Unknown | Type::Other(_) => Err(InputError(format!(
             "values of type {ty} are not supported in this context"

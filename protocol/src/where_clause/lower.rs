@@ -10,7 +10,7 @@ use super::arith::{self, ArithOp, UnaryOp};
 use super::coerce::{coerce, convert, invalid, no_overload, resolve_common, to_bool, Operand};
 use super::datum::Datum;
 use super::error::WhereError;
-use super::expr::{BoolTest, CmpOp, Expr};
+use super::expr::{ArrayOp, BoolTest, CmpOp, Expr};
 use super::func::Func;
 use super::like;
 use super::lower_func;
@@ -118,6 +118,8 @@ impl Scope<'_> {
                 "subqueries are not supported",
             )),
             N::FuncCall(call) => self.lower_call(call),
+            N::AIndirection(indirection) => self.lower_indirection(indirection),
+            N::AArrayExpr(ctor) => self.lower_array_ctor(ctor),
             N::CoalesceExpr(c) => self.lower_variadic(Func::Coalesce, &c.args, c.location),
             N::MinMaxExpr(m) => match lower_func::min_max_func(m.op) {
                 Some(func) => self.lower_variadic(func, &m.args, m.location),
@@ -133,7 +135,11 @@ impl Scope<'_> {
         }
     }
 
-    fn required(&mut self, node: Option<&Node>, location: usize) -> Result<Operand, WhereError> {
+    pub(crate) fn required(
+        &mut self,
+        node: Option<&Node>,
+        location: usize,
+    ) -> Result<Operand, WhereError> {
         match node {
             Some(node) => self.lower(node),
             None => Err(invalid(location, "missing operand")),
@@ -221,6 +227,9 @@ impl Scope<'_> {
                 }
             }
             AExprKind::AexprIn => self.lower_in(a_expr, name == "<>", location)?,
+            AExprKind::AexprOpAny | AExprKind::AexprOpAll => {
+                self.lower_any_all(a_expr, &name, kind == AExprKind::AexprOpAll, location)?
+            }
             AExprKind::AexprBetween
             | AExprKind::AexprNotBetween
             | AExprKind::AexprBetweenSym
@@ -261,6 +270,9 @@ impl Scope<'_> {
         }
         if name == "||" {
             return self.lower_concat(a_expr, location);
+        }
+        if let Some(op) = ArrayOp::from_sql(name) {
+            return self.lower_array_op(a_expr, op, location);
         }
         let (negated, case_insensitive) = match name {
             "~~" => (false, false),
@@ -567,14 +579,14 @@ fn cast_target(cast: &TypeCast, location: usize) -> Result<Type, WhereError> {
         .collect::<Vec<_>>()
         .join(".");
     let type_location = user_location(type_name.location);
-    if !type_name.array_bounds.is_empty() {
-        return Err(invalid(
-            type_location,
-            format!("unsupported type {shown}[]"),
-        ));
-    }
     let ty = resolve_cast_type(&names)
         .ok_or_else(|| invalid(type_location, format!("unsupported type {shown}")))?;
+    // `int4[]` and `int4[][]` are the same type: Postgres ignores declared dimensions.
+    let ty = if type_name.array_bounds.is_empty() {
+        ty
+    } else {
+        Type::Array(Box::new(ty))
+    };
     // Type modifiers (`varchar(3)`, `numeric(10,2)`, bare `char` = `char(1)`) change values;
     // not supported yet rather than silently ignored.
     if !type_name.typmods.is_empty() {

@@ -2,7 +2,7 @@
 
 use pg_query::protobuf::{FuncCall, MinMaxOp, Node};
 
-use super::coerce::{coerce, no_overload, resolve_common, Operand};
+use super::coerce::{coerce, no_overload, select_common, Operand};
 use super::error::WhereError;
 use super::expr::Expr;
 use super::func::Func;
@@ -23,6 +23,9 @@ impl Scope<'_> {
         let Some(func) = Func::from_call(&name, call.args.len()).filter(|_| plain) else {
             return Err(unsupported_function(call));
         };
+        if matches!(func, Func::ArrayLength | Func::Cardinality) {
+            return self.lower_array_func(func, call, location);
+        }
         let mut args = Vec::with_capacity(call.args.len());
         for arg in &call.args {
             let operand = self.lower(arg)?;
@@ -54,6 +57,36 @@ impl Scope<'_> {
         Ok(typed(Expr::Func { func, ty, args }, location))
     }
 
+    /// `array_length(array, int)` and `cardinality(array)`: the array must be typed (Postgres
+    /// cannot infer an array type from an untyped literal here either).
+    fn lower_array_func(
+        &mut self,
+        func: Func,
+        call: &FuncCall,
+        location: usize,
+    ) -> Result<Operand, WhereError> {
+        let mut args = Vec::with_capacity(call.args.len());
+        for (i, node) in call.args.iter().enumerate() {
+            let arg = match (i, self.lower(node)?) {
+                (0, Operand::Typed { expr, .. }) if matches!(expr.ty(), Type::Array(elem) if elem.is_array_element()) => {
+                    expr
+                }
+                (1, Operand::Typed { expr, .. }) if expr.ty().is_integer() => expr,
+                (1, unknown @ Operand::Unknown { .. }) => coerce(unknown, &Type::Int4)?,
+                _ => return Err(no_overload(location)),
+            };
+            args.push(arg);
+        }
+        Ok(typed(
+            Expr::Func {
+                func,
+                ty: Type::Int4,
+                args,
+            },
+            location,
+        ))
+    }
+
     /// COALESCE, GREATEST and LEAST: the arguments are resolved to one common type.
     pub(crate) fn lower_variadic(
         &mut self,
@@ -66,7 +99,7 @@ impl Scope<'_> {
         for node in nodes {
             operands.push(self.lower(node)?);
         }
-        let ty = resolve_common(&operands, location)?;
+        let ty = select_common(&operands, location)?;
         // Enum order is the declaration order, which the front end does not know.
         if func != Func::Coalesce && matches!(ty, Type::Enum(_)) {
             return Err(no_overload(location));

@@ -11,22 +11,27 @@
 //! floats, where overflow and division by zero are evaluation errors (the row is not in the
 //! shape); `||` on text (other operands through their `::text` cast); `lower`, `upper`,
 //! `length`/`char_length`, `octet_length`, `starts_with`, `concat`, `COALESCE`, `GREATEST`,
-//! `LEAST`; literals, parameters and casts between those types. Everything else is rejected
-//! with Electric's messages. Date/time input accepts ISO forms only (what Postgres outputs with
+//! `LEAST`; arrays of the supported types (columns, `'{...}'` literals and parameters,
+//! `ARRAY[...]`): `op ANY/ALL (array)`, `@>`, `<@`, `&&`, subscripts `a[i][j]`,
+//! `array_length`, `cardinality`; literals, parameters and casts between those types.
+//! Everything else is rejected with Electric's messages. Date/time input accepts ISO forms only (what Postgres outputs with
 //! `DateStyle=ISO`), and sessions are assumed to run with `TimeZone=UTC`.
 
 mod arith;
+mod array;
 mod cast;
 mod coerce;
 mod datetime;
 mod datum;
 mod error;
 mod eval;
+mod eval_array;
 mod expr;
 mod func;
 mod input;
 mod like;
 mod lower;
+mod lower_array;
 mod lower_func;
 mod numeric;
 mod render;

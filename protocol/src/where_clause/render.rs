@@ -99,6 +99,44 @@ pub(crate) fn render(expr: &Expr, out: &mut String) {
             out.push(')');
         }
         Expr::Concat { lhs, rhs } => binary(lhs, "||", rhs, out),
+        Expr::AnyAll {
+            op,
+            all,
+            arg,
+            array,
+            ..
+        } => {
+            out.push('(');
+            render(arg, out);
+            out.push(' ');
+            out.push_str(op.sql());
+            out.push_str(if *all { " ALL (" } else { " ANY (" });
+            render(array, out);
+            out.push_str("))");
+        }
+        Expr::ArrayOp { op, lhs, rhs } => binary(lhs, op.sql(), rhs, out),
+        Expr::Subscript {
+            arg, subscripts, ..
+        } => {
+            out.push('(');
+            render(arg, out);
+            out.push(')');
+            for subscript in subscripts {
+                out.push('[');
+                render(subscript, out);
+                out.push(']');
+            }
+        }
+        Expr::ArrayCtor { items, .. } => {
+            out.push_str("ARRAY[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render(item, out);
+            }
+            out.push(']');
+        }
         Expr::Func { func, args, .. } => {
             out.push_str(func.sql());
             out.push('(');
@@ -137,7 +175,11 @@ fn junction(items: &[Expr], separator: &str, out: &mut String) {
 fn render_const(value: &Datum<'static>, ty: &Type, out: &mut String) {
     // Enum labels stay untyped literals: Postgres types them from the column, and the enum's
     // schema need not be on the search path.
-    let is_enum = matches!(ty, Type::Enum(_));
+    let (is_enum, suffix) = match ty {
+        Type::Enum(_) => (true, ""),
+        Type::Array(elem) => (matches!(elem.as_ref(), Type::Enum(_)), "[]"),
+        _ => (false, ""),
+    };
     if value.is_null() {
         out.push_str("NULL");
     } else {
@@ -145,7 +187,11 @@ fn render_const(value: &Datum<'static>, ty: &Type, out: &mut String) {
     }
     if !is_enum {
         out.push_str("::");
-        out.push_str(ty.typname());
+        match ty {
+            Type::Array(elem) => out.push_str(elem.typname()),
+            other => out.push_str(other.typname()),
+        }
+        out.push_str(suffix);
     }
 }
 

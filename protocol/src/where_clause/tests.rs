@@ -450,3 +450,99 @@ fn text_concatenation_and_functions() {
         "At location 0: Could not select an operator overload"
     );
 }
+
+#[test]
+fn arrays_parse_postgres_text_form() {
+    use super::array::{parse as parse_array, to_text_form};
+    let text = Type::Text;
+    let a = parse_array(&text, r#"{1,"a b",NULL,"NULL","q\"x\\",  sp ace  ,\ lead}"#).unwrap();
+    let shown: Vec<Option<String>> = a
+        .elems
+        .iter()
+        .map(|d| match d {
+            datum::Datum::Text(t) => Some(t.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            Some("1".into()),
+            Some("a b".into()),
+            None,
+            Some("NULL".into()),
+            Some("q\"x\\".into()),
+            Some("sp ace".into()),
+            Some(" lead".into()),
+        ]
+    );
+    assert_eq!(
+        to_text_form(&a, &text),
+        r#"{1,"a b",NULL,"NULL","q\"x\\","sp ace"," lead"}"#
+    );
+    let m = parse_array(&Type::Int4, "{{1,2},{3,4}}").unwrap();
+    assert_eq!(m.dims, vec![(1, 2), (1, 2)]);
+    assert_eq!(to_text_form(&m, &Type::Int4), "{{1,2},{3,4}}");
+    let b = parse_array(&Type::Int4, "[0:1]={5,6}").unwrap();
+    assert_eq!(to_text_form(&b, &Type::Int4), "[0:1]={5,6}");
+    assert!(parse_array(&Type::Int4, "{}").unwrap().elems.is_empty());
+    for bad in [
+        "{1,2",
+        "{{1},2}",
+        "{{1,2},{3}}",
+        "1,2",
+        "{1}x",
+        "{,}",
+        "{\"a}",
+        "{a",
+        "{{{{{{{1}}}}}}}",
+    ] {
+        assert!(parse_array(&Type::Int4, bad).is_err(), "{bad}");
+    }
+    assert!(parse_array(&Type::Int4, "{1,x}").is_err());
+}
+
+#[test]
+fn array_operators_and_subscripts() {
+    let row = |tags: Option<&'static str>| vec![("tags", tags), ("id", Some("2"))];
+    assert_eq!(
+        sql("id = ANY($1)".replace("$1", "'{1,2}'").as_str()),
+        "(\"id\" = ANY ('{1,2}'::int8[]))"
+    );
+    let params = vec!["{1,2,3}".to_string()];
+    let p = parse("id = ANY($1)", &params, &table()).unwrap();
+    assert_eq!(p.to_sql(), "(\"id\" = ANY ('{1,2,3}'::int8[]))");
+    assert!(eval_row("id = ANY('{1,2}')", &row(None)));
+    assert!(!eval_row("id = ANY('{}')", &row(None)));
+    assert!(eval_row("id <> ALL('{}')", &row(None)));
+    assert!(!eval_row("(id = ANY('{1,NULL}')) IS NOT NULL", &row(None)));
+    assert!(eval_row("id > ALL(ARRAY[1, 0])", &row(None)));
+    assert!(eval_row("'b' = ANY(tags)", &row(Some("{a,b}"))));
+    assert!(eval_row("tags @> '{a}'", &row(Some("{a,b}"))));
+    assert!(!eval_row("tags @> '{NULL}'", &row(Some("{a,NULL}"))));
+    assert!(eval_row(
+        "tags <@ ARRAY['a', 'b', 'c']",
+        &row(Some("{a,b}"))
+    ));
+    assert!(eval_row("tags && '{x,b}'", &row(Some("{a,b}"))));
+    assert!(eval_row("tags[2] = 'b'", &row(Some("{a,b}"))));
+    assert!(eval_row("tags[3] IS NULL", &row(Some("{a,b}"))));
+    assert!(eval_row("tags[1] IS NULL", &row(Some("{{a,b}}"))));
+    assert!(eval_row("tags[1][2] = 'b'", &row(Some("{{a,b}}"))));
+    assert!(eval_row("tags[0] = 'x'", &row(Some("[0:1]={x,y}"))));
+    assert!(eval_row("array_length(tags, 1) = 2", &row(Some("{a,b}"))));
+    assert!(eval_row("array_length(tags, 1) IS NULL", &row(Some("{}"))));
+    assert!(eval_row(
+        "cardinality(tags) = 4",
+        &row(Some("{{a,b},{c,d}}"))
+    ));
+    assert_eq!(sql("tags[1] = 'a'"), "((\"tags\")['1'::int4] = 'a'::text)");
+    assert_eq!(
+        err("id = ANY(title)"),
+        "At location 3: op ANY (array) requires array on right side"
+    );
+    assert_eq!(
+        err("tags @> ARRAY[1]"),
+        "At location 5: Could not select an operator overload"
+    );
+}

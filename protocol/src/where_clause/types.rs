@@ -133,6 +133,11 @@ impl Type {
         matches!(self, Type::Float4 | Type::Float8)
     }
 
+    /// Whether arrays of this type can be read and operated on.
+    pub(crate) fn is_array_element(&self) -> bool {
+        !matches!(self.category(), Category::Unsupported | Category::Unknown)
+    }
+
     pub(crate) fn is_string(&self) -> bool {
         self.category() == Category::String
     }
