@@ -2,8 +2,11 @@
 //! its run-time errors: integer overflow, division by zero and float overflow/underflow are
 //! evaluation errors (the row is not in the shape), never wrapped or saturated values.
 
+use std::borrow::Cow;
+
 use super::datum::Datum;
-use super::types::Type;
+use super::numeric_arith::{self, NumOp};
+use super::types::{Category, Type};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ArithOp {
@@ -125,9 +128,16 @@ pub(crate) fn binary_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Ty
             }
         });
     }
-    let numeric = |t: &Type| t.is_integer() || t.is_float();
-    if op.is_bitwise() || op == ArithOp::Mod || !numeric(left) || !numeric(right) {
-        // numeric arithmetic is not implemented: reject rather than approximate.
+    let number = |t: &Type| t.category() == Category::Number;
+    if op.is_bitwise() || !number(left) || !number(right) {
+        return None;
+    }
+    if !left.is_float() && !right.is_float() {
+        // numeric with numeric or an integer; numeric power is not implemented.
+        return (op != ArithOp::Pow).then_some((Type::Numeric, Type::Numeric, Type::Numeric));
+    }
+    // A float makes it float8 (numeric casts to float8 implicitly); there is no float `%`.
+    if op == ArithOp::Mod {
         return None;
     }
     let ty = if *left == Type::Float4 && *right == Type::Float4 && op != ArithOp::Pow {
@@ -141,9 +151,9 @@ pub(crate) fn binary_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Ty
 /// The operand and result type of a prefix operator on a typed number.
 pub(crate) fn unary_type(op: UnaryOp, arg: &Type) -> Option<Type> {
     match op {
-        UnaryOp::Sqrt if arg.is_integer() || arg.is_float() => Some(Type::Float8),
+        UnaryOp::Sqrt if arg.category() == Category::Number => Some(Type::Float8),
         UnaryOp::BitNot if arg.is_integer() => Some(arg.clone()),
-        UnaryOp::Plus | UnaryOp::Neg | UnaryOp::Abs if arg.is_integer() || arg.is_float() => {
+        UnaryOp::Plus | UnaryOp::Neg | UnaryOp::Abs if arg.category() == Category::Number => {
             Some(arg.clone())
         }
         _ => None,
@@ -175,6 +185,19 @@ pub(crate) fn binary(op: ArithOp, ty: &Type, left: &Datum<'_>, right: &Datum<'_>
         (Datum::Int(l), Datum::Int(r)) => int_binary(op, ty, *l, *r),
         (Datum::Float(l), Datum::Float(r)) if *ty == Type::Float4 => float4_binary(op, *l, *r),
         (Datum::Float(l), Datum::Float(r)) => float8_binary(op, *l, *r),
+        (Datum::Numeric(l), Datum::Numeric(r)) => {
+            let op = match op {
+                ArithOp::Add => NumOp::Add,
+                ArithOp::Sub => NumOp::Sub,
+                ArithOp::Mul => NumOp::Mul,
+                ArithOp::Div => NumOp::Div,
+                ArithOp::Mod => NumOp::Mod,
+                _ => return Err(ArithError),
+            };
+            numeric_arith::binary(op, l, r)
+                .map(|text| Datum::Numeric(Cow::Owned(text)))
+                .map_err(|_| ArithError)
+        }
         _ => Err(ArithError),
     }
 }
@@ -313,6 +336,12 @@ pub(crate) fn unary(op: UnaryOp, ty: &Type, arg: &Datum<'_>) -> Res {
         (UnaryOp::Abs, Datum::Float(v)) => Ok(Datum::Float(v.abs())),
         (UnaryOp::Sqrt, Datum::Float(v)) if *v < 0.0 => Err(ArithError),
         (UnaryOp::Sqrt, Datum::Float(v)) => Ok(Datum::Float(v.sqrt())),
+        (UnaryOp::Plus, Datum::Numeric(text)) => Ok(Datum::Numeric(Cow::Owned(text.to_string()))),
+        (UnaryOp::Neg | UnaryOp::Abs, Datum::Numeric(text)) => {
+            numeric_arith::unary(op == UnaryOp::Neg, text)
+                .map(|text| Datum::Numeric(Cow::Owned(text)))
+                .map_err(|_| ArithError)
+        }
         _ => Err(ArithError),
     }
 }

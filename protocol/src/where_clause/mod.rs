@@ -7,13 +7,14 @@
 //! collation), bool, uuid, date, timestamp, timestamptz and enums (`=`/`<>`); AND/OR/NOT with
 //! three-valued logic; `[NOT] IN (list)`; `[NOT] BETWEEN [SYMMETRIC]`; `IS [NOT] NULL`;
 //! `IS [NOT] TRUE/FALSE/UNKNOWN`; `IS [NOT] DISTINCT FROM`; `[NOT] LIKE/ILIKE`; arithmetic
-//! (`+ - * / % ^ |/ @`, unary `+`/`-`) and bitwise operators (`& | # ~ << >>`) on integers and
-//! floats, where overflow and division by zero are evaluation errors (the row is not in the
-//! shape); `||` on text (other operands through their `::text` cast); `lower`, `upper`,
+//! (`+ - * / % ^ |/ @`, unary `+`/`-`) on integers, floats and numeric (exact; no numeric
+//! `^`) and bitwise operators (`& | # ~ << >>`) on integers, where overflow and division by
+//! zero are evaluation errors (the row is not in the shape); `||` on text (other operands through their `::text` cast); `lower`, `upper`,
 //! `length`/`char_length`, `octet_length`, `starts_with`, `concat`, `COALESCE`, `GREATEST`,
 //! `LEAST`; arrays of the supported types (columns, `'{...}'` literals and parameters,
 //! `ARRAY[...]`): `op ANY/ALL (array)`, `@>`, `<@`, `&&`, subscripts `a[i][j]`,
 //! `array_length`, `cardinality`; literals, parameters and casts between those types.
+//! Constant subexpressions are folded as Postgres's planner folds them (see `fold`).
 //! Everything else is rejected with Electric's messages. Date/time input accepts ISO forms only (what Postgres outputs with
 //! `DateStyle=ISO`), and sessions are assumed to run with `TimeZone=UTC`.
 
@@ -27,6 +28,7 @@ mod error;
 mod eval;
 mod eval_array;
 mod expr;
+mod fold;
 mod func;
 mod input;
 mod like;
@@ -34,6 +36,7 @@ mod lower;
 mod lower_array;
 mod lower_func;
 mod numeric;
+mod numeric_arith;
 mod render;
 mod syntax;
 mod types;
@@ -116,10 +119,19 @@ pub fn parse(
             message: format!("parameter value for ${} was not used", unused + 1),
         });
     }
-    match lowered {
-        coerce::Operand::Typed { expr, .. } if expr.ty() == Type::Bool => Ok(Predicate { expr }),
-        _ => Err(WhereError::NotBoolean),
-    }
+    let expr = match lowered {
+        coerce::Operand::Typed { expr, .. } if expr.ty() == Type::Bool => expr,
+        _ => return Err(WhereError::NotBoolean),
+    };
+    // Postgres folds constant subexpressions when it plans the query; where that fails, the
+    // query would fail, so the clause is rejected now.
+    let expr = fold::fold(expr).map_err(|_| WhereError::Invalid {
+        location: 0,
+        message: "a constant subexpression raised an error (overflow, division by zero or \
+                  an invalid value)"
+            .to_string(),
+    })?;
+    Ok(Predicate { expr })
 }
 
 /// Validates `params[n]=value` pairs from a request and orders them as `$1, $2, ...`.

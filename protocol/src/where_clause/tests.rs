@@ -546,3 +546,45 @@ fn array_operators_and_subscripts() {
         "At location 5: Could not select an operator overload"
     );
 }
+
+#[test]
+fn constants_are_folded_as_the_planner_does() {
+    // A constant error fails planning in Postgres, so the clause is rejected.
+    assert!(err("i4 > 1 / 0").contains("constant subexpression raised an error"));
+    assert!(err("i4 > 2147483647 + 1").contains("constant subexpression raised an error"));
+    // A constant deciding arm wins wherever it is, so erroring rows still match.
+    assert_eq!(sql("10 / i4 > 1 OR 1 < 2"), "'true'::bool");
+    assert!(eval_row("10 / i4 > 1 OR 1 < 2", &[("i4", Some("0"))]));
+    assert_eq!(sql("i4 > 1 AND 1 = 1"), "(\"i4\" > '1'::int4)");
+    // A strict operator with a constant NULL is NULL without evaluating the other side.
+    assert!(eval_row(
+        "(NULL + (i4 + 1)) IS NULL",
+        &[("i4", Some("2147483647"))]
+    ));
+    assert_eq!(sql("coalesce(NULL, 2, i4) = 2"), "'true'::bool");
+}
+
+#[test]
+fn numeric_arithmetic_is_exact() {
+    assert_eq!(
+        sql("i4 * 1.5 > 3"),
+        "((\"i4\" * '1.5'::numeric) > '3'::numeric)"
+    );
+    assert!(eval_row("i4 * 1.5 = 4.5", &[("i4", Some("3"))]));
+    assert!(eval_row(
+        "(n / 3)::text = '0.33333333333333333333'",
+        &[("n", Some("1"))]
+    ));
+    assert!(eval_row("(n - 0.10)::text = '1.40'", &[("n", Some("1.5"))]));
+    assert!(eval_row("(-n)::text = '-1.5'", &[("n", Some("1.5"))]));
+    assert!(!eval_row("n / 0 > 0", &[("n", Some("1.5"))]));
+    assert!(eval_row("n % 2 = -1.5", &[("n", Some("-7.5"))]));
+    assert!(eval_row(
+        "f + n > 1",
+        &[("n", Some("1")), ("f", Some("0.5"))]
+    ));
+    assert_eq!(
+        err("n ^ 2 > 1"),
+        "At location 2: Could not select an operator overload"
+    );
+}
