@@ -1,0 +1,251 @@
+//! A minimal HTTP/1.1 client on `monoio::net::TcpStream`: one keep-alive connection, GET only,
+//! content-length, chunked and read-to-close bodies.
+//!
+//! Every size the server controls (head, chunk-size line, body) is bounded before anything is
+//! buffered, so a misbehaving server yields an [`HttpError`], never unbounded memory.
+
+use std::io;
+use std::net::SocketAddr;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// Largest response head (status line + headers) accepted.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most headers accepted in one response.
+const MAX_HEADERS: usize = 64;
+/// Longest chunk-size line (hex size + extensions) accepted.
+const MAX_CHUNK_LINE: usize = 1024;
+/// Bytes requested from the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What can go wrong talking HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("connection closed by the server")]
+    Closed,
+    #[error("malformed response head: {0}")]
+    Parse(#[from] httparse::Error),
+    #[error("response head longer than {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    #[error("response body longer than the {0}-byte limit")]
+    BodyTooLarge(usize),
+    #[error("invalid content-length")]
+    BadContentLength,
+    #[error("malformed chunked body")]
+    BadChunk,
+}
+
+/// One response, fully read.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Header names lower-cased; values lossily decoded (Electric headers are ASCII).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header called `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection.
+pub struct HttpConn {
+    stream: TcpStream,
+    host: String,
+    /// Bytes read but not consumed yet (a response may arrive in several reads).
+    buf: Vec<u8>,
+    max_body: usize,
+    /// Set when the server said `connection: close` or ended a body by closing.
+    closed: bool,
+}
+
+impl HttpConn {
+    /// Connects; `host` is sent as the `Host` header.
+    pub async fn connect(addr: SocketAddr, host: &str, max_body: usize) -> Result<Self, HttpError> {
+        let stream = TcpStream::connect(addr).await?;
+        // Requests are tiny and latency is what we measure: do not let Nagle hold them.
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            host: host.to_owned(),
+            buf: Vec::with_capacity(READ_CHUNK),
+            max_body,
+            closed: false,
+        })
+    }
+
+    /// False once the server has asked to close the connection; open a new one then.
+    pub fn is_reusable(&self) -> bool {
+        !self.closed
+    }
+
+    /// Sends `GET path_and_query` and reads the whole response.
+    pub async fn get(&mut self, path_and_query: &str) -> Result<Response, HttpError> {
+        let request = format!(
+            "GET {path_and_query} HTTP/1.1\r\nhost: {}\r\naccept: application/json\r\n\
+             connection: keep-alive\r\n\r\n",
+            self.host
+        );
+        let (result, _) = self.stream.write_all(request.into_bytes()).await;
+        result?;
+        let (status, headers) = self.read_head().await?;
+        let connection_close = header_is(&headers, "connection", "close");
+        let body = if status < 200 || status == 204 || status == 304 {
+            Vec::new()
+        } else if header_is(&headers, "transfer-encoding", "chunked") {
+            self.read_chunked().await?
+        } else if let Some(length) = header_value(&headers, "content-length") {
+            let length: usize = length
+                .trim()
+                .parse()
+                .map_err(|_| HttpError::BadContentLength)?;
+            if length > self.max_body {
+                return Err(HttpError::BodyTooLarge(self.max_body));
+            }
+            self.read_exact(length).await?
+        } else {
+            self.closed = true;
+            self.read_to_close().await?
+        };
+        if connection_close {
+            self.closed = true;
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn read_head(&mut self) -> Result<(u16, Vec<(String, String)>), HttpError> {
+        loop {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut slots);
+            if let httparse::Status::Complete(used) = response.parse(&self.buf)? {
+                let status = response.code.ok_or(httparse::Error::Status)?;
+                let headers = response
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                self.buf.drain(..used);
+                return Ok((status, headers));
+            }
+            if self.buf.len() >= MAX_HEAD_BYTES {
+                return Err(HttpError::HeadTooLarge);
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn read_exact(&mut self, length: usize) -> Result<Vec<u8>, HttpError> {
+        while self.buf.len() < length {
+            self.fill().await?;
+        }
+        Ok(self.buf.drain(..length).collect())
+    }
+
+    async fn read_to_close(&mut self) -> Result<Vec<u8>, HttpError> {
+        loop {
+            if self.buf.len() > self.max_body {
+                return Err(HttpError::BodyTooLarge(self.max_body));
+            }
+            match self.fill().await {
+                Ok(()) => {}
+                Err(HttpError::Closed) => return Ok(std::mem::take(&mut self.buf)),
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    async fn read_chunked(&mut self) -> Result<Vec<u8>, HttpError> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line().await?;
+            let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
+            let size_text = std::str::from_utf8(size_text).map_err(|_| HttpError::BadChunk)?;
+            let size =
+                usize::from_str_radix(size_text.trim(), 16).map_err(|_| HttpError::BadChunk)?;
+            if size == 0 {
+                // Trailer section: header lines up to an empty line.
+                while !self.read_line().await?.is_empty() {}
+                return Ok(body);
+            }
+            if size > self.max_body.saturating_sub(body.len()) {
+                return Err(HttpError::BodyTooLarge(self.max_body));
+            }
+            while self.buf.len() < size + 2 {
+                self.fill().await?;
+            }
+            if &self.buf[size..size + 2] != b"\r\n" {
+                return Err(HttpError::BadChunk);
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.drain(..size + 2);
+        }
+    }
+
+    /// One CRLF-terminated line, without the CRLF.
+    async fn read_line(&mut self) -> Result<Vec<u8>, HttpError> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[..end].to_vec();
+                self.buf.drain(..end + 2);
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_CHUNK_LINE {
+                return Err(HttpError::BadChunk);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Appends one read's worth of bytes to `buf`.
+    async fn fill(&mut self) -> Result<(), HttpError> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let filled = self.buf.len();
+        // monoio reads into the buffer from its start; slicing past `filled` appends instead.
+        let spare = std::mem::take(&mut self.buf).slice_mut(filled..);
+        let (result, spare) = self.stream.read(spare).await;
+        self.buf = spare.into_inner();
+        match result? {
+            0 => {
+                self.closed = true;
+                Err(HttpError::Closed)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn header_is(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    header_value(headers, name).is_some_and(|value| {
+        value
+            .split(',')
+            .any(|part| part.trim().eq_ignore_ascii_case(token))
+    })
+}
