@@ -68,9 +68,29 @@ fn du(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Each shape keeps 2–3 descriptors open (docs/storage-format.md), so 10,000 shapes need more
+/// than the 20,000 this machine allows by default: raise the limit the server inherits.
+fn raise_nofile(to: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_max < to {
+            lim.rlim_max = to;
+            lim.rlim_cur = to;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                eprintln!("cannot raise RLIMIT_NOFILE to {to}");
+            }
+        }
+    }
+}
+
 #[test]
 #[ignore = "measurement: minutes of work; run by hand for docs/benchmarks/durability.md"]
 fn restart_time_with_many_shapes() {
+    raise_nofile(65_536);
     let n: usize = std::env::var("AMPERE_SHAPES")
         .ok()
         .and_then(|s| s.parse().ok())
