@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use super::datetime;
 use super::datum::Datum;
 use super::numeric_arith::{self, NumOp};
 use super::types::{Category, Type};
@@ -110,6 +111,9 @@ fn int_rank(ty: &Type) -> u8 {
 /// Postgres has cross-width integer operators returning the wider type; any float8 (or a
 /// float4 with a non-float4) makes it float8, the preferred numeric type.
 pub(crate) fn binary_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Type, Type, Type)> {
+    if *left == Type::Date || *right == Type::Date {
+        return date_types(op, left, right);
+    }
     if left.is_integer() && right.is_integer() {
         return Some(match op {
             // The shift count is int4 (int8 does not cast to it implicitly); the result has
@@ -146,6 +150,20 @@ pub(crate) fn binary_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Ty
         Type::Float8
     };
     Some((ty.clone(), ty.clone(), ty))
+}
+
+/// `date ± int4`, `int4 + date` (days) and `date - date` (an int4 count of days). There is
+/// no such operator for int8 (it does not cast to int4 implicitly).
+fn date_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Type, Type, Type)> {
+    let small_int = |t: &Type| matches!(t, Type::Int2 | Type::Int4);
+    match (op, left, right) {
+        (ArithOp::Add | ArithOp::Sub, Type::Date, r) if small_int(r) => {
+            Some((Type::Date, r.clone(), Type::Date))
+        }
+        (ArithOp::Add, l, Type::Date) if small_int(l) => Some((l.clone(), Type::Date, Type::Date)),
+        (ArithOp::Sub, Type::Date, Type::Date) => Some((Type::Date, Type::Date, Type::Int4)),
+        _ => None,
+    }
 }
 
 /// The operand and result type of a prefix operator on a typed number.
@@ -185,6 +203,14 @@ pub(crate) fn binary(op: ArithOp, ty: &Type, left: &Datum<'_>, right: &Datum<'_>
         (Datum::Int(l), Datum::Int(r)) => int_binary(op, ty, *l, *r),
         (Datum::Float(l), Datum::Float(r)) if *ty == Type::Float4 => float4_binary(op, *l, *r),
         (Datum::Float(l), Datum::Float(r)) => float8_binary(op, *l, *r),
+        (Datum::Date(d), Datum::Int(n)) => date_plus(*d, if op == ArithOp::Sub { -n } else { *n }),
+        (Datum::Int(n), Datum::Date(d)) => date_plus(*d, *n),
+        (Datum::Date(l), Datum::Date(r)) => {
+            if is_infinite_date(*l) || is_infinite_date(*r) {
+                return Err(ArithError);
+            }
+            fit(i64::from(*l) - i64::from(*r), &Type::Int4)
+        }
         (Datum::Numeric(l), Datum::Numeric(r)) => {
             let op = match op {
                 ArithOp::Add => NumOp::Add,
@@ -221,6 +247,29 @@ fn int_binary(op: ArithOp, ty: &Type, l: i64, r: i64) -> Res {
         ArithOp::Pow => None,
     };
     fit(value.ok_or(ArithError)?, ty)
+}
+
+fn is_infinite_date(days: i32) -> bool {
+    days == datetime::DATE_NEG_INFINITY || days == datetime::DATE_POS_INFINITY
+}
+
+/// Postgres's date range in days from 2000-01-01: 4714-11-24 BC up to (excluding) the day
+/// after 5874897-12-31.
+const DATE_DAYS_MIN: i64 = -2_451_545;
+const DATE_DAYS_END: i64 = 2_145_031_949;
+
+/// `date + days`: infinite dates stay infinite; leaving the date range is an error.
+fn date_plus(days: i32, delta: i64) -> Res {
+    if is_infinite_date(days) {
+        return Ok(Datum::Date(days));
+    }
+    let result = i64::from(days) + delta;
+    if !(DATE_DAYS_MIN..DATE_DAYS_END).contains(&result) {
+        return Err(ArithError);
+    }
+    i32::try_from(result)
+        .map(Datum::Date)
+        .map_err(|_| ArithError)
 }
 
 /// Postgres shifts with C's `<<`/`>>` on the operand's width (int2 is promoted to int), which

@@ -324,6 +324,15 @@ impl Scope<'_> {
             (Operand::Unknown { .. }, Operand::Typed { expr, .. }) => (expr.ty(), expr.ty()),
             _ => return Err(no_overload(location)),
         };
+        // `date + 'literal'` is ambiguous in Postgres (int4, interval, time, ...); only
+        // `date - 'literal'` resolves (to date - date).
+        let untyped_date_sum = op != ArithOp::Sub
+            && left_ty == Type::Date
+            && right_ty == Type::Date
+            && (matches!(lhs, Operand::Unknown { .. }) || matches!(rhs, Operand::Unknown { .. }));
+        if untyped_date_sum {
+            return Err(no_overload(location));
+        }
         let (lt, rt, ty) =
             arith::binary_types(op, &left_ty, &right_ty).ok_or_else(|| no_overload(location))?;
         let lhs = coerce(lhs, &lt)?;

@@ -9,7 +9,7 @@
 //! `IS [NOT] TRUE/FALSE/UNKNOWN`; `IS [NOT] DISTINCT FROM`; `[NOT] LIKE/ILIKE`; arithmetic
 //! (`+ - * / % ^ |/ @`, unary `+`/`-`) on integers, floats and numeric (exact; no numeric
 //! `^`) and bitwise operators (`& | # ~ << >>`) on integers, where overflow and division by
-//! zero are evaluation errors (the row is not in the shape); `||` on text (other operands through their `::text` cast); `lower`, `upper`,
+//! zero are evaluation errors (the row is not in the shape); `date ± int4`, `date - date`; `||` on text (other operands through their `::text` cast); `lower`, `upper`,
 //! `length`/`char_length`, `octet_length`, `starts_with`, `concat`, `COALESCE`, `GREATEST`,
 //! `LEAST`; arrays of the supported types (columns, `'{...}'` literals and parameters,
 //! `ARRAY[...]`): `op ANY/ALL (array)`, `@>`, `<@`, `&&`, subscripts `a[i][j]`,

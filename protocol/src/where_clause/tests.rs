@@ -588,3 +588,36 @@ fn numeric_arithmetic_is_exact() {
         "At location 2: Could not select an operator overload"
     );
 }
+
+#[test]
+fn date_arithmetic_counts_days() {
+    assert!(eval_row(
+        "d + 1 = '2024-03-01'",
+        &[("d", Some("2024-02-29"))]
+    ));
+    assert!(eval_row(
+        "d - 366 = '2023-02-28'",
+        &[("d", Some("2024-02-29"))]
+    ));
+    assert!(eval_row(
+        "d - '2024-01-01' = 59",
+        &[("d", Some("2024-02-29"))]
+    ));
+    assert!(eval_row("d + 1 = 'infinity'", &[("d", Some("infinity"))]));
+    assert!(!eval_row(
+        "d - '2024-01-01' > 0",
+        &[("d", Some("infinity"))]
+    ));
+    assert!(!eval_row(
+        "d + i4 > '2000-01-01'",
+        &[("d", Some("2024-01-01")), ("i4", Some("2147483647"))]
+    ));
+    assert_eq!(
+        err("d + id > '2000-01-01'"),
+        "At location 2: Could not select an operator overload"
+    );
+    assert_eq!(
+        err("d + '1' > '2000-01-01'"),
+        "At location 2: Could not select an operator overload"
+    );
+}
