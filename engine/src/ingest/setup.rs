@@ -132,13 +132,19 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
     shared.set_status(Status::Active);
     tracing::info!("replicating from slot {slot} (publication {publication})");
     let mut asm = Assembler::new();
+    let mut last_report = std::time::Instant::now();
     loop {
         // Wake up now and then even without data, to acknowledge what became durable.
         let next = monoio::time::timeout(ACK_INTERVAL, stream.next()).await;
         let durable = shared.min_durable();
         if durable > stream.flush_lsn().0 {
-            // Every core has stored (or had nothing to store of) everything up to here.
+            // Every core has stored (or had nothing to store of) everything up to here. Tell
+            // Postgres soon (not only at the periodic status update), so a crash replays little.
             stream.set_flush_lsn(Lsn(durable));
+            if last_report.elapsed() >= ACK_INTERVAL {
+                stream.request_status_update();
+                last_report = std::time::Instant::now();
+            }
         }
         let Ok(x) = next else { continue };
         let x = x.context("read replication stream")?;
