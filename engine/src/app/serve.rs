@@ -113,12 +113,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         }
         if !checked_etag {
             checked_etag = true;
-            let tag = h::etag(
-                &handle,
-                &offset_param_str(after),
-                &slice.chunk_end.to_string(),
-                None,
-            );
+            let tag = chunk_etag(&handle, after, slice.chunk_end);
             let inm: Vec<&str> = call.if_none_match.iter().map(String::as_str).collect();
             if h::if_none_match_matches(&inm, tag.trim_matches('"')) {
                 let mut r = Response::new(304);
@@ -173,12 +168,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             true,
             true,
         );
-        let tag = h::etag(
-            &handle,
-            &offset_param_str(after),
-            &slice.chunk_end.to_string(),
-            None,
-        );
+        let tag = chunk_etag(&handle, after, slice.chunk_end);
         r.headers.push(("etag".into(), tag));
         return r;
     }
@@ -214,6 +204,16 @@ fn no_changes(
     r.headers.push(("etag".into(), tag));
     let _ = live;
     r
+}
+
+/// The etag of a response serving `(after, chunk_end]` of the shape's log (§4.3).
+fn chunk_etag(handle: &str, after: Option<LogOffset>, chunk_end: LogOffset) -> String {
+    h::etag(
+        handle,
+        &offset_param_str(after),
+        &chunk_end.to_string(),
+        None,
+    )
 }
 
 fn offset_param_str(after: Option<LogOffset>) -> String {
