@@ -222,7 +222,6 @@ fn columns_where_and_params_errors() {
 }
 
 #[test]
-#[ignore = "not yet supported: arithmetic and || in WHERE are the WHERE issue (#4); the first version rejects them with a 400"]
 fn arithmetic_in_where_is_supported() {
     let cluster = cluster();
     let env = Env::start(&cluster, SETUP, Opts::default());
