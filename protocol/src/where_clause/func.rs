@@ -117,10 +117,11 @@ pub(crate) fn apply_strict(func: Func, args: &[Datum<'_>]) -> Option<Datum<'stat
 }
 
 /// `concat`'s text for one argument: the type's output function, which for bool is `t`/`f`
-/// (unlike the `::text` cast).
+/// and for bpchar keeps the padding (unlike the `::text` casts).
 pub(crate) fn concat_piece<'a>(value: Datum<'a>, ty: &Type) -> Cow<'a, str> {
     match value {
         Datum::Bool(v) => Cow::Borrowed(if v { "t" } else { "f" }),
+        Datum::Text(text) => text,
         other => to_text(other, ty),
     }
 }

@@ -45,6 +45,12 @@ impl Scope<'_> {
                     Operand::Typed { expr, .. } if !expr.ty().is_string() => {
                         return Err(no_overload(location))
                     }
+                    // octet_length(bpchar) counts the padding (the cast to text would drop it).
+                    Operand::Typed { expr, .. }
+                        if func == Func::OctetLength && expr.ty() == Type::Bpchar =>
+                    {
+                        expr
+                    }
                     other => coerce(other, &Type::Text)?,
                 },
             });
