@@ -310,7 +310,7 @@ fn leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
         5 => {
             let op = rng.pick(&["LIKE", "NOT LIKE", "ILIKE", "NOT ILIKE"]);
             let pattern = rng.pick(PATTERNS);
-            format!("t {op} {}", quote(pattern))
+            format!("{} {op} {}", rng.pick(&["t", "c"]), quote(pattern))
         }
         6 => {
             // Casts to text compare Postgres's output functions with ours.

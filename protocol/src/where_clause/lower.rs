@@ -283,7 +283,11 @@ impl Scope<'_> {
         };
         let arg = self.required(a_expr.lexpr.as_deref(), location)?;
         let pattern = self.required(a_expr.rexpr.as_deref(), location)?;
-        let arg = string_operand(arg, location)?;
+        // `bpchar ~~ text` matches the padded value (the cast to text would trim it).
+        let arg = match arg {
+            Operand::Typed { expr, .. } if expr.ty() == Type::Bpchar => expr,
+            other => string_operand(other, location)?,
+        };
         let pattern = string_operand(pattern, location)?;
         if let Expr::Const {
             value: Datum::Text(text),
