@@ -9,10 +9,14 @@ use std::path::{Path, PathBuf};
 
 /// An append-only file written through an in-memory buffer at explicit positions, so a failed
 /// write (disk full) can be cut back to the last complete flush and retried later.
+///
+/// The descriptor is opened lazily and released when the shape goes idle
+/// ([`AppendFile::release`]): with tens of thousands of shapes, keeping every log open would
+/// exhaust the process's file descriptors.
 #[derive(Debug)]
 pub struct AppendFile {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
     /// Bytes handed to the OS so far (the file's length).
     written: u64,
     buf: Vec<u8>,
@@ -29,7 +33,7 @@ impl AppendFile {
             .map_err(StorageError::at("create", &path))?;
         Ok(AppendFile {
             path,
-            file,
+            file: Some(file),
             written: 0,
             buf: Vec::new(),
         })
@@ -44,7 +48,7 @@ impl AppendFile {
             .map_err(StorageError::at("open", &path))?;
         Ok(AppendFile {
             path,
-            file,
+            file: Some(file),
             written: len,
             buf: Vec::new(),
         })
@@ -74,9 +78,12 @@ impl AppendFile {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.file.write_all_at(&self.buf, self.written) {
+        let written = self.written;
+        self.open()?;
+        let file = self.file.as_ref().expect("opened above");
+        if let Err(e) = file.write_all_at(&self.buf, written) {
             // Shrinking needs no free space; if even that fails, recovery trims the tail.
-            let _ = self.file.set_len(self.written);
+            let _ = file.set_len(written);
             return Err(StorageError::io("write", &self.path, e));
         }
         self.written += self.buf.len() as u64;
@@ -84,11 +91,32 @@ impl AppendFile {
         Ok(())
     }
 
+    /// The open descriptor, reopening the file if it was released.
+    fn open(&mut self) -> Result<&File, StorageError> {
+        if self.file.is_none() {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.path)
+                .map_err(StorageError::at("reopen", &self.path))?;
+            self.file = Some(f);
+        }
+        Ok(self.file.as_ref().expect("opened above"))
+    }
+
     /// A second handle to the same open file, for `fsync` on another thread.
-    pub fn sync_handle(&self) -> Result<File, StorageError> {
-        self.file
+    pub fn sync_handle(&mut self) -> Result<File, StorageError> {
+        let path = self.path.clone();
+        self.open()?
             .try_clone()
-            .map_err(StorageError::at("dup", &self.path))
+            .map_err(StorageError::at("dup", &path))
+    }
+
+    /// Closes the descriptor when nothing is buffered; the next write reopens it.
+    pub fn release(&mut self) {
+        if self.buf.is_empty() {
+            self.file = None;
+        }
     }
 }
 
@@ -140,8 +168,9 @@ impl AppendFile {
         self.path = path;
     }
 
-    pub fn into_file(self) -> File {
-        self.file
+    pub fn into_file(mut self) -> Result<File, StorageError> {
+        self.open()?;
+        Ok(self.file.take().expect("opened above"))
     }
 }
 

@@ -386,7 +386,7 @@ impl ShapeStore {
         let path = old.path().to_path_buf();
         self.change_no += 1;
         self.unsynced_segments
-            .push((self.change_no, path, old.into_file()));
+            .push((self.change_no, path, old.into_file()?));
         self.dirs_pending.push((self.change_no, self.dir.clone()));
         self.segment_no = next;
         Ok(())
@@ -411,7 +411,7 @@ impl ShapeStore {
             let dup = file.try_clone().map_err(StorageError::at("dup", path))?;
             files.push((path.clone(), dup));
         }
-        if let Some(s) = &self.snapshot {
+        if let Some(s) = &mut self.snapshot {
             files.push((s.path().to_path_buf(), s.sync_handle()?));
         }
         files.push((self.log.path().to_path_buf(), self.log.sync_handle()?));
@@ -457,6 +457,9 @@ impl ShapeStore {
         if self.durable.is_none_or(|d| point.lsn >= d.lsn) {
             self.durable = Some(point);
         }
+        // An idle shape keeps no descriptor open (the next append reopens its files).
+        self.log.release();
+        self.index.release();
     }
 
     /// Flush, fsync and install pending metadata on this thread (blocking).
