@@ -526,6 +526,24 @@ fn array_leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
                 "'{\"a,b\"}'"
             ])
         ),
+        5 if rng.chance(30) => {
+            let (lhs, rhs) = if rng.chance(60) {
+                let rhs = rng.pick(&[
+                    "ia",
+                    "'{1,2,3}'",
+                    "'{{1,2},{3,4}}'",
+                    "'[0:2]={7,8,9}'",
+                    "ARRAY[42]",
+                    "'{NULL,42}'",
+                    "'{}'",
+                ]);
+                (*rng.pick(&["ia", "ARRAY[i4, 42]"]), *rhs)
+            } else {
+                let rhs = rng.pick(&["ta", "ARRAY['a']", "'{\"\",z}'", "'{{a,b},{c,d}}'"]);
+                ("ta", *rhs)
+            };
+            format!("{lhs} {} {rhs}", rng.pick(&["=", "<>", "!="]))
+        }
         5 => format!(
             "{} {} {}",
             rng.pick(&["ia[1]", "ia[2]", "ia[0]", "ia[1][2]", "ia[i2]", "ia[4]"]),
@@ -545,7 +563,9 @@ fn array_leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
                 "array_length(ia, 2)",
                 "cardinality(ia)",
                 "cardinality(ta)",
-                "array_length(ta, 1)"
+                "array_length(ta, 1)",
+                "array_ndims(ia)",
+                "array_ndims(ta)"
             ]),
             rng.pick(OPS),
             rng.below(4)

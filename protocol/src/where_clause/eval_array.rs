@@ -95,12 +95,31 @@ fn found(elem: &Type, haystack: &ArrayDatum<'_>, needle: &Datum<'_>) -> Result<b
     Ok(false)
 }
 
+fn equal(elem: &Type, l: &ArrayDatum<'_>, r: &ArrayDatum<'_>) -> Result<bool, EvalError> {
+    if l.dims != r.dims {
+        return Ok(false);
+    }
+    for (a, b) in l.elems.iter().zip(&r.elems) {
+        let same = match (a.is_null(), b.is_null()) {
+            (true, true) => true,
+            (false, false) => compare(elem, a, b).ok_or(EvalError)?.is_eq(),
+            _ => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub(crate) fn array_op<'a>(op: ArrayOp, elem: &Type, lhs: Datum<'a>, rhs: Datum<'a>) -> Value<'a> {
     if lhs.is_null() || rhs.is_null() {
         return Ok(Datum::Null);
     }
     let (l, r) = (as_array(&lhs)?, as_array(&rhs)?);
     let result = match op {
+        ArrayOp::Eq => equal(elem, l, r)?,
+        ArrayOp::Ne => !equal(elem, l, r)?,
         ArrayOp::Contains => contains(elem, l, r)?,
         ArrayOp::ContainedBy => contains(elem, r, l)?,
         ArrayOp::Overlaps => {

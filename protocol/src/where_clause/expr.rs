@@ -59,6 +59,9 @@ impl CmpOp {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ArrayOp {
+    /// Same dimensions, bounds and elements (two NULL elements count as equal).
+    Eq,
+    Ne,
     Contains,
     ContainedBy,
     Overlaps,
@@ -76,6 +79,8 @@ impl ArrayOp {
 
     pub(crate) fn sql(self) -> &'static str {
         match self {
+            ArrayOp::Eq => "=",
+            ArrayOp::Ne => "<>",
             ArrayOp::Contains => "@>",
             ArrayOp::ContainedBy => "<@",
             ArrayOp::Overlaps => "&&",

@@ -19,6 +19,8 @@ pub(crate) enum Func {
     ArrayLength,
     /// `cardinality(array)`: the number of elements over all dimensions.
     Cardinality,
+    /// `array_ndims(array)`: NULL for an empty array.
+    ArrayNdims,
     Concat,
     Coalesce,
     Greatest,
@@ -36,6 +38,7 @@ impl Func {
             ("starts_with", 2) => Func::StartsWith,
             ("array_length", 2) => Func::ArrayLength,
             ("cardinality", 1) => Func::Cardinality,
+            ("array_ndims", 1) => Func::ArrayNdims,
             ("concat", n) if n > 0 => Func::Concat,
             _ => return None,
         })
@@ -51,6 +54,7 @@ impl Func {
             Func::StartsWith => "starts_with",
             Func::ArrayLength => "array_length",
             Func::Cardinality => "cardinality",
+            Func::ArrayNdims => "array_ndims",
             Func::Concat => "concat",
             Func::Coalesce => "COALESCE",
             Func::Greatest => "GREATEST",
@@ -106,6 +110,13 @@ pub(crate) fn apply_strict(func: Func, args: &[Datum<'_>]) -> Option<Datum<'stat
                 None => Datum::Null,
             }
         }
+        Func::ArrayNdims => match args.first() {
+            Some(Datum::Array(array)) if array.dims.is_empty() => Datum::Null,
+            Some(Datum::Array(array)) => {
+                Datum::Int(i64::try_from(array.dims.len()).unwrap_or(i64::MAX))
+            }
+            _ => return None,
+        },
         Func::Cardinality => match args.first() {
             Some(Datum::Array(array)) => {
                 Datum::Int(i64::try_from(array.elems.len()).unwrap_or(i64::MAX))

@@ -13,6 +13,7 @@ use super::error::WhereError;
 use super::expr::{ArrayOp, BoolTest, CmpOp, Expr};
 use super::func::Func;
 use super::like;
+use super::lower_array;
 use super::lower_func;
 use super::numeric;
 use super::syntax::PREFIX;
@@ -254,7 +255,19 @@ impl Scope<'_> {
         location: usize,
     ) -> Result<Expr, WhereError> {
         if let Some(op) = CmpOp::from_sql(name) {
-            let (lhs, rhs, ty) = self.operand_pair(a_expr, location)?;
+            let lhs = self.required(a_expr.lexpr.as_deref(), location)?;
+            let rhs = self.required(a_expr.rexpr.as_deref(), location)?;
+            if matches!(op, CmpOp::Eq | CmpOp::Ne)
+                && (lower_array::is_array(&lhs) || lower_array::is_array(&rhs))
+            {
+                let op = if op == CmpOp::Eq {
+                    ArrayOp::Eq
+                } else {
+                    ArrayOp::Ne
+                };
+                return lower_array::array_op(op, lhs, rhs, location);
+            }
+            let (lhs, rhs, ty) = coerce_pair(lhs, rhs, location)?;
             if matches!(ty, Type::Enum(_)) && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
                 return Err(no_overload(location));
             }
@@ -413,10 +426,7 @@ impl Scope<'_> {
     ) -> Result<(Expr, Expr, Type), WhereError> {
         let lhs = self.required(a_expr.lexpr.as_deref(), location)?;
         let rhs = self.required(a_expr.rexpr.as_deref(), location)?;
-        let operands = [lhs, rhs];
-        let ty = resolve_common(&operands, location)?;
-        let [lhs, rhs] = operands;
-        Ok((coerce(lhs, &ty)?, coerce(rhs, &ty)?, ty))
+        coerce_pair(lhs, rhs, location)
     }
 
     fn list_items(
@@ -508,6 +518,18 @@ impl Scope<'_> {
             test
         })
     }
+}
+
+/// Coerces two lowered operands to their comparison type.
+fn coerce_pair(
+    lhs: Operand,
+    rhs: Operand,
+    location: usize,
+) -> Result<(Expr, Expr, Type), WhereError> {
+    let operands = [lhs, rhs];
+    let ty = resolve_common(&operands, location)?;
+    let [lhs, rhs] = operands;
+    Ok((coerce(lhs, &ty)?, coerce(rhs, &ty)?, ty))
 }
 
 /// Nested ANDs (or ORs) become one list, so `(a AND b) AND c` renders like `a AND b AND c`.

@@ -77,18 +77,7 @@ impl Scope<'_> {
     ) -> Result<Expr, WhereError> {
         let lhs = self.required(a_expr.lexpr.as_deref(), location)?;
         let rhs = self.required(a_expr.rexpr.as_deref(), location)?;
-        let elem = match (element_type(&lhs), element_type(&rhs)) {
-            (Some(l), Some(r)) if l == r => l,
-            (Some(elem), None) if matches!(rhs, Operand::Unknown { .. }) => elem,
-            (None, Some(elem)) if matches!(lhs, Operand::Unknown { .. }) => elem,
-            _ => return Err(no_overload(location)),
-        };
-        let ty = Type::Array(Box::new(elem));
-        Ok(Expr::ArrayOp {
-            op,
-            lhs: Box::new(coerce(lhs, &ty)?),
-            rhs: Box::new(coerce(rhs, &ty)?),
-        })
+        array_op(op, lhs, rhs, location)
     }
 
     /// `arr[i]`, `arr[i][j]`: integer subscripts only (no slices, no field selection).
@@ -155,4 +144,31 @@ impl Scope<'_> {
         }
         Ok(typed(Expr::ArrayCtor { elem, items }, location))
     }
+}
+
+/// Whether a lowered operand is a (readable) array.
+pub(crate) fn is_array(operand: &Operand) -> bool {
+    element_type(operand).is_some()
+}
+
+/// An array operator on two lowered operands: both arrays of one element type, or one of
+/// them an untyped literal or parameter read as the other's type.
+pub(crate) fn array_op(
+    op: ArrayOp,
+    lhs: Operand,
+    rhs: Operand,
+    location: usize,
+) -> Result<Expr, WhereError> {
+    let elem = match (element_type(&lhs), element_type(&rhs)) {
+        (Some(l), Some(r)) if l == r => l,
+        (Some(elem), None) if matches!(rhs, Operand::Unknown { .. }) => elem,
+        (None, Some(elem)) if matches!(lhs, Operand::Unknown { .. }) => elem,
+        _ => return Err(no_overload(location)),
+    };
+    let ty = Type::Array(Box::new(elem));
+    Ok(Expr::ArrayOp {
+        op,
+        lhs: Box::new(coerce(lhs, &ty)?),
+        rhs: Box::new(coerce(rhs, &ty)?),
+    })
 }

@@ -23,7 +23,10 @@ impl Scope<'_> {
         let Some(func) = Func::from_call(&name, call.args.len()).filter(|_| plain) else {
             return Err(unsupported_function(call));
         };
-        if matches!(func, Func::ArrayLength | Func::Cardinality) {
+        if matches!(
+            func,
+            Func::ArrayLength | Func::Cardinality | Func::ArrayNdims
+        ) {
             return self.lower_array_func(func, call, location);
         }
         let mut args = Vec::with_capacity(call.args.len());

@@ -536,6 +536,14 @@ fn array_operators_and_subscripts() {
         "cardinality(tags) = 4",
         &row(Some("{{a,b},{c,d}}"))
     ));
+    assert!(eval_row(
+        "array_ndims(tags) = 2",
+        &row(Some("{{a,b},{c,d}}"))
+    ));
+    assert!(eval_row("tags = '{a,NULL}'", &row(Some("{a,NULL}"))));
+    assert!(eval_row("tags <> '[0:1]={a,b}'", &row(Some("{a,b}"))));
+    assert!(eval_row("tags = ARRAY['a', 'b']", &row(Some("{a,b}"))));
+    assert_eq!(sql("tags = '{a}'"), "(\"tags\" = '{a}'::text[])");
     assert_eq!(sql("tags[1] = 'a'"), "((\"tags\")['1'::int4] = 'a'::text)");
     assert_eq!(
         err("id = ANY(title)"),
