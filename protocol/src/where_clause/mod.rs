@@ -9,14 +9,16 @@
 //! `IS [NOT] TRUE/FALSE/UNKNOWN`; `IS [NOT] DISTINCT FROM`; `[NOT] LIKE/ILIKE`; arithmetic
 //! (`+ - * / % ^ |/ @`, unary `+`/`-`) on integers, floats and numeric (exact; no numeric
 //! `^`) and bitwise operators (`& | # ~ << >>`) on integers, where overflow and division by
-//! zero are evaluation errors (the row is not in the shape); `date ± int4`, `date - date`; `||` on text (other operands through their `::text` cast); `lower`, `upper`,
+//! zero are evaluation errors (the row is not in the shape); `date ± int4`, `date - date`;
+//! `||` on text (other operands through their `::text` cast); `lower`, `upper`,
 //! `length`/`char_length`, `octet_length`, `starts_with`, `concat`, `COALESCE`, `GREATEST`,
 //! `LEAST`; arrays of the supported types (columns, `'{...}'` literals and parameters,
-//! `ARRAY[...]`): `op ANY/ALL (array)`, `@>`, `<@`, `&&`, subscripts `a[i][j]`,
-//! `array_length`, `cardinality`; literals, parameters and casts between those types.
-//! Constant subexpressions are folded as Postgres's planner folds them (see `fold`).
-//! Everything else is rejected with Electric's messages. Date/time input accepts ISO forms only (what Postgres outputs with
-//! `DateStyle=ISO`), and sessions are assumed to run with `TimeZone=UTC`.
+//! `ARRAY[...]`): `op ANY/ALL (array)`, `=`/`<>` between arrays, `@>`, `<@`, `&&`,
+//! subscripts `a[i][j]`, `array_length`, `array_ndims`, `cardinality`; literals, parameters
+//! and casts between those types. Constant subexpressions are folded as Postgres's planner
+//! folds them (see `fold`). Everything else is rejected with Electric's messages. Date/time
+//! input accepts ISO forms only (what Postgres outputs with `DateStyle=ISO`), and sessions are
+//! assumed to run with `TimeZone=UTC`.
 
 mod arith;
 mod array;
