@@ -249,3 +249,96 @@ fn header_is(headers: &[(String, String)], name: &str, token: &str) -> bool {
             .any(|part| part.trim().eq_ignore_ascii_case(token))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Serves each canned response (in order, on one connection) after reading a request head.
+    fn serve(responses: Vec<&'static [u8]>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            for response in responses {
+                let mut seen = Vec::new();
+                let mut byte = [0u8; 1];
+                while !seen.ends_with(b"\r\n\r\n") && socket.read(&mut byte).unwrap() == 1 {
+                    seen.push(byte[0]);
+                }
+                // Dribble the response so the client must reassemble it across reads.
+                for piece in response.chunks(7) {
+                    socket.write_all(piece).unwrap();
+                    socket.flush().unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn reads_length_and_chunked_bodies_on_one_connection() {
+        let addr = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nElectric-Offset: 0_0\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\nA\r\n0123456789\r\n0\r\nT: v\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        ]);
+        block_on(async move {
+            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            let first = conn.get("/a").await.unwrap();
+            assert_eq!(first.status, 200);
+            assert_eq!(first.body, b"hello");
+            assert_eq!(first.header("electric-offset"), Some("0_0"));
+            let second = conn.get("/b").await.unwrap();
+            assert_eq!(second.body, b"abc0123456789");
+            let third = conn.get("/c").await.unwrap();
+            assert_eq!(third.status, 204);
+            assert!(!conn.is_reusable());
+        });
+    }
+
+    #[test]
+    fn refuses_oversized_and_malformed_bodies() {
+        let addr = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n"]);
+        block_on(async move {
+            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            assert!(matches!(
+                conn.get("/").await,
+                Err(HttpError::BodyTooLarge(1024))
+            ));
+        });
+        let addr = serve(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ]);
+        block_on(async move {
+            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            assert!(matches!(conn.get("/").await, Err(HttpError::BadChunk)));
+        });
+        let addr = serve(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n",
+        ]);
+        block_on(async move {
+            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            assert!(matches!(
+                conn.get("/").await,
+                Err(HttpError::BodyTooLarge(1024))
+            ));
+        });
+        let addr = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]);
+        block_on(async move {
+            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            assert!(matches!(conn.get("/").await, Err(HttpError::Closed)));
+        });
+    }
+}
