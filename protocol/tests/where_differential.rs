@@ -503,6 +503,32 @@ fn array_leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
                 int_array(rng, params)
             )
         }
+        2 if rng.chance(50) => {
+            // Array input forms users write: spacing, quoting, escapes, NULL spellings. Inline
+            // literals are also evaluated by Postgres as written, which checks our parser.
+            let literal = *rng.pick(&[
+                r#"{ a , "b c" ,NULL}"#,
+                r#"{"", z, null}"#,
+                r#"{ab\ ,\"q,it's}"#,
+                r#"{"\\slash",École , abc }"#,
+                r#"[2:3]={a,A}"#,
+                r#"{{a,b},{"c",d}}"#,
+                "{}",
+                r#"{"a\"b",  x y  ,"NULL"}"#,
+            ]);
+            let array = if rng.chance(70) {
+                quote(literal)
+            } else {
+                params.push(literal.to_string());
+                format!("${}", params.len())
+            };
+            format!(
+                "{} {} {}({array})",
+                rng.pick(&["t", "'a'", "'NULL'", "'b c'", "'ab '", "'x y'", "'a\"b'"]),
+                rng.pick(&["=", "<>", "<", ">="]),
+                rng.pick(&["ANY", "ALL"]),
+            )
+        }
         2 => format!(
             "{} {} ANY(ta)",
             rng.pick(&["t", "'a'", "'NULL'", "'b c'"]),
