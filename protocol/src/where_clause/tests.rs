@@ -629,3 +629,34 @@ fn date_arithmetic_counts_days() {
         "At location 2: Could not select an operator overload"
     );
 }
+
+mod properties {
+    use super::super::array::{parse as parse_array, to_text_form};
+    use super::super::numeric_arith::{binary, NumOp};
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary input never panics, and whatever parses prints in a form that parses
+        /// back to the same array.
+        #[test]
+        fn array_input_round_trips(text in "[{}\",\\\\ aN1UL:\\[\\]=-]{0,24}") {
+            if let Ok(array) = parse_array(&Type::Text, &text) {
+                let printed = to_text_form(&array, &Type::Text);
+                let again = parse_array(&Type::Text, &printed).expect("output parses");
+                prop_assert_eq!(again, array);
+            }
+        }
+
+        /// Numeric `+`/`-` agree with i128 arithmetic on scaled integers.
+        #[test]
+        fn numeric_add_matches_integers(a in -10_000_000i64..10_000_000, b in -10_000_000i64..10_000_000) {
+            let text = |v: i64| {
+                let sign = if v < 0 { "-" } else { "" };
+                format!("{sign}{}.{:02}", v.unsigned_abs() / 100, v.unsigned_abs() % 100)
+            };
+            prop_assert_eq!(binary(NumOp::Add, &text(a), &text(b)).unwrap(), text(a + b));
+            prop_assert_eq!(binary(NumOp::Sub, &text(a), &text(b)).unwrap(), text(a - b));
+        }
+    }
+}
