@@ -81,9 +81,9 @@ impl Writer {
         })
     }
 
-    /// Inserts `rows` rows for `write_id` in one transaction; returns the stamp it carries,
-    /// taken just before the statement is sent.
-    pub async fn write(&mut self, write_id: u64, rows: u32) -> Result<u64, PgError> {
+    /// Inserts `rows` rows for `write_id` in one transaction; returns the stamp the rows carry
+    /// (taken just before the statement is sent) and the time the commit was acknowledged.
+    pub async fn write(&mut self, write_id: u64, rows: u32) -> Result<(u64, u64), PgError> {
         let sent_ns = now_ns();
         let sql = format!(
             "insert into {} (write_id, sent_ns, payload) \
@@ -91,7 +91,7 @@ impl Writer {
             self.table, self.payload
         );
         self.conn.execute(&sql).await?;
-        Ok(sent_ns)
+        Ok((sent_ns, now_ns()))
     }
 }
 

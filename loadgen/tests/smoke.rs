@@ -126,4 +126,5 @@ fn write_fanout_delivers_every_write_to_every_client() {
     assert_eq!(report["complete"], true, "{context}");
     assert_eq!(report["latency_last_client"]["count"], 10, "{context}");
     assert_eq!(report["latency_every_client"]["count"], 200, "{context}");
+    assert_eq!(report["commit"]["count"], 10, "{context}");
 }

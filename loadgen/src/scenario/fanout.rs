@@ -47,6 +47,8 @@ impl FanoutParams {
 #[derive(Default)]
 struct WriterOutcome {
     writes_done: u64,
+    /// Per write id (index 0 unused): send → commit acknowledged, in ns.
+    commit_ns: Vec<u64>,
     first_sent_ns: u64,
     finished_ns: u64,
 }
@@ -110,6 +112,12 @@ pub struct FanoutReport {
     pub latency_mean_client: Summary,
     /// Per write, the slowest client (only writes every client received).
     pub latency_last_client: Summary,
+    /// The writer's send → commit acknowledged (Postgres's share of the latency).
+    pub commit: Summary,
+    /// Mean client, counted from the commit acknowledgement instead of the send (server only).
+    pub after_commit_mean_client: Summary,
+    /// Last client, counted from the commit acknowledgement.
+    pub after_commit_last_client: Summary,
 }
 
 /// Runs the scenario on `ctx.cores` cores; the table must already exist.
@@ -189,11 +197,13 @@ async fn writer_task(shared: Arc<Shared>) {
             monoio::time::sleep(Duration::from_nanos(due - now)).await;
         }
         match writer.write(write_id, params.rows_per_write).await {
-            Ok(sent_ns) => {
+            Ok((sent_ns, acked_ns)) => {
                 let mut outcome = lock(&shared.writer);
                 if write_id == 1 {
                     outcome.first_sent_ns = sent_ns;
+                    outcome.commit_ns.push(0);
                 }
+                outcome.commit_ns.push(acked_ns.saturating_sub(sent_ns));
                 outcome.writes_done = write_id;
                 outcome.finished_ns = now_ns();
             }
@@ -298,6 +308,9 @@ fn report(shared: &Shared, scenario: &str) -> FanoutReport {
     let mut every: Histogram<u64> = new_histogram();
     let mut mean = new_histogram();
     let mut last = new_histogram();
+    let mut commit = new_histogram();
+    let mut mean_after = new_histogram();
+    let mut last_after = new_histogram();
     let mut received = 0u64;
     for write in 1..=usize::try_from(writes_done).unwrap_or(0) {
         let latencies: Vec<u64> = clients
@@ -305,18 +318,21 @@ fn report(shared: &Shared, scenario: &str) -> FanoutReport {
             .filter_map(|c| c.latency_ns.get(write).copied().filter(|&ns| ns > 0))
             .collect();
         received += latencies.len() as u64;
+        // A client can see the row before the writer sees its commit acknowledged: clamp at 0.
+        let commit_ns = writer.commit_ns.get(write).copied().unwrap_or(0);
+        record(&mut commit, commit_ns);
         for &ns in &latencies {
             record(&mut every, ns);
         }
         if !latencies.is_empty() {
-            record(
-                &mut mean,
-                latencies.iter().sum::<u64>() / latencies.len() as u64,
-            );
+            let mean_ns = latencies.iter().sum::<u64>() / latencies.len() as u64;
+            record(&mut mean, mean_ns);
+            record(&mut mean_after, mean_ns.saturating_sub(commit_ns));
         }
         if latencies.len() == clients.len() {
             if let Some(&max) = latencies.iter().max() {
                 record(&mut last, max);
+                record(&mut last_after, max.saturating_sub(commit_ns));
             }
         }
     }
@@ -355,6 +371,9 @@ fn report(shared: &Shared, scenario: &str) -> FanoutReport {
         latency_every_client: Summary::of(&every),
         latency_mean_client: Summary::of(&mean),
         latency_last_client: Summary::of(&last),
+        commit: Summary::of(&commit),
+        after_commit_mean_client: Summary::of(&mean_after),
+        after_commit_last_client: Summary::of(&last_after),
     }
 }
 
@@ -392,6 +411,9 @@ impl FanoutReport {
             ("every client", &self.latency_every_client),
             ("mean client", &self.latency_mean_client),
             ("last client", &self.latency_last_client),
+            ("pg commit", &self.commit),
+            ("mean - commit", &self.after_commit_mean_client),
+            ("last - commit", &self.after_commit_last_client),
         ] {
             out.push_str(&summary.row(label));
             out.push('\n');
