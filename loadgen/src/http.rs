@@ -17,6 +17,8 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Longest chunk-size line (hex size + extensions) accepted.
 const MAX_CHUNK_LINE: usize = 1024;
+/// Most trailer lines accepted after a chunked body.
+const MAX_TRAILERS: usize = 64;
 /// Bytes requested from the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -183,8 +185,12 @@ impl HttpConn {
                 usize::from_str_radix(size_text.trim(), 16).map_err(|_| HttpError::BadChunk)?;
             if size == 0 {
                 // Trailer section: header lines up to an empty line.
-                while !self.read_line().await?.is_empty() {}
-                return Ok(body);
+                for _ in 0..=MAX_TRAILERS {
+                    if self.read_line().await?.is_empty() {
+                        return Ok(body);
+                    }
+                }
+                return Err(HttpError::BadChunk);
             }
             if size > self.max_body.saturating_sub(body.len()) {
                 return Err(HttpError::BodyTooLarge(self.max_body));

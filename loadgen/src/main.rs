@@ -30,6 +30,8 @@ const MAX_CLIENTS: usize = 50_000;
 const MAX_WRITES: u64 = 1_000_000;
 const MAX_ROWS_PER_WRITE: u32 = 10_000;
 const MAX_TOTAL_ROWS: u64 = 50_000_000;
+/// Each client keeps a latency slot per write: bounds that memory (≈12 bytes per slot).
+const MAX_CLIENT_WRITES: u64 = 20_000_000;
 const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 const MAX_SECS: u64 = 3_600;
 const MAX_RATE: f64 = 1_000_000.0;
@@ -242,6 +244,9 @@ fn fanout_params(
     }
     if writes * u64::from(rows_per_write) > MAX_TOTAL_ROWS {
         bail!("at most {MAX_TOTAL_ROWS} rows per run");
+    }
+    if writes * clients as u64 > MAX_CLIENT_WRITES {
+        bail!("clients × writes must be at most {MAX_CLIENT_WRITES}");
     }
     if run.payload_bytes > MAX_PAYLOAD_BYTES {
         bail!("--payload-bytes must be at most {MAX_PAYLOAD_BYTES}");
