@@ -19,7 +19,7 @@ use crate::shape::{value_u64, Batch, ShapeClient};
 use crate::stats::{new_histogram, record, Summary};
 use crate::writer::Writer;
 
-/// Errors kept per run; further ones are only counted.
+/// Distinct errors kept per run; further ones are only counted.
 const MAX_KEPT_ERRORS: usize = 20;
 /// Pause after a failed request, so a dead server is not hammered in a loop.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -79,7 +79,8 @@ impl Shared {
     fn error(&self, message: String) {
         let mut errors = lock(&self.errors);
         errors.1 += 1;
-        if errors.0.len() < MAX_KEPT_ERRORS {
+        // Many clients fail the same way; keep distinct messages so the writer's is not crowded out.
+        if errors.0.len() < MAX_KEPT_ERRORS && !errors.0.contains(&message) {
             errors.0.push(message);
         }
     }
