@@ -62,6 +62,11 @@ pub struct Config {
     #[arg(long, env = "ELECTRIC_REPLICATION_STREAM_ID", default_value = "default", value_parser = parse_stream_id)]
     pub replication_stream_id: String,
 
+    /// Most shapes kept; past it the least recently used shape is evicted (its handle gets
+    /// 409). Enforced per core as `ceil(max / cores)`, since each core owns its shapes.
+    #[arg(long, env = "ELECTRIC_MAX_SHAPES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_shapes: Option<u64>,
+
     /// Cores (one monoio runtime each). Default: all available.
     #[arg(long, env = "AMPERE_CORES")]
     pub cores: Option<usize>,
@@ -105,6 +110,12 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// The shape limit of one core, if any.
+    pub fn max_shapes_per_core(&self) -> Option<usize> {
+        self.max_shapes
+            .map(|m| (m as usize).div_ceil(self.cores()).max(1))
     }
 
     pub fn publication_name(&self) -> String {

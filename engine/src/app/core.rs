@@ -241,6 +241,7 @@ impl Core {
                 return Ok(s);
             }
         }
+        self.evict_if_full();
         let handle = self.new_handle(def.hash);
         let meta = ShapeMeta::new(
             handle.clone(),
@@ -272,6 +273,25 @@ impl Core {
         let s = shape.clone();
         monoio::spawn(async move { core.snapshot_task(s).await });
         Ok(shape)
+    }
+
+    /// Keeps this core under its share of `ELECTRIC_MAX_SHAPES` by evicting the least recently
+    /// used shape (clients of an evicted shape get 409 and resync, as after upstream's LRU).
+    fn evict_if_full(&self) {
+        let Some(limit) = self.shared.config.max_shapes_per_core() else {
+            return;
+        };
+        while self.shapes.borrow().len() >= limit {
+            let oldest = self
+                .shapes
+                .borrow()
+                .values()
+                .min_by_key(|s| s.borrow().last_used)
+                .map(|s| s.borrow().handle.clone());
+            let Some(handle) = oldest else { return };
+            tracing::info!("evicting shape {handle}: ELECTRIC_MAX_SHAPES reached");
+            self.remove(&handle);
+        }
     }
 
     /// The active handle for a definition, if any.

@@ -43,7 +43,11 @@ pub async fn serve_shape(core: &Rc<Core>, call: ShapeCall) -> Response {
         Ok(s) => s,
         Err(_) => return responses::fixed(protocol::errors::shape_creation_failed()),
     };
-    let active = shape.borrow().handle.clone();
+    let active = {
+        let mut s = shape.borrow_mut();
+        s.last_used = Instant::now();
+        s.handle.clone()
+    };
     if let Some(requested) = &call.query.handle {
         if *requested != active {
             return responses::must_refetch(Some(&active));

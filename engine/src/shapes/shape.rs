@@ -89,6 +89,8 @@ pub struct Shape {
     pub store: Option<ShapeStore>,
     /// Written to the store since the core last prepared a sync.
     pub dirty: bool,
+    /// Last time a request used the shape (for `ELECTRIC_MAX_SHAPES` eviction).
+    pub last_used: std::time::Instant,
 }
 
 impl Shape {
@@ -111,6 +113,7 @@ impl Shape {
             last_seen_lsn: 0,
             store,
             dirty: false,
+            last_used: std::time::Instant::now(),
         }
     }
 
@@ -137,6 +140,7 @@ impl Shape {
             last_seen_lsn: last_txn_lsn,
             store: Some(store),
             dirty: false,
+            last_used: std::time::Instant::now(),
         }
     }
 

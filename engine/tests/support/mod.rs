@@ -42,6 +42,8 @@ pub struct Opts {
     pub io_driver: &'static str,
     pub cores: usize,
     pub integration_testing: bool,
+    /// `ELECTRIC_MAX_SHAPES`.
+    pub max_shapes: Option<u64>,
 }
 
 impl Default for Opts {
@@ -54,6 +56,7 @@ impl Default for Opts {
             io_driver: "epoll",
             cores: 1,
             integration_testing: true,
+            max_shapes: None,
         }
     }
 }
@@ -136,6 +139,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(m) = opts.max_shapes {
+            cmd.env("ELECTRIC_MAX_SHAPES", m.to_string());
+        }
         match &opts.secret {
             Some(s) => cmd.env("ELECTRIC_SECRET", s),
             None => cmd.env("ELECTRIC_INSECURE", "true"),
