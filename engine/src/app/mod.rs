@@ -7,6 +7,7 @@ pub mod durability;
 pub mod responses;
 pub mod router;
 pub mod serve;
+pub mod sse;
 
 use crate::config::Config;
 use crate::http::Response;

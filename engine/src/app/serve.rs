@@ -150,6 +150,29 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         } else {
             core.last_lsn.get().max(slice.chunk_end.tx)
         };
+        if q.live && q.live_sse {
+            // The client reads the next offset from the up-to-date event (`<lsn>_0`), so it
+            // carries this batch's end, never a newer global position.
+            let end_lsn = slice.chunk_end.tx;
+            let utd = up_to_date.then(|| protocol::message::up_to_date(end_lsn));
+            let body = super::sse::frame(&slice.parts, utd);
+            let mut r = Response::new(200)
+                .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
+                .with_body(Body::Parts(body));
+            add_shape_headers(
+                core,
+                call,
+                &mut r,
+                &handle,
+                slice.chunk_end,
+                Some(up_to_date),
+                true,
+                true,
+            );
+            r.headers
+                .push(("etag".into(), chunk_etag(&handle, after, slice.chunk_end)));
+            return r;
+        }
         let mut parts = Vec::with_capacity(slice.parts.len() + 3);
         parts.push(Bytes::from_static(b"["));
         let had_entries = slice.entries > 0;
@@ -187,12 +210,30 @@ fn no_changes(
     live: bool,
 ) -> Response {
     let global = core.last_lsn.get().max(last.tx);
-    let body = format!(
-        "[{}]",
-        String::from_utf8_lossy(&protocol::message::up_to_date(global))
+    let mut r = if live && call.query.live_sse {
+        // No event: the client keeps its offset and reconnects.
+        Response::new(200)
+            .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
+            .with_body(Body::Full(Bytes::from_static(super::sse::KEEP_ALIVE)))
+    } else {
+        let body = format!(
+            "[{}]",
+            String::from_utf8_lossy(&protocol::message::up_to_date(global))
+        );
+        responses::json(200, body)
+    };
+    // An SSE keep-alive carries no up-to-date event, so it does not claim one in its headers.
+    let sse_keep_alive = live && call.query.live_sse;
+    add_shape_headers(
+        core,
+        call,
+        &mut r,
+        handle,
+        last,
+        Some(!sse_keep_alive),
+        false,
+        true,
     );
-    let mut r = responses::json(200, body);
-    add_shape_headers(core, call, &mut r, handle, last, Some(true), false, true);
     let after = call.query.offset.log_offset();
     let req_offset = match call.query.offset {
         OffsetParam::Now => "now".to_string(),
@@ -206,7 +247,6 @@ fn no_changes(
         Some(core.monotonic_micros()),
     );
     r.headers.push(("etag".into(), tag));
-    let _ = live;
     r
 }
 
