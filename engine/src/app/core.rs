@@ -213,12 +213,27 @@ impl Core {
         self.shared.set_durable(self.id, lsn);
     }
 
-    /// Registers a shape restored from storage.
+    /// Registers a shape restored from storage. Of two stored shapes with one definition (an
+    /// invalidated shape whose removal a crash interrupted, and its successor) only the newest
+    /// comes back: an invalidated handle must keep answering 409.
     pub fn insert_restored(&self, shape: ShapeRef) {
         let (handle, canonical, oid) = {
             let s = shape.borrow();
             (s.handle.clone(), s.def.canonical.clone(), s.def.table.oid)
         };
+        let created = |h: &str| protocol::handle::parse_handle(h).map_or(0, |(_, micros)| micros);
+        let existing = self.by_def.borrow().get(&canonical).cloned();
+        if let Some(other) = existing {
+            if created(&other) >= created(&handle) {
+                tracing::info!("shape {handle} was superseded by {other}; dropping it");
+                if let Some(store) = shape.borrow_mut().store.take() {
+                    let _ = self.worker.send(Job::Remove(store.dir().to_path_buf()));
+                }
+                return;
+            }
+            tracing::info!("shape {other} was superseded by {handle}; dropping it");
+            self.remove(&other);
+        }
         self.shapes.borrow_mut().insert(handle.clone(), shape);
         self.by_def.borrow_mut().insert(canonical, handle.clone());
         self.by_table
