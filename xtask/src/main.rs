@@ -148,6 +148,10 @@ fn test(args: &[String]) -> Result<()> {
     if !quick && Path::new("fuzz/Cargo.toml").exists() {
         fuzz_smoke()?;
     }
+    eprintln!(
+        "xtask test: every stage passed (fmt, clippy, nextest, conformance{})",
+        if quick { "" } else { ", fuzz smoke" }
+    );
     Ok(())
 }
 
