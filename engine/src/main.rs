@@ -20,7 +20,7 @@ fn main() {
     let mut embedded = None;
     let db_url = match config.database_url.clone() {
         Some(url) => {
-            engine::signals::on_shutdown(|| {});
+            engine::signals::on_shutdown(engine::server::shutdown);
             url
         }
         None => match EmbeddedPostgres::start(&config.storage_dir) {
@@ -33,7 +33,10 @@ fn main() {
                 let url = pg.url.clone();
                 let pg = std::sync::Arc::new(pg);
                 let on_stop = pg.clone();
-                engine::signals::on_shutdown(move || on_stop.stop());
+                engine::signals::on_shutdown(move || {
+                    engine::server::shutdown();
+                    on_stop.stop();
+                });
                 embedded = Some(pg);
                 url
             }

@@ -58,6 +58,38 @@ fn recover(config: &Config, cores: usize) -> Result<Vec<Vec<crate::storage::Reco
     Ok(per_core)
 }
 
+/// The running engine, for the signal thread's orderly shutdown.
+static RUNNING: std::sync::OnceLock<Arc<Shared>> = std::sync::OnceLock::new();
+
+/// Asks every core to write its shapes out, waits (bounded) for them, then syncs the storage
+/// file system once. Called from the signal thread before the process exits.
+pub fn shutdown() {
+    let Some(shared) = RUNNING.get() else { return };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut replies = Vec::new();
+    for inbox in &shared.inboxes {
+        let (tx, rx) = flume::bounded(1);
+        if inbox
+            .send_timeout(
+                CoreMsg::Shutdown { reply: tx },
+                std::time::Duration::from_secs(5),
+            )
+            .is_ok()
+        {
+            replies.push(rx);
+        }
+    }
+    for rx in replies {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if rx.recv_timeout(left).is_err() {
+            tracing::warn!("a core did not finish writing its shapes before shutdown");
+        }
+    }
+    if let Err(e) = crate::storage::sync_filesystem(&shared.config.storage_dir) {
+        tracing::warn!("final sync of the storage dir failed: {e}");
+    }
+}
+
 /// Runs Ampere until the process is stopped.
 pub fn run(config: Config, db_url: String) -> Result<()> {
     let cores = config.cores();
@@ -76,6 +108,7 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
     let driver = config.io_driver;
     tracing::info!("ampere listening on {addr} with {cores} cores ({driver:?} driver)");
     let shared = Arc::new(Shared::new(config, db_url, senders));
+    let _ = RUNNING.set(shared.clone());
     // Start-up hand-off only: each core takes its listener and inbox once.
     let per_core: Arc<Mutex<Vec<Option<CoreStart>>>> = Arc::new(Mutex::new(
         listeners

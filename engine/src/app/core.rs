@@ -56,6 +56,8 @@ pub struct Core {
     pub sync_wake: Event,
     /// A sync job is running on the worker.
     pub syncing: Cell<bool>,
+    /// Shutdown started: the sync loop starts no new job.
+    pub shutting_down: Cell<bool>,
     /// End LSN of the last transaction this core has applied.
     pub processed_lsn: Cell<u64>,
     /// Deadlines of held requests (one sweeper task per core).
@@ -91,6 +93,7 @@ impl Core {
             dirty: RefCell::default(),
             sync_wake: Event::new(),
             syncing: Cell::new(false),
+            shutting_down: Cell::new(false),
             processed_lsn: Cell::new(0),
             recovered: RefCell::new(recovered),
             timers: crate::event::Timers::new(),
@@ -129,6 +132,20 @@ impl Core {
                     let _ = reply.send(self.delete(target));
                 }
                 CoreMsg::Purge => self.purge(),
+                CoreMsg::Shutdown { reply } => {
+                    // No new sync job starts, and the one running (which may be installing a
+                    // shape's metadata) finishes before this core writes everything out.
+                    self.shutting_down.set(true);
+                    let core = self.clone();
+                    monoio::spawn(async move {
+                        let until = Instant::now() + Duration::from_secs(5);
+                        while core.syncing.get() && Instant::now() < until {
+                            monoio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        core.write_all_for_shutdown();
+                        let _ = reply.send(());
+                    });
+                }
                 CoreMsg::Restore { purge, reply } => {
                     let core = self.clone();
                     monoio::spawn(async move {
@@ -191,6 +208,25 @@ impl Core {
         if self.dirty.borrow().is_empty() && !self.syncing.get() {
             // Nothing of this transaction (or before) waits for a sync on this core.
             self.publish_durable(txn.end_lsn);
+        }
+    }
+
+    /// Writes every shape's buffers and installs pending metadata, so a clean stop keeps every
+    /// shape (one `syncfs` afterwards, by the caller, makes it all durable at once).
+    fn write_all_for_shutdown(&self) {
+        let shapes: Vec<ShapeRef> = self.shapes.borrow().values().cloned().collect();
+        for shape in shapes {
+            let mut s = shape.borrow_mut();
+            let handle = s.handle.clone();
+            if let Some(store) = s.store.as_mut() {
+                let written = store
+                    .prepare_sync()
+                    .and_then(|job| job.run_deferred())
+                    .map(|point| store.mark_durable(point));
+                if let Err(e) = written {
+                    tracing::warn!("shape {handle}: not written at shutdown: {e}");
+                }
+            }
         }
     }
 

@@ -65,7 +65,7 @@ pub fn start_worker(id: usize) -> flume::Sender<Job> {
 pub async fn sync_loop(core: Rc<Core>) {
     loop {
         let waiting = core.sync_wake.listen();
-        if core.dirty.borrow().is_empty() {
+        if core.dirty.borrow().is_empty() || core.shutting_down.get() {
             waiting.await;
             continue;
         }

@@ -123,6 +123,8 @@ pub enum CoreMsg {
     },
     /// The replication stream restarted from scratch: every shape is invalid.
     Purge,
+    /// Orderly shutdown: write every shape's buffers and pending metadata, then reply.
+    Shutdown { reply: flume::Sender<()> },
     /// Before replication starts: bring back (or, with `purge`, discard) the shapes recovered
     /// from storage, then reply.
     Restore {
