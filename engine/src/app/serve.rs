@@ -150,41 +150,27 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         } else {
             core.last_lsn.get().max(slice.chunk_end.tx)
         };
-        if q.live && q.live_sse {
+        let mut r = if q.live && q.live_sse {
             // The client reads the next offset from the up-to-date event (`<lsn>_0`), so it
             // carries this batch's end, never a newer global position.
-            let end_lsn = slice.chunk_end.tx;
-            let utd = up_to_date.then(|| protocol::message::up_to_date(end_lsn));
-            let body = super::sse::frame(&slice.parts, utd);
-            let mut r = Response::new(200)
+            let utd = up_to_date.then(|| protocol::message::up_to_date(slice.chunk_end.tx));
+            Response::new(200)
                 .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
-                .with_body(Body::Parts(body));
-            add_shape_headers(
-                core,
-                call,
-                &mut r,
-                &handle,
-                slice.chunk_end,
-                Some(up_to_date),
-                true,
-                true,
-            );
-            r.headers
-                .push(("etag".into(), chunk_etag(&handle, after, slice.chunk_end)));
-            return r;
-        }
-        let mut parts = Vec::with_capacity(slice.parts.len() + 3);
-        parts.push(Bytes::from_static(b"["));
-        let had_entries = slice.entries > 0;
-        parts.extend(slice.parts);
-        if up_to_date {
-            if had_entries {
-                parts.push(Bytes::from_static(b","));
+                .with_body(Body::Parts(super::sse::frame(&slice.parts, utd)))
+        } else {
+            let mut parts = Vec::with_capacity(slice.parts.len() + 3);
+            parts.push(Bytes::from_static(b"["));
+            let had_entries = slice.entries > 0;
+            parts.extend(slice.parts);
+            if up_to_date {
+                if had_entries {
+                    parts.push(Bytes::from_static(b","));
+                }
+                parts.push(Bytes::from(protocol::message::up_to_date(global_lsn)));
             }
-            parts.push(Bytes::from(protocol::message::up_to_date(global_lsn)));
-        }
-        parts.push(Bytes::from_static(b"]"));
-        let mut r = responses::json(200, Bytes::new()).with_body(Body::Parts(parts));
+            parts.push(Bytes::from_static(b"]"));
+            responses::json(200, Bytes::new()).with_body(Body::Parts(parts))
+        };
         add_shape_headers(
             core,
             call,
@@ -195,8 +181,8 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             true,
             true,
         );
-        let tag = chunk_etag(&handle, after, slice.chunk_end);
-        r.headers.push(("etag".into(), tag));
+        r.headers
+            .push(("etag".into(), chunk_etag(&handle, after, slice.chunk_end)));
         return r;
     }
 }
