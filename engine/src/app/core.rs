@@ -131,7 +131,6 @@ impl Core {
                 CoreMsg::Delete { target, reply } => {
                     let _ = reply.send(self.delete(target));
                 }
-                CoreMsg::Purge => self.purge(),
                 CoreMsg::Shutdown { reply } => {
                     // No new sync job starts, and the one running (which may be installing a
                     // shape's metadata) finishes before this core writes everything out.

@@ -121,8 +121,6 @@ pub enum CoreMsg {
         target: DeleteTarget,
         reply: flume::Sender<Response>,
     },
-    /// The replication stream restarted from scratch: every shape is invalid.
-    Purge,
     /// Orderly shutdown: write every shape's buffers and pending metadata, then reply.
     Shutdown { reply: flume::Sender<()> },
     /// Before replication starts: bring back (or, with `purge`, discard) the shapes recovered

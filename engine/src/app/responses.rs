@@ -23,14 +23,12 @@ pub fn validation(errors: &protocol::validation::ValidationErrors) -> Response {
     error(400, errors.body())
 }
 
-/// One of the protocol crate's fixed error responses, with the error cache headers.
+/// One of the protocol crate's fixed error responses, with the error cache headers. A header
+/// the protocol response sets itself (content-type, cache-control) replaces the default one.
 pub fn fixed(e: protocol::errors::ErrorResponse) -> Response {
-    let mut r = if e.status == 401 || e.status == 404 {
-        Response::new(e.status).with_body(Body::Full(Bytes::from(e.body)))
-    } else {
-        error(e.status, e.body)
-    };
+    let mut r = error(e.status, e.body);
     for (k, v) in e.extra_headers {
+        r.headers.retain(|(name, _)| name != k);
         r.headers.push((k.into(), v));
     }
     r
@@ -80,9 +78,7 @@ pub fn unauthorized() -> Response {
             "cache-control",
             "max-age=0, private, must-revalidate".to_string(),
         )
-        .with_body(Body::Full(Bytes::from_static(
-            b"{\"message\":\"Unauthorized - Invalid API secret\"}",
-        )))
+        .with_body(Body::Full(protocol::errors::unauthorized().body.into()))
 }
 
 pub fn not_found() -> Response {
@@ -92,28 +88,24 @@ pub fn not_found() -> Response {
             "cache-control",
             "max-age=0, private, must-revalidate".to_string(),
         )
-        .with_body(Body::Full(Bytes::from_static(b"Not found")))
+        .with_body(Body::Full(protocol::errors::route_not_found().body.into()))
+}
+
+/// A `DELETE /v1/shape` answer: non-GET responses are never cached (§4.2 rule 1).
+fn delete_answer(e: protocol::errors::ErrorResponse) -> Response {
+    json(e.status, e.body).with_header("cache-control", "no-cache".to_string())
 }
 
 pub fn delete_not_allowed() -> Response {
-    json(
-        405,
-        Bytes::from_static(b"{\"message\":\"DELETE not allowed\"}"),
-    )
-    .with_header("cache-control", "no-cache".to_string())
+    delete_answer(protocol::errors::delete_not_allowed())
 }
 
 pub fn delete_not_found() -> Response {
-    json(
-        404,
-        Bytes::from_static(b"{\"message\":\"No existing shape found\"}"),
-    )
-    .with_header("cache-control", "no-cache".to_string())
+    delete_answer(protocol::errors::no_existing_shape())
 }
 
 pub fn delete_mismatch() -> Response {
-    json(400, Bytes::from_static(b"{\"message\":\"The specified shape definition and handle do not match. Please ensure the shape definition is correct or omit the shape handle from the request to obtain a new one.\"}"))
-        .with_header("cache-control", "no-cache".to_string())
+    delete_answer(protocol::errors::shape_definition_mismatch())
 }
 
 pub fn deleted() -> Response {
@@ -125,15 +117,9 @@ pub fn unavailable(body: &str, retry_after: u32) -> Response {
 }
 
 pub fn database_unreachable() -> Response {
-    unavailable(
-        "{\"code\":\"database_unreachable\",\"error\":\"Database is unreachable\"}",
-        10,
-    )
+    fixed(protocol::errors::database_unreachable())
 }
 
 pub fn internal_error() -> Response {
-    error(
-        500,
-        Bytes::from_static(b"{\"error\":\"Internal server error\"}"),
-    )
+    fixed(protocol::errors::internal_error())
 }
