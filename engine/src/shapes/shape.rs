@@ -156,16 +156,11 @@ impl Shape {
         Ok(())
     }
 
-    fn touches(&self, txn: &Txn) -> bool {
-        let oid = self.def.table.oid;
-        txn.truncated.contains(&oid)
-            || txn.relations.iter().any(|r| r.oid == oid)
-            || txn.changes.iter().any(|c| c.relation.oid == oid)
-    }
-
-    /// Offers a committed transaction to the shape.
+    /// Offers a committed transaction that touches the shape's table (a change, a truncate or a
+    /// Relation message): the core routes transactions to shapes by table, so this is not
+    /// checked again here.
     pub fn on_txn(&mut self, txn: &Arc<Txn>, cache: &mut EncodeCache) -> Applied {
-        if self.invalidated || !self.touches(txn) {
+        if self.invalidated {
             return Applied::Nothing;
         }
         match &mut self.phase {
