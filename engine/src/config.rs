@@ -45,6 +45,15 @@ pub struct Config {
     #[arg(long, env = "ELECTRIC_LONG_POLL_TIMEOUT", default_value = "20000", value_parser = parse_duration_ms)]
     pub long_poll_timeout: Duration,
 
+    /// How long an SSE live response streams before it ends (the client reconnects), in ms.
+    /// Upstream fixes it at 60 s; the cache-control `max-age` of SSE responses follows it.
+    #[arg(long, env = "AMPERE_SSE_TIMEOUT", default_value = "60000", value_parser = parse_duration_ms)]
+    pub sse_timeout: Duration,
+
+    /// Silence after which an SSE stream sends a `: keep-alive` comment, in ms (upstream: 21 s).
+    #[arg(long, env = "AMPERE_SSE_KEEPALIVE", default_value = "21000", value_parser = parse_nonzero_duration_ms)]
+    pub sse_keepalive: Duration,
+
     /// `max-age` of non-live responses, seconds.
     #[arg(long, env = "ELECTRIC_CACHE_MAX_AGE", default_value_t = 60)]
     pub cache_max_age: u64,
@@ -155,6 +164,14 @@ fn parse_duration_ms(s: &str) -> Result<Duration, String> {
         .filter(|ms| *ms <= 3_600_000)
         .ok_or_else(|| "must be at most one hour".to_string())?;
     Ok(Duration::from_millis(ms))
+}
+
+fn parse_nonzero_duration_ms(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_ms(s)?;
+    if d < Duration::from_millis(10) {
+        return Err("must be at least 10 ms".to_string());
+    }
+    Ok(d)
 }
 
 fn parse_stream_id(s: &str) -> Result<String, String> {

@@ -80,6 +80,27 @@ impl LogOffset {
     pub const fn is_op_inf(&self) -> bool {
         matches!(self.kind, Kind::Position) && self.op == OP_INF
     }
+
+    /// The `global_last_seen_lsn` of an up-to-date event that ends an SSE batch at `self`.
+    ///
+    /// The official client resumes after SSE at `<global_last_seen_lsn>_0` (§12.8). Given the
+    /// batch's own LSN, that offset lies *inside* the last transaction, so the rest of it would
+    /// be sent again. One past it instead is a position after every entry of that transaction
+    /// and before any later one (commit LSNs of different transactions are at least a WAL
+    /// record apart), and [`LogOffset::resumes_after`] maps it back to the log end.
+    pub const fn sse_resume_lsn(&self) -> u64 {
+        if self.is_real() {
+            self.tx + 1
+        } else {
+            self.tx
+        }
+    }
+
+    /// Whether a requested offset `self` is the resume point (see [`Self::sse_resume_lsn`]) of
+    /// a log ending at `last`, i.e. means exactly `last`.
+    pub const fn resumes_after(&self, last: &LogOffset) -> bool {
+        self.is_real() && last.is_real() && self.op == 0 && self.tx == last.tx + 1
+    }
 }
 
 impl fmt::Display for LogOffset {

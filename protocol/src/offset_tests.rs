@@ -108,3 +108,27 @@ proptest! {
         let _ = text.parse::<OffsetParam>();
     }
 }
+
+#[test]
+fn sse_resume_point_is_after_the_whole_transaction() {
+    let end = LogOffset::new(1000, 6);
+    assert_eq!(end.sse_resume_lsn(), 1001);
+    // What the client sends back: `<lsn>_0`.
+    let resume: LogOffset = "1001_0".parse().unwrap();
+    assert!(resume > end, "after every entry of the transaction");
+    assert!(
+        resume < LogOffset::new(1008, 0),
+        "before any later transaction"
+    );
+    assert!(resume.resumes_after(&end));
+    assert!(!LogOffset::new(1001, 2).resumes_after(&end));
+    assert!(!LogOffset::new(1002, 0).resumes_after(&end));
+    assert!(!LogOffset::new(1000, 0).resumes_after(&end));
+    // Virtual offsets are never shifted.
+    assert_eq!(protocol_snapshot_end().sse_resume_lsn(), 0);
+    assert!(!LogOffset::new(1, 0).resumes_after(&protocol_snapshot_end()));
+}
+
+fn protocol_snapshot_end() -> LogOffset {
+    crate::offset::snapshot_chunk(3)
+}

@@ -5,7 +5,10 @@
 // failure. Everything it starts is stopped on success, failure, timeout and SIGINT/SIGTERM.
 //
 // Environment knobs (all optional):
-//   CONFORMANCE_DRIVERS=epoll,uring   drivers to run (default both)
+//   CONFORMANCE_RUNS=epoll:long-poll,uring:long-poll,epoll:sse
+//                                     server runs as <io driver>:<client live mode> (the default;
+//                                     in sse mode every client follows with `liveSse: true`)
+//   CONFORMANCE_DRIVERS=epoll,uring   shorthand: these drivers, long-poll mode only
 //   CONFORMANCE_FILTER=substring      only test files whose name contains it
 //   CONFORMANCE_TIMEOUT_S=360         bound on the whole run after the binary exists
 //   CONFORMANCE_CONCURRENCY=3         test files run in parallel per server
@@ -21,7 +24,17 @@ import { PgCluster } from './lib/postgres.mjs';
 import { AmpereServer, ensureBinary, killGroup } from './lib/ampere.mjs';
 
 const HERE = import.meta.dirname;
-const DRIVERS = (process.env.CONFORMANCE_DRIVERS ?? 'epoll,uring').split(',').filter(Boolean);
+const RUNS = (process.env.CONFORMANCE_RUNS
+  ?? (process.env.CONFORMANCE_DRIVERS
+    ? process.env.CONFORMANCE_DRIVERS.split(',').map((d) => `${d}:long-poll`).join(',')
+    : 'epoll:long-poll,uring:long-poll,epoll:sse'))
+  .split(',').filter(Boolean).map((r) => {
+    const [driver, mode = 'long-poll'] = r.split(':');
+    if (!['epoll', 'uring'].includes(driver) || !['long-poll', 'sse'].includes(mode)) {
+      throw new Error(`CONFORMANCE_RUNS: bad entry ${r} (want epoll|uring:long-poll|sse)`);
+    }
+    return { driver, mode };
+  });
 const TIMEOUT_S = Number(process.env.CONFORMANCE_TIMEOUT_S ?? 360);
 const CONCURRENCY = Number(process.env.CONFORMANCE_CONCURRENCY ?? 3);
 
@@ -84,7 +97,7 @@ function parseSummary(output) {
   return counts;
 }
 
-function runTests({ server, databaseUrl, driver }) {
+function runTests({ server, databaseUrl, driver, mode }) {
   // --test-force-exit: the client's up-to-date tracker arms a 60 s throttle timer (not unref'd)
   // for a localStorage write, which would keep every test file's process alive for a minute.
   const args = [
@@ -96,7 +109,7 @@ function runTests({ server, databaseUrl, driver }) {
       cwd: HERE,
       stdio: ['ignore', 'pipe', 'inherit'],
       detached: true,
-      env: { ...process.env, AMPERE_URL: server.url, DATABASE_URL: databaseUrl, AMPERE_DRIVER: driver },
+      env: { ...process.env, AMPERE_URL: server.url, DATABASE_URL: databaseUrl, AMPERE_DRIVER: driver, AMPERE_LIVE_MODE: mode },
     });
     live.testPid = child.pid;
     let output = '';
@@ -118,20 +131,20 @@ function runTests({ server, databaseUrl, driver }) {
   });
 }
 
-async function runDriver({ bin, pg, driver, runDir }) {
-  console.log(`\n=== conformance: io driver ${driver} ===`);
+async function runDriver({ bin, pg, driver, mode, runDir }) {
+  console.log(`\n=== conformance: io driver ${driver}, live mode ${mode} ===`);
   // A fresh database and stream id per server run, so replication slots never clash.
-  const dbName = `conformance_${driver}`;
-  const databaseUrl = pg.createDatabase(dbName);
+  const tag = `${driver}_${mode.replace('-', '')}`;
+  const databaseUrl = pg.createDatabase(`conformance_${tag}`);
   const server = await AmpereServer.start({
-    bin, databaseUrl, driver, streamId: `conf_${driver}_${process.pid}`, runDir,
+    bin, databaseUrl, driver, streamId: `conf_${tag}_${process.pid}`, runDir,
   });
   live.server = server;
   let result;
   try {
     await server.waitHealthy();
     console.log(`conformance: ampere (${driver}) healthy at ${server.url}`);
-    result = await runTests({ server, databaseUrl, driver });
+    result = await runTests({ server, databaseUrl, driver, mode });
   } catch (e) {
     console.error(`conformance: ${driver}: ${e.message}`);
     result = { passed: 0, failed: 1 };
@@ -147,7 +160,7 @@ async function runDriver({ bin, pg, driver, runDir }) {
     console.log(server.logTail(120));
     console.log('--- end of log tail ---');
   }
-  console.log(`conformance: ${driver}: ${result.passed} passed, ${result.failed} failed`);
+  console.log(`conformance: ${driver} ${mode}: ${result.passed} passed, ${result.failed} failed`);
   return result;
 }
 
@@ -166,8 +179,8 @@ async function main() {
   live.runDir = mkdtempSync(join(tmpdir(), 'ampere-conf-run-'));
   live.pg = await PgCluster.start();
   console.log(`conformance: postgres on port ${live.pg.port}, binary ${bin}`);
-  for (const driver of DRIVERS) {
-    const r = await runDriver({ bin, pg: live.pg, driver, runDir: live.runDir });
+  for (const { driver, mode } of RUNS) {
+    const r = await runDriver({ bin, pg: live.pg, driver, mode, runDir: live.runDir });
     totals.passed += r.passed;
     totals.failed += r.failed;
   }

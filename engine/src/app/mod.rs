@@ -8,6 +8,7 @@ pub mod responses;
 pub mod router;
 pub mod serve;
 pub mod sse;
+pub mod sse_stream;
 
 use crate::config::Config;
 use crate::http::Response;

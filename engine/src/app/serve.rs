@@ -63,7 +63,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
     let started = Instant::now();
     let live_deadline = started + cfg.long_poll_timeout;
     let oob_deadline = started + cfg.long_poll_timeout / 2;
-    let after: Option<LogOffset> = match q.offset {
+    let mut after: Option<LogOffset> = match q.offset {
         OffsetParam::BeforeAll => None,
         OffsetParam::At(o) => Some(o),
         OffsetParam::Now => {
@@ -88,10 +88,17 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                     Err(_) => responses::fixed(protocol::errors::shape_creation_failed()),
                 };
             }
+            let last = s.log.last_offset();
+            if let Some(a) = after {
+                if a.resumes_after(&last) {
+                    // An SSE client resuming after its last up-to-date event.
+                    after = Some(last);
+                }
+            }
             (
                 s.changed.listen(),
                 s.handle.clone(),
-                s.log.last_offset(),
+                last,
                 s.log.read(after),
             )
         };
@@ -135,6 +142,11 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 return r;
             }
         }
+        if q.live && q.live_sse && slice.entries == 0 {
+            if let Some(a) = after {
+                return stream_response(core, call, shape, &handle, a, started);
+            }
+        }
         if q.live && slice.entries == 0 {
             match wait(core, listener, live_deadline).await {
                 Woken::Changed => continue,
@@ -152,11 +164,12 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         };
         let mut r = if q.live && q.live_sse {
             // The client reads the next offset from the up-to-date event (`<lsn>_0`), so it
-            // carries this batch's end, never a newer global position.
-            let utd = up_to_date.then(|| protocol::message::up_to_date(slice.chunk_end.tx));
+            // carries this batch's end (see `sse_resume_lsn`), never a newer global position.
+            let utd =
+                up_to_date.then(|| protocol::message::up_to_date(slice.chunk_end.sse_resume_lsn()));
             Response::new(200)
                 .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
-                .with_body(Body::Parts(super::sse::frame(&slice.parts, utd)))
+                .with_body(Body::Full(super::sse::frame(&slice.parts, utd)))
         } else {
             let mut parts = Vec::with_capacity(slice.parts.len() + 3);
             parts.push(Bytes::from_static(b"["));
@@ -185,6 +198,31 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             .push(("etag".into(), chunk_etag(&handle, after, slice.chunk_end)));
         return r;
     }
+}
+
+/// An SSE request with nothing new yet: the head now, then events as they come (`sse_stream`).
+fn stream_response(
+    core: &Rc<Core>,
+    call: &ShapeCall,
+    shape: &ShapeRef,
+    handle: &str,
+    after: LogOffset,
+    started: Instant,
+) -> Response {
+    let rx = super::sse_stream::start(core, shape.clone(), after, started);
+    let mut r = Response::new(200)
+        .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
+        .with_body(Body::Stream(rx));
+    add_shape_headers(core, call, &mut r, handle, after, Some(false), true, true);
+    // Never revalidated into another response: a monotonic suffix, as for empty live responses.
+    let tag = h::etag(
+        handle,
+        &after.to_string(),
+        &after.to_string(),
+        Some(core.monotonic_micros()),
+    );
+    r.headers.push(("etag".into(), tag));
+    r
 }
 
 /// `offset=now`, and a live request that timed out: just an up-to-date, `has-data: false`.
@@ -297,7 +335,7 @@ fn add_shape_headers(
         live_sse: q.live_sse,
         max_age_secs: cfg.cache_max_age,
         stale_age_secs: cfg.cache_stale_age,
-        sse_timeout_ms: 60_000,
+        sse_timeout_ms: cfg.sse_timeout.as_millis() as u64,
         send_cache_headers: true,
     }) {
         hs.push(("cache-control".into(), cc));

@@ -1,10 +1,8 @@
 //! Server-sent events framing of a live response (`live_sse=true`, §5.7): every log entry is a
 //! `data: <json>` event, the batch ends with an up-to-date event when it reaches the log end.
 //!
-//! The response is the batch that a long-poll would return, framed as events, after which the
-//! stream closes; the client reconnects with the new offset (upstream does the same when data is
-//! available at once). A wait that times out closes with a keep-alive comment and no event, so
-//! the client keeps its offset.
+//! When data is already available the response is that batch, framed as events, after which the
+//! response ends (as upstream does); otherwise the response streams (see `sse_stream`).
 
 use bytes::Bytes;
 
@@ -40,24 +38,21 @@ pub fn split_entries(buf: &Bytes, out: &mut Vec<Bytes>) {
 }
 
 /// The event-stream body: one `data:` event per entry, then `up_to_date` (already encoded) if
-/// given.
-pub fn frame(parts: &[Bytes], up_to_date: Option<Vec<u8>>) -> Vec<Bytes> {
+/// given, in one buffer (copied once, then shared by every subscriber of the batch).
+pub fn frame(parts: &[Bytes], up_to_date: Option<Vec<u8>>) -> Bytes {
     let mut entries = Vec::new();
     for p in parts {
         split_entries(p, &mut entries);
     }
-    let mut body = Vec::with_capacity(entries.len() * 3 + 3);
-    for e in entries {
-        body.push(Bytes::from_static(b"data: "));
-        body.push(e);
-        body.push(Bytes::from_static(b"\n\n"));
+    let size = entries.iter().map(|e| e.len() + 8).sum::<usize>()
+        + up_to_date.as_ref().map_or(0, |u| u.len() + 8);
+    let mut body = Vec::with_capacity(size);
+    for e in entries.iter().map(|e| &e[..]).chain(up_to_date.as_deref()) {
+        body.extend_from_slice(b"data: ");
+        body.extend_from_slice(e);
+        body.extend_from_slice(b"\n\n");
     }
-    if let Some(u) = up_to_date {
-        body.push(Bytes::from_static(b"data: "));
-        body.push(Bytes::from(u));
-        body.push(Bytes::from_static(b"\n\n"));
-    }
-    body
+    Bytes::from(body)
 }
 
 /// What a timed-out SSE request sends before closing.
@@ -85,9 +80,8 @@ mod tests {
             &[buf, Bytes::from_static(b","), Bytes::from_static(b"{}")],
             Some(b"{\"u\":1}".to_vec()),
         );
-        let text: Vec<u8> = framed.iter().flat_map(|b| b.to_vec()).collect();
         assert_eq!(
-            String::from_utf8(text).unwrap(),
+            String::from_utf8(framed.to_vec()).unwrap(),
             "data: {\"a\":\"x,y\",\"b\":[1,2]}\n\ndata: {\"c\":{\"d\":\",\"}}\n\ndata: {\"e\":\"\\\",\\\\\"}\n\ndata: {}\n\ndata: {\"u\":1}\n\n"
         );
     }

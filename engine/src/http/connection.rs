@@ -22,7 +22,7 @@ use monoio::time::{timeout_at, Instant};
 use super::chunked::{ChunkedDecoder, ChunkedError};
 use super::encode::{Outgoing, Persistence};
 use super::limits::Limits;
-use super::message::{Method, Request, Response};
+use super::message::{Body, Method, Request, Response};
 use super::parse::{find_head_end, parse_head, Framing, Head, HeadError};
 use super::Handler;
 
@@ -112,6 +112,12 @@ impl Connection {
                 Called::Panicked => (error_response(500), false),
                 Called::ClientGone => return Ok(()),
             };
+            let stream = match &response.body {
+                Body::Stream(rx) if send_body => Some(rx.clone()),
+                _ => None,
+            };
+            // An HTTP/1.0 client reads a stream until the connection closes.
+            let keep_alive = keep_alive && !(legacy && stream.is_some());
             let persistence = match (keep_alive, legacy) {
                 (false, _) => Persistence::Close,
                 (true, false) => Persistence::KeepAlive,
@@ -119,6 +125,10 @@ impl Connection {
             };
             self.write(Outgoing::new(response, send_body, persistence))
                 .await?;
+            if let Some(rx) = stream {
+                // Boxed: only streaming responses need this state.
+                Box::pin(self.stream_body(rx, !legacy)).await?;
+            }
             if !keep_alive {
                 return Ok(());
             }
@@ -307,6 +317,27 @@ impl Connection {
             }
         }
         outgoing.recycle();
+        Ok(())
+    }
+
+    /// Writes a streamed body as it arrives, until its producer finishes. A client that hangs
+    /// up is noticed by the next write (producers send something at least every keep-alive
+    /// interval), which ends the stream and drops the receiver, stopping the producer.
+    async fn stream_body(
+        &mut self,
+        rx: flume::Receiver<Vec<Bytes>>,
+        chunked: bool,
+    ) -> io::Result<()> {
+        while let Ok(parts) = rx.recv_async().await {
+            if parts.iter().all(Bytes::is_empty) {
+                // An empty chunk would end a chunked body early.
+                continue;
+            }
+            self.write(Outgoing::chunk(parts, chunked)).await?;
+        }
+        if chunked {
+            self.write(Outgoing::last_chunk()).await?;
+        }
         Ok(())
     }
 

@@ -58,8 +58,14 @@ impl Outgoing {
             .with(|pool| pool.borrow_mut().pop())
             .unwrap_or_default();
         let forbids_body = status_forbids_body(response.status);
-        let length = (!forbids_body).then(|| response.body.len());
-        encode_head(&mut head, &response, length, persistence);
+        let framing = match response.body.len() {
+            _ if forbids_body => Framing::None,
+            Some(length) => Framing::Length(length),
+            // An HTTP/1.0 client cannot read chunks: its stream ends when the connection closes.
+            None if persistence == Persistence::Close => Framing::None,
+            None => Framing::Chunked,
+        };
+        encode_head(&mut head, &response, framing, persistence);
         let mut outgoing = Self {
             head,
             parts,
@@ -72,6 +78,8 @@ impl Outgoing {
                 Body::Empty => {}
                 Body::Full(bytes) => outgoing.parts.push(bytes),
                 Body::Parts(parts) => outgoing.parts.extend(parts),
+                // Streamed by the connection after the head.
+                Body::Stream(_) => {}
             }
         }
         outgoing.parts.retain(|part| !part.is_empty());
@@ -116,6 +124,48 @@ impl Outgoing {
         }
     }
 
+    /// The next chunk of a streamed body: its size line, `parts`, and the chunk's CRLF; with
+    /// `chunked == false` (HTTP/1.0, close-delimited) just the parts.
+    pub(crate) fn chunk(parts: Vec<Bytes>, chunked: bool) -> Self {
+        let (mut head, mut list) = POOL
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_default();
+        let size: usize = parts.iter().map(Bytes::len).sum();
+        if chunked {
+            let _ = write!(head, "{size:x}\r\n");
+        }
+        list.extend(parts.into_iter().filter(|part| !part.is_empty()));
+        if chunked {
+            list.push(Bytes::from_static(b"\r\n"));
+        }
+        let mut outgoing = Self {
+            total: head.len() + list.iter().map(Bytes::len).sum::<usize>(),
+            head,
+            parts: list,
+            iovecs: Vec::new(),
+            written: 0,
+        };
+        outgoing.rebuild_window();
+        outgoing
+    }
+
+    /// The last chunk of a streamed body (no trailers).
+    pub(crate) fn last_chunk() -> Self {
+        let (mut head, parts) = POOL
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_default();
+        head.extend_from_slice(b"0\r\n\r\n");
+        let mut outgoing = Self {
+            total: head.len(),
+            head,
+            parts,
+            iovecs: Vec::new(),
+            written: 0,
+        };
+        outgoing.rebuild_window();
+        outgoing
+    }
+
     /// Returns the head buffer and part list to this core's pool for the next response.
     pub(crate) fn recycle(mut self) {
         if self.head.capacity() > POOL_BUFFER_BYTES || self.parts.capacity() > IOV_MAX {
@@ -140,7 +190,15 @@ thread_local! {
     static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
 }
 
-fn encode_head(out: &mut Vec<u8>, response: &Response, length: Option<u64>, mode: Persistence) {
+/// How the head announces the body's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+fn encode_head(out: &mut Vec<u8>, response: &Response, framing: Framing, mode: Persistence) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let status = response.status.clamp(100, 999);
     out.extend_from_slice(&[
@@ -169,9 +227,13 @@ fn encode_head(out: &mut Vec<u8>, response: &Response, length: Option<u64>, mode
         }));
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(length) = length {
+    match framing {
+        Framing::None => {}
         // Writing into a Vec cannot fail.
-        let _ = write!(out, "content-length: {length}\r\n");
+        Framing::Length(length) => {
+            let _ = write!(out, "content-length: {length}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     match mode {
         Persistence::KeepAlive => {}

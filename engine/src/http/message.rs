@@ -79,20 +79,26 @@ pub enum Body {
     Empty,
     Full(Bytes),
     Parts(Vec<Bytes>),
+    /// A body of unknown length, written as it arrives (chunked transfer coding, or until close
+    /// for HTTP/1.0 clients). Each received item is written as one chunk; the body ends when
+    /// every sender is gone. The channel is bounded by its producer, so a slow client stalls
+    /// the producer instead of growing memory.
+    Stream(flume::Receiver<Vec<Bytes>>),
 }
 
 impl Body {
-    /// Body length in bytes (the `content-length`).
-    pub fn len(&self) -> u64 {
+    /// Body length in bytes (the `content-length`); `None` for a stream.
+    pub fn len(&self) -> Option<u64> {
         match self {
-            Self::Empty => 0,
-            Self::Full(bytes) => bytes.len() as u64,
-            Self::Parts(parts) => parts.iter().map(|part| part.len() as u64).sum(),
+            Self::Empty => Some(0),
+            Self::Full(bytes) => Some(bytes.len() as u64),
+            Self::Parts(parts) => Some(parts.iter().map(|part| part.len() as u64).sum()),
+            Self::Stream(_) => None,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == Some(0)
     }
 }
 

@@ -91,6 +91,16 @@ pub struct Shape {
     pub dirty: bool,
     /// Last time a request used the shape (for `ELECTRIC_MAX_SHAPES` eviction).
     pub last_used: std::time::Instant,
+    /// The last batch framed for live SSE readers, so that every subscriber at the same offset
+    /// shares one buffer instead of framing the entries again.
+    pub sse_batch: Option<FramedBatch>,
+}
+
+/// Log entries `(after, end]` framed once for a live response.
+pub struct FramedBatch {
+    pub after: protocol::offset::LogOffset,
+    pub end: protocol::offset::LogOffset,
+    pub bytes: bytes::Bytes,
 }
 
 impl Shape {
@@ -114,6 +124,7 @@ impl Shape {
             store,
             dirty: false,
             last_used: std::time::Instant::now(),
+            sse_batch: None,
         }
     }
 
@@ -141,6 +152,7 @@ impl Shape {
             store: Some(store),
             dirty: false,
             last_used: std::time::Instant::now(),
+            sse_batch: None,
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Opts {
     pub integration_testing: bool,
     /// `ELECTRIC_MAX_SHAPES`.
     pub max_shapes: Option<u64>,
+    /// Any other environment variables for the server.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Opts {
@@ -57,6 +59,7 @@ impl Default for Opts {
             cores: 1,
             integration_testing: true,
             max_shapes: None,
+            env: Vec::new(),
         }
     }
 }
@@ -139,6 +142,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
         if let Some(m) = opts.max_shapes {
             cmd.env("ELECTRIC_MAX_SHAPES", m.to_string());
         }

@@ -33,9 +33,9 @@ export function ensureBinary() {
 export class AmpereServer {
   static async start({ bin, databaseUrl, driver, streamId, runDir }) {
     const port = await freePort();
-    const storageDir = join(runDir, `storage-${driver}`);
+    const storageDir = join(runDir, `storage-${streamId}`);
     mkdirSync(storageDir, { recursive: true });
-    const logFile = join(runDir, `ampere-${driver}.log`);
+    const logFile = join(runDir, `ampere-${streamId}.log`);
     const env = {
       ...process.env,
       DATABASE_URL: databaseUrl,

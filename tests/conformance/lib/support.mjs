@@ -84,6 +84,9 @@ export async function waitFor(check, { timeoutMs = 20_000, what = 'condition', d
 
 // Follows one shape through the official client. Every HTTP exchange is recorded (through the
 // client's fetchClient hook) so failures can show the requests that led to them.
+/** Whether clients follow shapes over SSE in this run (`AMPERE_LIVE_MODE=sse`). */
+export const LIVE_SSE = process.env.AMPERE_LIVE_MODE === 'sse';
+
 export function follow(params, options = {}) {
   const controller = new AbortController();
   const requests = [];
@@ -116,6 +119,8 @@ export function follow(params, options = {}) {
     onError: (e) => {
       errors.push(e);
     },
+    // The run's live mode (run.mjs: CONFORMANCE_RUNS); a test may still choose its own.
+    liveSse: LIVE_SSE,
     ...options,
   });
   stream.subscribe((messages) => {

@@ -26,7 +26,8 @@ test('a ~100 kB table syncs over several chunks, and so does a ~100 kB transacti
   await sql(`CREATE TABLE ${table} (id int PRIMARY KEY, payload text NOT NULL)`);
   await sql(`INSERT INTO ${table} SELECT g, repeat(chr(97 + g % 26), 1000) FROM generate_series(1, 100) g`);
   const all = () => sql(`SELECT * FROM ${table}`);
-  const f = follow({ table });
+  // Long-poll on purpose: over SSE the chunks of one transaction share one open response.
+  const f = follow({ table }, { liveSse: false });
   try {
     await waitRows(f, all, { timeoutMs: 30_000 });
     const initial = rowBatches(f);

@@ -123,12 +123,14 @@ test(`randomized writers for ${SECONDS} s: every shape converges to Postgres`, {
     for (const s of shapes.slice(3)) followers.push(follow(s.params));
     await Promise.all(writers);
 
-    // The fence: a transaction touching both tables, committed after every writer stopped.
+    // The fence: a transaction touching both tables, committed after every writer stopped. Its
+    // rows are in every shape, so every client sees data past it (an SSE stream carries an
+    // up-to-date only with data; a long-poll also on timeouts).
     const client = await pool.connect();
     let fence;
     try {
       await client.query('BEGIN');
-      await client.query(`INSERT INTO ${ta} VALUES (999999, 1, 'fence', 99)`);
+      await client.query(`INSERT INTO ${ta} VALUES (999999, 1, 'fence', 99), (999998, 4, 'fence', 99)`);
       await client.query(`INSERT INTO ${tb} VALUES (999999, 'x', 99, NULL)`);
       // The commit record is written after this point, so its LSN is at least this one.
       fence = lsnToBigInt((await client.query('SELECT pg_current_wal_insert_lsn() AS l')).rows[0].l);

@@ -1,0 +1,353 @@
+//! Streaming SSE live mode (§5.7, §6.5), black-box over a raw socket: the head arrives before any
+//! data, each write arrives as `data:` events ending with an up-to-date event on the same open
+//! response, silence brings `: keep-alive` comments, the stream ends (chunked terminator, the
+//! connection stays usable) after the SSE timeout, and an invalidated shape ends the stream with
+//! the next request answered 409. Run on one and two cores (the request crosses cores) and both
+//! io drivers.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::{Env, Opts};
+
+/// Bound on waiting for any single expected event: a hung stream fails the test, never hangs it.
+const EVENT_WAIT: Duration = Duration::from_secs(20);
+
+/// An open streaming response being read chunk by chunk.
+struct Stream {
+    sock: TcpStream,
+    /// Raw bytes received and not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked body bytes not yet consumed as events.
+    body: Vec<u8>,
+    ended: bool,
+    head: String,
+}
+
+impl Stream {
+    fn open(port: u16, target: &str) -> Self {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        write!(
+            sock,
+            "GET {target} HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n"
+        )
+        .expect("send");
+        let mut s = Self {
+            sock,
+            raw: Vec::new(),
+            body: Vec::new(),
+            ended: false,
+            head: String::new(),
+        };
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            if let Some(end) = s.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                s.head = String::from_utf8(s.raw[..end].to_vec()).expect("head");
+                s.raw.drain(..end + 4);
+                s.dechunk();
+                break;
+            }
+            assert!(Instant::now() < deadline, "no response head");
+            s.read_some();
+        }
+        s
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    fn read_some(&mut self) {
+        let mut buf = [0u8; 8192];
+        match self.sock.read(&mut buf) {
+            Ok(0) => panic!("connection closed; head {:?}", self.head),
+            Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("read: {e}"),
+        }
+        if !self.head.is_empty() {
+            self.dechunk();
+        }
+    }
+
+    /// Moves complete chunks from `raw` to `body`; notes the terminating chunk.
+    fn dechunk(&mut self) {
+        while !self.ended {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size_text = std::str::from_utf8(&self.raw[..line_end]).expect("chunk size");
+            let size = usize::from_str_radix(size_text.trim(), 16).expect("hex chunk size");
+            if size == 0 {
+                assert!(self.raw.len() >= line_end + 4, "terminator incomplete");
+                assert_eq!(&self.raw[line_end..line_end + 4], b"\r\n\r\n");
+                self.raw.drain(..line_end + 4);
+                self.ended = true;
+                return;
+            }
+            let total = line_end + 2 + size + 2;
+            if self.raw.len() < total {
+                return;
+            }
+            assert_eq!(&self.raw[total - 2..total], b"\r\n", "chunk framing");
+            self.body
+                .extend_from_slice(&self.raw[line_end + 2..line_end + 2 + size]);
+            self.raw.drain(..total);
+        }
+    }
+
+    /// The next SSE block (`data: …` event or `: comment`), or `None` when the stream ended.
+    fn next_block(&mut self) -> Option<String> {
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            if let Some(end) = self.body.windows(2).position(|w| w == b"\n\n") {
+                let block = String::from_utf8(self.body[..end].to_vec()).expect("utf-8 event");
+                self.body.drain(..end + 2);
+                return Some(block);
+            }
+            if self.ended {
+                assert!(self.body.is_empty(), "partial event at the end");
+                return None;
+            }
+            assert!(Instant::now() < deadline, "no event within {EVENT_WAIT:?}");
+            self.read_some();
+        }
+    }
+
+    /// Data events up to and including the next up-to-date event (comments skipped).
+    fn next_batch(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let block = self.next_block().expect("stream ended before up-to-date");
+            let Some(data) = block.strip_prefix("data: ") else {
+                assert!(block.starts_with(':'), "not an SSE block: {block:?}");
+                continue;
+            };
+            let v: Value = serde_json::from_str(data).expect("event JSON");
+            let done = v["headers"]["control"] == "up-to-date";
+            out.push(v);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+fn sse_opts(cores: usize, io_driver: &'static str) -> Opts {
+    Opts {
+        cores,
+        io_driver,
+        env: vec![
+            ("AMPERE_SSE_TIMEOUT", "4000".to_string()),
+            ("AMPERE_SSE_KEEPALIVE", "300".to_string()),
+        ],
+        ..Opts::default()
+    }
+}
+
+/// The shape's handle and end offset after its initial sync.
+fn synced(env: &Env, query: &str) -> (String, String) {
+    let c = env.client();
+    let mut r = c.get(&format!("/v1/shape?{query}&offset=-1"));
+    loop {
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        let (handle, offset) = (r.handle().to_string(), r.offset().to_string());
+        if r.has("electric-up-to-date") {
+            return (handle, offset);
+        }
+        r = c.get(&format!(
+            "/v1/shape?{query}&handle={handle}&offset={offset}"
+        ));
+    }
+}
+
+fn streams_writes(opts: Opts) {
+    let cluster = support::cluster();
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",
+        opts,
+    );
+    let (handle, offset) = synced(&env, "table=items");
+    let target =
+        format!("/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={offset}");
+    let mut s = Stream::open(env.server.port, &target);
+    assert!(s.head.starts_with("HTTP/1.1 200"), "{}", s.head);
+    assert_eq!(
+        s.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(s.header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(s.header("content-length"), None);
+    assert_eq!(
+        s.header("electric-handle").as_deref(),
+        Some(handle.as_str())
+    );
+    // max-age follows the SSE timeout (4 s here): max(1, timeout - 1).
+    assert_eq!(
+        s.header("cache-control").as_deref(),
+        Some("public, max-age=3")
+    );
+
+    // Two separate transactions arrive as two batches on the same open response.
+    for (id, v) in [(2, "b"), (3, "c")] {
+        env.sql(&format!("INSERT INTO items VALUES ({id}, '{v}')"));
+        let batch = s.next_batch();
+        assert_eq!(batch.len(), 2, "{batch:?}");
+        assert_eq!(batch[0]["headers"]["operation"], "insert");
+        assert_eq!(batch[0]["value"]["id"], id.to_string());
+        assert_eq!(batch[0]["value"]["v"], v);
+        let lsn = batch[1]["headers"]["global_last_seen_lsn"]
+            .as_str()
+            .expect("lsn");
+        assert!(lsn.parse::<u64>().expect("digits") > 0);
+    }
+
+    // A multi-row transaction is one batch, every row before the single up-to-date.
+    env.sql(
+        "BEGIN; UPDATE items SET v = 'z' WHERE id <= 2; DELETE FROM items WHERE id = 3; COMMIT;",
+    );
+    let batch = s.next_batch();
+    let ops: Vec<&str> = batch[..batch.len() - 1]
+        .iter()
+        .map(|m| m["headers"]["operation"].as_str().expect("op"))
+        .collect();
+    assert_eq!(ops, ["update", "update", "delete"], "{batch:?}");
+
+    // Silence: keep-alive comments, then the stream ends after the SSE timeout.
+    let mut comments = 0;
+    while let Some(block) = s.next_block() {
+        assert_eq!(block, ": keep-alive", "only comments while nothing changes");
+        comments += 1;
+    }
+    assert!(comments >= 1, "a keep-alive before the end");
+    assert!(s.ended);
+
+    // The connection is still usable after the stream ended.
+    write!(
+        s.sock,
+        "GET /v1/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .expect("second request");
+    s.sock.set_read_timeout(Some(EVENT_WAIT)).expect("timeout");
+    let mut rest = Vec::new();
+    s.sock.read_to_end(&mut rest).expect("second response");
+    let mut all = std::mem::take(&mut s.raw);
+    all.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("active"), "{text}");
+}
+
+#[test]
+fn sse_streams_epoll_one_core() {
+    streams_writes(sse_opts(1, "epoll"));
+}
+
+#[test]
+fn sse_streams_uring_two_cores() {
+    streams_writes(sse_opts(2, "uring"));
+}
+
+#[test]
+fn sse_streams_epoll_two_cores() {
+    streams_writes(sse_opts(2, "epoll"));
+}
+
+/// A TRUNCATE invalidates the shape: the open stream ends, and the handle then gets 409.
+#[test]
+fn sse_stream_ends_on_invalidation() {
+    let cluster = support::cluster();
+    let mut opts = sse_opts(2, "epoll");
+    opts.env[0].1 = "60000".to_string();
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",
+        opts,
+    );
+    let (handle, offset) = synced(&env, "table=items&where=id<10");
+    let target = format!(
+        "/v1/shape?table=items&where=id<10&live=true&live_sse=true&handle={handle}&offset={offset}"
+    );
+    let mut s = Stream::open(env.server.port, &target);
+    assert!(s.head.starts_with("HTTP/1.1 200"), "{}", s.head);
+    env.sql("TRUNCATE items");
+    while let Some(block) = s.next_block() {
+        assert!(block.starts_with(':'), "no data after a truncate: {block}");
+    }
+    let r = env.client().get(&format!(
+        "/v1/shape?table=items&where=id<10&live=true&handle={handle}&offset={offset}"
+    ));
+    assert_eq!(r.status, 409, "{}", r.body_str());
+}
+
+/// Data already there when the SSE request arrives: one framed batch with a length, then the
+/// response ends (as upstream), and the client reconnects for the stream.
+#[test]
+fn sse_with_data_available_answers_at_once() {
+    let cluster = support::cluster();
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",
+        sse_opts(1, "epoll"),
+    );
+    let (handle, offset) = synced(&env, "table=items");
+    env.sql("INSERT INTO items VALUES (2, 'b')");
+    // Wait until the change is in the log (a plain live request sees it), then ask with SSE.
+    let live = env.client().get(&format!(
+        "/v1/shape?table=items&live=true&handle={handle}&offset={offset}"
+    ));
+    assert_eq!(live.status, 200);
+    let r = env.client().get(&format!(
+        "/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={offset}"
+    ));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.h("content-type"), "text/event-stream");
+    assert!(r.has("content-length"), "{:?}", r.headers);
+    let body = r.body_str();
+    let events: Vec<&str> = body.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 2, "{body}");
+    assert!(events[0].starts_with("data: {"), "{body}");
+    assert!(events[0].contains("\"operation\":\"insert\""), "{body}");
+    assert!(events[1].contains("\"control\":\"up-to-date\""), "{body}");
+
+    // The client resumes at `<global_last_seen_lsn>_0`: that must be after the whole batch,
+    // so the next response carries only newer changes (no re-sent tail of the transaction).
+    let utd: Value = serde_json::from_str(events[1].trim_start_matches("data: ")).expect("json");
+    let resume = format!(
+        "{}_0",
+        utd["headers"]["global_last_seen_lsn"]
+            .as_str()
+            .expect("lsn")
+    );
+    env.sql("BEGIN; INSERT INTO items VALUES (3, 'c'); INSERT INTO items VALUES (4, 'd'); COMMIT;");
+    let first = env.client().get(&format!(
+        "/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={resume}"
+    ));
+    // Either the new transaction at once, or a stream carrying it.
+    let body = first.body_str();
+    let inserted: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| e.contains("\"operation\":\"insert\""))
+        .collect();
+    assert_eq!(inserted.len(), 2, "{body}");
+    assert!(inserted[0].contains("\"id\":\"3\""), "{body}");
+    assert!(inserted[1].contains("\"id\":\"4\""), "{body}");
+    let live = env.client().get(&format!(
+        "/v1/shape?table=items&live=true&handle={handle}&offset={resume}"
+    ));
+    assert_eq!(live.status, 200);
+    let items = live.items();
+    assert_eq!(items.len(), 3, "{}", live.body_str());
+    assert_eq!(items[0]["value"]["id"], "3");
+}
