@@ -28,6 +28,8 @@ pub mod offset;
 pub mod query_string;
 pub mod request;
 mod request_cast;
+pub mod routing;
 pub mod schema;
+pub mod subset;
 pub mod validation;
 pub mod where_clause;

@@ -20,6 +20,7 @@
 //! input accepts ISO forms only (what Postgres outputs with `DateStyle=ISO`), and sessions are
 //! assumed to run with `TimeZone=UTC`.
 
+pub(crate) mod analyze;
 mod arith;
 mod array;
 mod cast;

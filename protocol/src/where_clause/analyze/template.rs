@@ -1,0 +1,92 @@
+//! Templates: predicates of the form `expression OP constant` where the expression reads the
+//! row. Shapes with the same expression and operator differ only in their constant, so the
+//! router evaluates the expression once per row and compares the result with each shape's
+//! constant. That is exactly what evaluating each predicate does: a NULL or failed expression,
+//! or a failed comparison, makes the comparison not TRUE for every shape of the group.
+
+use super::super::datum::{compare, Datum};
+use super::super::eval::{self, Row};
+use super::super::expr::{CmpOp, Expr};
+use super::super::render;
+use super::super::types::Type;
+use super::super::Predicate;
+use super::key::{self, Key, KeyTy};
+
+#[derive(Clone, Debug)]
+pub(crate) struct Template {
+    /// Equal for two templates exactly when they have the same expression, comparison type
+    /// and operator (the expression is rendered canonically).
+    signature: String,
+    source: Expr,
+    op: CmpOp,
+    ty: Type,
+    constant: Datum<'static>,
+}
+
+/// The expression's value for one row; `None` when it is NULL or failed to evaluate.
+pub(crate) struct TemplateValue<'a>(Option<Datum<'a>>);
+
+/// The predicate's template, if it is a comparison of a row-dependent expression with a
+/// non-null constant.
+pub(crate) fn template(predicate: &Predicate) -> Option<Template> {
+    let Expr::Compare { op, ty, lhs, rhs } = &predicate.expr else {
+        return None;
+    };
+    let (source, constant, op) = match (lhs.as_ref(), rhs.as_ref()) {
+        (_, Expr::Const { value, .. }) => (lhs, value, *op),
+        (Expr::Const { value, .. }, _) => (rhs, value, super::flip(*op)),
+        _ => return None,
+    };
+    let mut reads_row = false;
+    source.for_each_column(&mut |_| reads_row = true);
+    if !reads_row || constant.is_null() {
+        return None;
+    }
+    let mut signature = String::new();
+    render::render(source, &mut signature);
+    signature.push('\0');
+    signature.push_str(op.sql());
+    signature.push('\0');
+    signature.push_str(&ty.to_string());
+    Some(Template {
+        signature,
+        source: source.as_ref().clone(),
+        op,
+        ty: ty.clone(),
+        constant: constant.clone(),
+    })
+}
+
+impl Template {
+    pub(crate) fn signature(&self) -> &str {
+        &self.signature
+    }
+
+    /// Whether the comparison is `=` with a keyable type, so a group can be a hash lookup.
+    pub(crate) fn is_equality(&self) -> bool {
+        self.op == CmpOp::Eq && KeyTy::of(&self.ty).is_some()
+    }
+
+    /// The constant's key, for equality templates.
+    pub(crate) fn constant_key(&self) -> Option<Box<[u8]>> {
+        let key = key::encode(KeyTy::of(&self.ty)?, &self.constant)?;
+        Some(key.into_boxed())
+    }
+
+    pub(crate) fn evaluate<'a, 'r: 'a>(&'a self, row: &Row<'r>) -> TemplateValue<'a> {
+        TemplateValue(eval::eval(&self.source, row).ok().filter(|v| !v.is_null()))
+    }
+
+    /// Whether the comparison is TRUE for this value (computed by a template with the same
+    /// signature).
+    pub(crate) fn holds(&self, value: &TemplateValue<'_>) -> bool {
+        value.0.as_ref().is_some_and(|v| {
+            compare(&self.ty, v, &self.constant).is_some_and(|ordering| self.op.holds(ordering))
+        })
+    }
+
+    /// The value's key, for equality templates; `None` if no constant can equal it.
+    pub(crate) fn value_key<'v>(&self, value: &'v TemplateValue<'_>) -> Option<Key<'v>> {
+        key::encode(KeyTy::of(&self.ty)?, value.0.as_ref()?)
+    }
+}
