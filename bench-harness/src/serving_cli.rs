@@ -70,9 +70,12 @@ pub struct LongPollArgs {
     pub connections: u64,
     #[arg(long, default_value_t = 1_000)]
     pub rows: u64,
-    /// ELECTRIC_LONG_POLL_TIMEOUT in ms.
+    /// ELECTRIC_LONG_POLL_TIMEOUT (and AMPERE_SSE_TIMEOUT) in ms.
     #[arg(long, default_value_t = 120_000)]
     pub long_poll_ms: u64,
+    /// Live modes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "long-poll,sse")]
+    pub modes: Vec<longpoll::LiveMode>,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +132,7 @@ pub fn long_poll(args: &LongPollArgs) -> Result<Vec<Table>> {
         drivers: args.common.drivers.clone(),
         ampere_bin: locate_ampere(args.common.ampere_bin.as_deref())?,
         cores: args.common.cores(),
+        modes: args.modes.clone(),
     };
     Ok(longpoll::run(&options)?.tables)
 }

@@ -96,6 +96,7 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
         chunk_bytes: Some(options.chunk_bytes),
         long_poll_ms: None,
         cores: Some(options.cores),
+        env: Vec::new(),
     };
 
     // The reference catch-up: its bodies become nginx's files.

@@ -115,10 +115,19 @@ async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<bo
         if let Some(end) = find_head_end(&received) {
             let head = std::str::from_utf8(&received[..end]).context("head is UTF-8")?;
             let (status, headers) = parse_head(head)?;
-            let length: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            if header("transfer-encoding") == Some("chunked") {
+                // An SSE stream: read until the write's events and their up-to-date arrived.
+                ensure!(status == 200, "stream with status {status}");
+                return read_stream_until_row(&mut stream, buf, received, end).await;
+            }
+            let length: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
                 .context("no content-length")?;
             ensure!(length <= MAX_BODY, "body over {MAX_BODY} bytes");
             break (end, status, length);
@@ -131,6 +140,35 @@ async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<bo
     }
     let body = &received[head_len..head_len + body_len];
     Ok(status == 200 && count_inserts(body) > 0)
+}
+
+/// Reads an SSE stream until an insert event and a later up-to-date event have arrived (the
+/// chunk framing is left in place: the markers are searched in the raw bytes).
+async fn read_stream_until_row(
+    stream: &mut monoio::net::TcpStream,
+    mut buf: Vec<u8>,
+    mut received: Vec<u8>,
+    head_len: usize,
+) -> Result<bool> {
+    const INSERT: &[u8] = br#""operation":"insert""#;
+    const UP_TO_DATE: &[u8] = br#""control":"up-to-date""#;
+    loop {
+        let body = &received[head_len..];
+        if let Some(at) = find(body, INSERT) {
+            if find(&body[at..], UP_TO_DATE).is_some() {
+                return Ok(true);
+            }
+        }
+        ensure!(
+            body.len() <= MAX_BODY,
+            "stream over {MAX_BODY} bytes without the row"
+        );
+        buf = read_some(stream, buf, &mut received).await?;
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads once into `buf` (monoio fills from the start) and appends what came to `received`.

@@ -72,6 +72,7 @@ pub fn run(options: &InitialSyncOptions) -> Result<InitialSyncReport> {
                 chunk_bytes: None,
                 long_poll_ms: None,
                 cores: Some(options.cores),
+                env: Vec::new(),
             };
             let server = AmpereServer::start(&spec, &format!("sync_{stream}"))?;
             let rss_idle_kib = server.rss_kib()?;

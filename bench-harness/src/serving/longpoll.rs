@@ -1,5 +1,6 @@
-//! Memory per held long-poll: many idle `live=true` requests against one shape, the server's
-//! RSS before and while they are held, then one write that must complete every one of them.
+//! Memory per held live request: many idle `live=true` requests against one shape — long-polls,
+//! or SSE streams (`live_sse=true`) — the server's RSS before and while they are held, then one
+//! write that must reach every one of them.
 //!
 //! Method: load a small table, start Ampere with a long long-poll timeout, catch the shape up to
 //! learn its handle and up-to-date offset, read VmRSS; open `connections` live requests from a
@@ -32,11 +33,29 @@ pub struct LongPollOptions {
     pub drivers: Vec<IoDriver>,
     pub ampere_bin: PathBuf,
     pub cores: usize,
+    pub modes: Vec<LiveMode>,
+}
+
+/// How the held clients follow the shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LiveMode {
+    LongPoll,
+    Sse,
+}
+
+impl std::fmt::Display for LiveMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::LongPoll => "long-poll",
+            Self::Sse => "SSE",
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct LongPollRun {
     pub driver: IoDriver,
+    pub mode: LiveMode,
     pub rss_before_kib: u64,
     pub rss_held_kib: u64,
     pub rss_after_kib: u64,
@@ -48,6 +67,8 @@ pub struct LongPollRun {
     pub open_time: Duration,
     /// From starting the insert (a `psql` process) until the last response was read.
     pub fan_out: Duration,
+    /// Server CPU time (user + system) used meanwhile.
+    pub fan_out_cpu: Duration,
 }
 
 impl LongPollRun {
@@ -78,18 +99,22 @@ pub fn run(options: &LongPollOptions) -> Result<LongPollReport> {
         if driver == IoDriver::Uring && !uring_available() {
             continue;
         }
-        let spec = ServerSpec {
-            binary: options.ampere_bin.clone(),
-            database_url: db.url(),
-            driver,
-            chunk_bytes: None,
-            long_poll_ms: Some(options.long_poll_ms),
-            cores: Some(options.cores),
-        };
-        let server = AmpereServer::start(&spec, &format!("longpoll_{i}"))?;
-        let run = measure(options, &server, driver, &db, next_id)?;
-        next_id += 1;
-        runs.push(run);
+        for (j, &mode) in options.modes.iter().enumerate() {
+            let spec = ServerSpec {
+                binary: options.ampere_bin.clone(),
+                database_url: db.url(),
+                driver,
+                chunk_bytes: None,
+                long_poll_ms: Some(options.long_poll_ms),
+                cores: Some(options.cores),
+                // Streams must outlive the measurement, like the long-polls.
+                env: vec![("AMPERE_SSE_TIMEOUT", options.long_poll_ms.to_string())],
+            };
+            let server = AmpereServer::start(&spec, &format!("longpoll_{i}_{j}"))?;
+            let run = measure(options, &server, driver, mode, &db, next_id)?;
+            next_id += 1;
+            runs.push(run);
+        }
     }
     let tables = vec![table(options, &runs)];
     Ok(LongPollReport { runs, tables })
@@ -99,6 +124,7 @@ fn measure(
     options: &LongPollOptions,
     server: &AmpereServer,
     driver: IoDriver,
+    mode: LiveMode,
     db: &testkit::TestDb<'_>,
     new_id: u64,
 ) -> Result<LongPollRun> {
@@ -112,10 +138,15 @@ fn measure(
     let rss_before_kib = settled_rss(server)?;
     let fds_before = server.open_fds()?;
     let path = format!(
-        "/v1/shape?table={}&handle={}&offset={}&live=true",
+        "/v1/shape?table={}&handle={}&offset={}&live=true{}",
         items::TABLE,
         fetch.handle,
-        fetch.offset
+        fetch.offset,
+        if mode == LiveMode::Sse {
+            "&live_sse=true"
+        } else {
+            ""
+        }
     );
     let timeout = Duration::from_millis(options.long_poll_ms) + WAIT_BOUND;
     let opened = Instant::now();
@@ -134,6 +165,7 @@ fn measure(
         "live requests returned before any write (is the long-poll timeout too short?)"
     );
     let rss_held_kib = settled_rss(server)?;
+    let cpu_before = server.cpu_time()?;
     let fan_started = Instant::now();
     items::insert_range(db, new_id, new_id)?;
     wait_until("every long-poll to complete", || {
@@ -141,11 +173,13 @@ fn measure(
         Ok(done == options.connections)
     })?;
     let fan_out = fan_started.elapsed();
+    let fan_out_cpu = server.cpu_time()?.saturating_sub(cpu_before);
     client
         .join()
         .map_err(|_| anyhow::anyhow!("the client thread panicked"))??;
     Ok(LongPollRun {
         driver,
+        mode,
         rss_before_kib,
         rss_held_kib,
         rss_after_kib: server.rss_kib()?,
@@ -154,6 +188,7 @@ fn measure(
         failed: Progress::get(&progress.failed),
         open_time,
         fan_out,
+        fan_out_cpu,
     })
 }
 
@@ -183,11 +218,12 @@ fn wait_until(what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> 
 fn table(options: &LongPollOptions, runs: &[LongPollRun]) -> Table {
     let mut table = Table::new(
         format!(
-            "Memory per held long-poll ({} idle live requests on one shape)",
+            "Memory per held live request ({} idle long-polls or SSE streams on one shape)",
             grouped(options.connections as f64)
         ),
         &[
             "driver",
+            "mode",
             "RSS before (KiB)",
             "RSS held (KiB)",
             "KiB / connection",
@@ -196,12 +232,14 @@ fn table(options: &LongPollOptions, runs: &[LongPollRun]) -> Table {
             "with the row",
             "failed",
             "write → all answered (s)",
+            "server CPU meanwhile (s)",
             "RSS after (KiB)",
         ],
     );
     for run in runs {
         table.row(vec![
             run.driver.to_string(),
+            run.mode.to_string(),
             grouped(run.rss_before_kib as f64),
             grouped(run.rss_held_kib as f64),
             format!("{:.2}", run.kib_per_connection(options.connections)),
@@ -210,11 +248,12 @@ fn table(options: &LongPollOptions, runs: &[LongPollRun]) -> Table {
             grouped(run.with_row as f64),
             grouped(run.failed as f64),
             format!("{:.3}", run.fan_out.as_secs_f64()),
+            format!("{:.3}", run.fan_out_cpu.as_secs_f64()),
             grouped(run.rss_after_kib as f64),
         ]);
     }
     table.note(format!(
-        "{} rows in the table; ELECTRIC_LONG_POLL_TIMEOUT={} ms; Ampere with {} core(s); the client is one monoio (epoll) thread on the same machine.",
+        "{} rows in the table; ELECTRIC_LONG_POLL_TIMEOUT and AMPERE_SSE_TIMEOUT {} ms; Ampere with {} core(s); the client is one monoio (epoll) thread on the same machine.",
         grouped(options.rows as f64),
         options.long_poll_ms,
         options.cores

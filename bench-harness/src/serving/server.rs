@@ -25,6 +25,8 @@ pub struct ServerSpec {
     pub long_poll_ms: Option<u64>,
     /// `AMPERE_CORES`; `None` uses every core.
     pub cores: Option<usize>,
+    /// Any other environment variables for the server.
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// A running server; dropping it kills the process and removes its storage directory.
@@ -69,6 +71,9 @@ impl AmpereServer {
         }
         if let Some(cores) = spec.cores {
             command.env("AMPERE_CORES", cores.to_string());
+        }
+        for (name, value) in &spec.env {
+            command.env(name, value);
         }
         let child = command
             .spawn()
