@@ -3,8 +3,13 @@
 //!
 //! Runs on monoio thread-per-core like the engine; see `docs/loadgen.md` for usage.
 
+mod body;
+mod cli;
 mod clock;
 mod http;
+mod limits;
+mod progress;
+mod resources;
 mod runner;
 mod scenario;
 mod shape;
@@ -12,117 +17,24 @@ mod stats;
 mod target;
 mod writer;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use engine::pg::ConnectConfig;
-use engine::runtime::IoDriver;
+use serde::Serialize;
 
-use crate::runner::{run_once, Context};
-use crate::scenario::fanout::{self, FanoutParams};
+use crate::cli::{Cli, RunOpts, Scenario};
+use crate::resources::{Monitor, Resources};
+use crate::runner::{with_table, Context};
+use crate::scenario::fanout::{self, FanoutPlan};
+use crate::scenario::large_shape::{self, LargeShapeParams};
 use crate::scenario::shape_creation::{self, ShapeCreationParams};
+use crate::scenario::{capacity, shapes};
 use crate::target::Target;
 
-/// Upper bounds on user-given sizes, so a typo cannot exhaust the machine.
-const MAX_CLIENTS: usize = 50_000;
-const MAX_WRITES: u64 = 1_000_000;
-const MAX_ROWS_PER_WRITE: u32 = 10_000;
-const MAX_TOTAL_ROWS: u64 = 50_000_000;
-/// Each client keeps a latency slot per write: bounds that memory (≈12 bytes per slot).
-const MAX_CLIENT_WRITES: u64 = 20_000_000;
-const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-const MAX_SECS: u64 = 3_600;
-const MAX_RATE: f64 = 1_000_000.0;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "loadgen",
-    about = "Load generator for Electric-compatible sync servers"
-)]
-struct Cli {
-    /// The server, `http://host:port`.
-    #[arg(long, env = "LOADGEN_TARGET", default_value = "http://127.0.0.1:3000")]
-    target: String,
-    /// The Postgres the server replicates from (the writer connects here).
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
-    /// Cores (threads) for clients; the writer runs on core 0.
-    #[arg(long, default_value_t = 1)]
-    cores: usize,
-    /// monoio driver: uring, epoll or auto.
-    #[arg(long, default_value = "auto")]
-    io_driver: IoDriver,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Table to create for the run (default `loadgen_<pid>`); dropped afterwards.
-    #[arg(long)]
-    table: Option<String>,
-    /// Leave the table in place after the run.
-    #[arg(long)]
-    keep_table: bool,
-    #[command(subcommand)]
-    scenario: Scenario,
-}
-
-#[derive(Subcommand, Debug)]
-enum Scenario {
-    /// N clients on one shape, W writes/s; latency for the mean and the last client.
-    WriteFanout {
-        #[arg(long, default_value_t = 100)]
-        clients: usize,
-        #[arg(long, default_value_t = 10.0)]
-        writes_per_sec: f64,
-        #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
-        /// Number of writes (default: writes_per_sec × duration_secs).
-        #[arg(long)]
-        writes: Option<u64>,
-        /// Rows per write transaction (Electric's grid uses 50).
-        #[arg(long, default_value_t = 1)]
-        rows_per_write: u32,
-        #[command(flatten)]
-        run: RunOpts,
-    },
-    /// N distinct shapes created at once over a seeded table; time until all are up-to-date.
-    ConcurrentShapeCreation {
-        #[arg(long, default_value_t = 50)]
-        shapes: usize,
-        /// Rows in the table (every shape matches all of them).
-        #[arg(long, default_value_t = 500)]
-        rows: u64,
-        #[arg(long, default_value_t = 30)]
-        timeout_secs: u64,
-    },
-    /// Insert rate the server keeps up with: rows/s written vs rows/s received by one client.
-    ReplicationThroughput {
-        #[arg(long, default_value_t = 2_000)]
-        rows_per_sec: u64,
-        #[arg(long, default_value_t = 50)]
-        rows_per_write: u32,
-        #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
-        #[arg(long, default_value_t = 1)]
-        clients: usize,
-        #[command(flatten)]
-        run: RunOpts,
-    },
-}
-
-#[derive(Args, Debug)]
-struct RunOpts {
-    /// Bytes of filler per row.
-    #[arg(long, default_value_t = 16)]
-    payload_bytes: usize,
-    /// Time allowed for the clients' initial sync.
-    #[arg(long, default_value_t = 30)]
-    ready_timeout_secs: u64,
-    /// Time allowed after the planned end of writing for the last rows to arrive.
-    #[arg(long, default_value_t = 10)]
-    grace_secs: u64,
-}
+/// Electric's fleet seeds 500 rows (`row_count`) that no measured shape matches.
+const DEFAULT_SEED_ROWS: u64 = 500;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -132,6 +44,23 @@ fn main() -> ExitCode {
             eprintln!("loadgen: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What a scenario hands back for printing.
+struct Outcome {
+    text: String,
+    json: serde_json::Value,
+    complete: bool,
+}
+
+impl Outcome {
+    fn new<R: Serialize>(report: &R, text: String, complete: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            text,
+            json: serde_json::to_value(report)?,
+            complete,
+        })
     }
 }
 
@@ -157,22 +86,63 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         driver: cli.io_driver,
         table,
     };
-    let (text, json, complete) = match &cli.scenario {
+    let label = scenario_name(&cli.scenario);
+    let display = progress::Display::start(label);
+    let outcome = run_scenario(&ctx, &cli);
+    drop(display);
+    let mut outcome = outcome?;
+    print!("{}", outcome.text);
+    if let Some(path) = &cli.json {
+        if let serde_json::Value::Object(map) = &mut outcome.json {
+            map.insert("complete".to_owned(), outcome.complete.into());
+        }
+        let text = serde_json::to_string_pretty(&outcome.json)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(outcome.complete)
+}
+
+fn scenario_name(scenario: &Scenario) -> &'static str {
+    match scenario {
+        Scenario::ConcurrentShapeCreation { .. } => "concurrent-shape-creation",
+        Scenario::LargeShapeSync { .. } => "large-shape-sync",
+        Scenario::UnrelatedShapesLatency { .. } => "unrelated-shapes-latency",
+        Scenario::WriteFanout { .. } => "write-fanout",
+        Scenario::DiverseShapeFanout { .. } => "diverse-shape-fanout",
+        Scenario::ManyShapesOneClient { .. } => "many-shapes-one-client",
+        Scenario::ReplicationThroughput { .. } => "replication-throughput",
+        Scenario::ControlledLoad { .. } => "controlled-load",
+        Scenario::Plan(_) => "plan",
+    }
+}
+
+fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
+    let name = scenario_name(&cli.scenario);
+    let keep = cli.keep_table;
+    let pid = cli.server_pid;
+    match &cli.scenario {
         Scenario::WriteFanout {
             clients,
-            writes_per_sec,
-            duration_secs,
             writes,
-            rows_per_write,
             run,
         } => {
-            let writes = writes.unwrap_or((writes_per_sec * *duration_secs as f64).ceil() as u64);
-            let params = fanout_params(*clients, writes, *writes_per_sec, *rows_per_write, run)?;
-            let report = with_table(&ctx, 0, cli.keep_table, || {
-                fanout::run(&ctx, &params, "write-fanout")
-            })?;
-            let json = serde_json::to_string_pretty(&report)?;
-            (report.text(), json, report.complete)
+            let params = limits::fanout_params(
+                writes.count(),
+                writes.writes_per_sec,
+                writes.rows_per_write,
+                1.0,
+                run,
+            )?;
+            let plan = shapes::whole_table(params, *clients);
+            run_fanout(
+                ctx,
+                &plan,
+                name,
+                run.seed_rows.unwrap_or(0),
+                keep,
+                pid,
+                false,
+            )
         }
         Scenario::ReplicationThroughput {
             rows_per_sec,
@@ -186,110 +156,248 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             let writes_per_sec = *rows_per_sec as f64 / f64::from(*rows_per_write);
             let writes = (writes_per_sec * *duration_secs as f64).ceil() as u64;
-            let params = fanout_params(*clients, writes, writes_per_sec, *rows_per_write, run)?;
-            let report = with_table(&ctx, 0, cli.keep_table, || {
-                fanout::run(&ctx, &params, "replication-throughput")
-            })?;
-            let json = serde_json::to_string_pretty(&report)?;
-            (report.text(), json, report.complete)
+            let params = limits::fanout_params(writes, writes_per_sec, *rows_per_write, 1.0, run)?;
+            let plan = shapes::whole_table(params, *clients);
+            run_fanout(
+                ctx,
+                &plan,
+                name,
+                run.seed_rows.unwrap_or(0),
+                keep,
+                pid,
+                false,
+            )
+        }
+        Scenario::UnrelatedShapesLatency {
+            shapes: count,
+            predicate,
+            clients,
+            writes,
+            run,
+        } => {
+            limits::check_shapes(*count)?;
+            let params = limits::fanout_params(
+                writes.count(),
+                writes.writes_per_sec,
+                writes.rows_per_write,
+                1.0,
+                run,
+            )?;
+            let plan = shapes::unrelated(params, *count, *clients, *predicate);
+            run_fanout(ctx, &plan, name, seed_rows(run), keep, pid, false)
+        }
+        Scenario::DiverseShapeFanout {
+            shapes: count,
+            predicate,
+            writes,
+            run,
+        }
+        | Scenario::ManyShapesOneClient {
+            shapes: count,
+            predicate,
+            writes,
+            run,
+        } => {
+            limits::check_shapes(*count)?;
+            let params = limits::fanout_params(
+                writes.count(),
+                writes.writes_per_sec,
+                writes.rows_per_write,
+                1.0,
+                run,
+            )?;
+            let followed = if matches!(cli.scenario, Scenario::DiverseShapeFanout { .. }) {
+                *count
+            } else {
+                1
+            };
+            let plan = shapes::overlapping(params, *count, followed, *predicate)?;
+            run_fanout(ctx, &plan, name, seed_rows(run), keep, pid, false)
+        }
+        Scenario::ControlledLoad {
+            clients,
+            shapes_per_client,
+            shapes: count,
+            rows,
+            spawn_per_sec,
+            interval_secs,
+            predicate,
+            writes,
+            run,
+        } => {
+            limits::check_shapes(*count)?;
+            if *shapes_per_client == 0 || *shapes_per_client > *count {
+                bail!("--shapes-per-client must be 1..=--shapes");
+            }
+            if *clients == 0 || clients.saturating_mul(*shapes_per_client) > limits::MAX_CLIENTS {
+                bail!(
+                    "clients × shapes per client must be 1..={}",
+                    limits::MAX_CLIENTS
+                );
+            }
+            if !(*spawn_per_sec >= 0.01 && *spawn_per_sec <= 100_000.0) {
+                bail!("--spawn-per-sec must be in [0.01, 100000]");
+            }
+            // Clients arrive over clients / spawn rate seconds: the ready timeout starts after.
+            let spawn_secs = (*clients as f64 / spawn_per_sec).ceil() as u64;
+            let mut run = run.clone();
+            run.ready_timeout_secs = run.ready_timeout_secs.saturating_add(spawn_secs);
+            let params = limits::fanout_params(
+                writes.count(),
+                writes.writes_per_sec,
+                writes.rows_per_write,
+                *interval_secs,
+                &run,
+            )?;
+            let plan = shapes::controlled(
+                params,
+                *clients,
+                *shapes_per_client,
+                *count,
+                *spawn_per_sec,
+                *predicate,
+            );
+            let seed = run.seed_rows.unwrap_or(*rows);
+            run_fanout(ctx, &plan, name, seed, keep, pid, true)
         }
         Scenario::ConcurrentShapeCreation {
-            shapes,
+            shapes: count,
             rows,
             timeout_secs,
+            same_shape,
         } => {
-            if *shapes == 0 || *shapes > MAX_CLIENTS {
-                bail!("--shapes must be 1..={MAX_CLIENTS}");
+            if *count == 0 || *count > limits::MAX_CLIENTS {
+                bail!("--shapes must be 1..={}", limits::MAX_CLIENTS);
             }
-            if *rows > MAX_TOTAL_ROWS || *timeout_secs == 0 || *timeout_secs > MAX_SECS {
-                bail!("--rows must be at most {MAX_TOTAL_ROWS}, --timeout-secs 1..={MAX_SECS}");
-            }
+            limits::check_seed(*rows, 4)?;
+            limits::check_secs("timeout-secs", *timeout_secs)?;
             let params = ShapeCreationParams {
-                shapes: *shapes,
+                shapes: *count,
                 rows: *rows,
                 timeout_secs: *timeout_secs,
+                same_shape: *same_shape,
             };
-            let report = with_table(&ctx, *rows, cli.keep_table, || {
-                shape_creation::run(&ctx, &params)
+            let (report, resources) = with_table(ctx, *rows, 4, keep, || {
+                measured(pid, || shape_creation::run(ctx, &params))
             })?;
-            let json = serde_json::to_string_pretty(&report)?;
-            (report.text(), json, report.complete)
+            finish(&report, report.text(), report.complete, resources)
         }
-    };
-    print!("{text}");
-    if let Some(path) = &cli.json {
-        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        Scenario::LargeShapeSync {
+            rows,
+            payload_bytes,
+            clients,
+            timeout_secs,
+        } => {
+            if *rows == 0 {
+                bail!("--rows must be at least 1");
+            }
+            limits::check_seed(*rows, *payload_bytes)?;
+            limits::check_secs("timeout-secs", *timeout_secs)?;
+            if *clients == 0 || *clients > 100 {
+                bail!("--clients must be 1..=100 (they run one after another)");
+            }
+            let params = LargeShapeParams {
+                rows: *rows,
+                payload_bytes: *payload_bytes,
+                clients: *clients,
+                timeout_secs: *timeout_secs,
+            };
+            let (report, resources) = with_table(ctx, *rows, *payload_bytes, keep, || {
+                measured(pid, || large_shape::run(ctx, &params))
+            })?;
+            finish(&report, report.text(), report.complete, resources)
+        }
+        Scenario::Plan(opts) => {
+            let report = capacity::run(ctx, opts, keep, pid)?;
+            Outcome::new(&report, report.text(), report.complete)
+        }
     }
-    Ok(complete)
 }
 
-fn fanout_params(
-    clients: usize,
-    writes: u64,
-    writes_per_sec: f64,
-    rows_per_write: u32,
-    run: &RunOpts,
-) -> anyhow::Result<FanoutParams> {
-    if clients == 0 || clients > MAX_CLIENTS {
-        bail!("client count must be 1..={MAX_CLIENTS}");
-    }
-    if writes == 0 || writes > MAX_WRITES {
-        bail!("write count must be 1..={MAX_WRITES}");
-    }
-    if !(writes_per_sec > 0.0 && writes_per_sec <= MAX_RATE) {
-        bail!("write rate must be in (0, {MAX_RATE}] per second");
-    }
-    if rows_per_write == 0 || rows_per_write > MAX_ROWS_PER_WRITE {
-        bail!("--rows-per-write must be 1..={MAX_ROWS_PER_WRITE}");
-    }
-    if writes * u64::from(rows_per_write) > MAX_TOTAL_ROWS {
-        bail!("at most {MAX_TOTAL_ROWS} rows per run");
-    }
-    if writes * clients as u64 > MAX_CLIENT_WRITES {
-        bail!("clients × writes must be at most {MAX_CLIENT_WRITES}");
-    }
-    if run.payload_bytes > MAX_PAYLOAD_BYTES {
-        bail!("--payload-bytes must be at most {MAX_PAYLOAD_BYTES}");
-    }
-    if run.ready_timeout_secs == 0
-        || run.ready_timeout_secs > MAX_SECS
-        || run.grace_secs > MAX_SECS
-        || writes as f64 / writes_per_sec > MAX_SECS as f64
-    {
-        bail!("timeouts and the write span must each be at most {MAX_SECS} s");
-    }
-    Ok(FanoutParams {
-        clients,
-        writes,
-        writes_per_sec,
-        rows_per_write,
-        payload_bytes: run.payload_bytes,
-        ready_timeout_secs: run.ready_timeout_secs,
-        grace_secs: run.grace_secs,
-    })
+fn seed_rows(run: &RunOpts) -> u64 {
+    run.seed_rows.unwrap_or(DEFAULT_SEED_ROWS)
 }
 
-/// Creates the run's table (with `seed_rows`), runs `body`, then drops the table unless kept.
-fn with_table<T>(
+/// Runs `body` with CPU and memory accounting.
+fn measured<T>(
+    server_pid: Option<u32>,
+    body: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Resources)> {
+    let monitor = Monitor::start(server_pid);
+    let value = body()?;
+    Ok((value, monitor.finish()))
+}
+
+fn run_fanout(
     ctx: &Context,
+    plan: &FanoutPlan,
+    name: &str,
     seed_rows: u64,
     keep: bool,
-    body: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let (database, table) = (ctx.database.clone(), ctx.table.clone());
-    run_once(ctx.driver, move || async move {
-        writer::create_table(&database, &table, seed_rows).await
-    })?
-    .context("creating the load table")?;
-    let result = body();
-    if !keep {
-        let (database, table) = (ctx.database.clone(), ctx.table.clone());
-        let dropped = run_once(ctx.driver, move || async move {
-            writer::drop_table(&database, &table).await
-        });
-        if let Err(error) = dropped.and_then(|r| r.map_err(anyhow::Error::from)) {
-            eprintln!("loadgen: could not drop table {}: {error:#}", ctx.table);
-        }
+    server_pid: Option<u32>,
+    with_timeline: bool,
+) -> anyhow::Result<Outcome> {
+    limits::check_plan(plan)?;
+    limits::check_seed(seed_rows, plan.params.payload_bytes)?;
+    let (report, resources) = with_table(ctx, seed_rows, plan.params.payload_bytes, keep, || {
+        measured(server_pid, || fanout::run(ctx, plan, name))
+    })?;
+    finish(
+        &report,
+        report.text(with_timeline),
+        report.complete,
+        resources,
+    )
+}
+
+/// Adds the resource figures to the text and the JSON.
+fn finish<R: Serialize>(
+    report: &R,
+    mut text: String,
+    complete: bool,
+    resources: Resources,
+) -> anyhow::Result<Outcome> {
+    text.push_str(&resources_text(&resources));
+    let mut outcome = Outcome::new(report, text, complete)?;
+    if let serde_json::Value::Object(map) = &mut outcome.json {
+        map.insert("resources".to_owned(), serde_json::to_value(&resources)?);
     }
-    result
+    Ok(outcome)
+}
+
+fn resources_text(r: &Resources) -> String {
+    let mut out = format!(
+        "loadgen: {:.2} s CPU ({:.2} user, {:.2} sys) over {:.2} s wall = {:.2} cores, \
+         max RSS {:.1} MB\n",
+        r.loadgen_cpu_secs,
+        r.loadgen_cpu_user_secs,
+        r.loadgen_cpu_sys_secs,
+        r.wall_secs,
+        if r.wall_secs > 0.0 {
+            r.loadgen_cpu_secs / r.wall_secs
+        } else {
+            0.0
+        },
+        r.loadgen_max_rss_mb
+    );
+    if let Some(s) = &r.server {
+        out.push_str(&format!(
+            "server (pid {}): {:.2} s CPU ({:.2} user, {:.2} sys) = {:.2} cores; RSS start \
+             {:.1} MB, median {:.1}, peak {:.1}, end {:.1}\n",
+            s.pid,
+            s.cpu_secs,
+            s.cpu_user_secs,
+            s.cpu_sys_secs,
+            if r.wall_secs > 0.0 {
+                s.cpu_secs / r.wall_secs
+            } else {
+                0.0
+            },
+            s.rss_mb_start,
+            s.rss_mb_median,
+            s.rss_mb_peak,
+            s.rss_mb_end
+        ));
+    }
+    out
 }

@@ -7,6 +7,7 @@ use engine::pg::ConnectConfig;
 use engine::runtime::{run_per_core, IoDriver};
 
 use crate::target::Target;
+use crate::writer;
 
 /// What every scenario needs: where to send load and how to run it.
 #[derive(Clone, Debug)]
@@ -45,4 +46,31 @@ where
     })?;
     let value = lock(&output).take();
     value.ok_or_else(|| anyhow::anyhow!("the runtime finished without a result"))
+}
+
+/// Creates the run's table (with `seed_rows` rows of `seed_payload_bytes` filler), runs `body`,
+/// then drops the table unless `keep`.
+pub fn with_table<T>(
+    ctx: &Context,
+    seed_rows: u64,
+    seed_payload_bytes: usize,
+    keep: bool,
+    body: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (database, table) = (ctx.database.clone(), ctx.table.clone());
+    run_once(ctx.driver, move || async move {
+        writer::create_table(&database, &table, seed_rows, seed_payload_bytes).await
+    })?
+    .map_err(|e| anyhow::anyhow!("creating the load table {}: {e}", ctx.table))?;
+    let result = body();
+    if !keep {
+        let (database, table) = (ctx.database.clone(), ctx.table.clone());
+        let dropped = run_once(ctx.driver, move || async move {
+            writer::drop_table(&database, &table).await
+        });
+        if let Err(error) = dropped.and_then(|r| r.map_err(anyhow::Error::from)) {
+            eprintln!("loadgen: could not drop table {}: {error:#}", ctx.table);
+        }
+    }
+    result
 }

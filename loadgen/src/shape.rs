@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
+use crate::body::{parse_changes, BodyError, Change};
 use crate::http::{HttpConn, HttpError, Response};
 use crate::target::Target;
 
@@ -27,15 +26,8 @@ pub enum ShapeError {
     Status { status: u16, body: String },
     #[error("response lacks a valid {0} header")]
     MissingHeader(&'static str),
-    #[error("response body is not a JSON array of messages: {0}")]
-    Body(String),
-}
-
-/// One data message (`insert`, `update` or `delete`) from a shape log.
-#[derive(Debug)]
-pub struct Change {
-    pub operation: String,
-    pub value: Value,
+    #[error(transparent)]
+    Body(#[from] BodyError),
 }
 
 /// What one request brought.
@@ -58,6 +50,10 @@ pub struct ShapeClient {
     up_to_date: bool,
     /// 409s seen so far.
     pub resets: u64,
+    /// Response body bytes received so far (headers not counted).
+    pub body_bytes: u64,
+    /// Requests answered so far.
+    pub requests: u64,
 }
 
 impl ShapeClient {
@@ -72,7 +68,21 @@ impl ShapeClient {
             cursor: None,
             up_to_date: false,
             resets: 0,
+            body_bytes: 0,
+            requests: 0,
         }
+    }
+
+    /// Hands over this client's connection, so a successor can reuse it (creating many shapes
+    /// one after another over a few connections).
+    pub fn take_conn(&mut self) -> Option<HttpConn> {
+        self.conn.take()
+    }
+
+    /// Starts this client on an already open connection.
+    pub fn with_conn(mut self, conn: Option<HttpConn>) -> Self {
+        self.conn = conn;
+        self
     }
 
     /// True once the client has caught up and is long-polling.
@@ -145,6 +155,8 @@ impl ShapeClient {
         let mut conn = conn;
         let response = conn.get(url).await?;
         self.conn = Some(conn);
+        self.requests += 1;
+        self.body_bytes += response.body.len() as u64;
         Ok(response)
     }
 
@@ -179,64 +191,4 @@ fn token(response: &Response, name: &str) -> Option<String> {
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= MAX_TOKEN_LEN)
         .map(str::to_owned)
-}
-
-/// Extracts data messages from a response body; control messages are dropped (their meaning
-/// is carried by headers too).
-pub fn parse_changes(body: &[u8]) -> Result<Vec<Change>, ShapeError> {
-    if body.is_empty() {
-        return Ok(Vec::new());
-    }
-    let messages: Vec<Value> =
-        serde_json::from_slice(body).map_err(|e| ShapeError::Body(e.to_string()))?;
-    let mut changes = Vec::new();
-    for mut message in messages {
-        let operation = message
-            .get("headers")
-            .and_then(|h| h.get("operation"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if let Some(operation) = operation {
-            let value = message
-                .get_mut("value")
-                .map(Value::take)
-                .unwrap_or_default();
-            changes.push(Change { operation, value });
-        }
-    }
-    Ok(changes)
-}
-
-/// A non-negative integer column; Electric sends int8 values as JSON strings.
-pub fn value_u64(value: &Value, column: &str) -> Option<u64> {
-    match value.get(column)? {
-        Value::String(text) => text.parse().ok(),
-        Value::Number(number) => number.as_u64(),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keeps_data_messages_only() {
-        let body =
-            br#"[{"key":"k","value":{"id":"1","sent_ns":"42"},"headers":{"operation":"insert"}},
-                       {"headers":{"control":"up-to-date","global_last_seen_lsn":"1"}}]"#;
-        let changes = parse_changes(body).unwrap();
-        assert_eq!(changes.len(), 1);
-        assert_eq!(changes[0].operation, "insert");
-        assert_eq!(value_u64(&changes[0].value, "sent_ns"), Some(42));
-        assert_eq!(value_u64(&changes[0].value, "id"), Some(1));
-        assert_eq!(value_u64(&changes[0].value, "missing"), None);
-    }
-
-    #[test]
-    fn refuses_non_arrays() {
-        assert!(parse_changes(b"{}").is_err());
-        assert!(parse_changes(b"[").is_err());
-        assert!(parse_changes(b"").unwrap().is_empty());
-    }
 }

@@ -28,24 +28,53 @@ pub fn validate_table_name(name: &str) -> Result<(), TableNameError> {
     }
 }
 
+/// The `k` value of seed rows: below every value a shape of this tool selects on, so seed rows
+/// never match a `k` predicate (every count/index a scenario uses is far smaller than this).
+pub const SEED_K: i64 = -1_000_000_000;
+
+/// The column values that route a write to its shape(s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowValues {
+    /// `[a-z0-9]` only, so it can be spliced into SQL literals and where clauses unquoted.
+    pub name: String,
+    pub k: i64,
+}
+
+impl RowValues {
+    pub fn new(name: String, k: i64) -> Self {
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "row names are generated as [a-z0-9]+"
+        );
+        Self { name, k }
+    }
+}
+
 /// Creates the load table (dropping a leftover of the same name) and inserts `seed_rows` rows
-/// with `write_id` = 0 and `sent_ns` = 0 (never counted as writes).
+/// with `write_id` = 0, `sent_ns` = 0 (never counted as writes), `name` = 'seed', `k` =
+/// [`SEED_K`] and `seed_payload_bytes` bytes of filler.
 pub async fn create_table(
     config: &ConnectConfig,
     table: &str,
     seed_rows: u64,
+    seed_payload_bytes: usize,
 ) -> Result<(), PgError> {
     let mut conn = Connection::connect(config).await?;
     conn.execute(&format!(
         "drop table if exists {table}; \
          create table {table} (id bigint generated always as identity primary key, \
-         write_id bigint not null, sent_ns bigint not null, payload text not null)"
+         write_id bigint not null, sent_ns bigint not null, name text not null, \
+         k bigint not null, payload text not null)"
     ))
     .await?;
     if seed_rows > 0 {
         conn.execute(&format!(
-            "insert into {table} (write_id, sent_ns, payload) \
-             select 0, 0, 'seed' from generate_series(1, {seed_rows})"
+            "insert into {table} (write_id, sent_ns, name, k, payload) \
+             select 0, 0, 'seed', {SEED_K}, repeat('x', {seed_payload_bytes}) \
+             from generate_series(1, {seed_rows})"
         ))
         .await?;
     }
@@ -81,14 +110,20 @@ impl Writer {
         })
     }
 
-    /// Inserts `rows` rows for `write_id` in one transaction; returns the stamp the rows carry
-    /// (taken just before the statement is sent) and the time the commit was acknowledged.
-    pub async fn write(&mut self, write_id: u64, rows: u32) -> Result<(u64, u64), PgError> {
+    /// Inserts `rows` rows for `write_id` with `values` in one transaction; returns the stamp
+    /// the rows carry (taken just before the statement is sent) and the time the commit was
+    /// acknowledged.
+    pub async fn write(
+        &mut self,
+        write_id: u64,
+        rows: u32,
+        values: &RowValues,
+    ) -> Result<(u64, u64), PgError> {
         let sent_ns = now_ns();
         let sql = format!(
-            "insert into {} (write_id, sent_ns, payload) \
-             select {write_id}, {sent_ns}, '{}' from generate_series(1, {rows})",
-            self.table, self.payload
+            "insert into {} (write_id, sent_ns, name, k, payload) \
+             select {write_id}, {sent_ns}, '{}', {}, '{}' from generate_series(1, {rows})",
+            self.table, values.name, values.k, self.payload
         );
         self.conn.execute(&sql).await?;
         Ok((sent_ns, now_ns()))

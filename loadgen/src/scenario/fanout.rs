@@ -1,82 +1,156 @@
-//! Writes fanned out to clients following one shape: the engine of both `write-fanout`
-//! (many clients, latency) and `replication-throughput` (one client, many rows/s).
+//! Writes delivered to subscriptions: the engine behind every scenario that writes while
+//! clients listen (`write-fanout`, `replication-throughput`, `unrelated-shapes-latency`,
+//! `many-shapes-one-client`, `diverse-shape-fanout`, `controlled-load`, and `plan`).
 //!
-//! Flow: every client syncs the shape until up-to-date; once all are, the writer (on core 0)
-//! issues `writes` transactions at a fixed rate, each stamped with the send time; each client
-//! records, per write, the time at which it had received all of that write's rows.
+//! A [`FanoutPlan`] names the live subscriptions (one shape client each, with its where clause
+//! and which writes it should see), the passive shapes (created once and left without a
+//! client, so the server holds them while the live clients are measured), and the row values
+//! each write carries. Flow: passive shapes are created and live subscriptions sync to
+//! up-to-date; once all are, the writer (on core 0) issues `writes` transactions at a fixed
+//! rate, each stamped with its send time; each subscription records, per write it expects, the
+//! time at which it had all of that write's rows.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::runtime::run_per_core;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::body::{Change, Op};
 use crate::clock::now_ns;
+use crate::progress::{self, COUNTERS};
 use crate::runner::{lock, Context};
-use crate::shape::{value_u64, Batch, ShapeClient};
-use crate::stats::{new_histogram, record, Summary};
-use crate::writer::Writer;
+use crate::scenario::fanout_report::{self, FanoutReport};
+use crate::shape::{ShapeClient, ShapeError};
+use crate::writer::{RowValues, Writer};
 
 /// Distinct errors kept per run; further ones are only counted.
 const MAX_KEPT_ERRORS: usize = 20;
 /// Pause after a failed request, so a dead server is not hammered in a loop.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Concurrent creators of passive shapes per core, each with its own keep-alive connection:
+/// enough to keep the server busy without opening a connection per shape.
+const CREATORS_PER_CORE: usize = 16;
 
-/// Parameters of one fan-out run (already validated by the CLI).
+/// Rate and size of the writes (validated by the CLI).
 #[derive(Clone, Debug, Serialize)]
 pub struct FanoutParams {
-    pub clients: usize,
     pub writes: u64,
     pub writes_per_sec: f64,
     pub rows_per_write: u32,
     pub payload_bytes: usize,
-    /// How long clients get for the initial sync before the run is abandoned.
+    /// How long shape creation and the clients' initial sync may take before the run is
+    /// abandoned.
     pub ready_timeout_secs: u64,
     /// How long after the planned end of writing clients may still receive.
     pub grace_secs: u64,
+    /// Width of the latency-over-time buckets, by write send time.
+    pub interval_secs: f64,
 }
 
 impl FanoutParams {
-    fn write_span(&self) -> Duration {
+    pub fn write_span(&self) -> Duration {
         Duration::from_secs_f64(self.writes as f64 / self.writes_per_sec)
     }
 }
 
+/// One live shape client.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// `None` follows the whole table.
+    pub where_clause: Option<String>,
+    /// The index into [`FanoutPlan::targets`] of the writes this shape matches; `None`: every
+    /// write.
+    pub target: Option<usize>,
+    /// Wait this long before the first request (staggered client arrival).
+    pub start_delay_ms: u64,
+}
+
+/// Everything a fan-out run does.
+#[derive(Clone, Debug)]
+pub struct FanoutPlan {
+    pub params: FanoutParams,
+    pub subscriptions: Vec<Subscription>,
+    /// Where clauses of shapes created (synced once to up-to-date) but not followed.
+    pub passive_shapes: Vec<String>,
+    /// Write k (from 1) carries `targets[(k - 1) % targets.len()]`.
+    pub targets: Vec<RowValues>,
+}
+
+impl FanoutPlan {
+    /// The target index of write `write_id` (from 1).
+    pub fn target_of(&self, write_id: u64) -> usize {
+        assert!(!self.targets.is_empty() && write_id >= 1);
+        ((write_id - 1) % self.targets.len() as u64) as usize
+    }
+
+    /// Whether subscription `sub` should receive write `write_id`.
+    pub fn expects(&self, sub: usize, write_id: u64) -> bool {
+        self.subscriptions[sub]
+            .target
+            .is_none_or(|t| t == self.target_of(write_id))
+    }
+
+    /// How many of the first `writes` writes subscription `sub` should receive.
+    fn expected_count(&self, sub: usize, writes: u64) -> u64 {
+        match self.subscriptions[sub].target {
+            None => writes,
+            Some(t) => {
+                let n = self.targets.len() as u64;
+                // Writes t+1, t+1+n, t+1+2n, … up to `writes`.
+                if writes > t as u64 {
+                    (writes - t as u64 - 1) / n + 1
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
-struct WriterOutcome {
-    writes_done: u64,
-    /// Per write id (index 0 unused): send → commit acknowledged, in ns.
-    commit_ns: Vec<u64>,
-    first_sent_ns: u64,
-    finished_ns: u64,
+pub(crate) struct WriterOutcome {
+    pub writes_done: u64,
+    /// Per write id (index 0 unused): the stamp (send time) and send → commit acknowledged.
+    pub sent_ns: Vec<u64>,
+    pub commit_ns: Vec<u64>,
+    pub first_sent_ns: u64,
+    pub finished_ns: u64,
 }
 
-/// What one client saw.
-struct ClientOutcome {
+/// What one subscription saw.
+pub(crate) struct ClientOutcome {
+    pub sub: usize,
     /// Latency per write id (index 0 unused); 0 = never fully received.
-    latency_ns: Vec<u64>,
-    rows_received: u64,
+    pub latency_ns: Vec<u64>,
+    pub rows_received: u64,
     /// When the last write completed at this client.
-    last_complete_ns: u64,
-    resets: u64,
+    pub last_complete_ns: u64,
+    pub resets: u64,
+    pub body_bytes: u64,
 }
 
-struct Shared {
-    params: FanoutParams,
-    ctx: Context,
+pub(crate) struct Shared {
+    pub plan: FanoutPlan,
+    pub ctx: Context,
     ready: AtomicUsize,
+    next_passive: AtomicUsize,
+    passive_done: AtomicUsize,
+    pub passive_ok: AtomicUsize,
+    pub setup_done_ns: Mutex<u64>,
     abort: AtomicBool,
+    pub start_ns: u64,
     ready_deadline_ns: u64,
     end_deadline_ns: u64,
-    errors: Mutex<(Vec<String>, u64)>,
-    writer: Mutex<WriterOutcome>,
-    clients: Mutex<Vec<ClientOutcome>>,
+    pub errors: Mutex<(Vec<String>, u64)>,
+    pub writer: Mutex<WriterOutcome>,
+    pub clients: Mutex<Vec<ClientOutcome>>,
 }
 
 impl Shared {
     fn error(&self, message: String) {
+        progress::add(&COUNTERS.errors, 1);
         let mut errors = lock(&self.errors);
         errors.1 += 1;
         // Many clients fail the same way; keep distinct messages so the writer's is not crowded out.
@@ -84,60 +158,41 @@ impl Shared {
             errors.0.push(message);
         }
     }
+
+    fn all_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) >= self.plan.subscriptions.len()
+            && self.passive_done.load(Ordering::Acquire) >= self.plan.passive_shapes.len()
+    }
 }
 
-/// The result of a fan-out run.
-#[derive(Debug, Serialize)]
-pub struct FanoutReport {
-    pub scenario: String,
-    pub target: String,
-    pub params: FanoutParams,
-    pub writes_done: u64,
-    pub rows_written: u64,
-    pub write_secs: f64,
-    pub rows_written_per_sec: f64,
-    /// clients × writes_done.
-    pub client_writes_expected: u64,
-    pub client_writes_received: u64,
-    /// Every client received every write that was made, and all planned writes were made.
-    pub complete: bool,
-    /// Rows received by the first client per second, from the first write's send to the last
-    /// write's arrival there.
-    pub rows_received_per_sec_first_client: f64,
-    pub resets: u64,
-    pub error_count: u64,
-    pub errors: Vec<String>,
-    /// Every (client, write) latency.
-    pub latency_every_client: Summary,
-    /// Per write, the mean over clients.
-    pub latency_mean_client: Summary,
-    /// Per write, the slowest client (only writes every client received).
-    pub latency_last_client: Summary,
-    /// The writer's send → commit acknowledged (Postgres's share of the latency).
-    pub commit: Summary,
-    /// Mean client, counted from the commit acknowledgement instead of the send (server only).
-    pub after_commit_mean_client: Summary,
-    /// Last client, counted from the commit acknowledgement.
-    pub after_commit_last_client: Summary,
-}
-
-/// Runs the scenario on `ctx.cores` cores; the table must already exist.
-pub fn run(ctx: &Context, params: &FanoutParams, scenario: &str) -> anyhow::Result<FanoutReport> {
+/// Runs the plan on `ctx.cores` cores; the table must already exist.
+pub fn run(ctx: &Context, plan: &FanoutPlan, scenario: &str) -> anyhow::Result<FanoutReport> {
+    let params = &plan.params;
+    assert!(!plan.targets.is_empty(), "a plan writes somewhere");
+    assert!(plan
+        .subscriptions
+        .iter()
+        .all(|s| s.target.is_none_or(|t| t < plan.targets.len())));
     let start = now_ns();
     let ready_deadline_ns = start + params.ready_timeout_secs * 1_000_000_000;
     let end_deadline_ns = ready_deadline_ns
         + u64::try_from(params.write_span().as_nanos()).unwrap_or(u64::MAX / 4)
         + params.grace_secs * 1_000_000_000;
     let shared = Arc::new(Shared {
-        params: params.clone(),
+        plan: plan.clone(),
         ctx: ctx.clone(),
         ready: AtomicUsize::new(0),
+        next_passive: AtomicUsize::new(0),
+        passive_done: AtomicUsize::new(0),
+        passive_ok: AtomicUsize::new(0),
+        setup_done_ns: Mutex::new(0),
         abort: AtomicBool::new(false),
+        start_ns: start,
         ready_deadline_ns,
         end_deadline_ns,
         errors: Mutex::new((Vec::new(), 0)),
         writer: Mutex::new(WriterOutcome::default()),
-        clients: Mutex::new(Vec::with_capacity(params.clients)),
+        clients: Mutex::new(Vec::with_capacity(plan.subscriptions.len())),
     });
     let cores = ctx.cores;
     let per_core = Arc::clone(&shared);
@@ -148,19 +203,24 @@ pub fn run(ctx: &Context, params: &FanoutParams, scenario: &str) -> anyhow::Resu
             if core == 0 {
                 tasks.push(monoio::spawn(writer_task(Arc::clone(&shared))));
             }
-            for _ in (core..shared.params.clients).step_by(cores) {
-                tasks.push(monoio::spawn(client_task(Arc::clone(&shared))));
+            if !shared.plan.passive_shapes.is_empty() {
+                for _ in 0..CREATORS_PER_CORE {
+                    tasks.push(monoio::spawn(creator_task(Arc::clone(&shared))));
+                }
+            }
+            for sub in (core..shared.plan.subscriptions.len()).step_by(cores) {
+                tasks.push(monoio::spawn(client_task(Arc::clone(&shared), sub)));
             }
             for task in tasks {
                 task.await;
             }
         }
     })?;
-    Ok(report(&shared, scenario))
+    Ok(fanout_report::build(&shared, scenario))
 }
 
 async fn writer_task(shared: Arc<Shared>) {
-    let params = &shared.params;
+    let params = &shared.plan.params;
     let mut writer = match Writer::connect(
         &shared.ctx.database,
         &shared.ctx.table,
@@ -175,12 +235,15 @@ async fn writer_task(shared: Arc<Shared>) {
             return;
         }
     };
-    while shared.ready.load(Ordering::Acquire) < params.clients {
+    while !shared.all_ready() {
         if now_ns() > shared.ready_deadline_ns || shared.abort.load(Ordering::Acquire) {
             shared.error(format!(
-                "only {} of {} clients caught up within {} s; no writes made",
+                "only {} of {} clients caught up and {} of {} shapes created within {} s; \
+                 no writes made",
                 shared.ready.load(Ordering::Acquire),
-                params.clients,
+                shared.plan.subscriptions.len(),
+                shared.passive_done.load(Ordering::Acquire),
+                shared.plan.passive_shapes.len(),
                 params.ready_timeout_secs
             ));
             shared.abort.store(true, Ordering::Release);
@@ -188,6 +251,7 @@ async fn writer_task(shared: Arc<Shared>) {
         }
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
+    *lock(&shared.setup_done_ns) = now_ns();
     let interval_ns = 1e9 / params.writes_per_sec;
     let start = now_ns();
     for write_id in 1..=params.writes {
@@ -197,14 +261,21 @@ async fn writer_task(shared: Arc<Shared>) {
         if due > now {
             monoio::time::sleep(Duration::from_nanos(due - now)).await;
         }
-        match writer.write(write_id, params.rows_per_write).await {
+        if shared.abort.load(Ordering::Acquire) {
+            return;
+        }
+        let values = &shared.plan.targets[shared.plan.target_of(write_id)];
+        match writer.write(write_id, params.rows_per_write, values).await {
             Ok((sent_ns, acked_ns)) => {
+                progress::add(&COUNTERS.writes, 1);
                 let mut outcome = lock(&shared.writer);
                 if write_id == 1 {
                     outcome.first_sent_ns = sent_ns;
                     outcome.commit_ns.push(0);
+                    outcome.sent_ns.push(0);
                 }
                 outcome.commit_ns.push(acked_ns.saturating_sub(sent_ns));
+                outcome.sent_ns.push(sent_ns);
                 outcome.writes_done = write_id;
                 outcome.finished_ns = now_ns();
             }
@@ -217,20 +288,78 @@ async fn writer_task(shared: Arc<Shared>) {
     }
 }
 
-async fn client_task(shared: Arc<Shared>) {
-    let params = &shared.params;
-    let mut client = ShapeClient::new(shared.ctx.target.clone(), &shared.ctx.table, None);
-    let slots = usize::try_from(params.writes).unwrap_or(usize::MAX) + 1;
+/// Creates passive shapes one after another over one connection until none are left.
+async fn creator_task(shared: Arc<Shared>) {
+    let mut conn = None;
+    loop {
+        let index = shared.next_passive.fetch_add(1, Ordering::AcqRel);
+        let Some(where_clause) = shared.plan.passive_shapes.get(index) else {
+            return;
+        };
+        let mut client = ShapeClient::new(
+            shared.ctx.target.clone(),
+            &shared.ctx.table,
+            Some(where_clause),
+        )
+        .with_conn(conn.take());
+        match sync_to_up_to_date(&mut client, shared.ready_deadline_ns, &shared.abort).await {
+            Ok(()) => {
+                shared.passive_ok.fetch_add(1, Ordering::AcqRel);
+                progress::add(&COUNTERS.shapes_ready, 1);
+            }
+            Err(message) => shared.error(format!("creating shape {index}: {message}")),
+        }
+        shared.passive_done.fetch_add(1, Ordering::AcqRel);
+        conn = client.take_conn();
+    }
+}
+
+/// Polls until the shape is up-to-date, the deadline passes or the run is aborted.
+async fn sync_to_up_to_date(
+    client: &mut ShapeClient,
+    deadline_ns: u64,
+    abort: &AtomicBool,
+) -> Result<(), String> {
+    while !client.is_up_to_date() {
+        let now = now_ns();
+        if now >= deadline_ns || abort.load(Ordering::Acquire) {
+            return Err("not up-to-date before the ready timeout".to_owned());
+        }
+        match monoio::time::timeout(Duration::from_nanos(deadline_ns - now), client.poll()).await {
+            Err(_elapsed) => return Err("timed out".to_owned()),
+            Ok(Err(error)) => return Err(error.to_string()),
+            Ok(Ok(_batch)) => {}
+        }
+    }
+    Ok(())
+}
+
+async fn client_task(shared: Arc<Shared>, sub: usize) {
+    let plan = &shared.plan;
+    let subscription = &plan.subscriptions[sub];
+    let delay = Duration::from_millis(subscription.start_delay_ms);
+    if !delay.is_zero() {
+        monoio::time::sleep(delay).await;
+    }
+    let mut client = ShapeClient::new(
+        shared.ctx.target.clone(),
+        &shared.ctx.table,
+        subscription.where_clause.as_deref(),
+    );
+    let slots = usize::try_from(plan.params.writes).unwrap_or(usize::MAX) + 1;
     let mut rows_per_write = vec![0u32; slots];
     let mut outcome = ClientOutcome {
+        sub,
         latency_ns: vec![0; slots],
         rows_received: 0,
         last_complete_ns: 0,
         resets: 0,
+        body_bytes: 0,
     };
+    let expected = plan.expected_count(sub, plan.params.writes);
     let mut completed = 0u64;
     let mut counted_ready = false;
-    while completed < params.writes && !shared.abort.load(Ordering::Acquire) {
+    while (completed < expected || !counted_ready) && !shared.abort.load(Ordering::Acquire) {
         let deadline = if counted_ready {
             shared.end_deadline_ns
         } else {
@@ -245,42 +374,52 @@ async fn client_task(shared: Arc<Shared>) {
         match polled {
             Err(_elapsed) => break,
             Ok(Err(error)) => {
-                shared.error(format!("client: {error}"));
+                shared.error(format!("client: {}", short(&error)));
                 monoio::time::sleep(ERROR_BACKOFF).await;
             }
             Ok(Ok(batch)) => {
-                completed += apply(&batch, params, &mut rows_per_write, &mut outcome);
+                if batch.reset {
+                    // The shape restarts from scratch, so its rows will be delivered again;
+                    // latencies already measured stand.
+                    rows_per_write.fill(0);
+                }
+                completed += apply(
+                    &batch.changes,
+                    plan.params.rows_per_write,
+                    &mut rows_per_write,
+                    &mut outcome,
+                );
             }
         }
         if !counted_ready && client.is_up_to_date() {
             counted_ready = true;
             shared.ready.fetch_add(1, Ordering::AcqRel);
+            progress::add(&COUNTERS.shapes_ready, 1);
         }
     }
     outcome.rows_received = rows_per_write.iter().map(|&n| u64::from(n)).sum();
     outcome.resets = client.resets;
+    outcome.body_bytes = client.body_bytes;
     lock(&shared.clients).push(outcome);
 }
 
-/// Counts the batch's rows per write; returns how many writes became complete.
+/// An error message cut to a bounded length (a status error carries part of the body).
+fn short(error: &ShapeError) -> String {
+    error.to_string().chars().take(300).collect()
+}
+
+/// Counts the changes' rows per write; returns how many writes became complete.
 fn apply(
-    batch: &Batch,
-    params: &FanoutParams,
+    changes: &[Change],
+    rows_per_write_planned: u32,
     rows_per_write: &mut [u32],
     outcome: &mut ClientOutcome,
 ) -> u64 {
-    if batch.reset {
-        // The shape restarts from scratch, so its rows will be delivered again; latencies
-        // already measured stand.
-        rows_per_write.fill(0);
-    }
     let now = now_ns();
     let mut completed = 0;
-    for change in batch.changes.iter().filter(|c| c.operation == "insert") {
-        let (Some(write_id), Some(sent_ns)) = (
-            value_u64(&change.value, "write_id"),
-            value_u64(&change.value, "sent_ns"),
-        ) else {
+    let mut rows = 0;
+    for change in changes.iter().filter(|c| c.op == Op::Insert) {
+        let (Some(write_id), Some(sent_ns)) = (change.write_id, change.sent_ns) else {
             continue;
         };
         // Seed rows carry write id 0; ids beyond the plan cannot come from this run.
@@ -290,138 +429,57 @@ fn apply(
         else {
             continue;
         };
+        rows += 1;
         rows_per_write[index] = rows_per_write[index].saturating_add(1);
-        if rows_per_write[index] == params.rows_per_write && outcome.latency_ns[index] == 0 {
+        if rows_per_write[index] == rows_per_write_planned && outcome.latency_ns[index] == 0 {
             outcome.latency_ns[index] = now.saturating_sub(sent_ns).max(1);
             outcome.last_complete_ns = now;
             completed += 1;
         }
     }
+    progress::add(&COUNTERS.rows, rows);
+    progress::add(&COUNTERS.deliveries, completed);
     completed
 }
 
-fn report(shared: &Shared, scenario: &str) -> FanoutReport {
-    let params = &shared.params;
-    let writer = lock(&shared.writer);
-    let clients = lock(&shared.clients);
-    let (errors, error_count) = lock(&shared.errors).clone();
-    let writes_done = writer.writes_done;
-    let mut every: Histogram<u64> = new_histogram();
-    let mut mean = new_histogram();
-    let mut last = new_histogram();
-    let mut commit = new_histogram();
-    let mut mean_after = new_histogram();
-    let mut last_after = new_histogram();
-    let mut received = 0u64;
-    for write in 1..=usize::try_from(writes_done).unwrap_or(0) {
-        let latencies: Vec<u64> = clients
-            .iter()
-            .filter_map(|c| c.latency_ns.get(write).copied().filter(|&ns| ns > 0))
-            .collect();
-        received += latencies.len() as u64;
-        // A client can see the row before the writer sees its commit acknowledged: clamp at 0.
-        let commit_ns = writer.commit_ns.get(write).copied().unwrap_or(0);
-        record(&mut commit, commit_ns);
-        for &ns in &latencies {
-            record(&mut every, ns);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(targets: usize, subs: Vec<Option<usize>>) -> FanoutPlan {
+        FanoutPlan {
+            params: FanoutParams {
+                writes: 10,
+                writes_per_sec: 1.0,
+                rows_per_write: 1,
+                payload_bytes: 1,
+                ready_timeout_secs: 1,
+                grace_secs: 1,
+                interval_secs: 1.0,
+            },
+            subscriptions: subs
+                .into_iter()
+                .map(|target| Subscription {
+                    where_clause: None,
+                    target,
+                    start_delay_ms: 0,
+                })
+                .collect(),
+            passive_shapes: Vec::new(),
+            targets: (0..targets)
+                .map(|i| RowValues::new(format!("s{i}"), i as i64))
+                .collect(),
         }
-        if !latencies.is_empty() {
-            let mean_ns = latencies.iter().sum::<u64>() / latencies.len() as u64;
-            record(&mut mean, mean_ns);
-            record(&mut mean_after, mean_ns.saturating_sub(commit_ns));
-        }
-        if latencies.len() == clients.len() {
-            if let Some(&max) = latencies.iter().max() {
-                record(&mut last, max);
-                record(&mut last_after, max.saturating_sub(commit_ns));
+    }
+
+    #[test]
+    fn expected_counts_match_expects() {
+        let plan = plan(3, vec![None, Some(0), Some(1), Some(2)]);
+        for writes in 0..10 {
+            for sub in 0..4 {
+                let counted = (1..=writes).filter(|&w| plan.expects(sub, w)).count() as u64;
+                assert_eq!(plan.expected_count(sub, writes), counted, "{sub} {writes}");
             }
         }
-    }
-    let rows_written = writes_done * u64::from(params.rows_per_write);
-    let write_secs = writer.finished_ns.saturating_sub(writer.first_sent_ns) as f64 / 1e9;
-    let first_client_rate = clients.first().map_or(0.0, |c| {
-        let secs = c.last_complete_ns.saturating_sub(writer.first_sent_ns) as f64 / 1e9;
-        if secs > 0.0 {
-            c.rows_received as f64 / secs
-        } else {
-            0.0
-        }
-    });
-    let expected = clients.len() as u64 * writes_done;
-    FanoutReport {
-        scenario: scenario.to_owned(),
-        target: shared.ctx.target.host.clone(),
-        params: params.clone(),
-        writes_done,
-        rows_written,
-        write_secs,
-        rows_written_per_sec: if write_secs > 0.0 {
-            rows_written as f64 / write_secs
-        } else {
-            0.0
-        },
-        client_writes_expected: expected,
-        client_writes_received: received,
-        complete: writes_done == params.writes
-            && clients.len() == params.clients
-            && received == expected,
-        rows_received_per_sec_first_client: first_client_rate,
-        resets: clients.iter().map(|c| c.resets).sum(),
-        error_count,
-        errors,
-        latency_every_client: Summary::of(&every),
-        latency_mean_client: Summary::of(&mean),
-        latency_last_client: Summary::of(&last),
-        commit: Summary::of(&commit),
-        after_commit_mean_client: Summary::of(&mean_after),
-        after_commit_last_client: Summary::of(&last_after),
-    }
-}
-
-impl FanoutReport {
-    /// The human-readable table.
-    pub fn text(&self) -> String {
-        let mut out = format!(
-            "{} against {}: {} clients, {} of {} writes x {} rows at {}/s\n\
-             written: {} rows in {:.2} s = {:.0} rows/s; first client received {:.0} rows/s\n\
-             received: {} of {} client-writes ({}), {} resets, {} errors\n",
-            self.scenario,
-            self.target,
-            self.params.clients,
-            self.writes_done,
-            self.params.writes,
-            self.params.rows_per_write,
-            self.params.writes_per_sec,
-            self.rows_written,
-            self.write_secs,
-            self.rows_written_per_sec,
-            self.rows_received_per_sec_first_client,
-            self.client_writes_received,
-            self.client_writes_expected,
-            if self.complete {
-                "complete"
-            } else {
-                "INCOMPLETE"
-            },
-            self.resets,
-            self.error_count,
-        );
-        out.push_str(&Summary::header());
-        out.push('\n');
-        for (label, summary) in [
-            ("every client", &self.latency_every_client),
-            ("mean client", &self.latency_mean_client),
-            ("last client", &self.latency_last_client),
-            ("pg commit", &self.commit),
-            ("mean - commit", &self.after_commit_mean_client),
-            ("last - commit", &self.after_commit_last_client),
-        ] {
-            out.push_str(&summary.row(label));
-            out.push('\n');
-        }
-        for error in &self.errors {
-            out.push_str(&format!("error: {error}\n"));
-        }
-        out
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use engine::runtime::run_per_core;
 use serde::Serialize;
 
+use crate::body::Op;
 use crate::clock::now_ns;
+use crate::progress::{self, COUNTERS};
 use crate::runner::{lock, Context};
 use crate::shape::ShapeClient;
 use crate::stats::{new_histogram, record, Summary};
@@ -24,6 +26,8 @@ pub struct ShapeCreationParams {
     /// Rows in the table, all matched by every shape.
     pub rows: u64,
     pub timeout_secs: u64,
+    /// Electric's variant S1b: every client requests the same shape.
+    pub same_shape: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +116,7 @@ async fn sync_one(
     errors: &Mutex<(Vec<String>, u64)>,
 ) -> Outcome {
     let fail = |message: String| {
+        progress::add(&COUNTERS.errors, 1);
         let mut errors = lock(errors);
         errors.1 += 1;
         if errors.0.len() < MAX_KEPT_ERRORS {
@@ -119,8 +124,10 @@ async fn sync_one(
         }
         Outcome { elapsed_ns: None }
     };
-    // Every row matches, but each definition differs, so each client creates its own shape.
-    let where_clause = format!("id < {}", params.rows + 1 + index as u64);
+    // Every row matches, but each definition differs, so each client creates its own shape
+    // (unless all are asked for the same one).
+    let distinct = if params.same_shape { 0 } else { index as u64 };
+    let where_clause = format!("id < {}", params.rows + 1 + distinct);
     let mut client = ShapeClient::new(ctx.target.clone(), &ctx.table, Some(&where_clause));
     let now = now_ns();
     if start_ns > now {
@@ -139,11 +146,14 @@ async fn sync_one(
                 if batch.reset {
                     rows = 0;
                 }
-                rows += batch.changes.len() as u64;
+                let inserts = batch.changes.iter().filter(|c| c.op == Op::Insert).count();
+                rows += inserts as u64;
+                progress::add(&COUNTERS.rows, inserts as u64);
             }
         }
     }
     let elapsed = now_ns().saturating_sub(start_ns).max(1);
+    progress::add(&COUNTERS.shapes_ready, 1);
     if rows != params.rows {
         return fail(format!(
             "shape {index}: received {rows} rows, expected {}",

@@ -1,0 +1,250 @@
+//! Command-line interface: global options and one subcommand per scenario, with Electric's
+//! parameter grids named in each subcommand's help (defaults are sized for a 2-core machine
+//! and a run of at most about 30 s).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use engine::runtime::IoDriver;
+
+use crate::scenario::shapes::Predicate;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "Load generator for Electric-compatible sync servers (ampere, Electric)",
+    long_about = "Load generator for Electric-compatible sync servers (ampere, Electric).\n\n\
+        Simulated shape clients follow the same request sequence as @electric-sql/client; a \
+        Postgres writer in the same process stamps every row with its send time, so latency \
+        (write -> client, including Postgres's commit) needs no clock synchronisation.\n\n\
+        Each run creates its own table and drops it afterwards. Exit status: 0 when every \
+        expectation was met, 2 when the run finished incomplete, 1 on a setup error. \
+        See docs/loadgen.md."
+)]
+pub struct Cli {
+    /// The server, `http://host:port`.
+    #[arg(long, env = "LOADGEN_TARGET", default_value = "http://127.0.0.1:3000")]
+    pub target: String,
+    /// The Postgres the server replicates from (the writer connects here).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Cores (threads) for clients; the writer runs on core 0.
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+    /// monoio driver: uring, epoll or auto.
+    #[arg(long, default_value = "auto")]
+    pub io_driver: IoDriver,
+    /// Also write the report, with every figure, as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Table to create for the run (default `loadgen_<pid>`); dropped afterwards.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Leave the table in place after the run.
+    #[arg(long)]
+    pub keep_table: bool,
+    /// The server's process id, when it runs on this machine: its CPU seconds and RSS (sampled
+    /// every 100 ms) are reported beside loadgen's own.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Scenario {
+    /// S1: N clients create N distinct shapes at the same instant over a seeded table; time
+    /// until each and the last is up-to-date. Electric grid: --shapes 50, 450 … 3650.
+    ConcurrentShapeCreation {
+        #[arg(long, default_value_t = 50)]
+        shapes: usize,
+        /// Rows in the table (every shape matches all of them; Electric uses 500).
+        #[arg(long, default_value_t = 500)]
+        rows: u64,
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+        /// Variant S1b: every client requests the same shape.
+        #[arg(long)]
+        same_shape: bool,
+    },
+    /// S2: one client syncs a shape of --rows rows, then further clients sync it again, one
+    /// after another. Electric grid: --rows 1000, 10000, 100000, 1000000; --payload-bytes 16
+    /// and 1024.
+    LargeShapeSync {
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 16)]
+        payload_bytes: usize,
+        /// Clients that sync the shape one after another (the first creates it).
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        /// Time allowed per client.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// S3: --shapes disjoint shapes exist; --clients clients follow one of them, and every
+    /// write (--rows-per-write rows) hits only that one: write -> client latency while the
+    /// others are held. Electric grid: --shapes 100, 300 … 3100, 10000; --predicate eq and
+    /// ilike; 50-row writes at 1/s.
+    UnrelatedShapesLatency {
+        #[arg(long, default_value_t = 1_000)]
+        shapes: usize,
+        #[arg(long, value_enum, default_value_t = Predicate::Eq)]
+        predicate: Predicate,
+        /// Clients on the written shape.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        #[command(flatten)]
+        writes: WriteOpts<1, 10, 50>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// S4: N clients on one shape (the whole table), W writes/s; latency for every, the mean
+    /// and the last client. Electric grid: --clients 5, 105 … 1005, --rows-per-write 50,
+    /// --writes-per-sec 0.5.
+    WriteFanout {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[command(flatten)]
+        writes: WriteOpts<10, 10, 1>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// S5: N distinct overlapping shapes, one client each; every write hits all of them.
+    /// Electric grid: --shapes 50, 450 … 3650 (published up to 750); one 50-row write.
+    DiverseShapeFanout {
+        #[arg(long, default_value_t = 50)]
+        shapes: usize,
+        #[arg(long, value_enum, default_value_t = Predicate::Range)]
+        predicate: Predicate,
+        #[command(flatten)]
+        writes: WriteOpts<1, 5, 50>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// S6: N overlapping shapes, one client on one of them; every write hits all shapes.
+    /// Electric grid: --shapes 100, 300 … 3100 (v1.1 published 100 … 1500); one 50-row write.
+    ManyShapesOneClient {
+        #[arg(long, default_value_t = 100)]
+        shapes: usize,
+        #[arg(long, value_enum, default_value_t = Predicate::Range)]
+        predicate: Predicate,
+        #[command(flatten)]
+        writes: WriteOpts<1, 5, 50>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// S7: rows/s written vs rows/s received by the client(s); raise --rows-per-sec until
+    /// received < written or the lag grows.
+    ReplicationThroughput {
+        #[arg(long, default_value_t = 2_000)]
+        rows_per_sec: u64,
+        #[arg(long, default_value_t = 50)]
+        rows_per_write: u32,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// S8a: a fixed write rate and client count for a duration, latency over time. Electric's
+    /// load test: --clients 1000 --shapes-per-client 3 --writes-per-sec 50 --rows 50000
+    /// --spawn-per-sec 20 for 30 minutes.
+    ControlledLoad {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        shapes_per_client: usize,
+        /// Distinct shapes the clients' subscriptions are spread over; writes cycle through
+        /// them.
+        #[arg(long, default_value_t = 100)]
+        shapes: usize,
+        /// Seed rows in the table (matched by no shape).
+        #[arg(long, default_value_t = 50_000)]
+        rows: u64,
+        /// Clients start this many per second.
+        #[arg(long, default_value_t = 20.0)]
+        spawn_per_sec: f64,
+        /// Width of the latency-over-time buckets.
+        #[arg(long, default_value_t = 1.0)]
+        interval_secs: f64,
+        #[arg(long, value_enum, default_value_t = Predicate::Eq)]
+        predicate: Predicate,
+        #[command(flatten)]
+        writes: WriteOpts<50, 30, 1>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// Capacity planning: ramps write-fanout clients, then the write rate, until the p99
+    /// write -> client latency exceeds --slo-p99-ms; reports the sustainable load per server
+    /// core (see docs/loadgen.md for the projection model).
+    Plan(PlanOpts),
+}
+
+/// Write rate and size; the const parameters are the scenario's defaults.
+#[derive(Args, Debug, Clone)]
+pub struct WriteOpts<const RATE: u64, const SECS: u64, const ROWS: u32> {
+    /// Write transactions per second.
+    #[arg(long, default_value_t = RATE as f64)]
+    pub writes_per_sec: f64,
+    #[arg(long, default_value_t = SECS)]
+    pub duration_secs: u64,
+    /// Number of writes (default: writes_per_sec × duration_secs).
+    #[arg(long)]
+    pub writes: Option<u64>,
+    /// Rows per write transaction (Electric's grids use 50).
+    #[arg(long, default_value_t = ROWS)]
+    pub rows_per_write: u32,
+}
+
+impl<const RATE: u64, const SECS: u64, const ROWS: u32> WriteOpts<RATE, SECS, ROWS> {
+    pub fn count(&self) -> u64 {
+        self.writes
+            .unwrap_or((self.writes_per_sec * self.duration_secs as f64).ceil() as u64)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunOpts {
+    /// Bytes of filler per written row.
+    #[arg(long, default_value_t = 16)]
+    pub payload_bytes: usize,
+    /// Time allowed for shape creation and the clients' initial sync.
+    #[arg(long, default_value_t = 30)]
+    pub ready_timeout_secs: u64,
+    /// Time allowed after the planned end of writing for the last rows to arrive.
+    #[arg(long, default_value_t = 10)]
+    pub grace_secs: u64,
+    /// Rows in the table before the run, matched by no shape except whole-table ones
+    /// (default: 500, Electric's row_count, or 0 where clients follow the whole table).
+    #[arg(long)]
+    pub seed_rows: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlanOpts {
+    /// The service-level objective: p99 write -> client latency, in milliseconds.
+    #[arg(long)]
+    pub slo_p99_ms: f64,
+    #[arg(long, default_value_t = 10)]
+    pub start_clients: usize,
+    #[arg(long, default_value_t = 2_000)]
+    pub max_clients: usize,
+    /// The write rate while clients are ramped; the second phase doubles it from here.
+    #[arg(long, default_value_t = 5.0)]
+    pub writes_per_sec: f64,
+    #[arg(long, default_value_t = 1_000.0)]
+    pub max_writes_per_sec: f64,
+    #[arg(long, default_value_t = 1)]
+    pub rows_per_write: u32,
+    /// Length of each step's write phase.
+    #[arg(long, default_value_t = 5)]
+    pub step_secs: u64,
+    /// CPU cores the server uses (its `--cores`), for the per-core figure when --server-pid
+    /// is not given.
+    #[arg(long, default_value_t = 1)]
+    pub server_cores: usize,
+    #[command(flatten)]
+    pub run: RunOpts,
+}
