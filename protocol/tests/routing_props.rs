@@ -41,8 +41,23 @@ fn table() -> Vec<ColumnType> {
 
 /// Row values per column (`None` is NULL), including spellings Postgres would not send.
 const VALUES: &[&[Option<&str>]] = &[
-    &[None, Some("1"), Some("2"), Some("3"), Some(" 2"), Some("+3"), Some("x")],
-    &[None, Some("1"), Some("2"), Some("5"), Some("-1"), Some("9999999999")],
+    &[
+        None,
+        Some("1"),
+        Some("2"),
+        Some("3"),
+        Some(" 2"),
+        Some("+3"),
+        Some("x"),
+    ],
+    &[
+        None,
+        Some("1"),
+        Some("2"),
+        Some("5"),
+        Some("-1"),
+        Some("9999999999"),
+    ],
     &[
         None,
         Some("abc"),
@@ -183,7 +198,9 @@ const POOLS: &[(&str, &[&str])] = &[
     ("int", &["1", "2", "3", "'2'", "0", "NULL", "5"]),
     (
         "text",
-        &["abc", "ab", "a", "ÁB", "STRA", "straße", "ǆ", "\\%", "x", "İ", "i"],
+        &[
+            "abc", "ab", "a", "ÁB", "STRA", "straße", "ǆ", "\\%", "x", "İ", "i",
+        ],
     ),
     ("num", &["1", "1.00", "2.50", "0", "-0.0", "'NaN'", "NULL"]),
     ("float", &["0", "-0", "NaN", "1.5", "1000", "-Infinity"]),
@@ -380,7 +397,9 @@ fn many_ranges_with_removals() {
         router.insert(i, Some(&p));
         shapes.push((i, Some(p)));
     }
-    let rows: Vec<RowPicks> = (0..64).map(|i| vec![i % 7, i / 7, 0, 0, i % 10, 0, i % 6]).collect();
+    let rows: Vec<RowPicks> = (0..64)
+        .map(|i| vec![i % 7, i / 7, 0, 0, i % 10, 0, i % 6])
+        .collect();
     check(&router, &shapes, &rows);
     for i in (0..300u64).filter(|i| i % 3 != 0) {
         router.remove(i);
