@@ -156,7 +156,7 @@ fn sse_opts(cores: usize, io_driver: &'static str) -> Opts {
 }
 
 /// The shape's handle and end offset after its initial sync.
-fn synced(env: &Env, query: &str) -> (String, String) {
+fn synced(env: &Env<'_>, query: &str) -> (String, String) {
     let c = env.client();
     let mut r = c.get(&format!("/v1/shape?{query}&offset=-1"));
     loop {

@@ -3,6 +3,7 @@
 //! `Rc`/`RefCell`: only this core's thread touches it, and no borrow is held across an await.
 
 use super::durability::{self, Job};
+use super::table_routes::TableShapes;
 use super::{CoreMsg, DeleteTarget, Shared};
 use crate::catalog::{self, quote_literal, TableInfo};
 use crate::event::Event;
@@ -37,7 +38,8 @@ pub struct Core {
     pub shared: Arc<Shared>,
     shapes: RefCell<HashMap<String, ShapeRef>>,
     by_def: RefCell<HashMap<String, String>>,
-    by_table: RefCell<HashMap<u32, Vec<String>>>,
+    /// Shapes by table OID, with each table's routing index.
+    by_table: RefCell<HashMap<u32, TableShapes>>,
     tables: RefCell<TableCache>,
     pool: RefCell<Vec<Connection>>,
     /// Commit LSN of the last transaction this core received: `global_last_seen_lsn`.
@@ -173,27 +175,11 @@ impl Core {
                 .borrow_mut()
                 .retain(|_, (t, _)| !txn.relations.iter().any(|r| r.oid == t.oid));
         }
-        let mut oids: Vec<u32> = txn.changes.iter().map(|c| c.relation.oid).collect();
-        oids.extend(txn.truncated.iter().copied());
-        oids.extend(txn.relations.iter().map(|r| r.oid));
-        oids.sort_unstable();
-        oids.dedup();
-        let mut targets: Vec<ShapeRef> = Vec::new();
-        {
-            let by_table = self.by_table.borrow();
-            let shapes = self.shapes.borrow();
-            for oid in &oids {
-                for h in by_table.get(oid).into_iter().flatten() {
-                    if let Some(s) = shapes.get(h) {
-                        targets.push(s.clone());
-                    }
-                }
-            }
-        }
+        let targets = self.route(txn);
         let mut cache = self.encode_cache.borrow_mut();
         cache.clear();
-        for shape in targets {
-            let applied = shape.borrow_mut().on_txn(txn, &mut cache);
+        for (shape, only) in targets {
+            let applied = shape.borrow_mut().on_txn(txn, &mut cache, only.as_deref());
             if let Applied::Invalidate(why) = applied {
                 let handle = shape.borrow().handle.clone();
                 tracing::info!("shape {handle} invalidated: {why}");
@@ -208,6 +194,52 @@ impl Core {
             // Nothing of this transaction (or before) waits for a sync on this core.
             self.publish_durable(txn.end_lsn);
         }
+    }
+
+    /// The shapes a transaction reaches, each with the indexes of its changes that can affect
+    /// it (`None`: every change, for tables the transaction truncates or redefines, so those
+    /// shapes see it and rotate).
+    fn route(&self, txn: &Txn) -> Vec<(ShapeRef, Option<Vec<usize>>)> {
+        let by_table = self.by_table.borrow();
+        let shapes = self.shapes.borrow();
+        let mut targets = Vec::new();
+        let mut whole: Vec<u32> = txn.truncated.clone();
+        whole.extend(txn.relations.iter().map(|r| r.oid));
+        whole.sort_unstable();
+        whole.dedup();
+        for oid in &whole {
+            for handle in by_table.get(oid).into_iter().flat_map(TableShapes::handles) {
+                if let Some(s) = shapes.get(handle) {
+                    targets.push((s.clone(), None));
+                }
+            }
+        }
+        // (table, route id) → change indexes, in change order.
+        let mut hits: HashMap<(u32, u64), Vec<usize>> = HashMap::new();
+        let mut routed = Vec::new();
+        for (i, change) in txn.changes.iter().enumerate() {
+            let oid = change.relation.oid;
+            if whole.binary_search(&oid).is_ok() {
+                continue;
+            }
+            let Some(table) = by_table.get(&oid) else {
+                continue;
+            };
+            routed.clear();
+            crate::shapes::apply::route_change(&table.router, change, &mut routed);
+            routed.sort_unstable();
+            routed.dedup();
+            for &id in &routed {
+                hits.entry((oid, id)).or_default().push(i);
+            }
+        }
+        for ((oid, id), indexes) in hits {
+            let handle = by_table.get(&oid).and_then(|t| t.handle(id));
+            if let Some(s) = handle.and_then(|h| shapes.get(h)) {
+                targets.push((s.clone(), Some(indexes)));
+            }
+        }
+        targets
     }
 
     /// Writes every shape's buffers and installs pending metadata, so a clean stop keeps every
@@ -252,9 +284,9 @@ impl Core {
     /// invalidated shape whose removal a crash interrupted, and its successor) only the newest
     /// comes back: an invalidated handle must keep answering 409.
     pub fn insert_restored(&self, shape: ShapeRef) {
-        let (handle, canonical, oid) = {
+        let (handle, canonical, def) = {
             let s = shape.borrow();
-            (s.handle.clone(), s.def.canonical.clone(), s.def.table.oid)
+            (s.handle.clone(), s.def.canonical.clone(), s.def.clone())
         };
         let created = |h: &str| protocol::handle::parse_handle(h).map_or(0, |(_, micros)| micros);
         let existing = self.by_def.borrow().get(&canonical).cloned();
@@ -273,9 +305,9 @@ impl Core {
         self.by_def.borrow_mut().insert(canonical, handle.clone());
         self.by_table
             .borrow_mut()
-            .entry(oid)
+            .entry(def.table.oid)
             .or_default()
-            .push(handle);
+            .insert(&handle, &def);
     }
 
     pub fn shape(&self, handle: &str) -> Option<ShapeRef> {
@@ -317,7 +349,7 @@ impl Core {
             .borrow_mut()
             .entry(def.table.oid)
             .or_default()
-            .push(handle.clone());
+            .insert(&handle, def);
         tracing::debug!("created shape {handle} on core {}", self.id);
         let core = self.clone();
         let s = shape.clone();
@@ -375,8 +407,14 @@ impl Core {
                 by_def.remove(&canonical);
             }
         }
-        if let Some(list) = self.by_table.borrow_mut().get_mut(&oid) {
-            list.retain(|h| h != handle);
+        {
+            let mut by_table = self.by_table.borrow_mut();
+            if let Some(table) = by_table.get_mut(&oid) {
+                table.remove(handle);
+                if table.is_empty() {
+                    by_table.remove(&oid);
+                }
+            }
         }
         self.dirty.borrow_mut().remove(handle);
         let store = shape.borrow_mut().store.take();

@@ -9,6 +9,7 @@ pub mod router;
 pub mod serve;
 pub mod sse;
 pub mod sse_stream;
+pub mod table_routes;
 
 use crate::config::Config;
 use crate::http::Response;

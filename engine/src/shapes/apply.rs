@@ -86,6 +86,42 @@ fn entry<'t>(offset: LogOffset, op: Operation, key: Vec<u8>, value: Vals<'t>) ->
     }
 }
 
+/// Appends to `out` the ids of the shapes in `router` that `change` can affect: those whose
+/// clause holds for the new row or for the old row (duplicates possible). The rows are seen as
+/// `entries_for` sees them (unchanged TOAST columns of the new row read from the old row).
+pub fn route_change(router: &protocol::routing::Router, change: &Change, out: &mut Vec<u64>) {
+    match &change.kind {
+        ChangeKind::Insert { new } => {
+            let v = View {
+                row: new,
+                fill: None,
+            };
+            router.route(&|i| v.get(i), out);
+        }
+        ChangeKind::Delete { old } => {
+            let v = View {
+                row: old,
+                fill: None,
+            };
+            router.route(&|i| v.get(i), out);
+        }
+        ChangeKind::Update { old, new } => {
+            let new_v = View {
+                row: new,
+                fill: old.as_ref(),
+            };
+            router.route(&|i| new_v.get(i), out);
+            if let Some(old) = old {
+                let old_v = View {
+                    row: old,
+                    fill: None,
+                };
+                router.route(&|i| old_v.get(i), out);
+            }
+        }
+    }
+}
+
 /// Computes the entries `change` contributes to the shape (0, 1 or 2).
 pub fn entries_for<'t>(
     def: &ShapeDef,

@@ -171,17 +171,25 @@ impl Shape {
     /// Offers a committed transaction that touches the shape's table (a change, a truncate or a
     /// Relation message): the core routes transactions to shapes by table, so this is not
     /// checked again here.
-    pub fn on_txn(&mut self, txn: &Arc<Txn>, cache: &mut EncodeCache) -> Applied {
+    /// Applies a transaction. `only` lists the indexes of the changes that can affect this
+    /// shape (from the core's routing index), ascending; `None` means look at every change.
+    pub fn on_txn(
+        &mut self,
+        txn: &Arc<Txn>,
+        cache: &mut EncodeCache,
+        only: Option<&[usize]>,
+    ) -> Applied {
         if self.invalidated {
             return Applied::Nothing;
         }
         match &mut self.phase {
             Phase::Snapshotting { buffered } => {
-                // Bounded by the snapshot duration; the ingest core bounds its own queue.
+                // Bounded by the snapshot duration; the ingest core bounds its own queue. The
+                // whole transaction is kept: it is classified when the snapshot is known.
                 buffered.push(txn.clone());
                 Applied::Nothing
             }
-            Phase::Ready { .. } => self.apply(txn, cache),
+            Phase::Ready { .. } => self.apply(txn, cache, only),
         }
     }
 
@@ -216,7 +224,7 @@ impl Shape {
         let mut cache = EncodeCache::default();
         for txn in &buffered {
             cache.clear();
-            match self.apply(txn, &mut cache) {
+            match self.apply(txn, &mut cache, None) {
                 Applied::Appended(n) => total += n,
                 Applied::Nothing => {}
                 inv @ Applied::Invalidate(_) => return inv,
@@ -230,7 +238,7 @@ impl Shape {
         }
     }
 
-    fn apply(&mut self, txn: &Txn, cache: &mut EncodeCache) -> Applied {
+    fn apply(&mut self, txn: &Txn, cache: &mut EncodeCache, only: Option<&[usize]>) -> Applied {
         let Phase::Ready {
             snapshot,
             filtering,
@@ -260,7 +268,9 @@ impl Shape {
             }
         }
         let mut pending = Vec::new();
-        for change in &txn.changes {
+        let count = only.map_or(txn.changes.len(), <[usize]>::len);
+        for k in 0..count {
+            let change = &txn.changes[only.map_or(k, |indexes| indexes[k])];
             if change.relation.oid != oid {
                 continue;
             }
