@@ -95,7 +95,7 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1)]
         clients: usize,
         #[command(flatten)]
-        writes: WriteOpts<1, 10, 50>,
+        writes: UnrelatedWrites,
         #[command(flatten)]
         run: RunOpts,
     },
@@ -106,7 +106,7 @@ pub enum Scenario {
         #[arg(long, default_value_t = 100)]
         clients: usize,
         #[command(flatten)]
-        writes: WriteOpts<10, 10, 1>,
+        writes: FanoutWrites,
         #[command(flatten)]
         run: RunOpts,
     },
@@ -118,7 +118,7 @@ pub enum Scenario {
         #[arg(long, value_enum, default_value_t = Predicate::Range)]
         predicate: Predicate,
         #[command(flatten)]
-        writes: WriteOpts<1, 5, 50>,
+        writes: OverlapWrites,
         #[command(flatten)]
         run: RunOpts,
     },
@@ -130,7 +130,7 @@ pub enum Scenario {
         #[arg(long, value_enum, default_value_t = Predicate::Range)]
         predicate: Predicate,
         #[command(flatten)]
-        writes: WriteOpts<1, 5, 50>,
+        writes: OverlapWrites,
         #[command(flatten)]
         run: RunOpts,
     },
@@ -172,7 +172,7 @@ pub enum Scenario {
         #[arg(long, value_enum, default_value_t = Predicate::Eq)]
         predicate: Predicate,
         #[command(flatten)]
-        writes: WriteOpts<50, 30, 1>,
+        writes: ControlledWrites,
         #[command(flatten)]
         run: RunOpts,
     },
@@ -182,28 +182,54 @@ pub enum Scenario {
     Plan(PlanOpts),
 }
 
-/// Write rate and size; the const parameters are the scenario's defaults.
-#[derive(Args, Debug, Clone)]
-pub struct WriteOpts<const RATE: u64, const SECS: u64, const ROWS: u32> {
-    /// Write transactions per second.
-    #[arg(long, default_value_t = RATE as f64)]
+/// The write options, resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct Writes {
     pub writes_per_sec: f64,
-    #[arg(long, default_value_t = SECS)]
-    pub duration_secs: u64,
-    /// Number of writes (default: writes_per_sec × duration_secs).
-    #[arg(long)]
-    pub writes: Option<u64>,
-    /// Rows per write transaction (Electric's grids use 50).
-    #[arg(long, default_value_t = ROWS)]
+    /// writes_per_sec × duration_secs unless `--writes` was given.
+    pub count: u64,
     pub rows_per_write: u32,
 }
 
-impl<const RATE: u64, const SECS: u64, const ROWS: u32> WriteOpts<RATE, SECS, ROWS> {
-    pub fn count(&self) -> u64 {
-        self.writes
-            .unwrap_or((self.writes_per_sec * self.duration_secs as f64).ceil() as u64)
-    }
+/// Declares a write-options struct with a scenario's own defaults. (One struct per default set:
+/// clap's derive keeps rendered defaults in statics shared by all instances of a generic
+/// struct, so const generic parameters would all show the first instance's defaults.)
+macro_rules! write_opts {
+    ($name:ident, $rate:expr, $secs:expr, $rows:expr) => {
+        /// Write rate and size.
+        #[derive(Args, Debug, Clone)]
+        pub struct $name {
+            /// Write transactions per second.
+            #[arg(long, default_value_t = $rate)]
+            pub writes_per_sec: f64,
+            #[arg(long, default_value_t = $secs)]
+            pub duration_secs: u64,
+            /// Number of writes (default: writes_per_sec × duration_secs).
+            #[arg(long)]
+            pub writes: Option<u64>,
+            /// Rows per write transaction (Electric's grids use 50).
+            #[arg(long, default_value_t = $rows)]
+            pub rows_per_write: u32,
+        }
+
+        impl $name {
+            pub fn resolve(&self) -> Writes {
+                Writes {
+                    writes_per_sec: self.writes_per_sec,
+                    count: self
+                        .writes
+                        .unwrap_or((self.writes_per_sec * self.duration_secs as f64).ceil() as u64),
+                    rows_per_write: self.rows_per_write,
+                }
+            }
+        }
+    };
 }
+
+write_opts!(UnrelatedWrites, 1.0, 10, 50);
+write_opts!(FanoutWrites, 10.0, 10, 1);
+write_opts!(OverlapWrites, 1.0, 5, 50);
+write_opts!(ControlledWrites, 50.0, 30, 1);
 
 #[derive(Args, Debug, Clone)]
 pub struct RunOpts {
@@ -247,4 +273,42 @@ pub struct PlanOpts {
     pub server_cores: usize,
     #[command(flatten)]
     pub run: RunOpts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writes_of(args: &[&str]) -> Writes {
+        let mut argv = vec!["loadgen", "--database-url", "postgresql://x@h/db"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("valid arguments").scenario {
+            Scenario::UnrelatedShapesLatency { writes, .. } => writes.resolve(),
+            Scenario::WriteFanout { writes, .. } => writes.resolve(),
+            Scenario::DiverseShapeFanout { writes, .. }
+            | Scenario::ManyShapesOneClient { writes, .. } => writes.resolve(),
+            Scenario::ControlledLoad { writes, .. } => writes.resolve(),
+            other => panic!("no write options: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_scenario_has_its_own_write_defaults() {
+        let w = writes_of(&["unrelated-shapes-latency"]);
+        assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (1.0, 10, 50));
+        let w = writes_of(&["write-fanout"]);
+        assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (10.0, 100, 1));
+        let w = writes_of(&["many-shapes-one-client"]);
+        assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (1.0, 5, 50));
+        let w = writes_of(&["controlled-load"]);
+        assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (50.0, 1500, 1));
+        let w = writes_of(&["write-fanout", "--writes", "7", "--writes-per-sec", "2"]);
+        assert_eq!((w.writes_per_sec, w.count), (2.0, 7));
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
 }

@@ -126,13 +126,10 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
             writes,
             run,
         } => {
-            let params = limits::fanout_params(
-                writes.count(),
-                writes.writes_per_sec,
-                writes.rows_per_write,
-                1.0,
-                run,
-            )?;
+            let params = {
+                let w = writes.resolve();
+                limits::fanout_params(w.count, w.writes_per_sec, w.rows_per_write, 1.0, run)?
+            };
             let plan = shapes::whole_table(params, *clients);
             run_fanout(
                 ctx,
@@ -176,13 +173,10 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
             run,
         } => {
             limits::check_shapes(*count)?;
-            let params = limits::fanout_params(
-                writes.count(),
-                writes.writes_per_sec,
-                writes.rows_per_write,
-                1.0,
-                run,
-            )?;
+            let params = {
+                let w = writes.resolve();
+                limits::fanout_params(w.count, w.writes_per_sec, w.rows_per_write, 1.0, run)?
+            };
             let plan = shapes::unrelated(params, *count, *clients, *predicate);
             run_fanout(ctx, &plan, name, seed_rows(run), keep, pid, false)
         }
@@ -199,13 +193,10 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
             run,
         } => {
             limits::check_shapes(*count)?;
-            let params = limits::fanout_params(
-                writes.count(),
-                writes.writes_per_sec,
-                writes.rows_per_write,
-                1.0,
-                run,
-            )?;
+            let params = {
+                let w = writes.resolve();
+                limits::fanout_params(w.count, w.writes_per_sec, w.rows_per_write, 1.0, run)?
+            };
             let followed = if matches!(cli.scenario, Scenario::DiverseShapeFanout { .. }) {
                 *count
             } else {
@@ -242,13 +233,16 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
             let spawn_secs = (*clients as f64 / spawn_per_sec).ceil() as u64;
             let mut run = run.clone();
             run.ready_timeout_secs = run.ready_timeout_secs.saturating_add(spawn_secs);
-            let params = limits::fanout_params(
-                writes.count(),
-                writes.writes_per_sec,
-                writes.rows_per_write,
-                *interval_secs,
-                &run,
-            )?;
+            let params = {
+                let w = writes.resolve();
+                limits::fanout_params(
+                    w.count,
+                    w.writes_per_sec,
+                    w.rows_per_write,
+                    *interval_secs,
+                    &run,
+                )?
+            };
             let plan = shapes::controlled(
                 params,
                 *clients,
