@@ -297,11 +297,17 @@ mod tests {
         let w = writes_of(&["unrelated-shapes-latency"]);
         assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (1.0, 10, 50));
         let w = writes_of(&["write-fanout"]);
-        assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (10.0, 100, 1));
+        assert_eq!(
+            (w.writes_per_sec, w.count, w.rows_per_write),
+            (10.0, 100, 1)
+        );
         let w = writes_of(&["many-shapes-one-client"]);
         assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (1.0, 5, 50));
         let w = writes_of(&["controlled-load"]);
-        assert_eq!((w.writes_per_sec, w.count, w.rows_per_write), (50.0, 1500, 1));
+        assert_eq!(
+            (w.writes_per_sec, w.count, w.rows_per_write),
+            (50.0, 1500, 1)
+        );
         let w = writes_of(&["write-fanout", "--writes", "7", "--writes-per-sec", "2"]);
         assert_eq!((w.writes_per_sec, w.count), (2.0, 7));
     }

@@ -21,6 +21,7 @@ pub struct Summary {
     pub count: u64,
     pub mean_ms: f64,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
 }
@@ -33,6 +34,7 @@ impl Summary {
                 count: 0,
                 mean_ms: 0.0,
                 p50_ms: 0.0,
+                p90_ms: 0.0,
                 p99_ms: 0.0,
                 max_ms: 0.0,
             };
@@ -41,23 +43,24 @@ impl Summary {
             count: histogram.len(),
             mean_ms: ms(histogram.mean()),
             p50_ms: ms(histogram.value_at_quantile(0.5) as f64),
+            p90_ms: ms(histogram.value_at_quantile(0.9) as f64),
             p99_ms: ms(histogram.value_at_quantile(0.99) as f64),
             max_ms: ms(histogram.max() as f64),
         }
     }
 
-    /// One table row: `label  count  mean  p50  p99  max`.
+    /// One table row: `label  count  mean  p50  p90  p99  max`.
     pub fn row(&self, label: &str) -> String {
         format!(
-            "{label:<14} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
-            self.count, self.mean_ms, self.p50_ms, self.p99_ms, self.max_ms
+            "{label:<14} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            self.count, self.mean_ms, self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
         )
     }
 
     pub fn header() -> String {
         format!(
-            "{:<14} {:>8} {:>10} {:>10} {:>10} {:>10}",
-            "latency (ms)", "count", "mean", "p50", "p99", "max"
+            "{:<14} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "latency (ms)", "count", "mean", "p50", "p90", "p99", "max"
         )
     }
 }
@@ -77,6 +80,7 @@ mod tests {
         assert_eq!(summary.count, 101);
         assert!((summary.max_ms - 100.0).abs() < 0.1);
         assert!((summary.p50_ms - 50.0).abs() < 0.1);
+        assert!((summary.p90_ms - 90.0).abs() < 0.1);
         assert_eq!(Summary::of(&new_histogram()).count, 0);
     }
 }
