@@ -1,0 +1,220 @@
+//! Subset casting, validation and request splitting: exact upstream messages, and SQL that is
+//! rebuilt from parse trees (never copied from the input).
+
+use super::*;
+use serde_json::json;
+
+fn columns() -> Vec<ColumnType> {
+    let column = |name: &str, type_name: &str| ColumnType {
+        name: name.into(),
+        type_name: type_name.into(),
+        is_array: false,
+        is_enum: false,
+    };
+    vec![
+        column("id", "int8"),
+        column("title", "text"),
+        column("Mixed", "int4"),
+    ]
+}
+
+/// Upstream's 400 body around the `errors.subset` value.
+fn wrapped(subset_errors: &str) -> String {
+    format!(r#"{{"message":"Invalid request","errors":{{"subset":{subset_errors}}}}}"#)
+}
+
+fn error(subset: serde_json::Value) -> String {
+    prepare(&subset, &columns()).unwrap_err().body()
+}
+
+#[test]
+fn limit_or_offset_without_order_by() {
+    assert_eq!(
+        error(json!({"limit": "10"})),
+        wrapped(r#"{"order_by":["order_by is required when limit or offset is present"]}"#)
+    );
+    assert_eq!(
+        error(json!({"offset": 0})),
+        wrapped(r#"{"order_by":["order_by is required when limit or offset is present"]}"#)
+    );
+}
+
+#[test]
+fn number_checks_collect_together() {
+    assert_eq!(
+        error(json!({"limit": "0", "offset": "-1", "order_by": "id"})),
+        wrapped(
+            r#"{"limit":["must be greater than 0"],"offset":["must be greater than or equal to 0"]}"#
+        )
+    );
+    assert_eq!(
+        error(json!({"limit": "ten", "offset": 1.5, "where": 3, "order_by": "id"})),
+        wrapped(r#"{"limit":["is invalid"],"offset":["is invalid"],"where":["is invalid"]}"#)
+    );
+    assert_eq!(
+        error(json!({"limit": "99999999999999999999", "order_by": "id"})),
+        wrapped(r#"{"limit":["is invalid"]}"#)
+    );
+    assert_eq!(error(json!("nope")), wrapped(r#"["is invalid"]"#));
+}
+
+#[test]
+fn params_forms() {
+    let ok = |params: serde_json::Value| {
+        prepare(
+            &json!({"where": "id = $1 AND title = $2", "params": params}),
+            &columns(),
+        )
+        .unwrap()
+        .where_sql
+        .unwrap()
+    };
+    let from_string = ok(json!(r#"{"1":"5","2":"it's"}"#));
+    let from_map = ok(json!({"1": 5, "2": "it's"}));
+    assert_eq!(from_string, from_map);
+    assert!(from_string.contains("'it''s'"), "{from_string}");
+    assert_eq!(
+        error(json!({"where": "id = $1", "params": "{"})),
+        wrapped(r#"{"params":["params must be valid JSON"]}"#)
+    );
+    assert_eq!(
+        error(json!({"where": "id = $1", "params": "[1]"})),
+        wrapped(r#"{"params":["params must be a JSON object"]}"#)
+    );
+    assert_eq!(
+        error(json!({"where": "id = $1", "params": {"a": "1"}})),
+        wrapped(r#"{"params":["Parameters can only use numbers as keys"]}"#)
+    );
+    assert_eq!(
+        error(json!({"where": "id = $1", "params": {"2": "1"}})),
+        wrapped(r#"{"params":["Parameters must be numbered sequentially, starting from 1"]}"#)
+    );
+}
+
+#[test]
+fn where_errors() {
+    assert_eq!(
+        error(json!({"where": "id IN (SELECT 1)"})),
+        wrapped(r#"{"where":["Subqueries are not allowed in subsets"]}"#)
+    );
+    assert_eq!(
+        error(json!({"where": "nope = 1"})),
+        wrapped(r#"{"where":["At location 0: unknown reference nope"]}"#)
+    );
+    assert_eq!(
+        error(json!({"where": "id + 1"})),
+        wrapped(r#"{"where":["WHERE clause must return a boolean"]}"#)
+    );
+}
+
+#[test]
+fn order_by_renders_from_the_tree() {
+    let subset = prepare(
+        &json!({"order_by": "title desc nulls last, \"Mixed\", id ASC", "limit": 5, "offset": "2"}),
+        &columns(),
+    )
+    .unwrap();
+    assert_eq!(
+        subset.order_by_sql.as_deref(),
+        Some(r#""title" DESC NULLS LAST, "Mixed", "id" ASC"#)
+    );
+    assert_eq!(
+        subset.tail_sql(),
+        r#" ORDER BY "title" DESC NULLS LAST, "Mixed", "id" ASC LIMIT 5 OFFSET 2"#
+    );
+}
+
+#[test]
+fn order_by_refuses_expressions() {
+    let order_by_error = |text: &str| error(json!({"order_by": text}));
+    assert_eq!(
+        order_by_error("lower(title)"),
+        wrapped(
+            r#"{"order_by":["At location 18: FuncCall expressions are not allowed in ORDER BY clauses"]}"#
+        )
+    );
+    assert_eq!(
+        order_by_error("$1"),
+        wrapped(
+            r#"{"order_by":["At location 18: parameter $1 is not supported in ORDER BY clauses"]}"#
+        )
+    );
+    assert_eq!(
+        order_by_error("nope"),
+        wrapped(r#"{"order_by":["At location 18: unknown reference nope"]}"#)
+    );
+    assert!(order_by_error("id; DROP TABLE x").contains("Unexpected `;` in order by"));
+    assert!(order_by_error("id LIMIT 1").contains("malformed query"));
+    assert!(order_by_error("id::text").contains("TypeCast expressions are not allowed"));
+    assert!(order_by_error("(SELECT 1)").contains("SubLink expressions are not allowed"));
+    assert!(order_by_error("1").contains("A_Const expressions are not allowed"));
+}
+
+#[test]
+fn get_subset_keys_are_gathered() {
+    let split = split_request(
+        "table=items&offset=-1&subset__where=id%3E1&subset__limit=2&subset__order_by=id&subset__where_expr=x",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        split.subset,
+        Some(json!({"where": "id>1", "limit": "2", "order_by": "id", "where_expr": "x"}))
+    );
+    assert_eq!(split.query.table.unwrap().name, "items");
+    assert!(!split.query.has_subset);
+    let plain = split_request("table=items&offset=-1", None).unwrap();
+    assert_eq!(plain.subset, None);
+    assert!(query_has_subset("a=1&subset__limit=1"));
+    assert!(query_has_subset("a=1&%73ubset__limit=1"));
+    assert!(!query_has_subset("table=items&offset=-1"));
+}
+
+#[test]
+fn post_body_merges_over_the_query() {
+    let body =
+        br#"{"where":"id > 1","limit":3,"order_by":"id","params":{"1":"x"},"log":"changes_only"}"#;
+    let split = split_request("table=items&offset=now&subset__offset=1", Some(body)).unwrap();
+    assert_eq!(
+        split.subset,
+        Some(
+            json!({"where": "id > 1", "limit": 3, "order_by": "id", "params": {"1": "x"}, "offset": "1"})
+        )
+    );
+    assert_eq!(split.query.log, crate::request::LogMode::ChangesOnly);
+    // A `subset` object: every other body key is a shape parameter (here: the shape's where).
+    let body = br#"{"subset":{"limit":1},"where":"id > 0"}"#;
+    let split = split_request("table=items&offset=-1", Some(body)).unwrap();
+    assert_eq!(split.subset, Some(json!({"limit": 1})));
+    assert_eq!(split.query.where_clause.as_deref(), Some("id > 0"));
+    // No subset keys at all: an ordinary shape request.
+    let split = split_request("offset=-1", Some(br#"{"table":"items"}"#)).unwrap();
+    assert_eq!(split.subset, None);
+    assert_eq!(split.query.table.unwrap().name, "items");
+}
+
+#[test]
+fn bad_bodies() {
+    let body_error = |body: &[u8]| match split_request("table=t&offset=-1", Some(body)) {
+        Err(SplitError::Body(e)) => (e.status, e.body),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        body_error(b"[1]"),
+        (
+            400,
+            r#"{"error":"Request body must be a JSON object"}"#.to_owned()
+        )
+    );
+    let (status, body) = body_error(b"{nope");
+    assert_eq!(status, 400);
+    assert!(body.starts_with(r#"{"error":"Invalid JSON in request body","details":"#));
+}
+
+#[test]
+fn query_error_body_is_a_bare_string() {
+    assert_eq!(
+        query_error_body("where", "invalid input value for enum mood: \"x\""),
+        wrapped(r#"{"where":"invalid input value for enum mood: \"x\""}"#)
+    );
+}
