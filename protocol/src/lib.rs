@@ -31,6 +31,5 @@ mod request_cast;
 pub mod routing;
 pub mod schema;
 pub mod subset;
-pub mod subset;
 pub mod validation;
 pub mod where_clause;
