@@ -1,6 +1,8 @@
 //! `bench-harness`: runs one benchmark and prints (and optionally appends) its tables.
 //! `docs/benchmarks/pgwire.md` lists the exact commands and the figures they produced.
 
+mod bench_route;
+
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -34,6 +36,8 @@ enum Command {
     InitialSync(InitialSyncArgs),
     /// Snapshot read: COPY text + Rust JSON vs JSON built in SQL.
     Snapshot(SnapshotArgs),
+    /// Shape routing cost per change: the router vs evaluating every shape (no database).
+    Route(RouteArgs),
     /// Internal: decode a recording file (what runs under callgrind).
     #[command(hide = true)]
     DecodeReplay {
@@ -99,6 +103,16 @@ struct DrainArgs {
     drivers: Vec<IoDriver>,
 }
 
+#[derive(Args)]
+struct RouteArgs {
+    /// Shape counts.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000,100000")]
+    sizes: Vec<u64>,
+    /// Append the tables as markdown to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Decode(args) => {
@@ -153,6 +167,10 @@ fn main() -> Result<()> {
         Command::Snapshot(args) => {
             let tables = serving_cli::snapshot(&args)?;
             report::emit(&tables, &preamble("snapshot"), args.markdown.as_deref())
+        }
+        Command::Route(args) => {
+            let tables = bench_route::run(&args.sizes)?;
+            report::emit(&tables, &preamble("route"), args.markdown.as_deref())
         }
         Command::DecodeReplay { file, passes } => {
             let tally = callgrind::replay(&file, passes)?;
