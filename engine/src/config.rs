@@ -76,6 +76,17 @@ pub struct Config {
     #[arg(long, env = "ELECTRIC_MAX_SHAPES", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_shapes: Option<u64>,
 
+    /// Admission control: most shape requests in flight per node, as JSON
+    /// `{"initial":N,"existing":M}` (initial: without a handle; existing: with one). Past a
+    /// limit a request gets 503 with `retry-after`.
+    #[arg(long, env = "ELECTRIC_MAX_CONCURRENT_REQUESTS",
+          default_value = r#"{"initial":300,"existing":10000}"#, value_parser = parse_admission)]
+    pub max_concurrent_requests: AdmissionLimits,
+
+    /// Port of the Prometheus `/metrics` listener (same address as the API); unset: no listener.
+    #[arg(long, env = "ELECTRIC_PROMETHEUS_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub prometheus_port: Option<u16>,
+
     /// Cores (one monoio runtime each). Default: all available.
     #[arg(long, env = "AMPERE_CORES")]
     pub cores: Option<usize>,
@@ -109,6 +120,9 @@ impl Config {
             if n > 256 {
                 return Err("--cores must be at most 256".into());
             }
+        }
+        if self.prometheus_port == Some(self.port) {
+            return Err("ELECTRIC_PROMETHEUS_PORT must differ from ELECTRIC_PORT".into());
         }
         Ok(())
     }
@@ -166,6 +180,32 @@ fn parse_duration_ms(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// `ELECTRIC_MAX_CONCURRENT_REQUESTS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    pub initial: u64,
+    pub existing: u64,
+}
+
+fn parse_admission(s: &str) -> Result<AdmissionLimits, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        initial: Option<u64>,
+        existing: Option<u64>,
+    }
+    let raw: Raw = serde_json::from_str(s)
+        .map_err(|e| format!("expected JSON like {{\"initial\":300,\"existing\":10000}}: {e}"))?;
+    let limits = AdmissionLimits {
+        initial: raw.initial.unwrap_or(300),
+        existing: raw.existing.unwrap_or(10_000),
+    };
+    if limits.initial == 0 || limits.existing == 0 {
+        return Err("limits must be at least 1".to_string());
+    }
+    Ok(limits)
+}
+
 fn parse_nonzero_duration_ms(s: &str) -> Result<Duration, String> {
     let d = parse_duration_ms(s)?;
     if d < Duration::from_millis(10) {
@@ -218,5 +258,33 @@ mod tests {
         assert!(parse_duration_ms("x").is_err());
         assert!(parse_stream_id("default").is_ok());
         assert!(parse_stream_id("Bad-Id").is_err());
+    }
+
+    #[test]
+    fn admission_limits_and_sse_settings() {
+        let c = parse(&["--insecure"]).unwrap();
+        assert_eq!(
+            c.max_concurrent_requests,
+            AdmissionLimits {
+                initial: 300,
+                existing: 10_000
+            }
+        );
+        assert_eq!(c.sse_timeout, Duration::from_secs(60));
+        assert_eq!(c.sse_keepalive, Duration::from_secs(21));
+        assert_eq!(
+            parse_admission(r#"{"existing":5}"#).unwrap(),
+            AdmissionLimits {
+                initial: 300,
+                existing: 5
+            }
+        );
+        assert!(parse_admission("300").is_err());
+        assert!(parse_admission(r#"{"initial":0}"#).is_err());
+        assert!(parse_admission(r#"{"initial":-1}"#).is_err());
+        assert!(parse_admission(r#"{"initial":1,"other":2}"#).is_err());
+        assert!(parse(&["--insecure", "--sse-keepalive", "0"]).is_err());
+        assert!(parse(&["--insecure", "--port", "4000", "--prometheus-port", "4000"]).is_err());
+        assert!(parse(&["--insecure", "--prometheus-port", "0"]).is_err());
     }
 }

@@ -8,6 +8,7 @@ pub mod embedded_pg;
 pub mod event;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod pg;
 pub mod runtime;
 pub mod server;

@@ -5,13 +5,7 @@ use engine::config::Config;
 use engine::embedded_pg::EmbeddedPostgres;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AMPERE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    init_logging();
     let config = Config::parse();
     if let Err(msg) = config.validate() {
         eprintln!("ampere: invalid configuration: {msg}");
@@ -53,5 +47,32 @@ fn main() {
     if let Err(e) = result {
         eprintln!("ampere: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Log filter: `AMPERE_LOG` (a tracing filter, e.g. `info,engine::pg=debug`), else Electric's
+/// `ELECTRIC_LOG_LEVEL` (`debug`, `info`, `warning`, `error`), else `info`. With
+/// `AMPERE_LOG_FORMAT=json` every line is a JSON object (structured fields included).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AMPERE_LOG").unwrap_or_else(|_| {
+        let level = std::env::var("ELECTRIC_LOG_LEVEL").unwrap_or_default();
+        let level = match level.trim().to_ascii_lowercase().as_str() {
+            "" => "info".to_string(),
+            "warning" => "warn".to_string(),
+            other => other.to_string(),
+        };
+        EnvFilter::try_new(&level).unwrap_or_else(|_| {
+            eprintln!("ampere: ELECTRIC_LOG_LEVEL={level:?} is not a level; using info");
+            EnvFilter::new("info")
+        })
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if std::env::var("AMPERE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }

@@ -97,6 +97,17 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
     let listeners =
         http::bind_reuseport_group(addr, cores).with_context(|| format!("listen on {addr}"))?;
     raise_fd_limit();
+    let metrics_listener = match config.prometheus_port {
+        Some(port) => {
+            let addr = SocketAddr::new(config.listen_addr, port);
+            let l = http::bind_reuseport(addr)
+                .with_context(|| format!("listen on {addr} (ELECTRIC_PROMETHEUS_PORT)"))?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            Some(l)
+        }
+        None => None,
+    };
+    let metrics_listener = Arc::new(Mutex::new(metrics_listener));
     let mut recovered = recover(&config, cores)?;
     let mut senders = Vec::with_capacity(cores);
     let mut receivers = Vec::with_capacity(cores);
@@ -121,14 +132,26 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
     crate::runtime::run_per_core(cores, driver, move |id| {
         let shared = shared.clone();
         let taken = per_core.lock().expect("start-up lock")[id].take();
+        let metrics_listener = metrics_listener.clone();
         async move {
             let (listener, inbox, found) = taken.expect("each core starts once");
+            shared.metrics.core(id).register_thread_clock();
             let core = Core::new(id, shared.clone(), found);
             monoio::spawn(core.clone().run_inbox(inbox));
             monoio::spawn(crate::app::durability::sync_loop(core.clone()));
             monoio::spawn(core.timers.clone().sweep());
             if id == 0 {
                 monoio::spawn(crate::ingest::setup::run(shared.clone()));
+                let metrics = metrics_listener.lock().expect("start-up lock").take();
+                if let Some(l) = metrics {
+                    match monoio::net::TcpListener::from_std(l) {
+                        Ok(l) => {
+                            let handler = crate::metrics::listener::handler(shared.clone());
+                            monoio::spawn(http::serve(l, handler, Limits::default()));
+                        }
+                        Err(e) => tracing::error!("cannot use the metrics listener: {e}"),
+                    }
+                }
             }
             let listener = match monoio::net::TcpListener::from_std(listener) {
                 Ok(l) => l,

@@ -20,6 +20,7 @@ use protocol::ident::quote_ident;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,16 @@ impl Core {
         })
     }
 
+    /// This core's metrics.
+    pub fn stats(&self) -> &crate::metrics::CoreStats {
+        self.shared.metrics.core(self.id)
+    }
+
+    fn count_shapes(&self) {
+        let n = self.shapes.borrow().len() as u64;
+        self.stats().shapes.store(n, Relaxed);
+    }
+
     /// A fast non-cryptographic random number (xorshift64*), for cursors and request ids.
     pub fn random(&self) -> u64 {
         let mut x = self.rng.get();
@@ -127,6 +138,13 @@ impl Core {
                     let core = self.clone();
                     monoio::spawn(async move {
                         let resp = super::serve::serve_shape(&core, *call).await;
+                        let _ = reply.send(resp);
+                    });
+                }
+                CoreMsg::Subset { call, reply } => {
+                    let core = self.clone();
+                    monoio::spawn(async move {
+                        let resp = super::subset::serve_on_owner(&core, *call).await;
                         let _ = reply.send(resp);
                     });
                 }
@@ -178,8 +196,17 @@ impl Core {
         let targets = self.route(txn);
         let mut cache = self.encode_cache.borrow_mut();
         cache.clear();
+        let stats = self.stats();
         for (shape, only) in targets {
+            let before = shape.borrow().log.bytes_total();
             let applied = shape.borrow_mut().on_txn(txn, &mut cache, only.as_deref());
+            if let Applied::Appended(n) = applied {
+                stats.log_entries.fetch_add(n as u64, Relaxed);
+                let after = shape.borrow().log.bytes_total();
+                stats
+                    .log_bytes
+                    .fetch_add(after.saturating_sub(before), Relaxed);
+            }
             if let Applied::Invalidate(why) = applied {
                 let handle = shape.borrow().handle.clone();
                 tracing::info!("shape {handle} invalidated: {why}");
@@ -302,6 +329,7 @@ impl Core {
             self.remove(&other);
         }
         self.shapes.borrow_mut().insert(handle.clone(), shape);
+        self.count_shapes();
         self.by_def.borrow_mut().insert(canonical, handle.clone());
         self.by_table
             .borrow_mut()
@@ -342,6 +370,7 @@ impl Core {
         self.shapes
             .borrow_mut()
             .insert(handle.clone(), shape.clone());
+        self.count_shapes();
         self.by_def
             .borrow_mut()
             .insert(def.canonical.clone(), handle.clone());
@@ -397,6 +426,7 @@ impl Core {
         let Some(shape) = self.shapes.borrow_mut().remove(handle) else {
             return;
         };
+        self.count_shapes();
         let (canonical, oid) = {
             let s = shape.borrow();
             (s.def.canonical.clone(), s.def.table.oid)
@@ -602,6 +632,9 @@ impl Core {
                     return;
                 }
                 let applied = shape.borrow_mut().snapshot_finished(snap);
+                self.stats()
+                    .log_bytes
+                    .fetch_add(shape.borrow().log.bytes_total(), Relaxed);
                 if let Applied::Invalidate(why) = applied {
                     tracing::info!("shape {handle} invalidated: {why}");
                     self.remove(&handle);

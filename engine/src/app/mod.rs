@@ -2,6 +2,7 @@
 //! share (configuration, inboxes, status). Nothing here is behind a lock: cores own their shapes
 //! and talk through bounded channels; the only shared mutable state is a few atomics.
 
+pub mod admission;
 pub mod core;
 pub mod durability;
 pub mod responses;
@@ -9,6 +10,7 @@ pub mod router;
 pub mod serve;
 pub mod sse;
 pub mod sse_stream;
+pub mod subset;
 pub mod table_routes;
 
 use crate::config::Config;
@@ -43,6 +45,7 @@ pub struct Shared {
     ever_active: std::sync::atomic::AtomicBool,
     /// Per core: end LSN of the last transaction it has made durable (or had nothing to store).
     durable: Vec<AtomicU64>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -52,6 +55,7 @@ impl Shared {
             config,
             db_url,
             durable: inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
+            metrics: crate::metrics::Metrics::new(inboxes.len()),
             inboxes,
             status: AtomicU8::new(Status::Starting as u8),
             ever_active: std::sync::atomic::AtomicBool::new(false),
@@ -121,6 +125,11 @@ pub enum CoreMsg {
     },
     Delete {
         target: DeleteTarget,
+        reply: flume::Sender<Response>,
+    },
+    /// Serve a subset snapshot on its shape's owner (`subset`); the response goes on `reply`.
+    Subset {
+        call: Box<subset::SubsetCall>,
         reply: flume::Sender<Response>,
     },
     /// Orderly shutdown: write every shape's buffers and pending metadata, then reply.

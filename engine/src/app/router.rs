@@ -70,8 +70,10 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
 }
 
 async fn route(core: &Rc<Core>, req: Request) -> Response {
+    let started = Instant::now();
     let route = resolve(&req.path);
     let method = req.method.clone();
+    let label = metrics_label(&route, &method);
     // Take what the final headers need now: the request (its headers and strings) is dropped
     // before a long-poll waits, keeping held connections small.
     let origins: Vec<&str> = req.headers_all("origin").collect();
@@ -87,13 +89,34 @@ async fn route(core: &Rc<Core>, req: Request) -> Response {
             } else if method == Method::Delete {
                 Box::pin(delete(core, req)).await
             } else {
-                shape(core, req).await
+                match super::admission::try_acquire(core, super::admission::kind_of(&req.query)) {
+                    // Held until the response is ready (see `admission`).
+                    Ok(_permit) => shape(core, req).await,
+                    Err(refused) => refused,
+                }
             }
         }
         _ => responses::not_found(),
     };
     finish(core, &allow_origin, preflight_route, &route, &mut resp);
+    core.shared
+        .metrics
+        .core(core.id)
+        .record_request(label, resp.status, started.elapsed());
     resp
+}
+
+fn metrics_label(route: &Route, method: &Method) -> crate::metrics::RouteLabel {
+    use crate::metrics::RouteLabel as L;
+    match (route, method) {
+        (Route::Shape, Method::Get | Method::Head) => L::ShapeGet,
+        (Route::Shape, Method::Post) => L::ShapePost,
+        (Route::Shape, Method::Delete) => L::ShapeDelete,
+        (Route::Shape, Method::Options) => L::ShapeOptions,
+        (Route::Health, _) => L::Health,
+        (Route::Root, _) => L::Root,
+        _ => L::Other,
+    }
 }
 
 /// Headers on every response: server, request id, CORS (not on 401), default cache-control.
@@ -180,7 +203,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
+pub(super) async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
     if core.shared.ever_active() {
         // Shapes were restored: keep serving what the cores hold while replication reconnects
         // (health reports the outage); only new snapshots need the database.
@@ -204,7 +227,7 @@ async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
 }
 
 /// Resolves the definition against the catalog; errors are final responses.
-async fn definition(core: &Rc<Core>, q: &DefParams<'_>) -> Result<Arc<ShapeDef>, Response> {
+pub(super) async fn definition(core: &Rc<Core>, q: &DefParams<'_>) -> Result<Arc<ShapeDef>, Response> {
     let table_name = q.table;
     // Boxed: the lookup (which may connect to Postgres) has a large future that would
     // otherwise be part of every held request's state.
@@ -273,8 +296,9 @@ fn pg_error_response(e: &PgError) -> Response {
 }
 
 async fn shape(core: &Rc<Core>, req: Request) -> Response {
-    if req.method == Method::Post && !req.body.is_empty() {
-        return responses::fixed(protocol::errors::subset_not_supported_yet());
+    // Subset snapshots and POST bodies: `subset.rs`.
+    if super::subset::wanted(&req) {
+        return Box::pin(super::subset::serve(core, req)).await;
     }
     let q = match protocol::request::parse_shape_query(&req.query) {
         Ok(q) => q,
@@ -286,9 +310,17 @@ async fn shape(core: &Rc<Core>, req: Request) -> Response {
         .collect();
     let (head, post) = (req.method == Method::Head, req.method == Method::Post);
     drop(req);
-    if q.has_subset {
-        return responses::fixed(protocol::errors::subset_not_supported_yet());
-    }
+    serve_query(core, q, if_none_match, head, post).await
+}
+
+/// Serves a validated shape (log) request: resolves its definition and hands it to the owner.
+pub(super) async fn serve_query(
+    core: &Rc<Core>,
+    q: protocol::request::ShapeQuery,
+    if_none_match: Vec<String>,
+    head: bool,
+    post: bool,
+) -> Response {
     // Boxed: its sleep would otherwise be part of every held request's state.
     if let Some(r) = Box::pin(wait_ready(core)).await {
         return r;
@@ -374,7 +406,7 @@ async fn delete(core: &Rc<Core>, req: Request) -> Response {
 }
 
 /// Non-GET requests always get `cache-control: no-cache` (§4.2 rule 1).
-fn no_cache(mut r: Response) -> Response {
+pub(super) fn no_cache(mut r: Response) -> Response {
     r.headers
         .retain(|(k, _)| k != "cache-control" && k != "surrogate-control");
     r.headers

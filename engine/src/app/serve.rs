@@ -148,6 +148,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             }
         }
         if q.live && slice.entries == 0 {
+            let _held = crate::metrics::HeldGuard::new(&core.stats().held_long_polls);
             match wait(core, listener, live_deadline).await {
                 Woken::Changed => continue,
                 Woken::TimedOut => return no_changes(core, call, &handle, last, true),

@@ -49,6 +49,7 @@ async fn produce(
     started: Instant,
     tx: flume::Sender<Vec<Bytes>>,
 ) {
+    let _held = crate::metrics::HeldGuard::new(&core.stats().held_sse);
     let cfg = &core.shared.config;
     let end = started + cfg.sse_timeout;
     let mut quiet_until = Instant::now() + cfg.sse_keepalive;

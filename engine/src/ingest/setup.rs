@@ -9,6 +9,7 @@ use crate::pg::{ConnectConfig, Connection};
 use anyhow::{Context, Result};
 use pgwire::types::Lsn;
 use protocol::ident::quote_ident;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,9 +147,21 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
                 last_report = std::time::Instant::now();
             }
         }
-        let Ok(x) = next else { continue };
+        let stats = &shared.metrics.ingest;
+        let Ok(x) = next else {
+            // Nothing for a while: everything the server announced has been handled.
+            let received = stream.received_lsn().0;
+            stats.note_positions(received, received, shared.metrics.started);
+            continue;
+        };
         let x = x.context("read replication stream")?;
+        stats.wal_bytes.fetch_add(x.data.len() as u64, Relaxed);
+        let server_end = x.wal_end.0.max(stream.received_lsn().0);
+        stats.note_positions(server_end, 0, shared.metrics.started);
         if let Some(txn) = asm.push(&x.data)? {
+            stats.transactions.fetch_add(1, Relaxed);
+            stats.changes.fetch_add(txn.changes.len() as u64, Relaxed);
+            stats.note_positions(server_end, txn.end_lsn, shared.metrics.started);
             let txn = Arc::new(txn);
             for inbox in &shared.inboxes {
                 inbox

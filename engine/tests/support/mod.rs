@@ -233,7 +233,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("probe a free port");
     l.local_addr().expect("probed address").port()
 }
