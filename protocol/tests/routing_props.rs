@@ -192,6 +192,10 @@ const CLAUSES: &[&str] = &[
     "name IS NOT NULL",
     "id IS NULL",
     "id + i4 = {}#int",
+    "n + 1 > {}#num",
+    "f * 2 <= '{}'#float",
+    "lower(name) >= '{}'#text",
+    "{} > i4 - 1#int",
 ];
 
 const POOLS: &[(&str, &[&str])] = &[
@@ -344,7 +348,7 @@ proptest! {
     #[test]
     fn routed_set_equals_brute_force(
         clauses in prop::collection::vec(prop::option::weighted(0.95, clause()), 1..48),
-        replacements in prop::collection::vec((0usize..48, prop::option::of(clause())), 0..16),
+        replacements in prop::collection::vec((0usize..48, prop::option::of(clause())), 0..24),
         rows in prop::collection::vec(
             prop::collection::vec(0usize..64, VALUES.len()), 1..12),
     ) {

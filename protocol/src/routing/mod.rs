@@ -208,17 +208,16 @@ impl Router {
                 }
             }
             Place::Template { group, position } => {
-                let moved = self.groups[group]
-                    .remove(id, &position)
-                    .map(|member| member.slot);
-                if let Some(moved) = moved {
-                    self.set_place(
-                        moved,
-                        Place::Template {
-                            group,
-                            position: position.clone(),
-                        },
-                    );
+                let moved = self.groups[group].remove(id, &position);
+                if let (Some(moved), Position::At { at, .. }) = (moved, &position) {
+                    let moved = self.slots[moved as usize].shape.as_mut();
+                    if let Some(Place::Template {
+                        position: Position::At { at: moved_at, .. },
+                        ..
+                    }) = moved.map(|s| &mut s.place)
+                    {
+                        *moved_at = *at;
+                    }
                 }
             }
             Place::Indexed(probes) => {

@@ -14,7 +14,7 @@ mod key;
 mod template;
 
 pub(crate) use key::{Key, KeyTy};
-pub(crate) use template::{template, Template};
+pub(crate) use template::{template, Layout, Template};
 
 use super::datum::Datum;
 use super::expr::{ArrayOp, BoolTest, CmpOp, Expr};

@@ -23,6 +23,25 @@ pub(crate) struct Template {
     constant: Datum<'static>,
 }
 
+/// How the comparison `value OP constant` relates keys: keys are equal exactly when values
+/// are, and for ordered key types order like them, so a group's TRUE members are the ones
+/// with equal, unequal, greater or smaller constant keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Equal,
+    Unequal,
+    /// TRUE when value < constant (or ≤).
+    Less {
+        or_equal: bool,
+    },
+    /// TRUE when value > constant (or ≥).
+    Greater {
+        or_equal: bool,
+    },
+    /// Compare with each constant.
+    Linear,
+}
+
 /// The expression's value for one row; `None` when it is NULL or failed to evaluate.
 pub(crate) struct TemplateValue<'a>(Option<Datum<'a>>);
 
@@ -62,12 +81,23 @@ impl Template {
         &self.signature
     }
 
-    /// Whether the comparison is `=` with a keyable type, so a group can be a hash lookup.
-    pub(crate) fn is_equality(&self) -> bool {
-        self.op == CmpOp::Eq && KeyTy::of(&self.ty).is_some()
+    /// How a group of this template can find its TRUE members from the value's key.
+    pub(crate) fn layout(&self) -> Layout {
+        let Some(key_ty) = KeyTy::of(&self.ty) else {
+            return Layout::Linear;
+        };
+        match self.op {
+            CmpOp::Eq => Layout::Equal,
+            CmpOp::Ne => Layout::Unequal,
+            _ if !key_ty.is_ordered() => Layout::Linear,
+            CmpOp::Lt => Layout::Less { or_equal: false },
+            CmpOp::Le => Layout::Less { or_equal: true },
+            CmpOp::Gt => Layout::Greater { or_equal: false },
+            CmpOp::Ge => Layout::Greater { or_equal: true },
+        }
     }
 
-    /// The constant's key, for equality templates.
+    /// The constant's key (for every layout but `Linear`).
     pub(crate) fn constant_key(&self) -> Option<Box<[u8]>> {
         let key = key::encode(KeyTy::of(&self.ty)?, &self.constant)?;
         Some(key.into_boxed())
@@ -85,7 +115,8 @@ impl Template {
         })
     }
 
-    /// The value's key, for equality templates; `None` if no constant can equal it.
+    /// The value's key (for every layout but `Linear`); `None` when the value is NULL or
+    /// failed, so the comparison is TRUE for no member.
     pub(crate) fn value_key<'v>(&self, value: &'v TemplateValue<'_>) -> Option<Key<'v>> {
         key::encode(KeyTy::of(&self.ty)?, value.0.as_ref()?)
     }
