@@ -83,6 +83,12 @@ pub struct Config {
           default_value = r#"{"initial":300,"existing":10000}"#, value_parser = parse_admission)]
     pub max_concurrent_requests: AdmissionLimits,
 
+    /// Postgres connections for snapshots and queries, split evenly over the cores (each core
+    /// gets at least one); requests past it wait for a connection.
+    #[arg(long, env = "ELECTRIC_DB_POOL_SIZE", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub db_pool_size: u64,
+
     /// Port of the Prometheus `/metrics` listener (same address as the API); unset: no listener.
     #[arg(long, env = "ELECTRIC_PROMETHEUS_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub prometheus_port: Option<u16>,
@@ -133,6 +139,11 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// One core's share of `ELECTRIC_DB_POOL_SIZE`.
+    pub fn db_pool_size_per_core(&self) -> usize {
+        (self.db_pool_size as usize).div_ceil(self.cores()).max(1)
     }
 
     /// The shape limit of one core, if any.

@@ -3,6 +3,7 @@
 //! `Rc`/`RefCell`: only this core's thread touches it, and no borrow is held across an await.
 
 use super::durability::{self, Job};
+use super::pool::{Pool, Pooled};
 use super::table_routes::TableShapes;
 use super::{CoreMsg, DeleteTarget, Shared};
 use crate::catalog::{self, quote_literal, TableInfo};
@@ -27,8 +28,6 @@ use std::time::{Duration, Instant};
 /// How long a catalog lookup is trusted before it is read again (DDL that replication does not
 /// announce, such as a NOT NULL change, shows up after this).
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
-/// Idle Postgres connections kept per core.
-const POOL_SIZE: usize = 4;
 
 pub type ShapeRef = Rc<RefCell<Shape>>;
 /// Catalog cache: (schema, table) → entry and when it was read.
@@ -42,7 +41,7 @@ pub struct Core {
     /// Shapes by table OID, with each table's routing index.
     by_table: RefCell<HashMap<u32, TableShapes>>,
     tables: RefCell<TableCache>,
-    pool: RefCell<Vec<Connection>>,
+    pool: Rc<Pool>,
     /// Commit LSN of the last transaction this core received: `global_last_seen_lsn`.
     pub last_lsn: Cell<u64>,
     last_handle_micros: Cell<u64>,
@@ -78,6 +77,7 @@ impl Core {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             ^ ((id as u64 + 1) << 32);
+        let pool_size = shared.config.db_pool_size_per_core();
         Rc::new(Self {
             id,
             shared,
@@ -85,7 +85,7 @@ impl Core {
             by_def: RefCell::default(),
             by_table: RefCell::default(),
             tables: RefCell::default(),
-            pool: RefCell::default(),
+            pool: Pool::new(pool_size),
             last_lsn: Cell::new(0),
             last_handle_micros: Cell::new(0),
             rng: Cell::new(seed | 1),
@@ -485,26 +485,25 @@ impl Core {
         }
     }
 
-    /// A pooled connection with the display settings applied.
-    pub async fn conn(&self) -> Result<Connection, PgError> {
-        if let Some(c) = self.pool.borrow_mut().pop() {
-            return Ok(c);
-        }
-        let mut cfg = ConnectConfig::from_url(&self.shared.db_url)?;
-        cfg.application_name = Some(format!("ampere_core_{}", self.id));
-        let mut c = Connection::connect(&cfg).await?;
-        for s in DISPLAY_SETTINGS {
-            c.execute(s).await?;
-        }
-        Ok(c)
+    /// A pooled connection with the display settings applied; waits while the core's share of
+    /// `ELECTRIC_DB_POOL_SIZE` is in use.
+    pub async fn conn(&self) -> Result<Pooled, PgError> {
+        self.pool
+            .get(|| async {
+                let mut cfg = ConnectConfig::from_url(&self.shared.db_url)?;
+                cfg.application_name = Some(format!("ampere_core_{}", self.id));
+                let mut c = Connection::connect(&cfg).await?;
+                for s in DISPLAY_SETTINGS {
+                    c.execute(s).await?;
+                }
+                Ok(c)
+            })
+            .await
     }
 
-    /// Returns a healthy connection to the pool.
-    pub fn put_conn(&self, c: Connection) {
-        let mut pool = self.pool.borrow_mut();
-        if pool.len() < POOL_SIZE {
-            pool.push(c);
-        }
+    /// Returns a healthy connection to the pool (drop it instead after an error).
+    pub fn put_conn(&self, c: Pooled) {
+        self.pool.put(c);
     }
 
     /// The table's catalog entry (cached briefly); `Ok(None)` if it does not exist.

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod core;
 pub mod durability;
+pub mod pool;
 pub mod responses;
 pub mod router;
 pub mod serve;
