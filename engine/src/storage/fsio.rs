@@ -104,8 +104,15 @@ impl AppendFile {
         Ok(self.file.as_ref().expect("opened above"))
     }
 
-    /// A second handle to the same open file, for `fsync` on another thread.
+    /// A handle for `fsync` on another thread. With nothing buffered the open descriptor itself
+    /// is handed over (the next write reopens the file), so a sync job does not double the
+    /// descriptors of every shape it covers.
     pub fn sync_handle(&mut self) -> Result<File, StorageError> {
+        if self.buf.is_empty() {
+            if let Some(f) = self.file.take() {
+                return Ok(f);
+            }
+        }
         let path = self.path.clone();
         self.open()?
             .try_clone()
