@@ -95,6 +95,58 @@ pub fn query_error_body(field: &str, message: &str) -> String {
     String::from_utf8(out).expect("JSON built from str is UTF-8")
 }
 
+/// Where a subset snapshot stands relative to the replication stream (the response's
+/// `metadata`): `pg_current_snapshot()` and `pg_current_wal_lsn()` of its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotMetadata {
+    pub xmin: u64,
+    pub xmax: u64,
+    pub xip_list: Vec<u64>,
+    /// Random `0..2^31`, repeated in every row's `snapshot_mark` header.
+    pub snapshot_mark: u32,
+    pub database_lsn: u64,
+}
+
+impl SnapshotMetadata {
+    /// `{"metadata":{…}, "data": ` — the body up to its data array, which the caller follows
+    /// with `[rows…]` and [`RESPONSE_TAIL`]. Keys in upstream's (Jason's sorted) order; xids
+    /// and the LSN are strings so JavaScript keeps full precision.
+    pub fn response_head(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.xip_list.len() * 12);
+        out.extend_from_slice(br#"{"metadata":{"database_lsn":""#);
+        out.extend_from_slice(self.database_lsn.to_string().as_bytes());
+        out.extend_from_slice(br#"","snapshot_mark":"#);
+        out.extend_from_slice(self.snapshot_mark.to_string().as_bytes());
+        out.extend_from_slice(br#","xip_list":["#);
+        for (index, xid) in self.xip_list.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("\"{xid}\"").as_bytes());
+        }
+        out.extend_from_slice(br#"],"xmax":""#);
+        out.extend_from_slice(self.xmax.to_string().as_bytes());
+        out.extend_from_slice(br#"","xmin":""#);
+        out.extend_from_slice(self.xmin.to_string().as_bytes());
+        // Upstream writes these separators with spaces.
+        out.extend_from_slice(br#""}, "data": "#);
+        out
+    }
+}
+
+/// Closes the body opened by [`SnapshotMetadata::response_head`] after the data array.
+pub const RESPONSE_TAIL: &[u8] = b"}";
+
+/// Appends `,"snapshot_mark":<mark>` to the headers of an encoded snapshot row, which ends in
+/// the `}}` closing its headers and itself.
+pub fn push_row_with_mark(out: &mut Vec<u8>, row: &[u8], mark: u32) {
+    assert!(row.ends_with(b"}}"), "an encoded row ends with its headers");
+    out.extend_from_slice(&row[..row.len() - 2]);
+    out.extend_from_slice(b",\"snapshot_mark\":");
+    out.extend_from_slice(mark.to_string().as_bytes());
+    out.extend_from_slice(b"}}");
+}
+
 /// The cast `subset` fields, before they are checked against the table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubsetCast {

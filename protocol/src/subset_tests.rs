@@ -218,3 +218,35 @@ fn query_error_body_is_a_bare_string() {
         wrapped(r#"{"where":"invalid input value for enum mood: \"x\""}"#)
     );
 }
+
+#[test]
+fn response_head_and_marked_rows() {
+    let metadata = SnapshotMetadata {
+        xmin: 740,
+        xmax: 745,
+        xip_list: vec![740, 742],
+        snapshot_mark: 7,
+        database_lsn: 24_615_304,
+    };
+    let mut body = metadata.response_head();
+    body.push(b'[');
+    push_row_with_mark(
+        &mut body,
+        br#"{"key":"k","value":{},"headers":{"operation":"insert","relation":["public","t"]}}"#,
+        7,
+    );
+    body.push(b']');
+    body.extend_from_slice(RESPONSE_TAIL);
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(
+        text,
+        concat!(
+            r#"{"metadata":{"database_lsn":"24615304","snapshot_mark":7,"#,
+            r#""xip_list":["740","742"],"xmax":"745","xmin":"740"}, "data": "#,
+            r#"[{"key":"k","value":{},"headers":{"operation":"insert","#,
+            r#""relation":["public","t"],"snapshot_mark":7}}]}"#
+        )
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed["data"][0]["headers"]["snapshot_mark"], 7);
+}

@@ -227,7 +227,10 @@ pub(super) async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
 }
 
 /// Resolves the definition against the catalog; errors are final responses.
-pub(super) async fn definition(core: &Rc<Core>, q: &DefParams<'_>) -> Result<Arc<ShapeDef>, Response> {
+pub(super) async fn definition(
+    core: &Rc<Core>,
+    q: &DefParams<'_>,
+) -> Result<Arc<ShapeDef>, Response> {
     let table_name = q.table;
     // Boxed: the lookup (which may connect to Postgres) has a large future that would
     // otherwise be part of every held request's state.

@@ -5,3 +5,4 @@ pub mod def;
 pub mod log;
 pub mod shape;
 pub mod snapshot;
+pub mod subset_query;

@@ -27,6 +27,12 @@ pub enum SnapshotError {
 
 /// The SELECT the snapshot copies: the needed columns (selected ∪ key), in table order.
 pub fn snapshot_select(def: &ShapeDef) -> (String, Vec<usize>) {
+    filtered_select(def, None)
+}
+
+/// [`snapshot_select`] with an extra condition ANDed to the shape's own (a subset's `where`,
+/// already rendered as canonical SQL).
+pub fn filtered_select(def: &ShapeDef, extra_where: Option<&str>) -> (String, Vec<usize>) {
     let mut needed: Vec<usize> = def.selected.clone();
     for k in &def.key_cols {
         if !needed.contains(k) {
@@ -49,9 +55,15 @@ pub fn snapshot_select(def: &ShapeDef) -> (String, Vec<usize>) {
         })
         .collect();
     let mut sql = format!("SELECT {} FROM {}", cols.join(", "), def.table.quoted());
-    if let Some(w) = &def.where_sql {
-        sql.push_str(" WHERE ");
-        sql.push_str(w);
+    match (def.where_sql.as_deref(), extra_where) {
+        (None, None) => {}
+        (Some(w), None) | (None, Some(w)) => {
+            sql.push_str(" WHERE ");
+            sql.push_str(w);
+        }
+        (Some(shape_where), Some(extra)) => {
+            sql.push_str(&format!(" WHERE ({shape_where}) AND ({extra})"));
+        }
     }
     (sql, needed)
 }

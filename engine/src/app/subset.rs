@@ -1,0 +1,266 @@
+//! Subset snapshots (§2.6): `GET /v1/shape?…&subset__*=…` and `POST /v1/shape` with a JSON body.
+//!
+//! A subset request still names its shape (table, where, columns, handle…): the shape is
+//! resolved (or created) on its owner core exactly as for a log request, including the 409 on
+//! a stale handle. Then, once the shape's own snapshot is in place, the subset query runs in
+//! its own transaction on the owner's pool and the rows come back as
+//! `{"metadata":{…}, "data":[…]}`, with `electric-snapshot: true` and `cache-control: no-cache`.
+//!
+//! Why wait for the shape's snapshot: a client in `log=changes_only` mode follows the shape's
+//! log from the returned `electric-offset` and drops the changes the subset already contains
+//! (by xid). That is only sound if the subset's Postgres snapshot is taken after the shape's
+//! (every change the log skips is then in the subset) and the offset is read before the
+//! subset's snapshot (every change after the offset is either in the subset, and dropped by its
+//! xid, or after it).
+
+use super::core::{Core, ShapeRef};
+use super::{responses, router, CoreMsg};
+use crate::http::{Body, Method, Request, Response};
+use crate::shapes::def::{DefParams, ShapeDef};
+use crate::shapes::subset_query::{self, SubsetQueryError, SubsetRows};
+use bytes::Bytes;
+use protocol::headers as h;
+use protocol::offset::{LogOffset, OffsetParam};
+use protocol::request::ShapeQuery;
+use protocol::subset::{SplitError, Subset};
+use protocol::where_clause::ColumnType;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for the shape's own snapshot before answering 503 (as `serve`).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
+
+/// A validated subset request, forwarded to the core that owns its shape.
+pub struct SubsetCall {
+    pub def: Arc<ShapeDef>,
+    pub query: ShapeQuery,
+    pub subset: Subset,
+}
+
+/// Whether the router hands this request here: a POST with a body, or subset query keys.
+pub fn wanted(req: &Request) -> bool {
+    (req.method == Method::Post && !req.body.is_empty())
+        || protocol::subset::query_has_subset(&req.query)
+}
+
+/// Validates a subset (or POST) request on the receiving core and forwards it to the owner.
+/// POST responses are never cached (§4.2 rule 1).
+pub async fn serve(core: &Rc<Core>, req: Request) -> Response {
+    let post = req.method == Method::Post;
+    let response = validate_and_forward(core, req).await;
+    if post {
+        router::no_cache(response)
+    } else {
+        response
+    }
+}
+
+async fn validate_and_forward(core: &Rc<Core>, req: Request) -> Response {
+    let post = req.method == Method::Post;
+    let body = post.then(|| req.body.clone());
+    let split = match protocol::subset::split_request(&req.query, body.as_deref()) {
+        Ok(split) => split,
+        Err(SplitError::Request(e)) => return responses::request_error(&e),
+        Err(SplitError::Body(e)) => return responses::fixed(e),
+    };
+    let if_none_match: Vec<String> = req
+        .headers_all("if-none-match")
+        .map(str::to_string)
+        .collect();
+    let head = req.method == Method::Head;
+    drop(req);
+    let Some(raw_subset) = split.subset else {
+        // A POST body with no subset keys: an ordinary shape request with merged parameters.
+        return router::serve_query(core, split.query, if_none_match, head, post).await;
+    };
+    if let Some(r) = Box::pin(router::wait_ready(core)).await {
+        return r;
+    }
+    let q = split.query;
+    let Some(params) = DefParams::of_shape(&q) else {
+        return responses::validation(&protocol::validation::ValidationErrors::single(
+            "table",
+            "can't be blank",
+        ));
+    };
+    let def = match router::definition(core, &params).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let columns = subset_columns(&def, q.queryable_columns.as_deref());
+    let subset = match protocol::subset::prepare(&raw_subset, &columns) {
+        Ok(s) => s,
+        Err(e) => return responses::error(e.status(), e.body()),
+    };
+    let owner = def.owner_core(core.shared.cores);
+    let call = SubsetCall {
+        def,
+        query: q,
+        subset,
+    };
+    if owner == core.id {
+        return Box::pin(serve_on_owner(core, call)).await;
+    }
+    let (tx, rx) = flume::bounded(1);
+    let msg = CoreMsg::Subset {
+        call: Box::new(call),
+        reply: tx,
+    };
+    if core.shared.inboxes[owner].send_async(msg).await.is_err() {
+        return responses::internal_error();
+    }
+    rx.recv_async()
+        .await
+        .unwrap_or_else(|_| responses::internal_error())
+}
+
+/// The columns a subset's `where` and `order_by` may use: the table's, narrowed to
+/// `queryable_columns` when the request lists them.
+fn subset_columns(def: &ShapeDef, queryable: Option<&[String]>) -> Vec<ColumnType> {
+    def.table
+        .columns
+        .iter()
+        .filter(|c| queryable.is_none_or(|names| names.contains(&c.info.name)))
+        .map(|c| ColumnType {
+            name: c.info.name.clone(),
+            type_name: c.info.type_name.clone(),
+            is_array: c.info.is_array,
+            is_enum: c.is_enum,
+        })
+        .collect()
+}
+
+/// Answers a subset request on the core that owns its shape.
+pub async fn serve_on_owner(core: &Rc<Core>, call: SubsetCall) -> Response {
+    let shape = match core.get_or_create(&call.def) {
+        Ok(s) => s,
+        Err(_) => return responses::fixed(protocol::errors::shape_creation_failed()),
+    };
+    let active = {
+        let mut s = shape.borrow_mut();
+        s.last_used = Instant::now();
+        s.handle.clone()
+    };
+    if let Some(requested) = &call.query.handle {
+        if *requested != active {
+            return responses::must_refetch(Some(&active));
+        }
+    }
+    let offset = match shape_position(core, &call, &shape).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    // 31 bits, as upstream's `Enum.random(0..(2 ** 31 - 1))`.
+    let mark = (core.random() % (1 << 31)) as u32;
+    let rows = match run_query(core, &call, mark).await {
+        Ok(rows) => rows,
+        Err(r) => return r,
+    };
+    tracing::debug!("subset of {active}: {} rows", rows.rows);
+    respond(&call, &active, offset, rows)
+}
+
+/// Waits for the shape's own snapshot, then returns the `electric-offset` to answer with (what
+/// a log request at the same offset would get; the log end for `offset=now`).
+async fn shape_position(
+    core: &Rc<Core>,
+    call: &SubsetCall,
+    shape: &ShapeRef,
+) -> Result<LogOffset, Response> {
+    let deadline = Instant::now() + SNAPSHOT_WAIT;
+    loop {
+        let listener = {
+            let s = shape.borrow();
+            if let Some(err) = &s.snapshot_error {
+                return Err(responses::fixed(protocol::errors::snapshot_failed(err)));
+            }
+            if s.invalidated {
+                drop(s);
+                return Err(match core.get_or_create(&call.def) {
+                    Ok(next) => responses::must_refetch(Some(&next.borrow().handle)),
+                    Err(_) => responses::fixed(protocol::errors::shape_creation_failed()),
+                });
+            }
+            if s.log.snapshot_done() {
+                let last = s.log.last_offset();
+                let chunk_end = |after: Option<LogOffset>| {
+                    s.log.read(after).map_or(last, |slice| slice.chunk_end)
+                };
+                return Ok(match call.query.offset {
+                    OffsetParam::Now => last,
+                    OffsetParam::BeforeAll => chunk_end(None),
+                    OffsetParam::At(o) if o > last => last,
+                    OffsetParam::At(o) => chunk_end(Some(o)),
+                });
+            }
+            s.changed.listen()
+        };
+        if !core.timers.wait_until(listener, deadline).await {
+            return Err(responses::unavailable(
+                "{\"message\":\"Snapshot query took too long to return data\"}",
+                10,
+            ));
+        }
+    }
+}
+
+async fn run_query(core: &Rc<Core>, call: &SubsetCall, mark: u32) -> Result<SubsetRows, Response> {
+    let mut conn = match core.conn().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("subset query: no database connection: {e}");
+            return Err(responses::database_unreachable());
+        }
+    };
+    match subset_query::run(&mut conn, &call.def, &call.subset, mark).await {
+        Ok(rows) => {
+            core.put_conn(conn);
+            Ok(rows)
+        }
+        Err(e) => {
+            if !conn.is_broken() {
+                core.put_conn(conn);
+            }
+            Err(query_error_response(&e))
+        }
+    }
+}
+
+fn query_error_response(e: &SubsetQueryError) -> Response {
+    match e {
+        // A data exception (class 22): a value in `where` Postgres rejects, such as an unknown
+        // enum label (upstream: invalid_text_representation), or a row it cannot evaluate on.
+        SubsetQueryError::Pg(pg) if pg.code().is_some_and(|c| c.starts_with("22")) => {
+            let message = pg.db_fields().map_or("", |f| f.message.as_str());
+            responses::error(400, protocol::subset::query_error_body("where", message))
+        }
+        SubsetQueryError::Pg(pg) if pg.code().is_none() => {
+            tracing::warn!("subset query failed: {e}");
+            responses::database_unreachable()
+        }
+        SubsetQueryError::TooLarge => responses::error(
+            400,
+            protocol::subset::query_error_body("limit", &format!("{e}: add a limit")),
+        ),
+        _ => {
+            tracing::warn!("subset query failed: {e}");
+            responses::internal_error()
+        }
+    }
+}
+
+fn respond(call: &SubsetCall, handle: &str, offset: LogOffset, rows: SubsetRows) -> Response {
+    let parts = vec![
+        Bytes::from(rows.metadata.response_head()),
+        Bytes::from(rows.data),
+        Bytes::from_static(protocol::subset::RESPONSE_TAIL),
+    ];
+    responses::json(200, Bytes::new())
+        .with_body(Body::Parts(parts))
+        .with_header("cache-control", h::NO_CACHE.to_string())
+        .with_header(h::ELECTRIC_SNAPSHOT, "true".to_string())
+        .with_header(h::ELECTRIC_HANDLE, handle.to_string())
+        .with_header(h::ELECTRIC_SCHEMA, call.def.schema_header.clone())
+        .with_header(h::ELECTRIC_OFFSET, offset.to_string())
+}

@@ -1,0 +1,133 @@
+//! The query behind a subset snapshot (§2.6): in its own `REPEATABLE READ READ ONLY`
+//! transaction, record `pg_current_snapshot()` and `pg_current_wal_lsn()`, then copy
+//! `SELECT … WHERE (<shape where>) AND (<subset where>) ORDER BY … LIMIT … OFFSET …` in COPY
+//! text form, encoding each row exactly as the shape's snapshot rows are (see `snapshot`), plus
+//! the `snapshot_mark` header.
+//!
+//! The result is held in memory until the response is sent (as upstream does), so it is
+//! bounded by [`SUBSET_BYTES_MAX`].
+
+use super::def::ShapeDef;
+use super::shape::PgSnapshot;
+use super::snapshot::{filtered_select, RowEncoder, SnapshotError};
+use crate::pg::{Connection, PgError};
+use protocol::subset::{push_row_with_mark, SnapshotMetadata, Subset};
+
+/// Largest encoded result of one subset request; past it the request fails (add a `limit`).
+pub const SUBSET_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Errors of a subset query.
+#[derive(Debug, thiserror::Error)]
+pub enum SubsetQueryError {
+    /// From Postgres; `code()` tells a bad value in `where` (class 22) from an outage.
+    #[error("{0}")]
+    Pg(#[from] PgError),
+    #[error("the subset result is larger than {SUBSET_BYTES_MAX} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// The rows as a JSON array (`[row,row,…]`) and where the snapshot stands.
+pub struct SubsetRows {
+    pub metadata: SnapshotMetadata,
+    pub data: Vec<u8>,
+    pub rows: u64,
+}
+
+/// Runs the subset query on `conn`, which must have the display settings applied. On error
+/// the transaction is rolled back; the connection stays usable unless the error says it broke.
+pub async fn run(
+    conn: &mut Connection,
+    def: &ShapeDef,
+    subset: &Subset,
+    mark: u32,
+) -> Result<SubsetRows, SubsetQueryError> {
+    assert!(mark < 1 << 31, "snapshot marks are 31-bit, as upstream's");
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let result = run_in_txn(conn, def, subset, mark).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    conn.execute(end).await?;
+    result
+}
+
+async fn run_in_txn(
+    conn: &mut Connection,
+    def: &ShapeDef,
+    subset: &Subset,
+    mark: u32,
+) -> Result<SubsetRows, SubsetQueryError> {
+    let (snapshot, lsn) = snapshot_position(conn).await?;
+    let (select, needed) = filtered_select(def, subset.where_sql.as_deref());
+    let copy = format!("COPY ({select}{}) TO STDOUT", subset.tail_sql());
+    let mut encoder = RowEncoder::new(def, needed);
+    let mut data = Vec::with_capacity(4096);
+    data.push(b'[');
+    let mut rows = 0u64;
+    let copied = conn
+        .copy_out(&copy, |row: &[u8]| -> Result<(), SubsetQueryError> {
+            let json = encoder.encode(row)?;
+            if data.len() + json.len() + 32 > SUBSET_BYTES_MAX {
+                return Err(SubsetQueryError::TooLarge);
+            }
+            if rows > 0 {
+                data.push(b',');
+            }
+            push_row_with_mark(&mut data, json, mark);
+            rows += 1;
+            Ok(())
+        })
+        .await;
+    match copied {
+        Ok(_) => {}
+        // The callback's own error, passed through COPY as a boxed error.
+        Err(PgError::Callback(e)) => {
+            return Err(match e.downcast::<SubsetQueryError>() {
+                Ok(own) => *own,
+                Err(other) => {
+                    SubsetQueryError::Snapshot(SnapshotError::Protocol(other.to_string()))
+                }
+            })
+        }
+        Err(e) => return Err(e.into()),
+    }
+    data.push(b']');
+    let metadata = SnapshotMetadata {
+        xmin: snapshot.xmin,
+        xmax: snapshot.xmax,
+        xip_list: snapshot.xip,
+        snapshot_mark: mark,
+        database_lsn: lsn,
+    };
+    Ok(SubsetRows {
+        metadata,
+        data,
+        rows,
+    })
+}
+
+/// `pg_current_snapshot()` and `pg_current_wal_lsn()` of the running transaction.
+async fn snapshot_position(conn: &mut Connection) -> Result<(PgSnapshot, u64), SubsetQueryError> {
+    let res = conn
+        .simple_query("SELECT pg_current_snapshot()::text, pg_current_wal_lsn()::text")
+        .await?;
+    let row = res
+        .iter()
+        .flat_map(|r| r.rows.iter())
+        .next()
+        .ok_or_else(|| protocol_error("no pg_current_snapshot() row".into()))?;
+    let (Some(snapshot_text), Some(lsn_text)) = (row.get(0), row.get(1)) else {
+        return Err(protocol_error("NULL snapshot position".into()));
+    };
+    let snapshot = PgSnapshot::parse(snapshot_text)
+        .ok_or_else(|| protocol_error(format!("bad snapshot {snapshot_text:?}")))?;
+    let lsn: pgwire::types::Lsn = lsn_text
+        .parse()
+        .map_err(|e: pgwire::types::ParseLsnError| protocol_error(e.to_string()))?;
+    Ok((snapshot, lsn.0))
+}
+
+fn protocol_error(message: String) -> SubsetQueryError {
+    SubsetQueryError::Snapshot(SnapshotError::Protocol(message))
+}
