@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bench_harness::serving::catchup::{self, CatchupOptions, Target};
 use bench_harness::serving::initial_sync::{self, InitialSyncOptions};
-use bench_harness::serving::longpoll::{self, LongPollOptions};
+use bench_harness::serving::longpoll::{self, LiveMode, LongPollOptions};
 use bench_harness::serving::wrk::WrkSpec;
 use bench_harness::snapshot_bench::{self, SnapshotOptions, Variant};
 use engine::runtime::{uring_available, IoDriver};
@@ -96,13 +96,15 @@ fn longpoll_every_held_request_gets_the_new_row() {
         drivers: drivers(),
         ampere_bin: ampere_bin(),
         cores: 2,
+        modes: vec![LiveMode::LongPoll, LiveMode::Sse],
     })
     .expect("long-poll benchmark runs");
-    assert_eq!(report.runs.len(), drivers().len());
+    assert_eq!(report.runs.len(), drivers().len() * 2);
     for run in &report.runs {
-        assert_eq!(run.completed, 200, "{:?}", run.driver);
-        assert_eq!(run.with_row, 200, "{:?}", run.driver);
-        assert_eq!(run.failed, 0, "{:?}", run.driver);
+        let what = (run.driver, run.mode);
+        assert_eq!(run.completed, 200, "{what:?}");
+        assert_eq!(run.with_row, 200, "{what:?}");
+        assert_eq!(run.failed, 0, "{what:?}");
     }
 }
 

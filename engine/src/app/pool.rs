@@ -6,8 +6,12 @@
 
 use crate::pg::{Connection, PgError};
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 /// Idle connections kept per core.
 const IDLE_MAX: usize = 4;
@@ -15,29 +19,34 @@ const IDLE_MAX: usize = 4;
 pub struct Pool {
     idle: RefCell<Vec<Connection>>,
     in_use: Cell<usize>,
-    /// One token per free slot; waiters queue on the receiver in FIFO order, and a returned
-    /// slot wakes exactly one of them.
-    tokens: (flume::Sender<()>, flume::Receiver<()>),
+    limit: usize,
+    /// Callers waiting for a slot, in arrival order (ticket, waker); a freed slot wakes the
+    /// first one only.
+    waiters: RefCell<VecDeque<(u64, Waker)>>,
+    next_ticket: Cell<u64>,
 }
 
 /// A connection checked out of the pool. Give it back with [`Pool::put`] when it is healthy;
 /// dropping it (after an error) closes it and frees its slot.
 pub struct Pooled {
     conn: Option<Connection>,
+    _slot: Slot,
+}
+
+/// One of the pool's `limit` slots, freed (and the next waiter woken) on drop.
+pub struct Slot {
     pool: Rc<Pool>,
 }
 
 impl Pool {
     pub fn new(limit: usize) -> Rc<Self> {
         assert!(limit >= 1, "a pool needs room for one connection");
-        let tokens = flume::bounded(limit);
-        for _ in 0..limit {
-            tokens.0.try_send(()).expect("room for every token");
-        }
         Rc::new(Self {
             idle: RefCell::default(),
             in_use: Cell::new(0),
-            tokens,
+            limit,
+            waiters: RefCell::default(),
+            next_ticket: Cell::new(0),
         })
     }
 
@@ -48,24 +57,27 @@ impl Pool {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Connection, PgError>>,
     {
-        // The pool holds the sender, so the channel never closes while waiting.
-        self.tokens
-            .1
-            .recv_async()
-            .await
-            .expect("the pool holds a token sender");
-        self.in_use.set(self.in_use.get() + 1);
-        // From here the slot is released by `Pooled`'s drop, also if connecting fails.
-        let mut pooled = Pooled {
-            conn: None,
-            pool: self.clone(),
-        };
+        // From here the slot is released on drop, also if connecting fails.
+        let slot = self.slot().await;
         let reused = self.idle.borrow_mut().pop();
-        pooled.conn = Some(match reused {
+        let conn = match reused {
             Some(c) => c,
             None => connect().await?,
-        });
-        Ok(pooled)
+        };
+        Ok(Pooled {
+            conn: Some(conn),
+            _slot: slot,
+        })
+    }
+
+    /// Waits for a free slot (first come, first served) and takes it.
+    pub async fn slot(self: &Rc<Self>) -> Slot {
+        Acquire {
+            pool: self,
+            ticket: None,
+        }
+        .await;
+        Slot { pool: self.clone() }
     }
 
     /// Returns a healthy connection for reuse.
@@ -77,6 +89,7 @@ impl Pool {
             }
         }
         // `pooled` drops here and frees its slot.
+        drop(pooled);
     }
 
     pub fn in_use(&self) -> usize {
@@ -84,13 +97,80 @@ impl Pool {
     }
 }
 
-impl Drop for Pooled {
+impl Pool {
+    fn wake_first(&self) {
+        if let Some((_, w)) = self.waiters.borrow().front() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Waits for a free slot, first come first served; on completion the slot is taken.
+struct Acquire<'a> {
+    pool: &'a Pool,
+    ticket: Option<u64>,
+}
+
+impl Future for Acquire<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let pool = self.pool;
+        let free = pool.in_use.get() < pool.limit;
+        let mut waiters = pool.waiters.borrow_mut();
+        let first = match self.ticket {
+            None => waiters.is_empty(),
+            Some(t) => waiters.front().is_some_and(|(f, _)| *f == t),
+        };
+        if free && first {
+            if self.ticket.take().is_some() {
+                waiters.pop_front();
+            }
+            pool.in_use.set(pool.in_use.get() + 1);
+            drop(waiters);
+            // More slots may be free (several returned at once): pass the turn on.
+            if pool.in_use.get() < pool.limit {
+                pool.wake_first();
+            }
+            return Poll::Ready(());
+        }
+        match self.ticket {
+            Some(t) => {
+                if let Some(entry) = waiters.iter_mut().find(|(f, _)| *f == t) {
+                    entry.1.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let t = pool.next_ticket.get();
+                pool.next_ticket.set(t + 1);
+                waiters.push_back((t, cx.waker().clone()));
+                self.ticket = Some(t);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        // A caller that gives up leaves the queue; if it was first, the next one may go.
+        if let Some(t) = self.ticket.take() {
+            let mut waiters = self.pool.waiters.borrow_mut();
+            waiters.retain(|(f, _)| *f != t);
+            drop(waiters);
+            if self.pool.in_use.get() < self.pool.limit {
+                self.pool.wake_first();
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
         let n = self.pool.in_use.get();
         assert!(n > 0, "pool slot released twice");
         self.pool.in_use.set(n - 1);
-        // Cannot fail: a token was taken for this slot, so there is room for it.
-        let _ = self.pool.tokens.0.try_send(());
+        self.pool.wake_first();
     }
 }
 
@@ -105,5 +185,74 @@ impl Deref for Pooled {
 impl DerefMut for Pooled {
     fn deref_mut(&mut self) -> &mut Connection {
         self.conn.as_mut().expect("a checked-out connection")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn run(f: impl std::future::Future<Output = ()>) {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(f);
+    }
+
+    #[test]
+    fn at_most_limit_slots_and_waiters_go_in_order() {
+        run(async {
+            let pool = Pool::new(2);
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let a = pool.slot().await;
+            let b = pool.slot().await;
+            assert_eq!(pool.in_use(), 2);
+            let mut tasks = Vec::new();
+            for i in 0..5 {
+                let (pool, order) = (pool.clone(), order.clone());
+                tasks.push(monoio::spawn(async move {
+                    let slot = pool.slot().await;
+                    assert!(pool.in_use() <= 2, "never more than the limit");
+                    order.borrow_mut().push(i);
+                    monoio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    drop(slot);
+                }));
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(5)).await;
+            assert!(order.borrow().is_empty(), "all wait while the pool is full");
+            drop(a);
+            drop(b);
+            for t in tasks {
+                t.await;
+            }
+            assert_eq!(
+                *order.borrow(),
+                vec![0, 1, 2, 3, 4],
+                "first come, first served"
+            );
+            assert_eq!(pool.in_use(), 0);
+            assert!(pool.waiters.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_leaves_the_queue() {
+        run(async {
+            let pool = Pool::new(1);
+            let held = pool.slot().await;
+            let gave_up =
+                monoio::time::timeout(std::time::Duration::from_millis(5), pool.slot()).await;
+            assert!(gave_up.is_err(), "the pool is full");
+            assert!(
+                pool.waiters.borrow().is_empty(),
+                "the cancelled waiter is gone"
+            );
+            drop(held);
+            let again = pool.slot().await;
+            assert_eq!(pool.in_use(), 1);
+            drop(again);
+        });
     }
 }
