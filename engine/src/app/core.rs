@@ -41,6 +41,8 @@ pub struct Core {
     /// Shapes by table OID, with each table's routing index.
     by_table: RefCell<HashMap<u32, TableShapes>>,
     tables: RefCell<TableCache>,
+    /// Catalog lookups in flight, woken when they finish.
+    loading: RefCell<HashMap<(String, String), Event>>,
     pool: Rc<Pool>,
     /// Commit LSN of the last transaction this core received: `global_last_seen_lsn`.
     pub last_lsn: Cell<u64>,
@@ -85,6 +87,7 @@ impl Core {
             by_def: RefCell::default(),
             by_table: RefCell::default(),
             tables: RefCell::default(),
+            loading: RefCell::default(),
             pool: Pool::new(pool_size),
             last_lsn: Cell::new(0),
             last_handle_micros: Cell::new(0),
@@ -509,11 +512,20 @@ impl Core {
     /// The table's catalog entry (cached briefly); `Ok(None)` if it does not exist.
     pub async fn table(&self, schema: &str, name: &str) -> Result<Option<Arc<TableInfo>>, PgError> {
         let key = (schema.to_string(), name.to_string());
-        if let Some((t, at)) = self.tables.borrow().get(&key) {
-            if at.elapsed() < TABLE_CACHE_TTL {
-                return Ok(Some(t.clone()));
+        // One lookup per table at a time: when the cache entry expires under a burst (every
+        // client of a shape re-requesting after a write), the others wait for it.
+        let _loading = loop {
+            if let Some((t, at)) = self.tables.borrow().get(&key) {
+                if at.elapsed() < TABLE_CACHE_TTL {
+                    return Ok(Some(t.clone()));
+                }
             }
-        }
+            let pending = self.loading.borrow().get(&key).map(Event::listen);
+            match pending {
+                Some(listener) => listener.await,
+                None => break LoadingGuard::new(&self.loading, key.clone()),
+            }
+        };
         let loaded = async {
             let mut conn = self.conn().await?;
             let t = catalog::load_table(&mut conn, schema, name).await?;
@@ -534,10 +546,13 @@ impl Core {
             }
         };
         Ok(t.map(|t| {
-            let t = Arc::new(t);
-            self.tables
-                .borrow_mut()
-                .insert(key, (t.clone(), Instant::now()));
+            let mut tables = self.tables.borrow_mut();
+            // An unchanged table keeps its `Arc`, so definitions built on it stay cached.
+            let t = match tables.get(&key) {
+                Some((old, _)) if **old == t => old.clone(),
+                _ => Arc::new(t),
+            };
+            tables.insert(key, (t.clone(), Instant::now()));
             t
         }))
     }
@@ -649,6 +664,28 @@ impl Core {
                 }
                 self.remove(&handle);
             }
+        }
+    }
+}
+
+/// Marks a catalog lookup in flight; on drop (done, failed or cancelled) it is removed and its
+/// waiters are woken to look at the cache again.
+struct LoadingGuard<'a> {
+    map: &'a RefCell<HashMap<(String, String), Event>>,
+    key: (String, String),
+}
+
+impl<'a> LoadingGuard<'a> {
+    fn new(map: &'a RefCell<HashMap<(String, String), Event>>, key: (String, String)) -> Self {
+        map.borrow_mut().insert(key.clone(), Event::new());
+        Self { map, key }
+    }
+}
+
+impl Drop for LoadingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(ev) = self.map.borrow_mut().remove(&self.key) {
+            ev.notify();
         }
     }
 }
