@@ -62,6 +62,9 @@ pub fn start_worker(id: usize) -> flume::Sender<Job> {
 }
 
 /// The core's sync loop: runs forever, one group commit at a time.
+/// A group commit slower than this is reported.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn sync_loop(core: Rc<Core>) {
     loop {
         let waiting = core.sync_wake.listen();
@@ -94,12 +97,25 @@ pub async fn sync_loop(core: Rc<Core>) {
         }
         core.syncing.set(true);
         let (tx, rx) = flume::bounded(1);
+        let started = std::time::Instant::now();
         let results = if core.worker.send(Job::Sync { jobs, reply: tx }).is_ok() {
             rx.recv_async().await.unwrap_or_default()
         } else {
             Vec::new()
         };
         core.syncing.set(false);
+        // Shapes never lag their core (changes are applied as they arrive), so the one thing
+        // that can hold the slot back is storage that stalls. The slot is then deliberately not
+        // acknowledged (acknowledging what is not on disk would lose it in a crash); the stall
+        // shows in the log and in `ampere_replication_lag_*`.
+        let took = started.elapsed();
+        if took > SLOW_SYNC {
+            tracing::warn!(
+                "core {}: a group commit of {} shape(s) took {took:?}; the replication slot waits for it",
+                core.id,
+                results.len()
+            );
+        }
         for (handle, result) in results {
             match result {
                 Ok(point) => {
