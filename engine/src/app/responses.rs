@@ -29,7 +29,7 @@ pub fn fixed(e: protocol::errors::ErrorResponse) -> Response {
     let mut r = error(e.status, e.body);
     for (k, v) in e.extra_headers {
         r.headers.retain(|(name, _)| name != k);
-        r.headers.push((k.into(), v));
+        r.headers.push((k.into(), v.into()));
     }
     r
 }

@@ -128,30 +128,30 @@ fn finish(
     resp: &mut Response,
 ) {
     let hs = &mut resp.headers;
+    hs.push((h::ELECTRIC_SERVER.into(), h::ELECTRIC_SERVER_VALUE.into()));
     hs.push((
-        h::ELECTRIC_SERVER.into(),
-        h::ELECTRIC_SERVER_VALUE.to_string(),
+        "x-request-id".into(),
+        format!("{:016x}", core.random()).into(),
     ));
-    hs.push(("x-request-id".into(), format!("{:016x}", core.random())));
     if resp.status != 401 {
         hs.push((
             "access-control-allow-origin".into(),
-            allow_origin.to_string(),
+            allow_origin.to_string().into(),
         ));
         hs.push((
             "access-control-expose-headers".into(),
-            h::EXPOSE_HEADERS.to_string(),
+            h::EXPOSE_HEADERS.into(),
         ));
         hs.push((
             "access-control-allow-methods".into(),
-            h::allow_methods(*route == Route::Shape).to_string(),
+            h::allow_methods(*route == Route::Shape).into(),
         ));
     }
     let has_cc = hs.iter().any(|(k, _)| k == "cache-control");
     if !has_cc && !preflight {
         hs.push((
             "cache-control".into(),
-            "max-age=0, private, must-revalidate".to_string(),
+            "max-age=0, private, must-revalidate".into(),
         ));
     }
 }
@@ -175,7 +175,7 @@ fn preflight(req: &Request) -> Response {
     let asked: Vec<&str> = req.headers_all("access-control-request-headers").collect();
     if let Some(allowed) = h::options_allow_headers(&asked) {
         r.headers
-            .push(("access-control-allow-headers".into(), allowed));
+            .push(("access-control-allow-headers".into(), allowed.into()));
     }
     r
 }
@@ -412,8 +412,7 @@ async fn delete(core: &Rc<Core>, req: Request) -> Response {
 pub(super) fn no_cache(mut r: Response) -> Response {
     r.headers
         .retain(|(k, _)| k != "cache-control" && k != "surrogate-control");
-    r.headers
-        .push(("cache-control".into(), "no-cache".to_string()));
+    r.headers.push(("cache-control".into(), "no-cache".into()));
     r
 }
 

@@ -122,7 +122,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 continue;
             }
         }
-        if !checked_etag {
+        if !checked_etag && !call.if_none_match.is_empty() {
             checked_etag = true;
             let tag = chunk_etag(&handle, after, slice.chunk_end);
             let inm: Vec<&str> = call.if_none_match.iter().map(String::as_str).collect();
@@ -138,7 +138,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                     true,
                     false,
                 );
-                r.headers.push(("etag".into(), tag));
+                r.headers.push(("etag".into(), tag.into()));
                 return r;
             }
         }
@@ -195,8 +195,10 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             true,
             true,
         );
-        r.headers
-            .push(("etag".into(), chunk_etag(&handle, after, slice.chunk_end)));
+        r.headers.push((
+            "etag".into(),
+            chunk_etag(&handle, after, slice.chunk_end).into(),
+        ));
         return r;
     }
 }
@@ -222,7 +224,7 @@ fn stream_response(
         &after.to_string(),
         Some(core.monotonic_micros()),
     );
-    r.headers.push(("etag".into(), tag));
+    r.headers.push(("etag".into(), tag.into()));
     r
 }
 
@@ -271,7 +273,7 @@ fn no_changes(
         &last.to_string(),
         Some(core.monotonic_micros()),
     );
-    r.headers.push(("etag".into(), tag));
+    r.headers.push(("etag".into(), tag.into()));
     r
 }
 
@@ -306,13 +308,16 @@ fn add_shape_headers(
     let cfg = &core.shared.config;
     let q = &call.query;
     let hs = &mut r.headers;
-    hs.push((h::ELECTRIC_HANDLE.into(), handle.to_string()));
-    hs.push((h::ELECTRIC_OFFSET.into(), offset.to_string()));
+    hs.push((h::ELECTRIC_HANDLE.into(), handle.to_string().into()));
+    hs.push((h::ELECTRIC_OFFSET.into(), offset.to_string().into()));
     if !q.live && status_200 {
-        hs.push((h::ELECTRIC_SCHEMA.into(), call.def.schema_header.clone()));
+        hs.push((
+            h::ELECTRIC_SCHEMA.into(),
+            call.def.schema_header.clone().into(),
+        ));
     }
     if up_to_date == Some(true) {
-        hs.push((h::ELECTRIC_UP_TO_DATE.into(), String::new()));
+        hs.push((h::ELECTRIC_UP_TO_DATE.into(), "".into()));
     }
     if q.live {
         let cursor = protocol::cursor::next_cursor(
@@ -321,11 +326,11 @@ fn add_shape_headers(
             q.cursor.as_deref(),
             1 + core.random() % 3600,
         );
-        hs.push((h::ELECTRIC_CURSOR.into(), cursor.to_string()));
+        hs.push((h::ELECTRIC_CURSOR.into(), cursor.to_string().into()));
     }
     hs.push((
         h::ELECTRIC_HAS_DATA.into(),
-        if has_data { "true" } else { "false" }.to_string(),
+        if has_data { "true" } else { "false" }.into(),
     ));
     if let Some(cc) = h::cache_control(&h::CacheCase {
         method_is_get: !call.post,
@@ -339,7 +344,7 @@ fn add_shape_headers(
         sse_timeout_ms: cfg.sse_timeout.as_millis() as u64,
         send_cache_headers: true,
     }) {
-        hs.push(("cache-control".into(), cc));
+        hs.push(("cache-control".into(), cc.into()));
     }
 }
 

@@ -218,13 +218,13 @@ fn encode_head(out: &mut Vec<u8>, response: &Response, framing: Framing, mode: P
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         // A handler bug must not let a value inject headers: line breaks become spaces.
-        out.extend(value.bytes().map(|byte| {
-            if byte == b'\r' || byte == b'\n' {
-                b' '
-            } else {
-                byte
+        let start = out.len();
+        out.extend_from_slice(value.as_bytes());
+        for byte in &mut out[start..] {
+            if *byte == b'\r' || *byte == b'\n' {
+                *byte = b' ';
             }
-        }));
+        }
         out.extend_from_slice(b"\r\n");
     }
     match framing {

@@ -107,7 +107,8 @@ impl Body {
 #[derive(Clone, Debug)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(Cow<'static, str>, String)>,
+    /// Values are `Cow` so the many fixed ones (CORS, content types) cost no allocation.
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     pub body: Body,
 }
 
@@ -124,13 +125,20 @@ impl Response {
     pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
         Self {
             status,
-            headers: vec![(Cow::Borrowed("content-type"), "application/json".to_owned())],
+            headers: vec![(
+                Cow::Borrowed("content-type"),
+                Cow::Borrowed("application/json"),
+            )],
             body: Body::Full(body.into()),
         }
     }
 
-    pub fn with_header(mut self, name: impl Into<Cow<'static, str>>, value: String) -> Self {
-        self.headers.push((name.into(), value));
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
