@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use super::datetime;
 use super::datum::Datum;
+use super::interval::{self, Interval};
 use super::numeric_arith::{self, NumOp};
 use super::types::{Category, Type};
 
@@ -111,6 +112,9 @@ fn int_rank(ty: &Type) -> u8 {
 /// Postgres has cross-width integer operators returning the wider type; any float8 (or a
 /// float4 with a non-float4) makes it float8, the preferred numeric type.
 pub(crate) fn binary_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Type, Type, Type)> {
+    if let Some(types) = interval_types(op, left, right) {
+        return Some(types);
+    }
     if *left == Type::Date || *right == Type::Date {
         return date_types(op, left, right);
     }
@@ -152,6 +156,46 @@ pub(crate) fn binary_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Ty
     Some((ty.clone(), ty.clone(), ty))
 }
 
+/// The type an untyped literal or parameter takes next to a typed operand of an arithmetic
+/// operator: usually the other operand's type (Postgres tries an exact match with it first),
+/// except where that operator does not exist and exactly one candidate remains —
+/// `interval * '2'` is `interval * float8`, `timestamp + '1 day'` is `timestamp + interval`.
+pub(crate) fn untyped_operand_type(op: ArithOp, known: &Type) -> Type {
+    match (op, known) {
+        (ArithOp::Mul | ArithOp::Div, Type::Interval) => Type::Float8,
+        (ArithOp::Add, Type::Timestamp | Type::Timestamptz) => Type::Interval,
+        _ => known.clone(),
+    }
+}
+
+/// Operators producing or taking intervals: `timestamp[tz] ± interval`, `date ± interval`
+/// (→ timestamp), `timestamp[tz] - timestamp[tz]` (→ interval; a date operand is promoted),
+/// `interval ± interval`, `interval * number`, `number * interval`, `interval / number`.
+fn interval_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Type, Type, Type)> {
+    use ArithOp::{Add, Div, Mul, Sub};
+    let ts = |t: &Type| matches!(t, Type::Timestamp | Type::Timestamptz);
+    let number = |t: &Type| t.category() == Category::Number;
+    let iv = Type::Interval;
+    Some(match (op, left, right) {
+        (Add | Sub, l, Type::Interval) if ts(l) => (l.clone(), iv, l.clone()),
+        (Add, Type::Interval, r) if ts(r) => (iv, r.clone(), r.clone()),
+        (Add | Sub, Type::Date, Type::Interval) => (Type::Date, iv, Type::Timestamp),
+        (Add, Type::Interval, Type::Date) => (iv, Type::Date, Type::Timestamp),
+        (Add | Sub, Type::Interval, Type::Interval) => (iv.clone(), iv.clone(), iv),
+        (Mul | Div, Type::Interval, r) if number(r) => (iv.clone(), Type::Float8, iv),
+        (Mul, l, Type::Interval) if number(l) => (Type::Float8, iv.clone(), iv),
+        (Sub, l, r) if (ts(l) || ts(r)) && (ts(l) || *l == Type::Date) && (ts(r) || *r == Type::Date) => {
+            let common = if *l == Type::Timestamptz || *r == Type::Timestamptz {
+                Type::Timestamptz
+            } else {
+                Type::Timestamp
+            };
+            (common.clone(), common, iv)
+        }
+        _ => return None,
+    })
+}
+
 /// `date ± int4`, `int4 + date` (days) and `date - date` (an int4 count of days). There is
 /// no such operator for int8 (it does not cast to int4 implicitly).
 fn date_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Type, Type, Type)> {
@@ -171,6 +215,8 @@ pub(crate) fn unary_type(op: UnaryOp, arg: &Type) -> Option<Type> {
     match op {
         UnaryOp::Sqrt if arg.category() == Category::Number => Some(Type::Float8),
         UnaryOp::BitNot if arg.is_integer() => Some(arg.clone()),
+        // Postgres has `- interval` but no prefix `+` or `@` for intervals.
+        UnaryOp::Neg if *arg == Type::Interval => Some(Type::Interval),
         UnaryOp::Plus | UnaryOp::Neg | UnaryOp::Abs if arg.category() == Category::Number => {
             Some(arg.clone())
         }
@@ -203,6 +249,12 @@ pub(crate) fn binary(op: ArithOp, ty: &Type, left: &Datum<'_>, right: &Datum<'_>
         (Datum::Int(l), Datum::Int(r)) => int_binary(op, ty, *l, *r),
         (Datum::Float(l), Datum::Float(r)) if *ty == Type::Float4 => float4_binary(op, *l, *r),
         (Datum::Float(l), Datum::Float(r)) => float8_binary(op, *l, *r),
+        (Datum::Interval(_), _) | (_, Datum::Interval(_)) => interval_binary(op, left, right),
+        (Datum::Timestamp(l), Datum::Timestamp(r)) if op == ArithOp::Sub => {
+            interval::timestamp_diff(*l, *r)
+                .map(Datum::Interval)
+                .map_err(|_| ArithError)
+        }
         (Datum::Date(d), Datum::Int(n)) => date_plus(*d, if op == ArithOp::Sub { -n } else { *n }),
         (Datum::Int(n), Datum::Date(d)) => date_plus(*d, *n),
         (Datum::Date(l), Datum::Date(r)) => {
@@ -226,6 +278,33 @@ pub(crate) fn binary(op: ArithOp, ty: &Type, left: &Datum<'_>, right: &Datum<'_>
         }
         _ => Err(ArithError),
     }
+}
+
+fn interval_binary(op: ArithOp, left: &Datum<'_>, right: &Datum<'_>) -> Res {
+    let date_ts = |days: i32| datetime::date_to_timestamp_checked(days).ok_or(ArithError);
+    let shift = |ts: i64, span: Interval, subtract: bool| {
+        let moved = if subtract {
+            interval::timestamp_minus(ts, span)
+        } else {
+            interval::timestamp_plus(ts, span)
+        };
+        moved.map(Datum::Timestamp).map_err(|_| ArithError)
+    };
+    let sub = op == ArithOp::Sub;
+    let result = match (left, right) {
+        (Datum::Timestamp(ts), Datum::Interval(span)) => return shift(*ts, *span, sub),
+        (Datum::Interval(span), Datum::Timestamp(ts)) => return shift(*ts, *span, false),
+        (Datum::Date(d), Datum::Interval(span)) => return shift(date_ts(*d)?, *span, sub),
+        (Datum::Interval(span), Datum::Date(d)) => return shift(date_ts(*d)?, *span, false),
+        (Datum::Interval(l), Datum::Interval(r)) if sub => l.checked_sub(*r),
+        (Datum::Interval(l), Datum::Interval(r)) => l.checked_add(*r),
+        (Datum::Interval(span), Datum::Float(f)) if op == ArithOp::Div => span.div(*f),
+        (Datum::Interval(span), Datum::Float(f)) | (Datum::Float(f), Datum::Interval(span)) => {
+            span.mul(*f)
+        }
+        _ => return Err(ArithError),
+    };
+    result.map(Datum::Interval).map_err(|_| ArithError)
 }
 
 fn int_binary(op: ArithOp, ty: &Type, l: i64, r: i64) -> Res {
@@ -380,6 +459,10 @@ pub(crate) fn unary(op: UnaryOp, ty: &Type, arg: &Datum<'_>) -> Res {
         (UnaryOp::Neg, Datum::Int(v)) => fit(v.checked_neg().ok_or(ArithError)?, ty),
         (UnaryOp::Abs, Datum::Int(v)) => fit(v.checked_abs().ok_or(ArithError)?, ty),
         (UnaryOp::BitNot, Datum::Int(v)) => Ok(Datum::Int(!v)),
+        (UnaryOp::Neg, Datum::Interval(v)) => v
+            .checked_neg()
+            .map(Datum::Interval)
+            .map_err(|_| ArithError),
         (UnaryOp::Plus, Datum::Float(v)) => Ok(Datum::Float(*v)),
         (UnaryOp::Neg, Datum::Float(v)) => Ok(Datum::Float(-v)),
         (UnaryOp::Abs, Datum::Float(v)) => Ok(Datum::Float(v.abs())),

@@ -7,6 +7,7 @@ use super::array;
 use super::datetime;
 use super::datum::{format_uuid, Datum};
 use super::input::{self, InputError};
+use super::interval;
 use super::numeric::{self, ToIntError};
 use super::types::{Category, Type};
 
@@ -47,7 +48,9 @@ pub(crate) fn cast<'a>(value: Datum<'a>, from: &Type, to: &Type) -> Result<Datum
         Datum::Float(v) => from_float(v, from, to),
         Datum::Numeric(text) => from_numeric(&text, to),
         Datum::Bool(v) if *to == Type::Int4 => Ok(Datum::Int(i64::from(v))),
-        Datum::Date(days) => Ok(Datum::Timestamp(datetime::date_to_timestamp(days))),
+        Datum::Date(days) => datetime::date_to_timestamp_checked(days)
+            .map(Datum::Timestamp)
+            .ok_or_else(|| InputError("date out of range for timestamp".to_string())),
         Datum::Timestamp(micros) if *to == Type::Date => {
             Ok(Datum::Date(datetime::timestamp_to_date(micros)))
         }
@@ -163,6 +166,7 @@ pub(crate) fn to_text<'a>(value: Datum<'a>, from: &Type) -> Cow<'a, str> {
             micros,
             *from == Type::Timestamptz,
         )),
+        Datum::Interval(value) => Cow::Owned(interval::format(value)),
         Datum::Array(array) => {
             let elem = match from {
                 Type::Array(elem) => elem.as_ref(),

@@ -50,7 +50,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-fn days_in_month(year: i64, month: u32) -> u32 {
+pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     match month {
         2 if leap => 29,
@@ -58,6 +58,16 @@ fn days_in_month(year: i64, month: u32) -> u32 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
+}
+
+/// (year, month, day) of a day count from 2000-01-01; years are astronomical (0 is 1 BC).
+pub(crate) fn civil_from_pg_days(days: i64) -> (i64, u32, u32) {
+    civil_from_days(days + UNIX_TO_PG_EPOCH_DAYS)
+}
+
+/// Days from 2000-01-01 to a (proleptic Gregorian, astronomical-year) date.
+pub(crate) fn pg_days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    days_from_civil(year, month, day) - UNIX_TO_PG_EPOCH_DAYS
 }
 
 /// The parts of a date/time literal, before the target type decides what to keep.
@@ -307,6 +317,17 @@ pub(crate) fn date_to_timestamp(days: i32) -> i64 {
         DATE_POS_INFINITY => TS_POS_INFINITY,
         d => i64::from(d) * MICROS_PER_DAY,
     }
+}
+
+/// First date (in days from 2000-01-01) past the timestamp range: 294277-01-01.
+const DATE_END_FOR_TIMESTAMP: i64 = 106_751_983;
+
+/// `date::timestamp` with Postgres's range check ("date out of range for timestamp").
+pub(crate) fn date_to_timestamp_checked(days: i32) -> Option<i64> {
+    if days != DATE_POS_INFINITY && i64::from(days) >= DATE_END_FOR_TIMESTAMP {
+        return None;
+    }
+    Some(date_to_timestamp(days))
 }
 
 pub(crate) fn timestamp_to_date(micros: i64) -> i32 {

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::array::ArrayDatum;
+use super::interval::Interval;
 use super::numeric;
 use super::types::Type;
 
@@ -26,6 +27,7 @@ pub(crate) enum Datum<'a> {
     Date(i32),
     /// Microseconds since 2000-01-01, for timestamp and timestamptz.
     Timestamp(i64),
+    Interval(Interval),
     /// An array of a supported element type (boxed: arrays are rare, the enum stays small).
     Array(Box<ArrayDatum<'a>>),
 }
@@ -43,6 +45,7 @@ impl Datum<'_> {
             Datum::Uuid(v) => Datum::Uuid(*v),
             Datum::Date(v) => Datum::Date(*v),
             Datum::Timestamp(v) => Datum::Timestamp(*v),
+            Datum::Interval(v) => Datum::Interval(*v),
             Datum::Array(a) => Datum::Array(Box::new(a.reborrow())),
         }
     }
@@ -58,6 +61,7 @@ impl Datum<'_> {
             Datum::Uuid(v) => Datum::Uuid(v),
             Datum::Date(v) => Datum::Date(v),
             Datum::Timestamp(v) => Datum::Timestamp(v),
+            Datum::Interval(v) => Datum::Interval(v),
             Datum::Array(a) => Datum::Array(Box::new(a.into_owned())),
         }
     }
@@ -98,6 +102,7 @@ pub(crate) fn compare(ty: &Type, left: &Datum<'_>, right: &Datum<'_>) -> Option<
         (Datum::Uuid(l), Datum::Uuid(r)) => l.cmp(r),
         (Datum::Date(l), Datum::Date(r)) => l.cmp(r),
         (Datum::Timestamp(l), Datum::Timestamp(r)) => l.cmp(r),
+        (Datum::Interval(l), Datum::Interval(r)) => l.compare(*r),
         _ => return None,
     })
 }

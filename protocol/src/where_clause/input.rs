@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use super::array;
 use super::datetime::{self, DateTimeError};
 use super::datum::{parse_uuid, Datum};
+use super::interval;
 use super::numeric;
 use super::types::Type;
 
@@ -68,6 +69,14 @@ pub(crate) fn parse<'a>(ty: &Type, text: &'a str) -> Result<Datum<'a>, InputErro
                 .map(Datum::Timestamp)
                 .map_err(|e| datetime_error(ty, text, e))
         }
+        Type::Interval => interval::parse(text)
+            .map(Datum::Interval)
+            .map_err(|e| match e {
+                DateTimeError::Syntax => syntax(ty, text),
+                DateTimeError::OutOfRange => {
+                    InputError(format!("interval field value out of range: \"{text}\""))
+                }
+            }),
         Type::Array(elem) if elem.is_array_element() => {
             array::parse(elem, text).map(|a| Datum::Array(Box::new(a)))
         }

@@ -334,11 +334,13 @@ impl Scope<'_> {
                 let right = if matches!(op, ArithOp::Shl | ArithOp::Shr) {
                     Type::Int4
                 } else {
-                    expr.ty()
+                    arith::untyped_operand_type(op, &expr.ty())
                 };
                 (expr.ty(), right)
             }
-            (Operand::Unknown { .. }, Operand::Typed { expr, .. }) => (expr.ty(), expr.ty()),
+            (Operand::Unknown { .. }, Operand::Typed { expr, .. }) => {
+                (arith::untyped_operand_type(op, &expr.ty()), expr.ty())
+            }
             _ => return Err(no_overload(location)),
         };
         // `date + 'literal'` is ambiguous in Postgres (int4, interval, time, ...); only

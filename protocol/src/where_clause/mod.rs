@@ -34,6 +34,7 @@ mod expr;
 mod fold;
 mod func;
 mod input;
+mod interval;
 mod like;
 mod lower;
 mod lower_array;

@@ -23,13 +23,15 @@ pub enum Type {
     Date,
     Timestamp,
     Timestamptz,
+    /// `interval`: months, days and microseconds (see `interval`).
+    Interval,
     /// A user-defined enum, by its type name.
     Enum(String),
     /// An array of the element type (columns only for now).
     Array(Box<Type>),
     /// The type of a string literal, a `$n` parameter or NULL before context decides.
     Unknown,
-    /// A column type with no operators yet (jsonb, bytea, interval, ...), by its typname.
+    /// A column type with no operators yet (jsonb, bytea, time, ...), by its typname.
     Other(String),
 }
 
@@ -40,6 +42,8 @@ pub(crate) enum Category {
     Number,
     String,
     DateTime,
+    /// Compared only with itself; combines with date/time types in arithmetic.
+    Interval,
     Uuid,
     Enum,
     Unknown,
@@ -65,6 +69,7 @@ impl Type {
             "date" => Type::Date,
             "timestamp" => Type::Timestamp,
             "timestamptz" => Type::Timestamptz,
+            "interval" => Type::Interval,
             _ => return None,
         })
     }
@@ -88,6 +93,7 @@ impl Type {
             Type::Date => "date",
             Type::Timestamp => "timestamp",
             Type::Timestamptz => "timestamptz",
+            Type::Interval => "interval",
             Type::Enum(name) | Type::Other(name) => name,
             Type::Array(_) => "array",
             Type::Unknown => "unknown",
@@ -118,6 +124,7 @@ impl Type {
             Type::Float4 | Type::Float8 | Type::Numeric => Category::Number,
             Type::Text | Type::Varchar | Type::Bpchar | Type::Name => Category::String,
             Type::Date | Type::Timestamp | Type::Timestamptz => Category::DateTime,
+            Type::Interval => Category::Interval,
             Type::Uuid => Category::Uuid,
             Type::Enum(_) => Category::Enum,
             Type::Unknown => Category::Unknown,
@@ -134,8 +141,12 @@ impl Type {
     }
 
     /// Whether arrays of this type can be read and operated on.
+    /// Interval arrays are not read yet (their elements' quoting is untested).
     pub(crate) fn is_array_element(&self) -> bool {
-        !matches!(self.category(), Category::Unsupported | Category::Unknown)
+        !matches!(
+            self.category(),
+            Category::Unsupported | Category::Unknown | Category::Interval
+        )
     }
 
     pub(crate) fn is_string(&self) -> bool {

@@ -40,7 +40,7 @@ impl KeyTy {
             Type::Uuid => KeyTy::Uuid,
             Type::Date => KeyTy::Date,
             Type::Timestamp | Type::Timestamptz => KeyTy::Timestamp,
-            Type::Array(_) | Type::Unknown | Type::Other(_) => return None,
+            Type::Array(_) | Type::Unknown | Type::Interval | Type::Other(_) => return None,
         })
     }
 
