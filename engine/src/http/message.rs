@@ -102,6 +102,9 @@ impl Body {
     }
 }
 
+/// Header slots reserved per response.
+const RESPONSE_HEADERS: usize = 20;
+
 /// A response. The server itself writes `content-length`, `connection` and `date`; the same
 /// names set by a handler are ignored.
 #[derive(Clone, Debug)]
@@ -116,7 +119,8 @@ impl Response {
     pub fn new(status: u16) -> Self {
         Self {
             status,
-            headers: Vec::new(),
+            // A shape response carries about 16 headers: room for them up front.
+            headers: Vec::with_capacity(RESPONSE_HEADERS),
             body: Body::Empty,
         }
     }
@@ -125,10 +129,14 @@ impl Response {
     pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
         Self {
             status,
-            headers: vec![(
-                Cow::Borrowed("content-type"),
-                Cow::Borrowed("application/json"),
-            )],
+            headers: {
+                let mut h = Vec::with_capacity(RESPONSE_HEADERS);
+                h.push((
+                    Cow::Borrowed("content-type"),
+                    Cow::Borrowed("application/json"),
+                ));
+                h
+            },
             body: Body::Full(body.into()),
         }
     }
