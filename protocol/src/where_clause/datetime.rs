@@ -15,8 +15,11 @@ pub(crate) const TS_POS_INFINITY: i64 = i64::MAX;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Days from 1970-01-01 to 2000-01-01, the Postgres epoch.
 const UNIX_TO_PG_EPOCH_DAYS: i64 = 10_957;
-/// Postgres accepts years from 4713 BC to 294276 AD for timestamps.
-const YEAR_MIN: i64 = -4712;
+/// Postgres accepts years from 4714 BC (from November 24, Julian day 0) to 294276 AD for
+/// timestamps.
+const YEAR_MIN: i64 = -4713;
+/// 4714-11-24 BC, the first valid date, in days from 2000-01-01.
+const DAYS_MIN: i64 = -2_451_545;
 const YEAR_MAX: i64 = 294_276;
 
 /// Why date/time input was rejected: the message is chosen by the caller's type.
@@ -170,6 +173,9 @@ fn parse_parts(text: &str) -> Result<Parsed, DateTimeError> {
         return Err(DateTimeError::OutOfRange);
     }
     let days = days_from_civil(year, month as u32, day as u32) - UNIX_TO_PG_EPOCH_DAYS;
+    if days < DAYS_MIN {
+        return Err(DateTimeError::OutOfRange);
+    }
     let mut time_micros = 0;
     let mut offset_seconds = None;
     if !c.at_end() {
