@@ -253,7 +253,9 @@ fn random_row(rng: &mut Rng, id: usize) -> String {
         if (*name == "i4" || *name == "i8") && rng.chance(30) {
             value = (rng.next() as i32).to_string();
         }
-        if *name == "ts" && rng.chance(40) && !value.contains("inf") {
+        // Range edges stay without an offset, which could push them out of range.
+        let edge = value.starts_with("294276") || value.starts_with("4714");
+        if *name == "ts" && rng.chance(40) && !value.contains("inf") && !edge {
             let suffix: &&str = rng.pick(&["+00", "+05:30", "-08"]);
             value.push_str(suffix);
         }
@@ -546,8 +548,8 @@ fn interval_leaf(rng: &mut Rng, params: &mut Vec<String>) -> String {
                 1 => format!(
                     "({expr})::text LIKE {}",
                     quote(rng.pick::<&str>(&[
-                        "%day%", "%-%", "%+%", "%.%", "%mon%", "%year%", "%:00", "%-02-29%",
-                        "%BC", "00:%"
+                        "%day%", "%-%", "%+%", "%.%", "%mon%", "%year%", "%:00", "%-02-29%", "%BC",
+                        "00:%"
                     ]))
                 ),
                 _ => format!(

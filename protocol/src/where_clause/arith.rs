@@ -184,7 +184,9 @@ fn interval_types(op: ArithOp, left: &Type, right: &Type) -> Option<(Type, Type,
         (Add | Sub, Type::Interval, Type::Interval) => (iv.clone(), iv.clone(), iv),
         (Mul | Div, Type::Interval, r) if number(r) => (iv.clone(), Type::Float8, iv),
         (Mul, l, Type::Interval) if number(l) => (Type::Float8, iv.clone(), iv),
-        (Sub, l, r) if (ts(l) || ts(r)) && (ts(l) || *l == Type::Date) && (ts(r) || *r == Type::Date) => {
+        (Sub, l, r)
+            if (ts(l) || ts(r)) && (ts(l) || *l == Type::Date) && (ts(r) || *r == Type::Date) =>
+        {
             let common = if *l == Type::Timestamptz || *r == Type::Timestamptz {
                 Type::Timestamptz
             } else {
@@ -459,10 +461,9 @@ pub(crate) fn unary(op: UnaryOp, ty: &Type, arg: &Datum<'_>) -> Res {
         (UnaryOp::Neg, Datum::Int(v)) => fit(v.checked_neg().ok_or(ArithError)?, ty),
         (UnaryOp::Abs, Datum::Int(v)) => fit(v.checked_abs().ok_or(ArithError)?, ty),
         (UnaryOp::BitNot, Datum::Int(v)) => Ok(Datum::Int(!v)),
-        (UnaryOp::Neg, Datum::Interval(v)) => v
-            .checked_neg()
-            .map(Datum::Interval)
-            .map_err(|_| ArithError),
+        (UnaryOp::Neg, Datum::Interval(v)) => {
+            v.checked_neg().map(Datum::Interval).map_err(|_| ArithError)
+        }
         (UnaryOp::Plus, Datum::Float(v)) => Ok(Datum::Float(*v)),
         (UnaryOp::Neg, Datum::Float(v)) => Ok(Datum::Float(-v)),
         (UnaryOp::Abs, Datum::Float(v)) => Ok(Datum::Float(v.abs())),

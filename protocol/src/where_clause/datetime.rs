@@ -13,6 +13,9 @@ pub(crate) const TS_NEG_INFINITY: i64 = i64::MIN;
 pub(crate) const TS_POS_INFINITY: i64 = i64::MAX;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Postgres's timestamp range: 4714-11-24 BC 00:00 up to (excluding) 294277-01-01 00:00.
+pub(crate) const TS_MIN: i64 = -211_813_488_000_000_000;
+pub(crate) const TS_END: i64 = 9_223_371_331_200_000_000;
 /// Days from 1970-01-01 to 2000-01-01, the Postgres epoch.
 const UNIX_TO_PG_EPOCH_DAYS: i64 = 10_957;
 /// Postgres accepts years from 4714 BC (from November 24, Julian day 0) to 294276 AD for
@@ -311,7 +314,8 @@ pub(crate) fn parse_timestamp(text: &str, with_zone: bool) -> Result<i64, DateTi
         0
     };
     let micros = parsed.days * MICROS_PER_DAY + parsed.time_micros - offset * 1_000_000;
-    if micros == TS_NEG_INFINITY || micros == TS_POS_INFINITY {
+    // An offset can push an edge value out of the range (`294276-12-31 23:59:59-08`).
+    if !(TS_MIN..TS_END).contains(&micros) {
         return Err(DateTimeError::OutOfRange);
     }
     Ok(micros)

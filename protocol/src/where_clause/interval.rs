@@ -22,9 +22,7 @@ const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 const SECONDS_PER_DAY: f64 = 86_400.0;
 /// Postgres's conversion factor for cascading fractional months (`DAYS_PER_MONTH`).
 const DAYS_PER_MONTH: i64 = 30;
-/// Postgres's valid timestamp range: 4714-11-24 BC up to (excluding) 294277-01-01.
-const TIMESTAMP_MIN: i64 = -211_813_488_000_000_000;
-const TIMESTAMP_END: i64 = 9_223_371_331_200_000_000;
+use datetime::{TS_END as TIMESTAMP_END, TS_MIN as TIMESTAMP_MIN};
 /// Julian day number of 2000-01-01: `j2date` needs the day as a non-negative `int`.
 const PG_EPOCH_JULIAN: i64 = 2_451_545;
 /// Longest unit name Postgres compares (`TOKMAXLEN`): `microseconds` matches `microsecon`.
@@ -110,8 +108,7 @@ impl Interval {
 fn cascade(months: f64, days: f64, time: f64) -> Result<Interval, OutOfRange> {
     let whole_months = f64_to_i32(months)?;
     let mut whole_days = f64_to_i32(days)?;
-    let month_remainder_days =
-        ts_round((months - f64::from(whole_months)) * DAYS_PER_MONTH as f64);
+    let month_remainder_days = ts_round((months - f64::from(whole_months)) * DAYS_PER_MONTH as f64);
     let mut sec_remainder = ts_round(
         (days - f64::from(whole_days) + month_remainder_days
             - f64::from(month_remainder_days as i32))
@@ -621,7 +618,9 @@ fn time_field(text: &str) -> Result<i64, DateTimeError> {
         if !digits(s) {
             return Err(DateTimeError::Syntax);
         }
-        let value: f64 = format!("0.{s}").parse().map_err(|_| DateTimeError::Syntax)?;
+        let value: f64 = format!("0.{s}")
+            .parse()
+            .map_err(|_| DateTimeError::Syntax)?;
         Ok((value * 1_000_000.0).round_ties_even() as i64)
     };
     let (hours, minutes, seconds, micros) = match third {
@@ -731,9 +730,15 @@ fn parse_traditional(text: &str) -> Result<Interval, DateTimeError> {
     if ago {
         accum = Accum {
             years: accum.years.checked_neg().ok_or(DateTimeError::OutOfRange)?,
-            months: accum.months.checked_neg().ok_or(DateTimeError::OutOfRange)?,
+            months: accum
+                .months
+                .checked_neg()
+                .ok_or(DateTimeError::OutOfRange)?,
             days: accum.days.checked_neg().ok_or(DateTimeError::OutOfRange)?,
-            micros: accum.micros.checked_neg().ok_or(DateTimeError::OutOfRange)?,
+            micros: accum
+                .micros
+                .checked_neg()
+                .ok_or(DateTimeError::OutOfRange)?,
         };
     }
     accum.finish()
@@ -842,7 +847,16 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse(text), Ok(expected), "{text}");
         }
-        for bad in ["", "day", "1 day day", "1day2hours", "1-2", "1 day 2 days", "P", "x"] {
+        for bad in [
+            "",
+            "day",
+            "1 day day",
+            "1day2hours",
+            "1-2",
+            "1 day 2 days",
+            "P",
+            "x",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -851,7 +865,10 @@ mod tests {
     fn formats_like_postgres() {
         let cases = [
             (iv(0, 0, 0), "00:00:00"),
-            (iv(-14, 3, -14_706_500_000), "-1 years -2 mons +3 days -04:05:06.5"),
+            (
+                iv(-14, 3, -14_706_500_000),
+                "-1 years -2 mons +3 days -04:05:06.5",
+            ),
             (iv(13, 1, 0), "1 year 1 mon 1 day"),
             (iv(0, -1, 0), "-1 days"),
             (iv(0, 1, 7_384_000_000), "1 day 02:03:04"),

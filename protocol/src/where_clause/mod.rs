@@ -4,12 +4,17 @@
 //! rows in pgoutput text form.
 //!
 //! Supported now: comparisons on integers, floats, numeric (exact), strings (byte order, the C
-//! collation), bool, uuid, date, timestamp, timestamptz and enums (`=`/`<>`); AND/OR/NOT with
+//! collation), bool, uuid, date, timestamp, timestamptz, interval (30-day months and 24-hour
+//! days, so `'1 mon' = '30 days'`) and enums (`=`/`<>`); AND/OR/NOT with
 //! three-valued logic; `[NOT] IN (list)`; `[NOT] BETWEEN [SYMMETRIC]`; `IS [NOT] NULL`;
 //! `IS [NOT] TRUE/FALSE/UNKNOWN`; `IS [NOT] DISTINCT FROM`; `[NOT] LIKE/ILIKE`; arithmetic
 //! (`+ - * / % ^ |/ @`, unary `+`/`-`) on integers, floats and numeric (exact; no numeric
 //! `^`) and bitwise operators (`& | # ~ << >>`) on integers, where overflow and division by
 //! zero are evaluation errors (the row is not in the shape); `date ± int4`, `date - date`;
+//! date/time arithmetic with Postgres 15's results and errors: `timestamp[tz] ± interval`,
+//! `date ± interval` (→ timestamp; months clamp the day, `'2024-01-31' + '1 mon'` is
+//! 2024-02-29), `timestamp[tz] - timestamp[tz]` (→ interval), `interval ± interval`,
+//! `- interval`, `interval * number`, `number * interval`, `interval / number`;
 //! `||` on text (other operands through their `::text` cast); `lower`, `upper`,
 //! `length`/`char_length`, `octet_length`, `starts_with`, `concat`, `COALESCE`, `GREATEST`,
 //! `LEAST`; arrays of the supported types (columns, `'{...}'` literals and parameters,
@@ -17,8 +22,12 @@
 //! subscripts `a[i][j]`, `array_length`, `array_ndims`, `cardinality`; literals, parameters
 //! and casts between those types. Constant subexpressions are folded as Postgres's planner
 //! folds them (see `fold`). Everything else is rejected with Electric's messages. Date/time
-//! input accepts ISO forms only (what Postgres outputs with `DateStyle=ISO`), and sessions are
-//! assumed to run with `TimeZone=UTC`.
+//! input accepts ISO forms only (what Postgres outputs with `DateStyle=ISO`); interval input
+//! accepts Postgres's output (`IntervalStyle=postgres`), unit forms (`'90 minutes'`,
+//! `'1.5 days'`, `'1 year 2 months ago'`) and ISO 8601 designators (`'P1DT2H'`), and rejects
+//! the rarer forms (`'1-2'`, ISO alternative format) as invalid input (see `interval`).
+//! Sessions are assumed to run with `TimeZone=UTC`, `DateStyle=ISO` and
+//! `IntervalStyle=postgres`. `time`/`timetz` and interval arrays are not supported.
 
 pub(crate) mod analyze;
 mod arith;

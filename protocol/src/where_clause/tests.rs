@@ -40,6 +40,7 @@ fn table() -> Vec<ColumnType> {
         is_array: true,
         is_enum: false,
     });
+    cols.push(col("iv", "interval"));
     cols
 }
 
@@ -659,4 +660,45 @@ mod properties {
             prop_assert_eq!(binary(NumOp::Sub, &text(a), &text(b)).unwrap(), text(a - b));
         }
     }
+}
+
+#[test]
+fn intervals_compare_and_combine_with_dates_and_timestamps() {
+    assert!(truth("'1 mon'::interval = '30 days'"));
+    assert!(truth("'1 day'::interval < '25 hours'"));
+    assert!(truth(
+        "'2024-01-31'::date + '1 mon'::interval = '2024-02-29'"
+    ));
+    assert!(truth(
+        "'2024-03-31'::timestamptz - '1 mon'::interval = '2024-02-29'"
+    ));
+    assert!(truth("'2024-01-01'::timestamp + '1 day' = '2024-01-02'"));
+    assert!(truth(
+        "('2024-01-01'::date - '2023-01-01 10:00'::timestamp)::text = '364 days 14:00:00'"
+    ));
+    assert!(truth("('1 day'::interval * 1.5)::text = '1 day 12:00:00'"));
+    assert!(truth(
+        "('1 mon'::interval / 7)::text = '4 days 06:51:25.6896'"
+    ));
+    assert!(truth(
+        "(-'1 year 2 mons'::interval)::text = '-1 years -2 mons'"
+    ));
+    assert!(eval_row("iv > '1 day'", &[("iv", Some("1 mon"))]));
+    assert!(!eval_row(
+        "ts + iv > ts",
+        &[
+            ("ts", Some("294276-12-31 00:00:00+00")),
+            ("iv", Some("1 day"))
+        ]
+    ));
+    assert_eq!(
+        sql("ts + iv > '1 day'::interval + d"),
+        r#"(("ts" + "iv") > ('1 day'::interval + "d"))"#
+    );
+    assert!(err("iv < 5").contains("Could not select an operator overload"));
+    assert!(err("d + '1 day'").contains("Could not select an operator overload"));
+    assert!(err("iv = '1 fortnight'").contains("invalid input syntax for type interval"));
+    assert!(err("+iv > iv").contains("Could not select an operator overload"));
+    // Overflow while folding constants rejects the clause.
+    assert!(err("'2147483647 days'::interval * 2 > iv").contains("constant subexpression"));
 }
