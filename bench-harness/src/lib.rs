@@ -4,6 +4,8 @@
 //!   plus a callgrind instruction count per change.
 //! - [`bench_drain`]: Ampere's replication client (reading and decoding every message) against
 //!   `pg_recvlogical` draining identical slots, under both monoio drivers.
+//! - [`suite`]: every benchmark plus the loadgen scenarios in one run, written to
+//!   `docs/benchmarks/RESULTS.md` with SVG plots.
 //!
 //! Every benchmark starts its own throwaway Postgres through `testkit` (or uses
 //! `AMPERE_TEST_DATABASE_URL`), checks that the decoded change counts equal the rows written,
@@ -20,5 +22,6 @@ pub mod report;
 pub mod serving;
 pub mod serving_cli;
 pub mod snapshot_bench;
+pub mod suite;
 pub mod tally;
 pub mod workload;

@@ -38,6 +38,9 @@ enum Command {
     Snapshot(SnapshotArgs),
     /// Shape routing cost per change: the router vs evaluating every shape (no database).
     Route(RouteArgs),
+    /// Everything: the benchmarks above with their baselines plus the loadgen scenarios, written
+    /// to RESULTS.md with SVG plots.
+    Suite(SuiteArgs),
     /// Internal: decode a recording file (what runs under callgrind).
     #[command(hide = true)]
     DecodeReplay {
@@ -113,6 +116,31 @@ struct RouteArgs {
     markdown: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct SuiteArgs {
+    /// Tiny grids: finishes in a couple of minutes.
+    #[arg(long)]
+    quick: bool,
+    /// One point per scenario (the smoke test's size).
+    #[arg(long, hide = true)]
+    smallest: bool,
+    /// Ampere io drivers to measure.
+    #[arg(long, value_delimiter = ',', default_value = "epoll,uring")]
+    drivers: Vec<IoDriver>,
+    /// Directory for RESULTS.md and the SVG plots.
+    #[arg(long, default_value = "docs/benchmarks")]
+    out: PathBuf,
+    /// The `ampere` binary (default: next to this executable, else target/release/ampere).
+    #[arg(long, env = "AMPERE_BIN")]
+    ampere_bin: Option<PathBuf>,
+    /// The `loadgen` binary (default: next to this executable, else target/release/loadgen).
+    #[arg(long, env = "LOADGEN_BIN")]
+    loadgen_bin: Option<PathBuf>,
+    /// Ampere's cores (AMPERE_CORES) and nginx's workers. Default: all available.
+    #[arg(long)]
+    cores: Option<usize>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Decode(args) => {
@@ -172,12 +200,45 @@ fn main() -> Result<()> {
             let tables = bench_route::run(&args.sizes)?;
             report::emit(&tables, &preamble("route"), args.markdown.as_deref())
         }
+        Command::Suite(args) => suite(args),
         Command::DecodeReplay { file, passes } => {
             let tally = callgrind::replay(&file, passes)?;
             println!("{tally:?}");
             Ok(())
         }
     }
+}
+
+fn suite(args: SuiteArgs) -> Result<()> {
+    use bench_harness::suite::{self, load::locate_binary, plan};
+    let size = match (args.smallest, args.quick) {
+        (true, _) => plan::Size::Smallest,
+        (false, true) => plan::Size::Quick,
+        (false, false) => plan::Size::Full,
+    };
+    let mut drivers = args.drivers;
+    if !engine::runtime::uring_available() && drivers.contains(&IoDriver::Uring) {
+        eprintln!("suite: io_uring is not available here; measuring the other drivers only");
+        drivers.retain(|d| *d != IoDriver::Uring);
+    }
+    let route = |sizes: &[u64]| bench_route::run(sizes);
+    let output = suite::run(&suite::SuiteOptions {
+        plan: plan::Plan::new(size),
+        drivers,
+        out: args.out,
+        ampere_bin: locate_binary("ampere", args.ampere_bin.as_deref())?,
+        loadgen_bin: locate_binary("loadgen", args.loadgen_bin.as_deref())?,
+        cores: args.cores,
+        command: format!(
+            "bench-harness {}",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        ),
+        route: Some(&route),
+    })?;
+    for file in &output.files {
+        println!("wrote {}", file.display());
+    }
+    Ok(())
 }
 
 /// The heading above appended markdown: what ran, where, when.
