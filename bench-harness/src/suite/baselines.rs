@@ -28,8 +28,10 @@ pub struct Section {
     pub title: String,
     /// Paragraph lines above the tables (what ran, the baseline).
     pub intro: Vec<String>,
-    /// Summary tables with ratios first, then the benchmark's own tables.
+    /// Summary tables first, then the benchmark's own tables.
     pub tables: Vec<Table>,
+    /// This section's lines of the ratio summary at the top of RESULTS.md.
+    pub ratios: Vec<Ratio>,
     /// Set when the benchmark failed; the suite goes on.
     pub error: Option<String>,
 }
@@ -40,19 +42,37 @@ impl Section {
             title: title.into(),
             intro: intro.iter().map(|s| s.to_string()).collect(),
             tables: Vec::new(),
+            ratios: Vec::new(),
             error: None,
         }
     }
 
-    fn with(mut self, result: Result<Vec<Table>>) -> Self {
+    fn with(mut self, result: Result<(Vec<Ratio>, Vec<Table>)>) -> Self {
         match result {
-            Ok(tables) => self.tables = tables,
+            Ok((ratios, tables)) => (self.ratios, self.tables) = (ratios, tables),
             Err(error) => {
                 eprintln!("suite: {} failed: {error:#}", self.title);
                 self.error = Some(format!("{error:#}"));
             }
         }
         self
+    }
+}
+
+/// One line of the ratio summary: ours against a baseline measured in the same run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ratio {
+    /// What was compared, e.g. `catch-up, same chunk: ampere (epoll) req/s`.
+    pub what: String,
+    pub baseline: String,
+    pub ours: f64,
+    pub theirs: f64,
+}
+
+impl Ratio {
+    /// Ours ÷ baseline, for figures where higher is better.
+    pub fn value(&self) -> f64 {
+        self.ours / self.theirs.max(1e-12)
     }
 }
 
@@ -71,21 +91,18 @@ pub fn run(plan: &Plan, options: &BaselineOptions<'_>) -> Vec<Section> {
         batch_rows: plan.replication_batch_rows,
         with_updates_and_deletes,
     };
-    let mut sections = Vec::new();
-    sections.push(
-        Section::new(
-            "Decode",
-            &["Single-thread pgoutput decode of a captured stream (inserts, updates, deletes)."],
-        )
-        .with(
-            bench_decode::run(&DecodeOptions {
-                workload: workload(true),
-                runs: plan.repetitions.max(2),
-                callgrind_changes: 0,
-            })
-            .map(|r| r.tables),
-        ),
-    );
+    let mut sections = vec![Section::new(
+        "Decode",
+        &["Single-thread pgoutput decode of a captured stream (inserts, updates, deletes)."],
+    )
+    .with(
+        bench_decode::run(&DecodeOptions {
+            workload: workload(true),
+            runs: plan.repetitions.max(2),
+            callgrind_changes: 0,
+        })
+        .map(|r| (Vec::new(), r.tables)),
+    )];
     sections.push(
         Section::new(
             "Replication drain vs pg_recvlogical",
@@ -97,7 +114,7 @@ pub fn run(plan: &Plan, options: &BaselineOptions<'_>) -> Vec<Section> {
                 repetitions: plan.repetitions,
                 drivers: options.drivers.clone(),
             })
-            .map(|r| prepend(drain_ratios(&r), r.tables)),
+            .map(|r| (drain_ratios(&r), r.tables)),
         ),
     );
     sections.push(
@@ -119,7 +136,7 @@ pub fn run(plan: &Plan, options: &BaselineOptions<'_>) -> Vec<Section> {
                 ampere_bin: options.ampere_bin.clone(),
                 cores: options.cores,
             })
-            .map(|r| prepend(catchup_ratios(&r), r.tables)),
+            .map(|r| (catchup_ratios(&r), r.tables)),
         ),
     );
     sections.push(
@@ -137,7 +154,7 @@ pub fn run(plan: &Plan, options: &BaselineOptions<'_>) -> Vec<Section> {
                 cores: options.cores,
                 modes: vec![LiveMode::LongPoll, LiveMode::Sse],
             })
-            .map(|r| r.tables),
+            .map(|r| (Vec::new(), r.tables)),
         ),
     );
     sections.push(
@@ -153,7 +170,7 @@ pub fn run(plan: &Plan, options: &BaselineOptions<'_>) -> Vec<Section> {
                 ampere_bin: options.ampere_bin.clone(),
                 cores: options.cores,
             })
-            .map(|r| prepend(initial_sync_vs_electric(&r), r.tables)),
+            .map(|r| (Vec::new(), prepend(initial_sync_vs_electric(&r), r.tables))),
         ),
     );
     let route = Section::new(
@@ -161,7 +178,7 @@ pub fn run(plan: &Plan, options: &BaselineOptions<'_>) -> Vec<Section> {
         &["Cost per change of routing to the matching shapes vs evaluating every shape (no database)."],
     );
     sections.push(match options.route {
-        Some(bench) => route.with(bench(&plan.route_sizes)),
+        Some(bench) => route.with(bench(&plan.route_sizes).map(|t| (Vec::new(), t))),
         None => route.with(Err(anyhow::anyhow!("not run (no routing benchmark given)"))),
     });
     sections
@@ -172,8 +189,8 @@ fn prepend(mut first: Vec<Table>, rest: Vec<Table>) -> Vec<Table> {
     first
 }
 
-/// Median drain time per contender and throughput ratio against `pg_recvlogical`.
-pub fn drain_ratios(report: &DrainReport) -> Vec<Table> {
+/// Drain throughput of each Ampere driver against `pg_recvlogical` (medians over repetitions).
+pub fn drain_ratios(report: &DrainReport) -> Vec<Ratio> {
     let median_of = |contender: Contender| -> Option<Duration> {
         let times: Vec<Duration> = report
             .measurements
@@ -183,36 +200,30 @@ pub fn drain_ratios(report: &DrainReport) -> Vec<Table> {
             .collect();
         (!times.is_empty()).then(|| median(&times))
     };
-    let mut contenders: Vec<Contender> = Vec::new();
+    let Some(baseline) = median_of(Contender::PgRecvlogical) else {
+        return Vec::new();
+    };
+    let mut ratios = Vec::new();
     for m in &report.measurements {
-        if !contenders.contains(&m.contender) {
-            contenders.push(m.contender);
+        let label = format!("replication drain, messages/s: {}", m.contender.label());
+        if m.contender == Contender::PgRecvlogical || ratios.iter().any(|r: &Ratio| r.what == label)
+        {
+            continue;
+        }
+        if let Some(elapsed) = median_of(m.contender) {
+            ratios.push(Ratio {
+                what: label,
+                baseline: "pg_recvlogical".into(),
+                ours: rate(report.stream.messages, elapsed),
+                theirs: rate(report.stream.messages, baseline),
+            });
         }
     }
-    let baseline = median_of(Contender::PgRecvlogical);
-    let mut table = Table::new(
-        "Drain: ratio against pg_recvlogical (same run)",
-        &["contender", "median s", "messages/s", "vs pg_recvlogical"],
-    );
-    for contender in contenders {
-        let Some(elapsed) = median_of(contender) else {
-            continue;
-        };
-        let ratio = baseline.map_or("—".into(), |b| {
-            format!("{:.2}×", b.as_secs_f64() / elapsed.as_secs_f64().max(1e-9))
-        });
-        table.row(vec![
-            contender.label(),
-            format!("{:.3}", elapsed.as_secs_f64()),
-            grouped(rate(report.stream.messages, elapsed)),
-            ratio,
-        ]);
-    }
-    vec![table]
+    ratios
 }
 
-/// Mean requests/s per target and pattern over the rounds, and the ratio against nginx.
-pub fn catchup_ratios(report: &CatchupReport) -> Vec<Table> {
+/// Catch-up requests/s of each Ampere driver against nginx, per pattern (mean over rounds).
+pub fn catchup_ratios(report: &CatchupReport) -> Vec<Ratio> {
     let mean_rps = |target: Target, pattern: Pattern| -> Option<f64> {
         let rates: Vec<f64> = report
             .runs
@@ -222,32 +233,34 @@ pub fn catchup_ratios(report: &CatchupReport) -> Vec<Table> {
             .collect();
         (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
     };
-    let mut targets: Vec<Target> = Vec::new();
-    for run in &report.runs {
-        if !targets.contains(&run.target) {
-            targets.push(run.target);
-        }
-    }
-    let mut table = Table::new(
-        "Catch-up: ratio against nginx (same run, same bytes)",
-        &["server", "pattern", "requests/s", "vs nginx"],
-    );
+    let mut ratios = Vec::new();
     for pattern in [Pattern::Same, Pattern::Spread] {
-        let nginx = mean_rps(Target::Nginx, pattern);
-        for &target in &targets {
-            let Some(rps) = mean_rps(target, pattern) else {
+        let Some(nginx) = mean_rps(Target::Nginx, pattern) else {
+            continue;
+        };
+        for run in &report.runs {
+            let label = format!(
+                "catch-up, {}, requests/s: {}",
+                pattern.label(),
+                run.target.label()
+            );
+            if run.target == Target::Nginx
+                || run.pattern != pattern
+                || ratios.iter().any(|r: &Ratio| r.what == label)
+            {
                 continue;
-            };
-            let ratio = nginx.map_or("—".into(), |n| format!("{:.2}×", rps / n.max(1e-9)));
-            table.row(vec![
-                target.label(),
-                pattern.label().into(),
-                grouped(rps),
-                ratio,
-            ]);
+            }
+            if let Some(rps) = mean_rps(run.target, pattern) {
+                ratios.push(Ratio {
+                    what: label,
+                    baseline: "nginx".into(),
+                    ours: rps,
+                    theirs: nginx,
+                });
+            }
         }
     }
-    vec![table]
+    ratios
 }
 
 /// Rows per second per driver beside Electric's published initial-sync rate.

@@ -89,6 +89,11 @@ pub fn markdown(facts: &RunFacts, points: &[LoadPoint], sections: &[Section]) ->
         loadgen = facts.loadgen_bin.display(),
         limits = MAX_CONCURRENT_REQUESTS,
     );
+    md.push_str(
+        &ratio_table(sections)
+            .to_markdown()
+            .replacen("####", "##", 1),
+    );
     md.push_str("## Load scenarios (loadgen) beside Electric's published figures\n\n");
     md.push_str(
         "\"ours ÷ Electric\" below 1 means Ampere was faster; `≈` marks Electric values \
@@ -127,6 +132,31 @@ pub fn markdown(facts: &RunFacts, points: &[LoadPoint], sections: &[Section]) ->
         }
     }
     md
+}
+
+/// Every section's ratios against its same-run baseline, in one table.
+fn ratio_table(sections: &[Section]) -> Table {
+    let mut table = Table::new(
+        "Ratios against same-run baselines",
+        &[
+            "measure",
+            "ours",
+            "baseline",
+            "baseline figure",
+            "ours ÷ baseline",
+        ],
+    );
+    for ratio in sections.iter().flat_map(|s| &s.ratios) {
+        table.row(vec![
+            ratio.what.clone(),
+            grouped(ratio.ours),
+            ratio.baseline.clone(),
+            grouped(ratio.theirs),
+            format!("{:.2}×", ratio.value()),
+        ]);
+    }
+    table.note("Higher is better for every figure here; details in the sections below.");
+    table
 }
 
 fn scenario_table(scenario: Scenario, points: &[LoadPoint]) -> Table {
@@ -244,4 +274,83 @@ fn utc_now() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::baselines::Ratio;
+    use super::super::load::Figures;
+    use super::*;
+
+    fn point(scenario: Scenario, x: u64, outcome: Result<Figures, String>) -> LoadPoint {
+        LoadPoint {
+            scenario,
+            driver: IoDriver::Epoll,
+            x,
+            outcome,
+        }
+    }
+
+    fn figures(mean_ms: f64) -> Figures {
+        Figures {
+            mean_ms,
+            p99_ms: mean_ms * 2.0,
+            complete: true,
+            server_cpu_secs: Some(0.5),
+            server_rss_peak_mb: None,
+        }
+    }
+
+    #[test]
+    fn markdown_has_facts_scenarios_ratios_and_failures() {
+        let facts = RunFacts {
+            command: "bench-harness suite --quick".into(),
+            machine: "2 cores".into(),
+            size: "quick",
+            drivers: vec![IoDriver::Epoll],
+            ampere_bin: "ampere".into(),
+            loadgen_bin: "loadgen".into(),
+        };
+        let points = vec![
+            point(Scenario::WriteFanout, 100, Ok(figures(26.75))),
+            point(Scenario::ManyShapesOneClient, 300, Err("boom".into())),
+        ];
+        let sections = vec![Section {
+            title: "Replication drain vs pg_recvlogical".into(),
+            intro: vec!["intro".into()],
+            tables: vec![],
+            ratios: vec![Ratio {
+                what: "drain: ampere (epoll)".into(),
+                baseline: "pg_recvlogical".into(),
+                ours: 200.0,
+                theirs: 100.0,
+            }],
+            error: None,
+        }];
+        let md = markdown(&facts, &points, &sections);
+        assert!(md.contains("- Command: `bench-harness suite --quick`"));
+        assert!(md.contains("## Ratios against same-run baselines"));
+        assert!(md.contains("| drain: ampere (epoll) | 200 | pg_recvlogical | 100 | 2.00× |"));
+        // Electric published 53.5 ms at 100 clients: ours is half of it.
+        assert!(md.contains("| 100 | ampere (epoll) | 26.8 | 53.5 | 53.5 | 0.50 | 0.5 | — | yes |"));
+        assert!(md.contains("| 300 | ampere (epoll) | failed | — | 127.0 |"));
+        assert!(md.contains("300 shapes (epoll): failed: boom"));
+        assert!(md.contains("](latency-vs-clients-write-fanout.svg)"));
+        assert!(md.contains("### Replication drain vs pg_recvlogical\n\nintro\n"));
+    }
+
+    #[test]
+    fn chart_pairs_each_point_with_electrics_figure() {
+        let points = vec![
+            point(Scenario::WriteFanout, 5, Ok(figures(3.0))),
+            point(Scenario::WriteFanout, 100, Ok(figures(9.0))),
+            point(Scenario::WriteFanout, 5_000, Ok(figures(90.0))),
+        ];
+        let chart = chart(Scenario::WriteFanout, &points, &[IoDriver::Epoll]);
+        assert_eq!(chart.series.len(), 2);
+        assert_eq!(chart.series[0].points.len(), 3);
+        // Electric published nothing at 5,000 clients.
+        assert_eq!(chart.series[1].points, vec![(5.0, 21.5), (100.0, 53.5)]);
+        assert!(chart.series[1].dashed);
+    }
 }
