@@ -51,6 +51,9 @@ pub fn run(options: &SuiteOptions<'_>) -> Result<SuiteOutput> {
     anyhow::ensure!(!options.drivers.is_empty(), "no io driver to measure");
     // Thousands of held clients need descriptors, in this process and in its children.
     raise_nofile_limit()?;
+    // Other jobs on a shared machine skew every figure; the load before the run says how much.
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_before: Vec<&str> = load_before.split_whitespace().take(3).collect();
     let cores = options.cores.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -79,7 +82,11 @@ pub fn run(options: &SuiteOptions<'_>) -> Result<SuiteOutput> {
     let points = points?;
     let facts = RunFacts {
         command: options.command.clone(),
-        machine: machine::describe(&Cluster::pg_bin()),
+        machine: format!(
+            "{}; load average (1, 5, 15 min) before the run: {}",
+            machine::describe(&Cluster::pg_bin()),
+            load_before.join(", ")
+        ),
         size: options.plan.size.label(),
         drivers: options.drivers.clone(),
         ampere_bin: options.ampere_bin.clone(),
