@@ -223,16 +223,6 @@ pub fn malformed_query_string() -> ErrorResponse {
         .with_header(CONTENT_TYPE, crate::headers::CONTENT_TYPE_JSON)
 }
 
-/// 400 for subset snapshot requests (`subset__*` or a POST subset body), which Ampere does not
-/// serve yet. Ampere-specific: upstream would serve them.
-pub fn subset_not_supported_yet() -> ErrorResponse {
-    let errors = crate::validation::ValidationErrors::single(
-        "subset",
-        "subset snapshots are not supported by this server yet",
-    );
-    ErrorResponse::new(400, errors.body())
-}
-
 #[cfg(test)]
 #[path = "errors_tests.rs"]
 mod tests;

@@ -120,15 +120,6 @@ fn must_refetch_carries_the_active_handle() {
 }
 
 #[test]
-fn subset_requests_are_refused_as_invalid() {
-    let response = subset_not_supported_yet();
-    assert_eq!(response.status, 400);
-    let parsed: serde_json::Value = serde_json::from_str(&response.body).unwrap();
-    assert_eq!(parsed["message"], "Invalid request");
-    assert!(parsed["errors"]["subset"][0].is_string());
-}
-
-#[test]
 fn json_details_are_escaped() {
     let response = invalid_json_body("unexpected byte at position 0: \"x\"");
     let parsed: serde_json::Value = serde_json::from_str(&response.body).unwrap();

@@ -81,6 +81,17 @@ pub struct ShapeQuery {
     pub has_subset: bool,
 }
 
+impl ShapeQuery {
+    /// The 400 for a parameter upstream implements and Ampere does not (today only
+    /// `experimental_compaction=true`). Upstream checks compaction after the shape (and any
+    /// subset) validated, so callers ask only then. Unknown parameters are not refused: clients
+    /// add their own as cache busters.
+    pub fn unsupported_option(&self) -> Option<ValidationErrors> {
+        self.experimental_compaction
+            .then(crate::validation::compaction_not_supported)
+    }
+}
+
 /// A validated `DELETE /v1/shape` request: by definition (`table` set, `handle` optional) or
 /// by handle alone.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -263,6 +263,71 @@ fn column_lists() {
 }
 
 #[test]
+fn queryable_columns_parse_like_columns() {
+    assert_eq!(
+        ok(r#"table=t&offset=-1&queryable_columns=id,%22Name%22,B"#).queryable_columns,
+        Some(vec!["id".to_owned(), "Name".to_owned(), "b".to_owned()])
+    );
+    assert_eq!(
+        ok("table=t&offset=-1&queryable_columns[]=id&queryable_columns[]=Name").queryable_columns,
+        Some(vec!["id".to_owned(), "Name".to_owned()])
+    );
+    // Blank counts as absent, as for `columns`.
+    assert_eq!(
+        ok("table=t&offset=-1&queryable_columns=%20").queryable_columns,
+        None
+    );
+    assert_eq!(
+        body("table=t&offset=-1&queryable_columns=id,,x"),
+        one(
+            "queryable_columns",
+            "Invalid zero-length delimited identifier"
+        )
+    );
+    assert_eq!(
+        body("table=t&offset=-1&queryable_columns=a@b"),
+        one(
+            "queryable_columns",
+            "Invalid unquoted identifier contains special characters: a@b"
+        )
+    );
+    assert_eq!(
+        body("table=t&offset=-1&queryable_columns[]="),
+        one("queryable_columns", "Invalid zero-length identifier")
+    );
+    assert_eq!(
+        body("table=t&offset=-1&queryable_columns[k]=v"),
+        one("queryable_columns", "is invalid")
+    );
+    // A cast error, so reported with the other cast errors.
+    assert_eq!(
+        body("replica=x&queryable_columns=a@b&offset=-1&table=t"),
+        r#"{"message":"Invalid request","errors":{"queryable_columns":["Invalid unquoted identifier contains special characters: a@b"],"replica":["is invalid"]}}"#
+    );
+}
+
+#[test]
+fn unsupported_options_are_refused_not_ignored() {
+    assert_eq!(ok("table=t&offset=-1").unsupported_option(), None);
+    assert_eq!(
+        ok("table=t&offset=-1&experimental_compaction=false").unsupported_option(),
+        None
+    );
+    assert_eq!(
+        ok("table=t&offset=-1&experimental_compaction=true")
+            .unsupported_option()
+            .map(|e| e.body()),
+        Some(
+            r#"{"message":"Invalid request","errors":{"experimental_compaction":["is not supported by this server"]}}"#
+                .to_owned()
+        )
+    );
+    // Unknown parameters (client cache busters) stay accepted.
+    let q = ok("table=t&offset=-1&cache-buster=1&expired_handle=1-2&source_id=x");
+    assert_eq!(q.unsupported_option(), None);
+}
+
+#[test]
 fn params_map() {
     let query = ok("table=t&offset=-1&where=a=$1+and+b=$2&params[2]=two&params[1]=one");
     assert_eq!(query.params, ["one", "two"]);

@@ -250,3 +250,27 @@ fn response_head_and_marked_rows() {
     let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(parsed["data"][0]["headers"]["snapshot_mark"], 7);
 }
+
+#[test]
+fn columns_outside_the_allow_list_are_unknown() {
+    // The engine passes only the `queryable_columns` of the table; the others fail as unknown.
+    let queryable: Vec<ColumnType> = columns()
+        .into_iter()
+        .filter(|c| c.name != "title")
+        .collect();
+    let refused = |subset: serde_json::Value| prepare(&subset, &queryable).unwrap_err().body();
+    assert_eq!(
+        refused(json!({"where": "title = 'x'"})),
+        wrapped(r#"{"where":["At location 0: unknown reference title"]}"#)
+    );
+    assert_eq!(
+        refused(json!({"order_by": "title", "limit": 1})),
+        wrapped(r#"{"order_by":["At location 18: unknown reference title"]}"#)
+    );
+    let allowed = prepare(
+        &json!({"where": "\"Mixed\" > 1", "order_by": "id DESC"}),
+        &queryable,
+    )
+    .expect("queryable columns are usable");
+    assert_eq!(allowed.order_by_sql.as_deref(), Some("\"id\" DESC"));
+}

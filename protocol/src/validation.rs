@@ -192,6 +192,13 @@ pub fn compaction_with_subqueries() -> ValidationErrors {
     )
 }
 
+/// `errors.experimental_compaction` when it is enabled: upstream would compact this shape's
+/// log, Ampere has no log compaction. Ampere-specific wording; refusing beats silently
+/// serving an uncompacted log to a client that asked for compaction.
+pub fn compaction_not_supported() -> ValidationErrors {
+    ValidationErrors::single("experimental_compaction", "is not supported by this server")
+}
+
 /// Renders a string as Elixir's `inspect/1` does, used in upstream's table-not-found message:
 /// printable strings are quoted with `\"`, `\\`, `\#{` and C escapes; anything else is shown as
 /// a byte list `<<1, 2>>`.

@@ -69,6 +69,18 @@ fn db_dependent_messages() {
         ["The list of queryable columns must include all primary key columns, missing: id"]
     );
     assert_eq!(
+        queryable_columns_not_found(&["x".to_owned(), "y".to_owned()]).body(),
+        r#"{"message":"Invalid request","errors":{"queryable_columns":["The following queryable columns are not found on the table: x, y"]}}"#
+    );
+    assert_eq!(
+        queryable_columns_empty().get("queryable_columns").unwrap(),
+        ["The list of queryable columns must not be empty"]
+    );
+    assert_eq!(
+        compaction_not_supported().body(),
+        r#"{"message":"Invalid request","errors":{"experimental_compaction":["is not supported by this server"]}}"#
+    );
+    assert_eq!(
         offset_out_of_bounds().body(),
         r#"{"message":"Invalid request","errors":{"offset":["out of bounds for this shape"]}}"#
     );

@@ -226,10 +226,12 @@ pub(super) async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
     None
 }
 
-/// Resolves the definition against the catalog; errors are final responses.
+/// Resolves the definition against the catalog; errors are final responses. `queryable` is the
+/// request's `queryable_columns` (see [`ShapeDef::build_with_queryable`]).
 pub(super) async fn definition(
     core: &Rc<Core>,
     q: &DefParams<'_>,
+    queryable: Option<&[String]>,
 ) -> Result<Arc<ShapeDef>, Response> {
     let table_name = q.table;
     // Boxed: the lookup (which may connect to Postgres) has a large future that would
@@ -243,13 +245,13 @@ pub(super) async fn definition(
         }
         Err(e) => return Err(pg_error_response(&e)),
     };
-    let key = def_cache_key(q);
+    let key = def_cache_key(q, queryable);
     if let Some(d) = core.defs.borrow().get(&key) {
         if Arc::ptr_eq(&d.table, &table) {
             return Ok(d.clone());
         }
     }
-    let def = ShapeDef::build(q, table)
+    let def = ShapeDef::build_with_queryable(q, queryable, table)
         .map(Arc::new)
         .map_err(|e| responses::validation(&e))?;
     let mut defs = core.defs.borrow_mut();
@@ -264,7 +266,7 @@ pub(super) async fn definition(
 const DEF_CACHE_MAX: usize = 4096;
 
 /// Every request parameter that goes into a definition, unambiguously joined.
-fn def_cache_key(q: &DefParams<'_>) -> String {
+fn def_cache_key(q: &DefParams<'_>, queryable: Option<&[String]>) -> String {
     let mut k = String::new();
     let mut part = |s: &str| {
         k.push_str(&s.len().to_string());
@@ -282,6 +284,15 @@ fn def_cache_key(q: &DefParams<'_>) -> String {
         part(c);
     }
     part(if q.columns.is_some() { "cols" } else { "all" });
+    // The allow-list changes validation and the projection, so it keys the cache too.
+    for c in queryable.unwrap_or(&[]) {
+        part(c);
+    }
+    part(if queryable.is_some() {
+        "queryable"
+    } else {
+        "any"
+    });
     part(&format!("{:?}{:?}{:?}", q.replica, q.log, q.params_error));
     k
 }
@@ -334,10 +345,14 @@ pub(super) async fn serve_query(
             "can't be blank",
         ));
     };
-    let def = match definition(core, &params).await {
+    let def = match definition(core, &params, q.queryable_columns.as_deref()).await {
         Ok(d) => d,
         Err(r) => return r,
     };
+    // Upstream refuses unsupported options only once the shape itself validated.
+    if let Some(e) = q.unsupported_option() {
+        return responses::validation(&e);
+    }
     let owner = def.owner_core(core.shared.cores);
     let call = ShapeCall {
         def,
@@ -374,7 +389,7 @@ async fn delete(core: &Rc<Core>, req: Request) -> Response {
         return r;
     }
     let (owner, target) = if let Some(params) = DefParams::of_delete(&q) {
-        let def = match definition(core, &params).await {
+        let def = match definition(core, &params, q.queryable_columns.as_deref()).await {
             Ok(d) => d,
             Err(r) => return no_cache(r),
         };

@@ -84,15 +84,19 @@ async fn validate_and_forward(core: &Rc<Core>, req: Request) -> Response {
             "can't be blank",
         ));
     };
-    let def = match router::definition(core, &params).await {
+    let def = match router::definition(core, &params, q.queryable_columns.as_deref()).await {
         Ok(d) => d,
         Err(r) => return r,
     };
-    let columns = subset_columns(&def, q.queryable_columns.as_deref());
+    let columns = subset_columns(&def);
     let subset = match protocol::subset::prepare(&raw_subset, &columns) {
         Ok(s) => s,
         Err(e) => return responses::error(e.status(), e.body()),
     };
+    // After the subset, as upstream validates it with the other parameters.
+    if let Some(e) = q.unsupported_option() {
+        return responses::validation(&e);
+    }
     let owner = def.owner_core(core.shared.cores);
     let call = SubsetCall {
         def,
@@ -115,14 +119,16 @@ async fn validate_and_forward(core: &Rc<Core>, req: Request) -> Response {
         .unwrap_or_else(|_| responses::internal_error())
 }
 
-/// The columns a subset's `where` and `order_by` may use: the table's, narrowed to
-/// `queryable_columns` when the request lists them.
-fn subset_columns(def: &ShapeDef, queryable: Option<&[String]>) -> Vec<ColumnType> {
+/// The columns a subset's `where` and `order_by` may use: the table's, narrowed to the
+/// request's validated `queryable_columns` when it lists them (upstream's `Subset.new/3`).
+/// A reference to any other column fails like an unknown column.
+fn subset_columns(def: &ShapeDef) -> Vec<ColumnType> {
     def.table
         .columns
         .iter()
-        .filter(|c| queryable.is_none_or(|names| names.contains(&c.info.name)))
-        .map(|c| ColumnType {
+        .enumerate()
+        .filter(|(i, _)| def.queryable.as_ref().is_none_or(|q| q.contains(i)))
+        .map(|(_, c)| ColumnType {
             name: c.info.name.clone(),
             type_name: c.info.type_name.clone(),
             is_array: c.info.is_array,

@@ -59,6 +59,10 @@ pub struct ShapeDef {
     pub log: LogMode,
     /// Key columns: the PK, or every column sorted by name for PK-less tables.
     pub key_cols: Vec<usize>,
+    /// `queryable_columns` of the request this definition was built for, as indexes into
+    /// `table.columns` in table order: the columns a subset's `where`/`order_by` may use
+    /// (`None`: all of them). Not part of `canonical`.
+    pub queryable: Option<Vec<usize>>,
     pub canonical: String,
     pub hash: u32,
     /// Identifies (table, selected columns) for sharing encoded entries between shapes.
@@ -73,45 +77,34 @@ pub struct ShapeDef {
 impl ShapeDef {
     /// Checks a parsed request against the table and builds the canonical definition.
     pub fn build(q: &DefParams<'_>, table: Arc<TableInfo>) -> Result<Self, ValidationErrors> {
-        let selected: Vec<usize> = match q.columns {
-            None if !table.generated.is_empty() => {
-                return Err(v::generated_columns(&table.generated, true));
-            }
-            None => (0..table.columns.len()).collect(),
-            Some(cols) => {
-                if cols.is_empty() {
-                    return Err(v::empty_columns());
-                }
-                let mut missing = Vec::new();
-                let mut generated = Vec::new();
-                let mut idx = Vec::new();
-                for c in cols {
-                    match table.column_index(c) {
-                        Some(i) => idx.push(i),
-                        None if table.generated.contains(c) => generated.push(c.clone()),
-                        None => missing.push(c.clone()),
-                    }
-                }
-                if !missing.is_empty() {
-                    return Err(v::columns_not_found(&missing));
-                }
-                if !generated.is_empty() {
-                    return Err(v::generated_columns(&generated, false));
-                }
-                let missing_pk: Vec<String> = table
-                    .pk
-                    .iter()
-                    .filter(|p| !idx.contains(p))
-                    .map(|&p| table.columns[p].info.name.clone())
-                    .collect();
-                if !missing_pk.is_empty() {
-                    return Err(v::missing_pk_columns(&missing_pk));
-                }
-                idx.sort_unstable();
-                idx.dedup();
-                idx
-            }
+        Self::build_with_queryable(q, None, table)
+    }
+
+    /// [`ShapeDef::build`] for a request that may carry `queryable_columns`. That list is
+    /// checked first (upstream's order), bounds the `columns` a request may select, becomes
+    /// the projection when `columns` is absent, and is kept for subset validation. It is not
+    /// part of the shape's identity: two requests selecting the same columns share a shape
+    /// whatever their allow-lists (upstream's `Shape.comparable/1` leaves it out too).
+    pub fn build_with_queryable(
+        q: &DefParams<'_>,
+        queryable: Option<&[String]>,
+        table: Arc<TableInfo>,
+    ) -> Result<Self, ValidationErrors> {
+        let queryable = match queryable {
+            None => None,
+            Some(names) => Some(check_queryable(&table, names)?),
         };
+        let selected = select_columns(&table, q.columns, queryable.as_deref())?;
+        let queryable_idx = queryable.map(|names| {
+            // Generated columns have no entry in `table.columns` (they cannot be read on the
+            // Postgres versions that cannot publish them), so they drop out here.
+            let mut idx: Vec<usize> = names
+                .iter()
+                .filter_map(|name| table.column_index(name))
+                .collect();
+            idx.sort_unstable();
+            idx
+        });
         let (predicate, where_sql) = match q.where_clause {
             None => (None, None),
             Some(w) => {
@@ -176,6 +169,7 @@ impl ShapeDef {
             replica: q.replica,
             log: q.log,
             key_cols,
+            queryable: queryable_idx,
             schema_header,
             where_raw: q.where_clause.map(str::to_string),
             params_raw: q.params.to_vec(),
@@ -197,6 +191,101 @@ impl ShapeDef {
     pub fn owner_core(&self, cores: usize) -> usize {
         self.hash as usize % cores
     }
+}
+
+/// Upstream's `validate_queryable_columns`: every PK column listed, then every name a column
+/// of the table (generated ones count), then non-empty. Returns the names, deduplicated.
+fn check_queryable(table: &TableInfo, names: &[String]) -> Result<Vec<String>, ValidationErrors> {
+    let missing_pk: Vec<String> = table
+        .pk
+        .iter()
+        .map(|&p| table.columns[p].info.name.clone())
+        .filter(|pk| !names.contains(pk))
+        .collect();
+    if !missing_pk.is_empty() {
+        return Err(v::queryable_missing_pk_columns(&missing_pk));
+    }
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|name| table.column_index(name).is_none() && !table.generated.contains(name))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(v::queryable_columns_not_found(&unknown));
+    }
+    if names.is_empty() {
+        return Err(v::queryable_columns_empty());
+    }
+    let mut unique = names.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    Ok(unique)
+}
+
+/// The projection, as indexes into `table.columns` in table order. Checks follow upstream's
+/// `validate_selected_columns`: with `columns`, missing PK columns, then names outside the
+/// table (or outside `queryable`), then generated columns, then emptiness; without, the
+/// implicit selection (`queryable`, else every column) must not contain generated columns.
+fn select_columns(
+    table: &TableInfo,
+    columns: Option<&[String]>,
+    queryable: Option<&[String]>,
+) -> Result<Vec<usize>, ValidationErrors> {
+    let Some(cols) = columns else {
+        let implicit_generated: Vec<String> = match queryable {
+            None => table.generated.clone(),
+            Some(names) => table
+                .generated
+                .iter()
+                .filter(|g| names.contains(g))
+                .cloned()
+                .collect(),
+        };
+        if !implicit_generated.is_empty() {
+            return Err(v::generated_columns(&implicit_generated, true));
+        }
+        return Ok(match queryable {
+            None => (0..table.columns.len()).collect(),
+            Some(names) => {
+                let mut idx: Vec<usize> =
+                    names.iter().filter_map(|n| table.column_index(n)).collect();
+                idx.sort_unstable();
+                idx
+            }
+        });
+    };
+    let missing_pk: Vec<String> = table
+        .pk
+        .iter()
+        .map(|&p| table.columns[p].info.name.clone())
+        .filter(|pk| !cols.contains(pk))
+        .collect();
+    if !missing_pk.is_empty() {
+        return Err(v::missing_pk_columns(&missing_pk));
+    }
+    let selectable = |name: &String| match queryable {
+        Some(names) => names.contains(name),
+        None => table.column_index(name).is_some() || table.generated.contains(name),
+    };
+    let unknown: Vec<String> = cols.iter().filter(|c| !selectable(c)).cloned().collect();
+    if !unknown.is_empty() {
+        return Err(v::columns_not_found(&unknown));
+    }
+    let generated: Vec<String> = cols
+        .iter()
+        .filter(|c| table.generated.contains(c))
+        .cloned()
+        .collect();
+    if !generated.is_empty() {
+        return Err(v::generated_columns(&generated, false));
+    }
+    if cols.is_empty() {
+        return Err(v::empty_columns());
+    }
+    let mut idx: Vec<usize> = cols.iter().filter_map(|c| table.column_index(c)).collect();
+    idx.sort_unstable();
+    idx.dedup();
+    Ok(idx)
 }
 
 fn canonical_string(
