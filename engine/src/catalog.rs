@@ -26,6 +26,18 @@ pub struct TableColumn {
     pub is_enum: bool,
 }
 
+impl TableColumn {
+    /// The column as the WHERE front end types it.
+    pub fn where_type(&self) -> protocol::where_clause::ColumnType {
+        protocol::where_clause::ColumnType {
+            name: self.info.name.clone(),
+            type_name: self.info.type_name.clone(),
+            is_array: self.info.is_array,
+            is_enum: self.is_enum,
+        }
+    }
+}
+
 impl TableInfo {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.info.name == name)

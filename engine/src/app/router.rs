@@ -364,12 +364,25 @@ pub(super) async fn serve_query(
     if owner == core.id {
         return Box::pin(super::serve::serve_shape(core, call)).await;
     }
-    let (tx, rx) = flume::bounded(1);
-    let msg = CoreMsg::Shape {
+    ask_owner(core, owner, |reply| CoreMsg::Shape {
         call: Box::new(call),
-        reply: tx,
-    };
-    if core.shared.inboxes[owner].send_async(msg).await.is_err() {
+        reply,
+    })
+    .await
+}
+
+/// Hands a request to the core that owns its shape and waits for that core's response.
+pub(super) async fn ask_owner(
+    core: &Core,
+    owner: usize,
+    msg: impl FnOnce(flume::Sender<Response>) -> CoreMsg,
+) -> Response {
+    let (tx, rx) = flume::bounded(1);
+    if core.shared.inboxes[owner]
+        .send_async(msg(tx))
+        .await
+        .is_err()
+    {
         return responses::internal_error();
     }
     rx.recv_async()
@@ -410,17 +423,7 @@ async fn delete(core: &Rc<Core>, req: Request) -> Response {
             DeleteTarget::Handle(handle),
         )
     };
-    let (tx, rx) = flume::bounded(1);
-    if core.shared.inboxes[owner]
-        .send_async(CoreMsg::Delete { target, reply: tx })
-        .await
-        .is_err()
-    {
-        return responses::internal_error();
-    }
-    rx.recv_async()
-        .await
-        .unwrap_or_else(|_| responses::internal_error())
+    ask_owner(core, owner, |reply| CoreMsg::Delete { target, reply }).await
 }
 
 /// Non-GET requests always get `cache-control: no-cache` (§4.2 rule 1).

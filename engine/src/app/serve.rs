@@ -39,22 +39,33 @@ fn unix_secs() -> u64 {
 /// read, waiting when the request is live and there is nothing new, or when the snapshot chunk
 /// it needs is still being written.
 pub async fn serve_shape(core: &Rc<Core>, call: ShapeCall) -> Response {
-    let shape = match core.get_or_create(&call.def) {
+    let shape = match active_shape(core, &call.def, call.query.handle.as_deref()) {
         Ok(s) => s,
-        Err(_) => return responses::fixed(protocol::errors::shape_creation_failed()),
+        Err(r) => return r,
     };
+    // HEAD gets the same response; the HTTP layer drops the body and keeps content-length.
+    serve_from(core, &call, &shape).await
+}
+
+/// The definition's active shape (created if needed, marked used), or the response for a
+/// request that names another handle (409) or whose shape cannot be created (503).
+pub(super) fn active_shape(
+    core: &Rc<Core>,
+    def: &std::sync::Arc<crate::shapes::def::ShapeDef>,
+    requested: Option<&str>,
+) -> Result<ShapeRef, Response> {
+    let shape = core
+        .get_or_create(def)
+        .map_err(|_| responses::fixed(protocol::errors::shape_creation_failed()))?;
     let active = {
         let mut s = shape.borrow_mut();
         s.last_used = Instant::now();
         s.handle.clone()
     };
-    if let Some(requested) = &call.query.handle {
-        if *requested != active {
-            return responses::must_refetch(Some(&active));
-        }
+    match requested {
+        Some(h) if h != active => Err(responses::must_refetch(Some(&active))),
+        _ => Ok(shape),
     }
-    // HEAD gets the same response; the HTTP layer drops the body and keeps content-length.
-    serve_from(core, &call, &shape).await
 }
 
 async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Response {

@@ -106,17 +106,11 @@ async fn validate_and_forward(core: &Rc<Core>, req: Request) -> Response {
     if owner == core.id {
         return Box::pin(serve_on_owner(core, call)).await;
     }
-    let (tx, rx) = flume::bounded(1);
-    let msg = CoreMsg::Subset {
+    router::ask_owner(core, owner, |reply| CoreMsg::Subset {
         call: Box::new(call),
-        reply: tx,
-    };
-    if core.shared.inboxes[owner].send_async(msg).await.is_err() {
-        return responses::internal_error();
-    }
-    rx.recv_async()
-        .await
-        .unwrap_or_else(|_| responses::internal_error())
+        reply,
+    })
+    .await
 }
 
 /// The columns a subset's `where` and `order_by` may use: the table's, narrowed to the
@@ -128,31 +122,17 @@ fn subset_columns(def: &ShapeDef) -> Vec<ColumnType> {
         .iter()
         .enumerate()
         .filter(|(i, _)| def.queryable.as_ref().is_none_or(|q| q.contains(i)))
-        .map(|(_, c)| ColumnType {
-            name: c.info.name.clone(),
-            type_name: c.info.type_name.clone(),
-            is_array: c.info.is_array,
-            is_enum: c.is_enum,
-        })
+        .map(|(_, c)| c.where_type())
         .collect()
 }
 
 /// Answers a subset request on the core that owns its shape.
 pub async fn serve_on_owner(core: &Rc<Core>, call: SubsetCall) -> Response {
-    let shape = match core.get_or_create(&call.def) {
+    let shape = match super::serve::active_shape(core, &call.def, call.query.handle.as_deref()) {
         Ok(s) => s,
-        Err(_) => return responses::fixed(protocol::errors::shape_creation_failed()),
+        Err(r) => return r,
     };
-    let active = {
-        let mut s = shape.borrow_mut();
-        s.last_used = Instant::now();
-        s.handle.clone()
-    };
-    if let Some(requested) = &call.query.handle {
-        if *requested != active {
-            return responses::must_refetch(Some(&active));
-        }
-    }
+    let active = shape.borrow().handle.clone();
     let offset = match shape_position(core, &call, &shape).await {
         Ok(o) => o,
         Err(r) => return r,

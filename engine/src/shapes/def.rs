@@ -3,7 +3,7 @@
 //! Two requests that mean the same shape produce the same canonical string, hence the same hash,
 //! the same owning core and the same handle.
 
-use crate::catalog::TableInfo;
+use crate::catalog::{TableColumn, TableInfo};
 use protocol::ident::QualifiedTable;
 use protocol::request::{DeleteQuery, LogMode, ParamsError, Replica, ShapeQuery};
 use protocol::validation::{self as v, ValidationErrors};
@@ -108,16 +108,8 @@ impl ShapeDef {
         let (predicate, where_sql) = match q.where_clause {
             None => (None, None),
             Some(w) => {
-                let cols: Vec<ColumnType> = table
-                    .columns
-                    .iter()
-                    .map(|c| ColumnType {
-                        name: c.info.name.clone(),
-                        type_name: c.info.type_name.clone(),
-                        is_array: c.info.is_array,
-                        is_enum: c.is_enum,
-                    })
-                    .collect();
+                let cols: Vec<ColumnType> =
+                    table.columns.iter().map(TableColumn::where_type).collect();
                 let p = where_clause::parse(w, q.params, &cols).map_err(|e| {
                     if e.is_params_error() {
                         ValidationErrors::single("params", e.to_string())
