@@ -59,24 +59,7 @@ impl SubsetError {
         out.extend_from_slice(br#"{"message":"Invalid request","errors":{"subset":"#);
         match self {
             SubsetError::NotAMap => out.extend_from_slice(br#"["is invalid"]"#),
-            SubsetError::Fields(fields) => {
-                out.push(b'{');
-                for (index, (field, messages)) in fields.iter().enumerate() {
-                    if index > 0 {
-                        out.push(b',');
-                    }
-                    push_json_str(&mut out, field);
-                    out.extend_from_slice(b":[");
-                    for (position, message) in messages.iter().enumerate() {
-                        if position > 0 {
-                            out.push(b',');
-                        }
-                        push_json_str(&mut out, message);
-                    }
-                    out.push(b']');
-                }
-                out.push(b'}');
-            }
+            SubsetError::Fields(fields) => crate::validation::push_field_errors(&mut out, fields),
         }
         out.extend_from_slice(b"}}");
         String::from_utf8(out).expect("JSON built from str is UTF-8")

@@ -60,22 +60,9 @@ impl ValidationErrors {
     /// The JSON body, `message` first as in the protocol reference.
     pub fn body(&self) -> String {
         let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(br#"{"message":"Invalid request","errors":{"#);
-        for (index, (field, messages)) in self.fields.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            push_json_str(&mut out, field);
-            out.extend_from_slice(b":[");
-            for (position, message) in messages.iter().enumerate() {
-                if position > 0 {
-                    out.push(b',');
-                }
-                push_json_str(&mut out, message);
-            }
-            out.push(b']');
-        }
-        out.extend_from_slice(b"}}");
+        out.extend_from_slice(br#"{"message":"Invalid request","errors":"#);
+        push_field_errors(&mut out, &self.fields);
+        out.push(b'}');
         String::from_utf8(out).expect("JSON built from str is UTF-8")
     }
 }
@@ -238,6 +225,26 @@ fn is_elixir_printable(c: char) -> bool {
         | '\u{e000}'..='\u{fffd}'
         | '\u{10000}'..='\u{10ffff}'
         | '\u{7}' | '\u{8}' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{1b}')
+}
+
+/// `{"field":["message",…],…}`: the errors object of upstream's error bodies.
+pub(crate) fn push_field_errors(out: &mut Vec<u8>, fields: &BTreeMap<String, Vec<String>>) {
+    out.push(b'{');
+    for (index, (field, messages)) in fields.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, field);
+        out.extend_from_slice(b":[");
+        for (position, message) in messages.iter().enumerate() {
+            if position > 0 {
+                out.push(b',');
+            }
+            push_json_str(out, message);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
