@@ -82,7 +82,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 let s = shape.borrow();
                 (s.handle.clone(), s.log.last_offset())
             };
-            return no_changes(core, call, &handle, last, false);
+            return no_changes(core, call, &handle, last);
         }
     };
     let mut checked_etag = false;
@@ -162,7 +162,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             let _held = crate::metrics::HeldGuard::new(&core.stats().held_long_polls);
             match wait(core, listener, live_deadline).await {
                 Woken::Changed => continue,
-                Woken::TimedOut => return no_changes(core, call, &handle, last, true),
+                Woken::TimedOut => return no_changes(core, call, &handle, last),
             }
         }
         let up_to_date = match after {
@@ -240,38 +240,15 @@ fn stream_response(
 }
 
 /// `offset=now`, and a live request that timed out: just an up-to-date, `has-data: false`.
-fn no_changes(
-    core: &Rc<Core>,
-    call: &ShapeCall,
-    handle: &str,
-    last: LogOffset,
-    live: bool,
-) -> Response {
+fn no_changes(core: &Rc<Core>, call: &ShapeCall, handle: &str, last: LogOffset) -> Response {
+    // SSE requests never get here: a live one with nothing new streams (`stream_response`).
     let global = core.last_lsn.get().max(last.tx);
-    let mut r = if live && call.query.live_sse {
-        // No event: the client keeps its offset and reconnects.
-        Response::new(200)
-            .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
-            .with_body(Body::Full(Bytes::from_static(super::sse::KEEP_ALIVE)))
-    } else {
-        let body = format!(
-            "[{}]",
-            String::from_utf8_lossy(&protocol::message::up_to_date(global))
-        );
-        responses::json(200, body)
-    };
-    // An SSE keep-alive carries no up-to-date event, so it does not claim one in its headers.
-    let sse_keep_alive = live && call.query.live_sse;
-    add_shape_headers(
-        core,
-        call,
-        &mut r,
-        handle,
-        last,
-        Some(!sse_keep_alive),
-        false,
-        true,
+    let body = format!(
+        "[{}]",
+        String::from_utf8_lossy(&protocol::message::up_to_date(global))
     );
+    let mut r = responses::json(200, body);
+    add_shape_headers(core, call, &mut r, handle, last, Some(true), false, true);
     let after = call.query.offset.log_offset();
     let req_offset = match call.query.offset {
         OffsetParam::Now => "now".to_string(),

@@ -55,7 +55,7 @@ pub fn frame(parts: &[Bytes], up_to_date: Option<Vec<u8>>) -> Bytes {
     Bytes::from(body)
 }
 
-/// What a timed-out SSE request sends before closing.
+/// The comment an SSE stream sends after `sse_keepalive` of silence.
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 #[cfg(test)]
