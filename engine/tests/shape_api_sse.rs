@@ -291,10 +291,12 @@ fn sse_stream_ends_on_invalidation() {
     assert_eq!(r.status, 409, "{}", r.body_str());
 }
 
-/// Data already there when the SSE request arrives: one framed batch with a length, then the
-/// response ends (as upstream), and the client reconnects for the stream.
+/// Data already there when the SSE request arrives: still a stream, whose head names the
+/// request's offset (the client keeps the head's offset as its position but applies events only
+/// at their batch's up-to-date, so a head naming the batch end would skip rows when the stream is
+/// cut before that event), the ready batch first, then later writes on the same response.
 #[test]
-fn sse_with_data_available_answers_at_once() {
+fn sse_with_data_available_streams_it_first() {
     let cluster = support::cluster();
     let env = Env::start(
         &cluster,
@@ -308,41 +310,53 @@ fn sse_with_data_available_answers_at_once() {
         "/v1/shape?table=items&live=true&handle={handle}&offset={offset}"
     ));
     assert_eq!(live.status, 200);
-    let r = env.client().get(&format!(
-        "/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={offset}"
-    ));
-    assert_eq!(r.status, 200);
-    assert_eq!(r.h("content-type"), "text/event-stream");
-    assert!(r.has("content-length"), "{:?}", r.headers);
-    let body = r.body_str();
-    let events: Vec<&str> = body.split("\n\n").filter(|e| !e.is_empty()).collect();
-    assert_eq!(events.len(), 2, "{body}");
-    assert!(events[0].starts_with("data: {"), "{body}");
-    assert!(events[0].contains("\"operation\":\"insert\""), "{body}");
-    assert!(events[1].contains("\"control\":\"up-to-date\""), "{body}");
+    assert_eq!(live.items().len(), 2, "{}", live.body_str());
+    let mut s = Stream::open(
+        env.server.port,
+        &format!("/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={offset}"),
+    );
+    assert!(s.head.starts_with("HTTP/1.1 200"), "{}", s.head);
+    assert_eq!(s.header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(
+        s.header("electric-offset").as_deref(),
+        Some(offset.as_str())
+    );
+    let batch = s.next_batch();
+    assert_eq!(batch.len(), 2, "{batch:?}");
+    assert_eq!(batch[0]["headers"]["operation"], "insert");
+    assert_eq!(batch[0]["value"]["id"], "2");
 
     // The client resumes at `<global_last_seen_lsn>_0`: that must be after the whole batch,
     // so the next response carries only newer changes (no re-sent tail of the transaction).
-    let utd: Value = serde_json::from_str(events[1].trim_start_matches("data: ")).expect("json");
     let resume = format!(
         "{}_0",
-        utd["headers"]["global_last_seen_lsn"]
+        batch[1]["headers"]["global_last_seen_lsn"]
             .as_str()
             .expect("lsn")
     );
     env.sql("BEGIN; INSERT INTO items VALUES (3, 'c'); INSERT INTO items VALUES (4, 'd'); COMMIT;");
-    let first = env.client().get(&format!(
-        "/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={resume}"
-    ));
-    // Either the new transaction at once, or a stream carrying it.
-    let body = first.body_str();
-    let inserted: Vec<&str> = body
-        .split("\n\n")
-        .filter(|e| e.contains("\"operation\":\"insert\""))
+    // The first stream stays open and carries the new transaction too.
+    let on_first = s.next_batch();
+    let ids: Vec<&Value> = on_first[..on_first.len() - 1]
+        .iter()
+        .map(|m| &m["value"]["id"])
         .collect();
-    assert_eq!(inserted.len(), 2, "{body}");
-    assert!(inserted[0].contains("\"id\":\"3\""), "{body}");
-    assert!(inserted[1].contains("\"id\":\"4\""), "{body}");
+    assert_eq!(ids, ["3", "4"], "{on_first:?}");
+    // A request resuming from the up-to-date gets exactly that transaction.
+    let mut resumed = Stream::open(
+        env.server.port,
+        &format!("/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={resume}"),
+    );
+    assert_eq!(
+        resumed.header("electric-offset").as_deref(),
+        Some(resume.as_str())
+    );
+    let batch = resumed.next_batch();
+    let ids: Vec<&Value> = batch[..batch.len() - 1]
+        .iter()
+        .map(|m| &m["value"]["id"])
+        .collect();
+    assert_eq!(ids, ["3", "4"], "{batch:?}");
     let live = env.client().get(&format!(
         "/v1/shape?table=items&live=true&handle={handle}&offset={resume}"
     ));

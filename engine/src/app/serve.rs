@@ -153,7 +153,14 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 return r;
             }
         }
-        if q.live && q.live_sse && slice.entries == 0 {
+        if q.live && q.live_sse {
+            // Always a stream, also when there is something to send at once: the client keeps
+            // the head's `electric-offset` as its position but applies events only when their
+            // batch's up-to-date arrives, so a head naming the end of a ready batch would let a
+            // stream cut before that event (a refresh, a proxy timeout) resume after rows the
+            // client never applied. And a response that ends at once counts as a "short" SSE
+            // connection: after three in a row the client backs off and falls back to long
+            // polling for good, which a shape written to every second would cause.
             if let Some(a) = after {
                 return stream_response(core, call, shape, &handle, a, started);
             }
@@ -174,28 +181,18 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         } else {
             core.last_lsn.get().max(slice.chunk_end.tx)
         };
-        let mut r = if q.live && q.live_sse {
-            // The client reads the next offset from the up-to-date event (`<lsn>_0`), so it
-            // carries this batch's end (see `sse_resume_lsn`), never a newer global position.
-            let utd =
-                up_to_date.then(|| protocol::message::up_to_date(slice.chunk_end.sse_resume_lsn()));
-            Response::new(200)
-                .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
-                .with_body(Body::Full(super::sse::frame(&slice.parts, utd)))
-        } else {
-            let mut parts = Vec::with_capacity(slice.parts.len() + 3);
-            parts.push(Bytes::from_static(b"["));
-            let had_entries = slice.entries > 0;
-            parts.extend(slice.parts);
-            if up_to_date {
-                if had_entries {
-                    parts.push(Bytes::from_static(b","));
-                }
-                parts.push(Bytes::from(protocol::message::up_to_date(global_lsn)));
+        let mut parts = Vec::with_capacity(slice.parts.len() + 3);
+        parts.push(Bytes::from_static(b"["));
+        let had_entries = slice.entries > 0;
+        parts.extend(slice.parts);
+        if up_to_date {
+            if had_entries {
+                parts.push(Bytes::from_static(b","));
             }
-            parts.push(Bytes::from_static(b"]"));
-            responses::json(200, Bytes::new()).with_body(Body::Parts(parts))
-        };
+            parts.push(Bytes::from(protocol::message::up_to_date(global_lsn)));
+        }
+        parts.push(Bytes::from_static(b"]"));
+        let mut r = responses::json(200, Bytes::new()).with_body(Body::Parts(parts));
         add_shape_headers(
             core,
             call,
@@ -214,7 +211,8 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
     }
 }
 
-/// An SSE request with nothing new yet: the head now, then events as they come (`sse_stream`).
+/// A live SSE request: the head now (naming the request's offset), then events as they come
+/// (`sse_stream`), starting with anything already after that offset.
 fn stream_response(
     core: &Rc<Core>,
     call: &ShapeCall,
@@ -241,7 +239,7 @@ fn stream_response(
 
 /// `offset=now`, and a live request that timed out: just an up-to-date, `has-data: false`.
 fn no_changes(core: &Rc<Core>, call: &ShapeCall, handle: &str, last: LogOffset) -> Response {
-    // SSE requests never get here: a live one with nothing new streams (`stream_response`).
+    // SSE requests never get here: a live one always streams (`stream_response`).
     let global = core.last_lsn.get().max(last.tx);
     let body = format!(
         "[{}]",
@@ -351,7 +349,12 @@ mod future_size {
             crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
         let (tx, _rx) = flume::bounded(1);
         let shared = Arc::new(super::super::Shared::new(config, String::new(), vec![tx]));
-        let core = Core::new(0, shared, Vec::new());
+        let core = Core::new(
+            0,
+            shared,
+            Vec::new(),
+            crate::app::durability::start_worker(0).expect("storage worker"),
+        );
         let q = protocol::request::parse_shape_query("table=t&offset=-1").expect("query");
         let table = Arc::new(TableInfo {
             oid: 1,

@@ -1,8 +1,9 @@
-//! A streaming SSE live response (§5.7, §6.5): when an SSE request finds nothing new, the
-//! response head goes out at once and a producer task on the shape's owner core sends each new
-//! batch as events (ending with an up-to-date event when the batch reaches the log end), a
-//! `: keep-alive` comment after `sse_keepalive` of silence, and ends the stream after
-//! `sse_timeout`, or when the shape is invalidated (the client's next request gets the 409).
+//! A streaming SSE live response (§5.7, §6.5), used for every live SSE request (`serve_from`
+//! says why also when a batch is ready): the response head goes out at once and a producer task
+//! on the shape's owner core sends each batch after the request's offset as events (ending with
+//! an up-to-date event when the batch reaches the log end), a `: keep-alive` comment after
+//! `sse_keepalive` of silence, and ends the stream after `sse_timeout`, or when the shape is
+//! invalidated (the client's next request gets the 409).
 //!
 //! Cost per subscriber: one producer future (waiting on the core's coarse timers, like a
 //! long-poll) and a channel of at most `QUEUE` batches. Every subscriber at the same offset
