@@ -6,6 +6,7 @@ use engine::embedded_pg::EmbeddedPostgres;
 
 fn main() {
     init_logging();
+    engine::panic_policy::install();
     let config = Config::parse();
     if let Err(msg) = config.validate() {
         eprintln!("ampere: invalid configuration: {msg}");
@@ -67,9 +68,13 @@ fn init_logging() {
             EnvFilter::new("info")
         })
     });
+    // Colour codes only on a terminal: a log written to a file, a pipe or journald stays plain
+    // text that grep and log shippers read as is.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     if std::env::var("AMPERE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
     } else {

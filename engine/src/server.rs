@@ -11,11 +11,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-/// What each core takes at start: its listener, its inbox and the shapes it recovers.
+/// What each core takes at start: its listener, its inbox, the shapes it recovers and its
+/// storage worker.
 type CoreStart = (
     std::net::TcpListener,
     flume::Receiver<CoreMsg>,
     Vec<crate::storage::RecoveredShape>,
+    flume::Sender<crate::app::durability::Job>,
 );
 
 /// Recovers every shape under the storage dir and sorts them by owning core (the handle
@@ -116,6 +118,14 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
         senders.push(tx);
         receivers.push(Some(rx));
     }
+    // Started here, where failing to start one is an error for the caller: without its worker a
+    // core could never make anything durable.
+    let workers = (0..cores)
+        .map(|id| {
+            crate::app::durability::start_worker(id)
+                .with_context(|| format!("start the storage worker of core {id}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let driver = config.io_driver;
     tracing::info!("ampere listening on {addr} with {cores} cores ({driver:?} driver)");
     let shared = Arc::new(Shared::new(config, db_url, senders));
@@ -126,7 +136,8 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
             .into_iter()
             .zip(receivers)
             .zip(recovered.drain(..))
-            .map(|((l, r), found)| r.map(|r| (l, r, found)))
+            .zip(workers)
+            .map(|(((l, r), found), w)| r.map(|r| (l, r, found, w)))
             .collect(),
     ));
     crate::runtime::run_per_core(cores, driver, move |id| {
@@ -134,9 +145,9 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
         let taken = per_core.lock().expect("start-up lock")[id].take();
         let metrics_listener = metrics_listener.clone();
         async move {
-            let (listener, inbox, found) = taken.expect("each core starts once");
+            let (listener, inbox, found, worker) = taken.expect("each core starts once");
             shared.metrics.core(id).register_thread_clock();
-            let core = Core::new(id, shared.clone(), found);
+            let core = Core::new(id, shared.clone(), found, worker);
             monoio::spawn(core.clone().run_inbox(inbox));
             monoio::spawn(crate::app::durability::sync_loop(core.clone()));
             monoio::spawn(core.timers.clone().sweep());
@@ -156,8 +167,10 @@ pub fn run(config: Config, db_url: String) -> Result<()> {
             let listener = match monoio::net::TcpListener::from_std(listener) {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::error!("core {id}: cannot use listener: {e}");
-                    return;
+                    // A core without its listener would still own shapes nobody could reach
+                    // through it; running on degraded is worse than a clear stop.
+                    tracing::error!("core {id}: cannot use its listener: {e}; stopping");
+                    std::process::exit(1);
                 }
             };
             let app: Rc<dyn http::Handler> = Rc::new(App { core });

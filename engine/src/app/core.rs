@@ -73,7 +73,12 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(id: usize, shared: Arc<Shared>, recovered: Vec<RecoveredShape>) -> Rc<Self> {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        recovered: Vec<RecoveredShape>,
+        worker: flume::Sender<Job>,
+    ) -> Rc<Self> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -95,7 +100,7 @@ impl Core {
             encode_cache: RefCell::default(),
             published: RefCell::default(),
             defs: RefCell::default(),
-            worker: durability::start_worker(id),
+            worker,
             dirty: RefCell::default(),
             sync_wake: Event::new(),
             syncing: Cell::new(false),
@@ -140,6 +145,7 @@ impl Core {
                 CoreMsg::Shape { call, reply } => {
                     let core = self.clone();
                     monoio::spawn(async move {
+                        crate::fault::panic_at("forwarded", &call.def.table.name);
                         let resp = super::serve::serve_shape(&core, *call).await;
                         let _ = reply.send(resp);
                     });

@@ -475,7 +475,12 @@ mod future_size {
             crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
         let (tx, _rx) = flume::bounded(1);
         let shared = Arc::new(super::super::Shared::new(config, String::new(), vec![tx]));
-        let core = Core::new(0, shared, Vec::new());
+        let core = Core::new(
+            0,
+            shared,
+            Vec::new(),
+            crate::app::durability::start_worker(0).expect("storage worker"),
+        );
         let req = Request {
             method: Method::Get,
             path: "/v1/shape".into(),

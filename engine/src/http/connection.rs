@@ -6,10 +6,9 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -79,7 +78,6 @@ enum ReadOutcome {
 
 enum Called {
     Response(Response),
-    Panicked,
     ClientGone,
 }
 
@@ -109,7 +107,6 @@ impl Connection {
             let send_body = request.method != Method::Head;
             let (response, keep_alive) = match self.call(request).await {
                 Called::Response(response) => (response, keep_alive && !self.peer_closed),
-                Called::Panicked => (error_response(500), false),
                 Called::ClientGone => return Ok(()),
             };
             let stream = match &response.body {
@@ -254,7 +251,9 @@ impl Connection {
     /// Runs the handler. While it waits, a read on the socket notices a client that hangs up,
     /// and the handler's future is dropped at once (cancelling a long poll).
     async fn call(&mut self, request: Request) -> Called {
-        let mut handler = pin!(CatchUnwind(self.handler.handle(request)));
+        // A panicking handler is not caught: a panic stops the process (`panic_policy`).
+        let response = self.handler.handle(request);
+        let mut handler = pin!(async move { Called::Response(response.await) });
         // Most handlers answer from memory on their first poll; skip the watch for them.
         let first = poll_fn(|context| Poll::Ready(handler.as_mut().poll(context))).await;
         if let Poll::Ready(outcome) = first {
@@ -410,21 +409,4 @@ pub(crate) fn error_response(status: u16) -> Response {
         _ => br#"{"error":"Internal server error"}"#,
     };
     Response::json(status, Bytes::from_static(body))
-}
-
-/// Turns a panicking handler into a 500 for its own request instead of taking down the core.
-struct CatchUnwind(Pin<Box<dyn Future<Output = Response>>>);
-
-impl Future for CatchUnwind {
-    type Output = Called;
-
-    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Called> {
-        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(context))) {
-            Ok(poll) => poll.map(Called::Response),
-            Err(_) => {
-                tracing::error!("request handler panicked; answering 500");
-                Poll::Ready(Called::Panicked)
-            }
-        }
-    }
 }

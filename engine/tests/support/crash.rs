@@ -195,6 +195,8 @@ pub struct CrashOpts {
     pub storage: Option<PathBuf>,
     /// Binary to run instead of this build's `ampere` (e.g. a release build for measurements).
     pub bin: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for CrashOpts {
@@ -205,6 +207,7 @@ impl Default for CrashOpts {
             io_driver: "epoll",
             storage: None,
             bin: None,
+            env: Vec::new(),
         }
     }
 }
@@ -281,6 +284,7 @@ impl Restartable {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ampere")));
         let child = Command::new(bin)
             .env_clear()
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", &self.db_url)
             .env("ELECTRIC_PORT", self.port.to_string())
@@ -336,6 +340,26 @@ impl Restartable {
     pub fn restart(&mut self) -> Duration {
         self.spawn();
         self.wait_active(Duration::from_secs(60))
+    }
+
+    /// Waits (bounded) for the process to end by itself and returns how it ended.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("server running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "ampere still running after {timeout:?}:\n{}",
+                    self.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `kill -9`: no chance to flush or sync anything.
