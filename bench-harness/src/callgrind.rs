@@ -132,7 +132,14 @@ fn instructions(dir: &Path, file: &Path, passes: u32) -> Result<(u64, String)> {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
-    Ok((parse_total(&text)?, format!("valgrind {}", args.join(" "))))
+    use crate::report::portable_path;
+    let shown = format!(
+        "valgrind --tool=callgrind --callgrind-out-file={} {} decode-replay --file {} --passes {passes}",
+        portable_path(&out),
+        portable_path(&exe),
+        portable_path(file),
+    );
+    Ok((parse_total(&text)?, shown))
 }
 
 /// The `totals:` (or, failing that, `summary:`) instruction count of a callgrind output file.

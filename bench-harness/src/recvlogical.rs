@@ -71,7 +71,11 @@ pub fn drain(binary: &Path, target: &DrainTarget) -> Result<RecvlogicalRun> {
     Ok(RecvlogicalRun {
         elapsed,
         cpu,
-        command: format!("{} {}", binary.display(), args.join(" ")),
+        command: format!(
+            "{} {}",
+            crate::report::portable_path(binary),
+            args.join(" ")
+        ),
     })
 }
 

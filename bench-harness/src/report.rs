@@ -117,6 +117,26 @@ pub fn emit(tables: &[Table], preamble: &str, markdown: Option<&Path>) -> Result
 }
 
 /// `1234567.8` → `1,234,568`.
+/// A path as a committed report names it: relative to the workspace (`target/release/ampere`)
+/// or to the temp directory (`$TMP/…`), else only the file name — never the local absolute path
+/// of whoever ran the benchmark, which means nothing to a reader and differs on every machine.
+pub fn portable_path(path: &Path) -> String {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
+    let cwd = std::env::current_dir().ok();
+    let bases = [workspace.map(Path::to_path_buf), cwd];
+    for base in bases.iter().flatten() {
+        if let Ok(rel) = path.strip_prefix(base) {
+            return rel.display().to_string();
+        }
+    }
+    if let Ok(rel) = path.strip_prefix(std::env::temp_dir()) {
+        return format!("$TMP/{}", rel.display());
+    }
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 pub fn grouped(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -162,6 +182,19 @@ mod tests {
         assert_eq!(grouped(999.4), "999");
         assert_eq!(grouped(1000.0), "1,000");
         assert_eq!(grouped(1_234_567.8), "1,234,568");
+    }
+
+    #[test]
+    fn portable_paths_name_no_local_directory() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let bin = workspace.join("target/release/ampere");
+        assert_eq!(portable_path(&bin), "target/release/ampere");
+        let tmp = std::env::temp_dir().join("bench-x/callgrind.out.3");
+        assert_eq!(portable_path(&tmp), "$TMP/bench-x/callgrind.out.3");
+        assert_eq!(
+            portable_path(Path::new("/opt/elsewhere/pg_recvlogical")),
+            "pg_recvlogical"
+        );
     }
 
     #[test]

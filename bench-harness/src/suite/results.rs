@@ -85,8 +85,8 @@ pub fn markdown(facts: &RunFacts, points: &[LoadPoint], sections: &[Section]) ->
         machine = facts.machine,
         size = facts.size,
         drivers = drivers.join(", "),
-        ampere = facts.ampere_bin.display(),
-        loadgen = facts.loadgen_bin.display(),
+        ampere = crate::report::portable_path(&facts.ampere_bin),
+        loadgen = crate::report::portable_path(&facts.loadgen_bin),
         limits = MAX_CONCURRENT_REQUESTS,
     );
     md.push_str(
