@@ -59,7 +59,8 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn metrics_move_and_admission_refuses_then_recovers() {
     let cluster = support::cluster();
-    let metrics_port = support::free_port();
+    let metrics_lease = support::lease_port();
+    let metrics_port = metrics_lease.port();
     let env = Env::start(
         &cluster,
         "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",

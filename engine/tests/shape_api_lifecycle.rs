@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::json;
+use std::time::Duration;
 use support::json::raw_items;
 use support::{
     cluster, is_handle, spawn, up_to_date_lsn, Env, Follower, Opts, Resp, CC_409, JSON_CT,
@@ -100,7 +101,21 @@ fn truncate_rotates_the_shape() {
 #[test]
 fn delete_by_definition_and_by_handle() {
     let cluster = cluster();
-    let env = Env::start(&cluster, ITEMS, Opts::default());
+    let metrics = support::lease_port();
+    let env = Env::start(
+        &cluster,
+        ITEMS,
+        Opts {
+            env: vec![("ELECTRIC_PROMETHEUS_PORT", metrics.port().to_string())],
+            ..Opts::default()
+        },
+    );
+    let held = || {
+        support::metric(
+            metrics.port(),
+            "ampere_live_connections{mode=\"long_poll\"}",
+        )
+    };
     let c = env.client();
     let del = |q: &str| c.request("DELETE", &format!("/v1/shape?{q}"), &[]);
 
@@ -114,14 +129,19 @@ fn delete_by_definition_and_by_handle() {
     // A long-poll held on the shape is answered with a 409 when the shape is deleted.
     let url = f.url(true);
     let waiter = spawn(move || c.get(&url));
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The DELETE must find it held (a long-poll arriving after the deletion would get a 409
+    // too, and prove nothing).
+    support::wait_until("the long-poll to be held", Duration::from_secs(30), || {
+        held() == 1.0
+    });
     let r = del("table=items");
     assert_eq!(r.status, 202, "{}", r.body_str());
     assert_eq!(r.status_line, "HTTP/1.1 202 Accepted");
     assert!(r.body.is_empty());
     assert_eq!(r.h("cache-control"), "no-cache");
-    let held = waiter.join();
-    assert_eq!(held.status, 409, "{}", held.body_str());
+    let answered = waiter.join();
+    assert_eq!(answered.status, 409, "{}", answered.body_str());
+    assert_eq!(held(), 0.0);
 
     let r = c.get(&f.url(false));
     let second = assert_must_refetch(&r);

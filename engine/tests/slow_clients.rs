@@ -6,7 +6,8 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 use support::{Env, Opts};
 
 const STALLED: usize = 30;
@@ -49,7 +50,20 @@ fn stalled_readers_neither_grow_memory_nor_delay_others() {
         .expect("send");
         stalled.push(s);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the server is writing every one of those responses: each socket has response
+    // bytes queued (its small buffer cannot take the whole body, so the write is then stuck).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting = stalled.iter().filter(|s| queued_bytes(s) == 0).count();
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} of {STALLED} stalled clients got no response bytes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // Everyone else is served meanwhile, completely (each request is bounded by the client's
     // own read timeout, so a stalled server fails the test instead of hanging it).
@@ -68,4 +82,13 @@ fn stalled_readers_neither_grow_memory_nor_delay_others() {
         "RSS grew by {growth_kib} KiB with {STALLED} stalled clients of an {body_len}-byte response"
     );
     drop(stalled);
+}
+
+/// Bytes received on the socket and not yet read (`FIONREAD`).
+fn queued_bytes(s: &TcpStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which outlives the call.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    usize::try_from(n).expect("non-negative")
 }

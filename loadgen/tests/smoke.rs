@@ -8,10 +8,7 @@ use support::{ampere_bin, loadgen, Server};
 
 #[test]
 fn write_fanout_delivers_every_write_to_every_client() {
-    let Some(bin) = ampere_bin() else {
-        println!("skipping: no ampere binary (set AMPERE_BIN or build target/release/ampere)");
-        return;
-    };
+    let bin = ampere_bin();
     let cluster = testkit::Cluster::start().expect("start Postgres");
     let db = cluster.create_database().expect("create database");
     let server = Server::start(&bin, &db.url());

@@ -217,6 +217,7 @@ impl Default for CrashOpts {
 pub struct Restartable {
     child: Option<Child>,
     pub port: u16,
+    _lease: testkit::ports::PortLease,
     pub storage: PathBuf,
     own_storage: bool,
     dir: PathBuf,
@@ -239,13 +240,13 @@ impl Restartable {
             None => (dir.join("storage"), true),
         };
         std::fs::create_dir_all(&storage).expect("storage dir");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
-            l.local_addr().expect("addr").port()
-        };
+        // Leased for the life of the test, so no other test server takes the port while this one
+        // is down between a kill and its restart (`testkit::ports`).
+        let lease = testkit::ports::lease();
         let mut s = Self {
             child: None,
-            port,
+            port: lease.port(),
+            _lease: lease,
             storage,
             own_storage,
             dir,

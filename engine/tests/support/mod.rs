@@ -15,7 +15,6 @@ pub mod json;
 pub use http::{Client, Resp};
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -98,14 +97,17 @@ static STREAM_COUNTER: AtomicU32 = AtomicU32::new(0);
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// Held while the server runs.
+    _lease: testkit::ports::PortLease,
     pub opts: Opts,
     storage: PathBuf,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Server {
-    /// Starts the server on a free port and waits until it reports active. A port race (the
-    /// probed port taken before the server binds) shows up as an early exit and is retried.
+    /// Starts the server on a leased port (`testkit::ports`: no other test server can share it,
+    /// which `SO_REUSEPORT` would otherwise allow silently) and waits until it reports active.
+    /// An early exit (say, the port bound by something outside the tests) is retried.
     pub fn start(db_url: &str, opts: Opts) -> Self {
         let mut last = String::new();
         for _ in 0..3 {
@@ -118,7 +120,8 @@ impl Server {
     }
 
     fn try_start(db_url: &str, opts: &Opts) -> Result<Self, String> {
-        let port = free_port();
+        let lease = testkit::ports::lease();
+        let port = lease.port();
         let n = STREAM_COUNTER.fetch_add(1, Ordering::Relaxed);
         let stream_id = format!("t{}_{n}", std::process::id());
         let storage = std::env::temp_dir().join(format!("ampere-shape-api-{stream_id}"));
@@ -185,6 +188,7 @@ impl Server {
         let mut server = Self {
             child,
             port,
+            _lease: lease,
             opts: opts.clone(),
             storage,
             stderr,
@@ -249,9 +253,31 @@ impl Drop for Server {
     }
 }
 
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("probe a free port");
-    l.local_addr().expect("probed address").port()
+/// A port for a listener the test starts itself (e.g. the metrics port), held by the returned
+/// lease until it is dropped (`testkit::ports`).
+pub fn lease_port() -> testkit::ports::PortLease {
+    testkit::ports::lease()
+}
+
+/// One sample from the server's Prometheus scrape (`ELECTRIC_PROMETHEUS_PORT` = `port`), by its
+/// full series name, e.g. `ampere_live_connections{mode="long_poll"}`.
+pub fn metric(port: u16, series: &str) -> f64 {
+    let r = Client::new(port).get("/metrics");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    r.body_str()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in the scrape:\n{}", r.body_str()))
+}
+
+/// Polls `done` until it holds; fails the test after `timeout` (a bound, not a timing claim).
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Percent-encodes a query-string value (everything but unreserved characters).

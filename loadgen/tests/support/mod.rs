@@ -1,29 +1,54 @@
 //! Shared by the integration tests: a throwaway `ampere` server and a `loadgen` runner.
 //!
-//! The server binary comes from `AMPERE_BIN`, else the workspace's `target/release/ampere`;
-//! without either, tests print why and pass vacuously.
+//! The server binary is `AMPERE_BIN` (set by `cargo xtask test` to the release binary it just
+//! built); without it the tests build the workspace's release binary with cargo first, so they
+//! never skip and never test a stale binary.
 
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn ampere_bin() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("AMPERE_BIN") {
-        return Some(PathBuf::from(path));
-    }
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ampere");
-    release.exists().then_some(release)
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("probe a free port");
-    listener.local_addr().expect("probed address").port()
+/// The `ampere` binary under test (see the module doc). Panics when `AMPERE_BIN` names no file
+/// or the build fails: a missing server is a failure, not a reason to pass.
+pub fn ampere_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("AMPERE_BIN") {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "AMPERE_BIN={} is not a file",
+                path.display()
+            );
+            return path;
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        // A no-op when the binary is up to date; rebuilds it when the sources changed.
+        let status = Command::new(cargo)
+            .current_dir(&workspace)
+            .args(["build", "--release", "-p", "engine", "--bin", "ampere"])
+            .status()
+            .expect("run cargo build for the ampere binary");
+        assert!(
+            status.success(),
+            "cargo build --release --bin ampere failed"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        let bin = target.join("release/ampere");
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// The ampere process; killed and its storage removed on drop.
@@ -31,11 +56,14 @@ pub struct Server {
     child: Child,
     pub dir: PathBuf,
     pub port: u16,
+    _lease: testkit::ports::PortLease,
 }
 
 impl Server {
     pub fn start(bin: &PathBuf, database_url: &str) -> Self {
-        let port = free_port();
+        // Leased, so no other test server shares it through SO_REUSEPORT (`testkit::ports`).
+        let lease = testkit::ports::lease();
+        let port = lease.port();
         let stream_id = format!("loadgen_test_{}_{port}", std::process::id());
         let dir = std::env::temp_dir().join(format!("loadgen-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("storage")).expect("storage dir");
@@ -52,7 +80,12 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("spawn ampere");
-        let server = Self { child, dir, port };
+        let server = Self {
+            child,
+            dir,
+            port,
+            _lease: lease,
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         while !server.is_active() {
             assert!(
