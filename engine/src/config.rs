@@ -127,6 +127,17 @@ impl Config {
                 return Err("--cores must be at most 256".into());
             }
         }
+        // A closed snapshot chunk is one storage record: the threshold plus the row that crossed
+        // it must fit the record limit, so the threshold may use half of it.
+        let max_chunk = crate::storage::record::MAX_PAYLOAD as u64 / 2;
+        if self.chunk_bytes_threshold > max_chunk {
+            return Err(format!(
+                "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD={} exceeds the storage format's limit of \
+                 {max_chunk} bytes (half of its {} MiB record size)",
+                self.chunk_bytes_threshold,
+                crate::storage::record::MAX_PAYLOAD >> 20
+            ));
+        }
         if self.prometheus_port == Some(self.port) {
             return Err("ELECTRIC_PROMETHEUS_PORT must differ from ELECTRIC_PORT".into());
         }
@@ -260,6 +271,16 @@ mod tests {
         assert!(parse(&["--insecure"]).is_ok());
         assert!(parse(&["--secret", "s"]).is_ok());
         assert!(parse(&["--secret", "s", "--insecure"]).is_err());
+    }
+
+    #[test]
+    fn chunk_threshold_fits_the_storage_format() {
+        let max = (crate::storage::record::MAX_PAYLOAD / 2).to_string();
+        let over = (crate::storage::record::MAX_PAYLOAD / 2 + 1).to_string();
+        assert!(parse(&["--insecure", "--chunk-bytes-threshold", &max]).is_ok());
+        let err = parse(&["--insecure", "--chunk-bytes-threshold", &over]).unwrap_err();
+        assert!(err.contains("exceeds the storage format's limit"), "{err}");
+        assert!(parse(&["--insecure", "--chunk-bytes-threshold", "0"]).is_err());
     }
 
     #[test]

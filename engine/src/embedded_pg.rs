@@ -90,12 +90,22 @@ impl EmbeddedPostgres {
         Ok(Self { data, bin, url })
     }
 
+    /// Stops the cluster: a fast shutdown (clients disconnected, a clean checkpoint) given
+    /// 3 s, then an immediate one (crash recovery at the next start) so that the whole stop
+    /// stays within the process's shutdown bound (`signals::SHUTDOWN_BOUND`).
     pub fn stop(&self) {
-        let _ = pg_cmd(&self.bin.join("pg_ctl"), is_root())
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"])
-            .output();
+        for (mode, seconds) in [("fast", "3"), ("immediate", "3")] {
+            let stopped = pg_cmd(&self.bin.join("pg_ctl"), is_root())
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", mode, "-w", "-t", seconds, "stop"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if stopped || !self.data.join("postmaster.pid").exists() {
+                return;
+            }
+            tracing::warn!("the embedded Postgres did not stop with -m {mode} within {seconds} s");
+        }
     }
 }
 

@@ -12,6 +12,15 @@ fn main() {
         eprintln!("ampere: invalid configuration: {msg}");
         std::process::exit(2);
     }
+    // Before anything under the storage directory is touched (the embedded cluster lives there
+    // too): a second instance on the same directory stops here.
+    let storage_lock = match engine::storage::StorageLock::acquire(&config.storage_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("ampere: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut embedded = None;
     let db_url = match config.database_url.clone() {
         Some(url) => {
@@ -41,7 +50,7 @@ fn main() {
             }
         },
     };
-    let result = engine::server::run(config, db_url);
+    let result = engine::server::run(config, db_url, storage_lock);
     if let Some(pg) = embedded {
         pg.stop();
     }

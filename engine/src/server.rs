@@ -62,19 +62,27 @@ fn recover(config: &Config, cores: usize) -> Result<Vec<Vec<crate::storage::Reco
 
 /// The running engine, for the signal thread's orderly shutdown.
 static RUNNING: std::sync::OnceLock<Arc<Shared>> = std::sync::OnceLock::new();
+/// Set once shutdown has begun: ended connections are then expected, not retried.
+static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Asks every core to write its shapes out, waits (bounded) for them, then syncs the storage
-/// file system once. Called from the signal thread before the process exits.
+/// Whether the process is shutting down.
+pub fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Asks every core to write its shapes out, waits (bounded: 5 s) for them, then syncs the
+/// storage file system once. Called from the signal thread before the process exits.
 pub fn shutdown() {
+    SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
     let Some(shared) = RUNNING.get() else { return };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut replies = Vec::new();
     for inbox in &shared.inboxes {
         let (tx, rx) = flume::bounded(1);
         if inbox
             .send_timeout(
                 CoreMsg::Shutdown { reply: tx },
-                std::time::Duration::from_secs(5),
+                deadline.saturating_duration_since(std::time::Instant::now()),
             )
             .is_ok()
         {
@@ -92,16 +100,20 @@ pub fn shutdown() {
     }
 }
 
-/// Runs Ampere until the process is stopped.
-pub fn run(config: Config, db_url: String) -> Result<()> {
+/// Runs Ampere until the process is stopped. `_owner` proves this process holds the storage
+/// directory (it stays locked while the process lives).
+pub fn run(config: Config, db_url: String, _owner: crate::storage::StorageLock) -> Result<()> {
     let cores = config.cores();
     let addr = SocketAddr::new(config.listen_addr, config.port);
+    http::ensure_port_free(addr).with_context(|| format!("listen on {addr}"))?;
     let listeners =
         http::bind_reuseport_group(addr, cores).with_context(|| format!("listen on {addr}"))?;
     raise_fd_limit();
     let metrics_listener = match config.prometheus_port {
         Some(port) => {
             let addr = SocketAddr::new(config.listen_addr, port);
+            http::ensure_port_free(addr)
+                .with_context(|| format!("listen on {addr} (ELECTRIC_PROMETHEUS_PORT)"))?;
             let l = http::bind_reuseport(addr)
                 .with_context(|| format!("listen on {addr} (ELECTRIC_PROMETHEUS_PORT)"))?;
             tracing::info!("metrics on http://{addr}/metrics");

@@ -394,20 +394,36 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops the server immediately (crash-like) and starts it again on the same port.
+    /// Stops the server (fast shutdown) and starts it again on the same port.
     pub fn restart(&self) -> Result<()> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected); [`Self::start_again`]
+    /// brings it back on the same port.
+    pub fn stop(&self) -> Result<()> {
         let p = self
             .private
             .as_ref()
-            .ok_or_else(|| err("restart needs a private cluster"))?;
-        let data = p.dir.join("data");
+            .ok_or_else(|| err("stop needs a private cluster"))?;
         run(
             as_postgres(&p.bin.join("pg_ctl"))
                 .arg("-D")
-                .arg(&data)
+                .arg(p.dir.join("data"))
                 .args(["-m", "fast", "-w", "stop"]),
             "pg_ctl stop",
         )?;
+        Ok(())
+    }
+
+    /// Starts a stopped server again.
+    pub fn start_again(&self) -> Result<()> {
+        let p = self
+            .private
+            .as_ref()
+            .ok_or_else(|| err("start needs a private cluster"))?;
+        let data = p.dir.join("data");
         run(
             as_postgres(&p.bin.join("pg_ctl"))
                 .arg("-D")

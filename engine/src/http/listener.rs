@@ -21,6 +21,28 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Fails when anything is bound to `addr` already. `SO_REUSEPORT` would otherwise let this
+/// process share a port another process serves (the kernel then splits connections between
+/// them); a probe bound without it fails with `EADDRINUSE` instead. Port 0 always passes.
+pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR only skips TIME_WAIT leftovers of our own earlier run; a listener still fails.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "the port is already in use by another process",
+            )
+        } else {
+            e
+        }
+    })
+}
+
 /// Binds `count` listeners on `addr` with [`bind_reuseport`]. Port 0 is resolved by the first
 /// bind and reused for the rest, so all of them share one ephemeral port.
 pub fn bind_reuseport_group(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {

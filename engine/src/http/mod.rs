@@ -8,6 +8,8 @@
 mod chunked;
 mod connection;
 mod encode;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod listener;
 mod message;
@@ -18,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use limits::{Limits, MAX_HEADERS};
-pub use listener::{bind_reuseport, bind_reuseport_group};
+pub use listener::{bind_reuseport, bind_reuseport_group, ensure_port_free};
 pub use message::{reason_phrase, Body, Method, Request, Response};
 pub use server::serve;
 

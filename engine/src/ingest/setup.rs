@@ -31,7 +31,14 @@ pub async fn run(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(200);
     let mut last_system: Option<(String, u32)> = None;
     loop {
-        match session(&shared, &mut last_system).await {
+        let outcome = session(&shared, &mut last_system).await;
+        if crate::server::shutting_down() {
+            // The process is stopping (and may have stopped the embedded Postgres itself): an
+            // ended stream is expected, and reconnecting would only delay the exit.
+            tracing::info!("replication stopped for shutdown");
+            return;
+        }
+        match outcome {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
                 shared.set_status(Status::Starting);

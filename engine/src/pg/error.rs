@@ -22,6 +22,10 @@ pub enum PgError {
     /// The server closed the connection, or an earlier failure left it unusable.
     #[error("connection to Postgres is closed")]
     Closed,
+    /// The server ended a replication stream in an orderly way (CopyDone / CommandComplete):
+    /// it is shutting down, or its WAL sender was stopped.
+    #[error("Postgres ended the replication stream (the server is shutting down or stopped its WAL sender)")]
+    StreamEnded,
     /// A caller-supplied argument cannot be sent (a NUL byte in SQL or a name, for example).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

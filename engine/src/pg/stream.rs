@@ -250,7 +250,11 @@ impl ReaderTask {
             }
             BackendMessage::ParameterStatus { .. } => Ok(None),
             BackendMessage::ErrorResponse(fields) => Err(PgError::Db(fields)),
-            BackendMessage::CopyDone => Err(PgError::Closed),
+            // The orderly end of the stream: CopyDone, then CommandComplete (Postgres sends both
+            // when its WAL sender stops, e.g. at a fast shutdown); either one ends it.
+            BackendMessage::CopyDone | BackendMessage::CommandComplete(_) => {
+                Err(PgError::StreamEnded)
+            }
             other => Err(PgError::Protocol(format!(
                 "unexpected message in replication stream: {other:?}"
             ))),

@@ -15,6 +15,7 @@ pub mod chunk_index;
 mod error;
 mod fsio;
 pub mod layout;
+pub mod lock;
 pub mod meta;
 pub mod record;
 mod recover;
@@ -24,6 +25,7 @@ mod sync;
 
 pub use error::StorageError;
 pub use fsio::sync_filesystem;
+pub use lock::{LockError, StorageLock};
 pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord};
 pub use recover::{recover_shape, RecoveredShape};
 pub use scan::{scan, scan_with_threads, ScanFailure, ScanResult};

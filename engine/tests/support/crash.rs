@@ -363,6 +363,11 @@ impl Restartable {
         }
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// `kill -9`: no chance to flush or sync anything.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
