@@ -153,12 +153,65 @@ fn damaged_length_of_the_first_record_is_not_mistaken_for_a_torn_tail() {
 }
 
 #[test]
-fn damaged_snapshot_fails_that_shape() {
-    let e = damage_one_of_two("snapshot.data", |len| len / 4, 0x10);
+fn damaged_snapshot_headers_fail_that_shape() {
+    // A complete snapshot's record headers are checked at recovery: the kind byte of the
+    // first chunk, and a length pointing past the end of the file.
+    let e = damage_one_of_two("snapshot.data", |_| 8, 0x10);
     assert!(e.is_corruption(), "{e}");
-    // The last snapshot chunk damaged: looks torn, but the metadata counts two chunks.
-    let e = damage_one_of_two("snapshot.data", |len| len - 3, 0x10);
-    assert!(e.to_string().contains("metadata says 2"), "{e}");
+    let e = damage_one_of_two("snapshot.data", |_| 2, 0x10);
+    assert!(e.is_corruption(), "{e}");
+    assert!(e.to_string().contains("past the end of the file"), "{e}");
+}
+
+#[test]
+fn a_cut_snapshot_fails_that_shape() {
+    let tmp = TempDir::new("snapshot-cut");
+    let root = tmp.path();
+    let (dir, _, _) = four_txns(root, &handle(32));
+    let path = dir.join("snapshot.data");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let e = scan(root)
+        .unwrap()
+        .pop()
+        .unwrap()
+        .expect_err("a cut snapshot recovered");
+    assert!(
+        e.error.to_string().contains("past the end of the file"),
+        "{}",
+        e.error
+    );
+}
+
+/// A damaged snapshot payload is found when the chunk is first read (recovery reads headers
+/// only, so restart time does not grow with the snapshot): the read fails, never returns the
+/// damaged bytes. (Serving then drops the shape: `ShapeLog::read`.)
+#[test]
+fn a_damaged_snapshot_payload_is_refused_when_read() {
+    let tmp = TempDir::new("snapshot-payload");
+    let root = tmp.path();
+    let (dir, model, _) = four_txns(root, &handle(33));
+    let path = dir.join("snapshot.data");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let rec = only_shape(root);
+    let n = rec.snapshot_chunks.len();
+    assert_eq!(n, model.snapshot.len());
+    for (i, want) in model.snapshot[..n - 1].iter().enumerate() {
+        assert_eq!(&rec.read_snapshot_chunk(i).unwrap(), want);
+    }
+    let e = rec
+        .read_snapshot_chunk(n - 1)
+        .expect_err("damaged bytes read");
+    assert!(e.is_corruption(), "{e}");
+    assert!(e.to_string().contains("checksum"), "{e}");
 }
 
 #[test]

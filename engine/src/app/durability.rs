@@ -11,6 +11,7 @@ use super::core::Core;
 use crate::shapes::def::{DefParams, ShapeDef};
 use crate::shapes::log::ShapeLog;
 use crate::shapes::shape::{PgSnapshot, Shape};
+use crate::storage::fd_cache::LazyFile;
 use crate::storage::{RecoveredShape, StoreOptions, SyncJob, SyncPoint};
 use protocol::ident::QualifiedTable;
 use protocol::request::{LogMode, Replica};
@@ -199,9 +200,11 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) {
                 let _ = core.worker.send(Job::Remove(r.dir));
                 return;
             };
+            let snapshot_file = LazyFile::new(r.dir.join(crate::storage::layout::SNAPSHOT_FILE));
             let log = ShapeLog::restore(
                 core.shared.config.chunk_bytes_threshold,
-                r.snapshot_chunks,
+                &snapshot_file,
+                &r.snapshot_chunks,
                 r.log,
                 &r.chunk_ends,
             );

@@ -3,7 +3,7 @@
 use super::core::{Core, ShapeRef};
 use super::responses;
 use super::ShapeCall;
-use crate::http::{Body, Response};
+use crate::http::{Body, Part, Response};
 use bytes::Bytes;
 use protocol::headers as h;
 use protocol::offset::{LogOffset, OffsetParam};
@@ -113,6 +113,19 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 s.log.read(after),
             )
         };
+        let slice = match slice {
+            Ok(slice) => slice,
+            Err(e) => {
+                // Never serve bytes that are not what was written: drop the shape, and this
+                // client (like every other) resyncs from a new one.
+                tracing::error!("shape {handle}: {e}; dropping the shape");
+                core.remove(&handle);
+                return match core.get_or_create(&call.def) {
+                    Ok(next) => responses::must_refetch(Some(&next.borrow().handle)),
+                    Err(_) => responses::fixed(protocol::errors::shape_creation_failed()),
+                };
+            }
+        };
         let Some(slice) = slice else {
             // The snapshot chunk this request needs is still being written.
             if let Woken::TimedOut = wait(core, listener, started + SNAPSHOT_WAIT).await {
@@ -182,17 +195,19 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             core.last_lsn.get().max(slice.chunk_end.tx)
         };
         let mut parts = Vec::with_capacity(slice.parts.len() + 3);
-        parts.push(Bytes::from_static(b"["));
+        parts.push(Part::Mem(Bytes::from_static(b"[")));
         let had_entries = slice.entries > 0;
         parts.extend(slice.parts);
         if up_to_date {
             if had_entries {
-                parts.push(Bytes::from_static(b","));
+                parts.push(Part::Mem(Bytes::from_static(b",")));
             }
-            parts.push(Bytes::from(protocol::message::up_to_date(global_lsn)));
+            parts.push(Part::Mem(Bytes::from(protocol::message::up_to_date(
+                global_lsn,
+            ))));
         }
-        parts.push(Bytes::from_static(b"]"));
-        let mut r = responses::json(200, Bytes::new()).with_body(Body::Parts(parts));
+        parts.push(Part::Mem(Bytes::from_static(b"]")));
+        let mut r = responses::json(200, Bytes::new()).with_body(Body::Mixed(parts));
         add_shape_headers(
             core,
             call,

@@ -41,6 +41,8 @@ enum Next {
     Batch(Bytes),
     Nothing,
     Ended,
+    /// A chunk on disk is not what was written: the shape must go (its clients get 409).
+    Corrupt(String),
 }
 
 async fn produce(
@@ -63,6 +65,12 @@ async fn produce(
         };
         let send = match next {
             Next::Ended => return,
+            Next::Corrupt(why) => {
+                let handle = shape.borrow().handle.clone();
+                tracing::error!("shape {handle}: {why}; dropping the shape");
+                core.remove(&handle);
+                return;
+            }
             Next::Batch(bytes) => bytes,
             Next::Nothing => {
                 let now = Instant::now();
@@ -103,15 +111,24 @@ fn next_batch(s: &mut crate::shapes::shape::Shape, after: &mut LogOffset) -> Nex
             return Next::Batch(b.bytes.clone());
         }
     }
-    let Some(slice) = s.log.read(Some(*after)) else {
-        return Next::Nothing;
+    let slice = match s.log.read(Some(*after)) {
+        Ok(Some(slice)) => slice,
+        Ok(None) => return Next::Nothing,
+        Err(e) => return Next::Corrupt(e.to_string()),
     };
     if slice.entries == 0 {
         return Next::Nothing;
     }
+    // SSE frames every entry as its own event, so the bytes are needed in memory (a chunk on
+    // disk is read: only a live SSE request inside the snapshot part gets here with one).
+    let parts: Result<Vec<Bytes>, _> = slice.parts.iter().map(|p| p.to_bytes()).collect();
+    let parts = match parts {
+        Ok(parts) => parts,
+        Err(e) => return Next::Corrupt(format!("read a snapshot chunk: {e}")),
+    };
     let up_to_date = slice.chunk_end >= last;
     let utd = up_to_date.then(|| protocol::message::up_to_date(slice.chunk_end.sse_resume_lsn()));
-    let bytes = sse::frame(&slice.parts, utd);
+    let bytes = sse::frame(&parts, utd);
     s.sse_batch = Some(FramedBatch {
         after: *after,
         end: slice.chunk_end,

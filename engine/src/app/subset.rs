@@ -171,7 +171,13 @@ async fn shape_position(
             if s.log.snapshot_done() {
                 let last = s.log.last_offset();
                 let chunk_end = |after: Option<LogOffset>| {
-                    s.log.read(after).map_or(last, |slice| slice.chunk_end)
+                    // An unreadable chunk answers with the log end; the shape request that
+                    // reads it drops the shape.
+                    s.log
+                        .read(after)
+                        .ok()
+                        .flatten()
+                        .map_or(last, |slice| slice.chunk_end)
                 };
                 return Ok(match call.query.offset {
                     OffsetParam::Now => last,

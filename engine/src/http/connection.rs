@@ -6,6 +6,7 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -20,6 +21,7 @@ use monoio::time::{timeout_at, Instant};
 
 use super::chunked::{ChunkedDecoder, ChunkedError};
 use super::encode::{Outgoing, Persistence};
+use super::file_body::{self, FileRange, NonBlocking, Sent};
 use super::limits::Limits;
 use super::message::{Body, Method, Request, Response};
 use super::parse::{find_head_end, parse_head, Framing, Head, HeadError};
@@ -302,6 +304,11 @@ impl Connection {
     async fn write(&mut self, mut outgoing: Outgoing) -> io::Result<()> {
         while !outgoing.is_done() {
             let deadline = Instant::now() + self.limits.write_timeout;
+            if let Some(range) = outgoing.file_at_cursor() {
+                let sent = self.send_file(&range, deadline).await?;
+                outgoing.advance(sent);
+                continue;
+            }
             let Ok((result, back)) = timeout_at(deadline, self.stream.writev(outgoing)).await
             else {
                 return Err(io::Error::new(
@@ -317,6 +324,28 @@ impl Connection {
         }
         outgoing.recycle();
         Ok(())
+    }
+
+    /// Sends some of `range` with `sendfile` (see `file_body`): waits for the socket to take
+    /// bytes, bounded by `deadline` like any write. Returns how many were sent.
+    async fn send_file(&mut self, range: &FileRange, deadline: Instant) -> io::Result<usize> {
+        let socket = self.stream.as_raw_fd();
+        let _non_blocking = NonBlocking::set(socket)?;
+        loop {
+            match file_body::send_once(socket, &range.file, range.offset, range.len)? {
+                Sent::Bytes(0) => continue,
+                Sent::Bytes(n) => return Ok(n),
+                Sent::WouldBlock => match timeout_at(deadline, self.stream.writable(false)).await {
+                    Ok(ready) => ready?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "response write stalled",
+                        ))
+                    }
+                },
+            }
+        }
     }
 
     /// Writes a streamed body as it arrives, until its producer finishes. A client that hangs

@@ -1,5 +1,7 @@
 //! Response encoding: the head goes into one pooled `Vec<u8>`, and the head plus body parts are
-//! handed to the kernel as one iovec list, so bodies are never copied.
+//! handed to the kernel as one iovec list, so bodies are never copied. A file part ends the
+//! iovec window: the connection sends it with `sendfile` (`file_at_cursor`), then the window
+//! continues after it.
 
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -8,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use monoio::buf::IoVecBuf;
 
+use super::file_body::{FileRange, Part};
 use super::message::{reason_phrase, status_forbids_body, Body, Response};
 
 /// Most iovecs one `writev` accepts on Linux (`IOV_MAX`).
@@ -30,7 +33,7 @@ pub(crate) enum Persistence {
 /// whatever has not been written yet.
 pub(crate) struct Outgoing {
     head: Vec<u8>,
-    parts: Vec<Bytes>,
+    parts: Vec<Part>,
     iovecs: Vec<libc::iovec>,
     /// Bytes already written, counted from the start of the head.
     written: usize,
@@ -76,14 +79,20 @@ impl Outgoing {
         if send_body && !forbids_body {
             match response.body {
                 Body::Empty => {}
-                Body::Full(bytes) => outgoing.parts.push(bytes),
-                Body::Parts(parts) => outgoing.parts.extend(parts),
+                Body::Full(bytes) => outgoing.parts.push(Part::Mem(bytes)),
+                Body::Parts(parts) => outgoing.parts.extend(parts.into_iter().map(Part::Mem)),
+                Body::Mixed(parts) => outgoing.parts.extend(parts),
                 // Streamed by the connection after the head.
                 Body::Stream(_) => {}
             }
         }
         outgoing.parts.retain(|part| !part.is_empty());
-        outgoing.total = outgoing.head.len() + outgoing.parts.iter().map(Bytes::len).sum::<usize>();
+        outgoing.total = outgoing.head.len()
+            + outgoing
+                .parts
+                .iter()
+                .map(|part| part.len() as usize)
+                .sum::<usize>();
         outgoing.rebuild_window();
         outgoing
     }
@@ -102,16 +111,45 @@ impl Outgoing {
         self.rebuild_window();
     }
 
+    /// The file part the write position is in, as `(range from the position on)`; `None` when
+    /// the next bytes come from memory (the iovec window).
+    pub(crate) fn file_at_cursor(&self) -> Option<FileRange> {
+        let mut skip = self.written.checked_sub(self.head.len())?;
+        for part in &self.parts {
+            let len = part.len() as usize;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            return match part {
+                Part::Mem(_) => None,
+                Part::File(range) => Some(FileRange {
+                    file: range.file.clone(),
+                    offset: range.offset + skip as u64,
+                    len: range.len - skip as u64,
+                }),
+            };
+        }
+        None
+    }
+
     fn rebuild_window(&mut self) {
         self.iovecs.clear();
         let mut skip = self.written;
         let segments =
-            std::iter::once(&self.head[..]).chain(self.parts.iter().map(|part| &part[..]));
-        for segment in segments {
-            if skip >= segment.len() {
-                skip -= segment.len();
+            std::iter::once(Some(&self.head[..])).chain(self.parts.iter().map(|part| match part {
+                Part::Mem(bytes) => Some(&bytes[..]),
+                Part::File(_) => None,
+            }));
+        let lengths = std::iter::once(self.head.len())
+            .chain(self.parts.iter().map(|part| part.len() as usize));
+        for (segment, len) in segments.zip(lengths) {
+            if skip >= len {
+                skip -= len;
                 continue;
             }
+            // A file part: the window ends here (sent with sendfile when the cursor reaches it).
+            let Some(segment) = segment else { break };
             let rest = &segment[skip..];
             skip = 0;
             self.iovecs.push(libc::iovec {
@@ -134,12 +172,17 @@ impl Outgoing {
         if chunked {
             let _ = write!(head, "{size:x}\r\n");
         }
-        list.extend(parts.into_iter().filter(|part| !part.is_empty()));
+        list.extend(
+            parts
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .map(Part::Mem),
+        );
         if chunked {
-            list.push(Bytes::from_static(b"\r\n"));
+            list.push(Part::Mem(Bytes::from_static(b"\r\n")));
         }
         let mut outgoing = Self {
-            total: head.len() + list.iter().map(Bytes::len).sum::<usize>(),
+            total: head.len() + list.iter().map(|part| part.len() as usize).sum::<usize>(),
             head,
             parts: list,
             iovecs: Vec::new(),
@@ -185,7 +228,7 @@ impl Outgoing {
 thread_local! {
     /// Head buffers and part lists reused across responses on this core: no lock, no per-request
     /// allocation once warm, and nothing held by idle connections.
-    static POOL: RefCell<Vec<(Vec<u8>, Vec<Bytes>)>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<(Vec<u8>, Vec<Part>)>> = const { RefCell::new(Vec::new()) };
     /// The `date` header value, recomputed at most once per second.
     static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
 }

@@ -79,6 +79,8 @@ pub enum Body {
     Empty,
     Full(Bytes),
     Parts(Vec<Bytes>),
+    /// Memory and file ranges: file parts are sent from the page cache (`sendfile`).
+    Mixed(Vec<super::Part>),
     /// A body of unknown length, written as it arrives (chunked transfer coding, or until close
     /// for HTTP/1.0 clients). Each received item is written as one chunk; the body ends when
     /// every sender is gone. The channel is bounded by its producer, so a slow client stalls
@@ -93,6 +95,7 @@ impl Body {
             Self::Empty => Some(0),
             Self::Full(bytes) => Some(bytes.len() as u64),
             Self::Parts(parts) => Some(parts.iter().map(|part| part.len() as u64).sum()),
+            Self::Mixed(parts) => Some(parts.iter().map(super::Part::len).sum()),
             Self::Stream(_) => None,
         }
     }

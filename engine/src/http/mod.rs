@@ -8,6 +8,7 @@
 mod chunked;
 mod connection;
 mod encode;
+mod file_body;
 #[doc(hidden)]
 pub mod fuzzing;
 mod limits;
@@ -19,6 +20,7 @@ mod server;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use file_body::{FileRange, Part};
 pub use limits::{Limits, MAX_HEADERS};
 pub use listener::{bind_reuseport, bind_reuseport_group, ensure_port_free};
 pub use message::{reason_phrase, Body, Method, Request, Response};

@@ -2,25 +2,68 @@
 //! `(commit LSN, op)` offsets), each entry stored as its final JSON bytes, cut into chunks at the
 //! byte threshold so that a response always ends on a reproducible boundary.
 //!
-//! Closed chunks are one contiguous buffer each, and a response is a few byte ranges of them
-//! (`Bytes::slice`: no copy, no re-encoding). The open chunk of the real log keeps its entries as
-//! separate buffers until it closes, then they are joined once.
+//! A closed snapshot chunk is held in memory only until the store has handed it to the OS;
+//! from then on it is a range of the shape's `snapshot.data` ([`DiskChunk`]) and responses send
+//! it from the page cache (`http::FileRange`, `sendfile`), so memory does not grow with the
+//! snapshot. A chunk recovered at start-up is checked against its record checksum the first time
+//! it is read; a bad one makes the read fail ([`ReadError`]) and the shape is dropped (409),
+//! never served.
 //!
-//! Layout is deliberately the one a file-backed log needs (append-only entries with offsets, a
-//! chunk index of `(first, last, byte range)`), so persistence can write the same records.
+//! Closed real-log chunks are one contiguous buffer each, and a response is a few byte ranges of
+//! them (`Bytes::slice`: no copy, no re-encoding). The open chunk of the real log keeps its
+//! entries as separate buffers until it closes, then they are joined once.
 
+use crate::http::{FileRange, Part};
+use crate::storage::fd_cache::LazyFile;
+use crate::storage::record::{self, ChunkPos, Decoded, KIND_SNAPSHOT_CHUNK};
 use bytes::Bytes;
 use protocol::offset::LogOffset;
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// Where a request lands and what to send.
 #[derive(Debug)]
 pub struct Slice {
     /// Comma-separated JSON entries (no brackets), as byte ranges to write in order.
-    pub parts: Vec<Bytes>,
+    pub parts: Vec<Part>,
     /// The `electric-offset` of the response: the chunk end.
     pub chunk_end: LogOffset,
     /// Number of entries in `parts`.
     pub entries: usize,
+}
+
+/// A snapshot chunk that cannot be served: its file is unreadable or its bytes are not the
+/// record that was written. The shape must be dropped.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot chunk {chunk} of {path}: {what}")]
+pub struct ReadError {
+    pub chunk: usize,
+    pub path: String,
+    pub what: String,
+}
+
+/// A closed snapshot chunk in the shape's snapshot file.
+#[derive(Debug)]
+pub struct DiskChunk {
+    file: Rc<LazyFile>,
+    pos: ChunkPos,
+    /// Whether the record's checksum has been verified (always for chunks this process wrote).
+    verified: Cell<bool>,
+}
+
+#[derive(Debug)]
+enum SnapshotChunk {
+    Mem(Bytes),
+    Disk(DiskChunk),
+}
+
+impl SnapshotChunk {
+    fn len(&self) -> u64 {
+        match self {
+            Self::Mem(b) => b.len() as u64,
+            Self::Disk(d) => d.pos.len,
+        }
+    }
 }
 
 struct ClosedChunk {
@@ -33,7 +76,7 @@ struct ClosedChunk {
 
 pub struct ShapeLog {
     threshold: u64,
-    snapshot_chunks: Vec<Bytes>,
+    snapshot_chunks: Vec<SnapshotChunk>,
     snapshot_open: Vec<u8>,
     snapshot_open_bytes: u64,
     snapshot_done: bool,
@@ -75,7 +118,7 @@ impl ShapeLog {
         self.bytes_total += json.len() as u64 + 1;
         if self.snapshot_open_bytes >= self.threshold {
             let buf = Bytes::from(std::mem::take(&mut self.snapshot_open));
-            self.snapshot_chunks.push(buf.clone());
+            self.snapshot_chunks.push(SnapshotChunk::Mem(buf.clone()));
             self.snapshot_open_bytes = 0;
             return Some(buf);
         }
@@ -91,22 +134,33 @@ impl ShapeLog {
         }
         self.snapshot_open.extend_from_slice(snapshot_end);
         let buf = Bytes::from(std::mem::take(&mut self.snapshot_open));
-        self.snapshot_chunks.push(buf.clone());
+        self.snapshot_chunks.push(SnapshotChunk::Mem(buf.clone()));
         self.snapshot_done = true;
         buf
     }
 
-    /// Rebuilds a log from storage: complete snapshot chunks, entries, and the last offset of
-    /// every closed chunk (entries after the last boundary form the open chunk).
+    /// Rebuilds a log from storage: the snapshot chunks in `snapshot_file` (checked when first
+    /// read), entries, and the last offset of every closed chunk (entries after the last
+    /// boundary form the open chunk).
     pub fn restore(
         threshold: u64,
-        snapshot_chunks: Vec<Bytes>,
+        snapshot_file: &Rc<LazyFile>,
+        snapshot_chunks: &[ChunkPos],
         entries: Vec<(LogOffset, Bytes)>,
         chunk_ends: &[LogOffset],
     ) -> Self {
         let mut log = Self::new(threshold);
-        log.bytes_total = snapshot_chunks.iter().map(|c| c.len() as u64).sum();
-        log.snapshot_chunks = snapshot_chunks;
+        log.bytes_total = snapshot_chunks.iter().map(|c| c.len).sum();
+        log.snapshot_chunks = snapshot_chunks
+            .iter()
+            .map(|pos| {
+                SnapshotChunk::Disk(DiskChunk {
+                    file: snapshot_file.clone(),
+                    pos: *pos,
+                    verified: Cell::new(false),
+                })
+            })
+            .collect();
         log.snapshot_done = true;
         let mut ends = chunk_ends.iter().peekable();
         for (offset, json) in entries {
@@ -133,6 +187,30 @@ impl ShapeLog {
     /// Number of closed snapshot chunks (readable now).
     pub fn snapshot_chunks(&self) -> usize {
         self.snapshot_chunks.len()
+    }
+
+    /// Snapshot chunk `n` has been handed to the OS at `pos` in `file`: serve it from there and
+    /// let its memory go.
+    pub fn snapshot_chunk_on_disk(&mut self, n: usize, file: &Rc<LazyFile>, pos: ChunkPos) {
+        let chunk = &mut self.snapshot_chunks[n];
+        assert_eq!(
+            chunk.len(),
+            pos.len,
+            "chunk {n} moved to disk with another length"
+        );
+        *chunk = SnapshotChunk::Disk(DiskChunk {
+            file: file.clone(),
+            pos,
+            verified: Cell::new(true),
+        });
+    }
+
+    /// Closed snapshot chunks still held in memory (not yet handed to the OS).
+    pub fn snapshot_chunks_in_memory(&self) -> usize {
+        self.snapshot_chunks
+            .iter()
+            .filter(|c| matches!(c, SnapshotChunk::Mem(_)))
+            .count()
     }
 
     /// Appends a real log entry. Offsets must increase strictly. Returns the entry's offset
@@ -204,9 +282,9 @@ impl ShapeLog {
         }
     }
 
-    /// Reads what a request at `after` gets (entries in `(after, chunk_end]`), or `None` when
+    /// Reads what a request at `after` gets (entries in `(after, chunk_end]`), `Ok(None)` when
     /// the snapshot chunk it needs is not written yet. `after` is `None` for `offset=-1`.
-    pub fn read(&self, after: Option<LogOffset>) -> Option<Slice> {
+    pub fn read(&self, after: Option<LogOffset>) -> Result<Option<Slice>, ReadError> {
         let snapshot_chunk = match after {
             None => Some(0),
             Some(o) if o.tx == 0 && !o.is_op_inf() => {
@@ -220,19 +298,25 @@ impl ShapeLog {
             Some(_) => None,
         };
         if let Some(n) = snapshot_chunk {
-            let chunk = self.snapshot_chunks.get(n as usize)?;
-            let parts = if chunk.is_empty() {
-                Vec::new()
-            } else {
-                vec![chunk.clone()]
+            let Some(chunk) = self.snapshot_chunks.get(n as usize) else {
+                return Ok(None);
             };
-            return Some(Slice {
-                entries: usize::from(!chunk.is_empty()),
+            let parts = match chunk {
+                SnapshotChunk::Mem(b) if b.is_empty() => Vec::new(),
+                SnapshotChunk::Mem(b) => vec![Part::Mem(b.clone())],
+                SnapshotChunk::Disk(d) if d.pos.len == 0 => Vec::new(),
+                SnapshotChunk::Disk(d) => vec![Part::File(open_chunk(n as usize, d)?)],
+            };
+            return Ok(Some(Slice {
+                entries: usize::from(!parts.is_empty()),
                 parts,
                 chunk_end: protocol::offset::snapshot_chunk(n),
-            });
+            }));
         }
-        let after = after.expect("-1 is handled above");
+        Ok(self.read_real(after.expect("-1 is handled above")))
+    }
+
+    fn read_real(&self, after: LogOffset) -> Option<Slice> {
         if !self.snapshot_done {
             return None;
         }
@@ -243,7 +327,7 @@ impl ShapeLog {
             let (_, start, _) = c.index[i];
             let end = c.buf.len();
             return Some(Slice {
-                parts: vec![c.buf.slice(start as usize..end)],
+                parts: vec![Part::Mem(c.buf.slice(start as usize..end))],
                 chunk_end: c.last,
                 entries: c.index.len() - i,
             });
@@ -252,9 +336,9 @@ impl ShapeLog {
         let mut parts = Vec::with_capacity((self.open.len() - i) * 2);
         for (_, b) in &self.open[i..] {
             if !parts.is_empty() {
-                parts.push(Bytes::from_static(b","));
+                parts.push(Part::Mem(Bytes::from_static(b",")));
             }
-            parts.push(b.clone());
+            parts.push(Part::Mem(b.clone()));
         }
         Some(Slice {
             entries: self.open.len() - i,
@@ -263,6 +347,38 @@ impl ShapeLog {
             chunk_end: self.last_offset(),
         })
     }
+}
+
+/// The file range of a snapshot chunk on disk, verified against its record on first use.
+fn open_chunk(n: usize, d: &DiskChunk) -> Result<FileRange, ReadError> {
+    let fail = |what: String| ReadError {
+        chunk: n,
+        path: d.file.path().display().to_string(),
+        what,
+    };
+    let file = d.file.get().map_err(|e| fail(format!("open: {e}")))?;
+    if !d.verified.get() {
+        let len = usize::try_from(d.pos.len).map_err(|e| fail(e.to_string()))?;
+        let mut buf = vec![0u8; record::encoded_len(len)];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, d.pos.record_at)
+            .map_err(|e| fail(format!("read: {e}")))?;
+        match record::decode(&buf, 0) {
+            Decoded::Record(r, end)
+                if r.kind == KIND_SNAPSHOT_CHUNK
+                    && r.tx == 0
+                    && r.op == n as u64
+                    && end == buf.len() => {}
+            Decoded::Record(..) => return Err(fail("not the record that was written".into())),
+            Decoded::Truncated => return Err(fail("record truncated".into())),
+            Decoded::Bad(why) => return Err(fail(why.into())),
+        }
+        d.verified.set(true);
+    }
+    Ok(FileRange {
+        file,
+        offset: d.pos.payload_at(),
+        len: d.pos.len,
+    })
 }
 
 #[cfg(test)]
@@ -276,29 +392,52 @@ mod tests {
     fn body(s: &Slice) -> String {
         let mut v = Vec::new();
         for p in &s.parts {
-            v.extend_from_slice(p);
+            v.extend_from_slice(&p.to_bytes().expect("part bytes"));
         }
         String::from_utf8(v).unwrap()
+    }
+
+    fn read(log: &ShapeLog, at: Option<LogOffset>) -> Slice {
+        log.read(at).expect("readable").expect("written")
+    }
+
+    /// A `snapshot.data` with these chunks, as the store writes it; their positions.
+    fn snapshot_file(name: &str, chunks: &[&[u8]]) -> (Rc<LazyFile>, Vec<ChunkPos>) {
+        let dir = std::env::temp_dir().join(format!("ampere-log-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut buf = Vec::new();
+        let mut positions = Vec::new();
+        for (n, c) in chunks.iter().enumerate() {
+            let record_at = buf.len() as u64;
+            record::encode(&mut buf, KIND_SNAPSHOT_CHUNK, 0, n as u64, c);
+            positions.push(ChunkPos {
+                record_at,
+                len: c.len() as u64,
+            });
+        }
+        let path = dir.join("snapshot.data");
+        std::fs::write(&path, buf).unwrap();
+        (LazyFile::new(path), positions)
     }
 
     #[test]
     fn snapshot_chunks_then_real_log() {
         let mut log = ShapeLog::new(10);
-        assert!(log.read(None).is_none(), "chunk 0 not written yet");
+        assert!(log.read(None).unwrap().is_none(), "chunk 0 not written yet");
         log.push_snapshot_row(b"{\"a\":1}"); // 8 bytes: chunk stays open
         log.push_snapshot_row(b"{\"a\":2}"); // 16 >= 10: closes chunk 0
         log.push_snapshot_row(b"{\"a\":3}");
         let last = log.finish_snapshot(b"{\"end\":1}");
         assert_eq!(&last[..], b"{\"a\":3},{\"end\":1}");
         assert_eq!(log.snapshot_chunks(), 2);
-        let s0 = log.read(None).unwrap();
+        let s0 = read(&log, None);
         assert_eq!(body(&s0), "{\"a\":1},{\"a\":2}");
         assert_eq!(s0.chunk_end, protocol::offset::snapshot_chunk(0));
-        let s1 = log.read(Some(protocol::offset::snapshot_chunk(0))).unwrap();
+        let s1 = read(&log, Some(protocol::offset::snapshot_chunk(0)));
         assert_eq!(body(&s1), "{\"a\":3},{\"end\":1}");
         assert_eq!(log.last_offset(), protocol::offset::snapshot_chunk(1));
         // Past the last snapshot chunk with an empty real log: nothing, up to the log end.
-        let s2 = log.read(Some(protocol::offset::snapshot_chunk(1))).unwrap();
+        let s2 = read(&log, Some(protocol::offset::snapshot_chunk(1)));
         assert_eq!(s2.entries, 0);
         assert_eq!(s2.chunk_end, protocol::offset::snapshot_chunk(1));
 
@@ -312,13 +451,15 @@ mod tests {
             Some(off(100, 2))
         );
         log.append(off(200, 0), Bytes::from_static(b"{\"x\":3}"));
-        // A restored log serves the same bytes at the same offsets.
+        // A restored log serves the same bytes at the same offsets, the snapshot from its file.
+        let (file, positions) = snapshot_file(
+            "restore",
+            &[b"{\"a\":1},{\"a\":2}", b"{\"a\":3},{\"end\":1}"],
+        );
         let restored = ShapeLog::restore(
             10,
-            vec![
-                Bytes::from_static(b"{\"a\":1},{\"a\":2}"),
-                Bytes::from_static(b"{\"a\":3},{\"end\":1}"),
-            ],
+            &file,
+            &positions,
             vec![
                 (off(100, 0), Bytes::from_static(b"{\"x\":1}")),
                 (off(100, 2), Bytes::from_static(b"{\"x\":2}")),
@@ -326,29 +467,64 @@ mod tests {
             ],
             &[off(100, 2)],
         );
+        assert!(matches!(read(&restored, None).parts[0], Part::File(_)));
         for at in [
             None,
             Some(protocol::offset::snapshot_chunk(0)),
             Some(off(100, 0)),
             Some(off(100, 2)),
         ] {
-            let (a, b) = (log.read(at).unwrap(), restored.read(at).unwrap());
+            let (a, b) = (read(&log, at), read(&restored, at));
             assert_eq!(body(&a), body(&b));
             assert_eq!(a.chunk_end, b.chunk_end);
         }
-        let r = log.read(Some(protocol::offset::snapshot_chunk(1))).unwrap();
+        let r = read(&log, Some(protocol::offset::snapshot_chunk(1)));
         assert_eq!(body(&r), "{\"x\":1},{\"x\":2}");
         assert_eq!(r.chunk_end, off(100, 2));
-        let r = log.read(Some(off(100, 0))).unwrap();
+        let r = read(&log, Some(off(100, 0)));
         assert_eq!(body(&r), "{\"x\":2}");
         assert_eq!(r.chunk_end, off(100, 2));
-        let r = log.read(Some(off(100, 2))).unwrap();
+        let r = read(&log, Some(off(100, 2)));
         assert_eq!(body(&r), "{\"x\":3}");
         assert_eq!(r.chunk_end, off(200, 0));
-        let r = log
-            .read(Some(protocol::offset::LAST_BEFORE_REAL_LOG))
-            .unwrap();
+        let r = read(&log, Some(protocol::offset::LAST_BEFORE_REAL_LOG));
         assert_eq!(body(&r), "{\"x\":1},{\"x\":2}");
+        std::fs::remove_dir_all(file.path().parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn snapshot_chunks_move_to_disk_and_keep_their_bytes() {
+        let mut log = ShapeLog::new(10);
+        let chunk = log.push_snapshot_row(b"{\"a\":100000}").expect("closed");
+        let (file, positions) = snapshot_file("spill", &[&chunk]);
+        assert_eq!(log.snapshot_chunks_in_memory(), 1);
+        log.snapshot_chunk_on_disk(0, &file, positions[0]);
+        assert_eq!(log.snapshot_chunks_in_memory(), 0);
+        let s = read(&log, None);
+        let Part::File(range) = &s.parts[0] else {
+            panic!("served from memory")
+        };
+        assert_eq!(range.offset, record::HEADER_LEN as u64);
+        assert_eq!(body(&s), "{\"a\":100000}");
+        std::fs::remove_dir_all(file.path().parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_recovered_chunk_is_refused_not_served() {
+        let (file, positions) = snapshot_file("corrupt", &[b"{\"a\":1}", b"{\"b\":2}"]);
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        // Flip one payload byte of chunk 1.
+        let at = positions[1].payload_at() as usize + 2;
+        bytes[at] ^= 0x20;
+        std::fs::write(file.path(), bytes).unwrap();
+        let log = ShapeLog::restore(10, &file, &positions, Vec::new(), &[]);
+        assert_eq!(body(&read(&log, None)), "{\"a\":1}");
+        let err = log
+            .read(Some(protocol::offset::snapshot_chunk(0)))
+            .expect_err("corrupt chunk served");
+        assert_eq!(err.chunk, 1);
+        assert!(err.to_string().contains("checksum"), "{err}");
+        std::fs::remove_dir_all(file.path().parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -6,7 +6,10 @@ use super::def::ShapeDef;
 use super::log::ShapeLog;
 use crate::event::Event;
 use crate::ingest::txn::Txn;
+use crate::storage::fd_cache::LazyFile;
+use crate::storage::record::ChunkPos;
 use crate::storage::{ShapeStore, SnapshotRecord, StorageError};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// `pg_current_snapshot()` of the snapshot transaction, to classify replicated transactions.
@@ -94,6 +97,11 @@ pub struct Shape {
     /// The last batch framed for live SSE readers, so that every subscriber at the same offset
     /// shares one buffer instead of framing the entries again.
     pub sse_batch: Option<FramedBatch>,
+    /// Snapshot chunks appended to the store but not yet handed to the OS (still served from
+    /// memory), with where their records will lie.
+    unspilled: Vec<(usize, ChunkPos)>,
+    /// `snapshot.data`, once a chunk is served from it.
+    snapshot_file: Option<Rc<LazyFile>>,
 }
 
 /// Log entries `(after, end]` framed once for a live response.
@@ -125,6 +133,8 @@ impl Shape {
             dirty: false,
             last_used: std::time::Instant::now(),
             sse_batch: None,
+            unspilled: Vec::new(),
+            snapshot_file: None,
         }
     }
 
@@ -153,19 +163,49 @@ impl Shape {
             dirty: false,
             last_used: std::time::Instant::now(),
             sse_batch: None,
+            unspilled: Vec::new(),
+            snapshot_file: None,
         }
     }
 
-    /// Adds one snapshot row; a chunk it closes is written to the store.
+    /// Adds one snapshot row; a chunk it closes is written to the store, and from there on
+    /// served from the file instead of memory.
     pub fn push_snapshot_row(&mut self, json: &[u8]) -> Result<(), StorageError> {
         if let Some(chunk) = self.log.push_snapshot_row(json) {
             self.changed.notify();
             if let Some(store) = self.store.as_mut() {
-                store.append_snapshot_chunk(&chunk)?;
+                let pos = store.append_snapshot_chunk(&chunk)?;
+                self.unspilled.push((self.log.snapshot_chunks() - 1, pos));
                 self.dirty = true;
+                self.spill_snapshot();
             }
         }
         Ok(())
+    }
+
+    /// Hands the snapshot chunks appended so far to the OS and serves them from the file, so
+    /// a snapshot of any size passes through memory one chunk at a time. A failed write (disk
+    /// full) keeps them in memory; the next chunk, or the snapshot's end, retries.
+    fn spill_snapshot(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if self.unspilled.is_empty() {
+            return;
+        }
+        if let Err(e) = store.flush_snapshot() {
+            tracing::warn!(
+                "shape {}: snapshot chunks stay in memory for now: {e}",
+                self.handle
+            );
+            return;
+        }
+        let file = self
+            .snapshot_file
+            .get_or_insert_with(|| LazyFile::new(store.snapshot_path()));
+        for (n, pos) in self.unspilled.drain(..) {
+            self.log.snapshot_chunk_on_disk(n, file, pos);
+        }
     }
 
     /// Offers a committed transaction that touches the shape's table (a change, a truncate or a
@@ -204,11 +244,15 @@ impl Shape {
                 xmax: snapshot.xmax,
                 xip: snapshot.xip.clone(),
             };
-            if let Err(e) = store.finish_snapshot(&last_chunk, record) {
-                tracing::error!("shape {}: cannot store its snapshot: {e}", self.handle);
-                return Applied::Invalidate("storage error");
+            match store.finish_snapshot(&last_chunk, record) {
+                Ok(pos) => self.unspilled.push((self.log.snapshot_chunks() - 1, pos)),
+                Err(e) => {
+                    tracing::error!("shape {}: cannot store its snapshot: {e}", self.handle);
+                    return Applied::Invalidate("storage error");
+                }
             }
             self.dirty = true;
+            self.spill_snapshot();
         }
         let buffered = match std::mem::replace(
             &mut self.phase,

@@ -13,6 +13,7 @@
 
 pub mod chunk_index;
 mod error;
+pub mod fd_cache;
 mod fsio;
 pub mod layout;
 pub mod lock;

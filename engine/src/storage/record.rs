@@ -76,6 +76,50 @@ pub fn encoded_len(payload_len: usize) -> usize {
     HEADER_LEN + payload_len
 }
 
+/// Where a record lies in its file: a snapshot chunk is served straight from its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPos {
+    /// First byte of the record (its header).
+    pub record_at: u64,
+    /// Payload length.
+    pub len: u64,
+}
+
+impl ChunkPos {
+    /// First byte of the payload.
+    pub fn payload_at(&self) -> u64 {
+        self.record_at + HEADER_LEN as u64
+    }
+}
+
+/// A record header read on its own (the payload and checksum unchecked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub len: usize,
+    pub kind: u8,
+    pub tx: u64,
+    pub op: u64,
+}
+
+/// Decodes a header without its payload (recovery of a complete snapshot reads headers only;
+/// the checksum is verified when the payload is first read).
+pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<Header, &'static str> {
+    let len = u32_at(h, 0) as usize;
+    if len > MAX_PAYLOAD {
+        return Err("record length over the limit");
+    }
+    let kind = h[8];
+    if !is_known_kind(kind) {
+        return Err("unknown record kind");
+    }
+    Ok(Header {
+        len,
+        kind,
+        tx: u64_at(h, 9),
+        op: u64_at(h, 17),
+    })
+}
+
 /// Appends one record to `out`. The caller has checked `payload.len() <= MAX_PAYLOAD`.
 pub fn encode(out: &mut Vec<u8>, kind: u8, tx: u64, op: u64, payload: &[u8]) {
     assert!(

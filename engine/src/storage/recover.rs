@@ -13,11 +13,14 @@ use super::error::StorageError;
 use super::fsio;
 use super::layout::{self, INDEX_FILE, META_FILE, META_TMP_FILE, SNAPSHOT_FILE};
 use super::meta::{self, ShapeMeta, MAX_META_BYTES};
-use super::record::{self, Decoded, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK};
+use super::record::{
+    self, ChunkPos, Decoded, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK,
+};
 use super::store::{OpenEntry, ResumePoint, ShapeStore, StoreOptions};
 use bytes::Bytes;
 use protocol::offset::LogOffset;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A shape as found on disk, torn tail removed.
@@ -25,8 +28,9 @@ use std::path::{Path, PathBuf};
 pub struct RecoveredShape {
     pub dir: PathBuf,
     pub meta: ShapeMeta,
-    /// Snapshot chunks `0_0, 0_1, …`, each exactly as appended.
-    pub snapshot_chunks: Vec<Bytes>,
+    /// Where snapshot chunks `0_0, 0_1, …` lie in `snapshot.data` (read lazily: recovery
+    /// checks their headers only, and a chunk's checksum when it is first served).
+    pub snapshot_chunks: Vec<ChunkPos>,
     /// Real-log entries of complete transactions, in offset order.
     pub log: Vec<(LogOffset, Bytes)>,
     /// Last offset of every closed real-log chunk, ascending.
@@ -44,6 +48,31 @@ impl RecoveredShape {
     /// transaction is gone and the shape must be dropped (409) and rebuilt.
     pub fn is_servable(&self) -> bool {
         self.meta.snapshot_complete
+    }
+
+    /// Reads snapshot chunk `n` from `snapshot.data` and checks it against its record (what
+    /// serving does on first use; for tools and tests).
+    pub fn read_snapshot_chunk(&self, n: usize) -> Result<Vec<u8>, StorageError> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let pos = self.snapshot_chunks[n];
+        let file = std::fs::File::open(&path).map_err(StorageError::at("open", &path))?;
+        let len = usize::try_from(pos.len)
+            .map_err(|_| StorageError::corrupt(&path, pos.record_at, "chunk too large"))?;
+        let mut buf = vec![0u8; record::encoded_len(len)];
+        file.read_exact_at(&mut buf, pos.record_at)
+            .map_err(StorageError::at("read", &path))?;
+        match record::decode(&buf, 0) {
+            Decoded::Record(r, _) if r.kind == KIND_SNAPSHOT_CHUNK && r.op == n as u64 => {
+                Ok(r.payload.to_vec())
+            }
+            Decoded::Record(..) => Err(StorageError::corrupt(
+                &path,
+                pos.record_at,
+                "not the snapshot chunk expected",
+            )),
+            Decoded::Truncated => Err(StorageError::corrupt(&path, pos.record_at, "truncated")),
+            Decoded::Bad(why) => Err(StorageError::corrupt(&path, pos.record_at, why)),
+        }
     }
 
     /// Opens the writer that continues this shape's files.
@@ -115,12 +144,21 @@ fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
     fsio::fsync_file(&f, path)
 }
 
+/// The snapshot chunks' positions, the valid end of `snapshot.data` and its length.
+///
+/// A complete snapshot is never appended to again, so only the record headers are read (restart
+/// time does not grow with the snapshot); each payload's checksum is checked when the chunk is
+/// first served (`ShapeLog::read`). An incomplete snapshot (its shape is dropped anyway) is read
+/// whole so that a torn tail can be told from damage.
 fn recover_snapshot(
     dir: &Path,
     meta: &ShapeMeta,
-) -> Result<(Vec<Bytes>, Tail, usize), StorageError> {
+) -> Result<(Vec<ChunkPos>, Tail, usize), StorageError> {
     let path = dir.join(SNAPSHOT_FILE);
-    let buf = Bytes::from(read_file(&path)?);
+    if meta.snapshot_complete {
+        return snapshot_headers(&path, meta.snapshot_chunks as usize);
+    }
+    let buf = read_file(&path)?;
     let mut chunks = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -133,7 +171,10 @@ fn recover_snapshot(
                         "record is not the next snapshot chunk",
                     ));
                 }
-                chunks.push(buf.slice(pos + record::HEADER_LEN..next));
+                chunks.push(ChunkPos {
+                    record_at: pos as u64,
+                    len: r.payload.len() as u64,
+                });
                 pos = next;
             }
             Decoded::Truncated => {
@@ -146,18 +187,60 @@ fn recover_snapshot(
             }
         }
     }
-    if meta.snapshot_complete && chunks.len() != meta.snapshot_chunks as usize {
-        return Err(StorageError::corrupt(
-            &path,
-            pos as u64,
-            format!(
-                "{} snapshot chunks on disk, metadata says {}",
-                chunks.len(),
-                meta.snapshot_chunks
-            ),
-        ));
-    }
     Ok((chunks, Tail { valid_end: pos }, buf.len()))
+}
+
+/// Headers of the `count` chunk records of a complete snapshot, checked for kind, number and
+/// length against the file's size.
+fn snapshot_headers(
+    path: &Path,
+    count: usize,
+) -> Result<(Vec<ChunkPos>, Tail, usize), StorageError> {
+    let file = std::fs::File::open(path).map_err(StorageError::at("open", path))?;
+    let file_len = file
+        .metadata()
+        .map_err(StorageError::at("stat", path))?
+        .len();
+    let file_len_usize =
+        usize::try_from(file_len).map_err(|_| StorageError::corrupt(path, 0, "file too large"))?;
+    let mut chunks = Vec::with_capacity(count.min(1 << 20));
+    let mut pos = 0u64;
+    let mut header = [0u8; record::HEADER_LEN];
+    while chunks.len() < count {
+        let corrupt = |what: String| StorageError::corrupt(path, pos, what);
+        if pos + record::HEADER_LEN as u64 > file_len {
+            return Err(corrupt(format!(
+                "{} snapshot chunks on disk, metadata says {count}",
+                chunks.len()
+            )));
+        }
+        file.read_exact_at(&mut header, pos)
+            .map_err(StorageError::at("read", path))?;
+        let h = record::decode_header(&header).map_err(|why| corrupt(why.into()))?;
+        if h.kind != KIND_SNAPSHOT_CHUNK || h.tx != 0 || h.op != chunks.len() as u64 {
+            return Err(corrupt("record is not the next snapshot chunk".into()));
+        }
+        let end = pos + record::encoded_len(h.len) as u64;
+        if end > file_len {
+            return Err(corrupt(format!(
+                "snapshot chunk {} ends at byte {end}, past the end of the file",
+                chunks.len()
+            )));
+        }
+        chunks.push(ChunkPos {
+            record_at: pos,
+            len: h.len as u64,
+        });
+        pos = end;
+    }
+    // Nothing follows the last chunk of a complete snapshot; anything that does is cut off.
+    Ok((
+        chunks,
+        Tail {
+            valid_end: pos as usize,
+        },
+        file_len_usize,
+    ))
 }
 
 /// Everything parsed from the log segments.

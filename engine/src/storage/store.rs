@@ -9,7 +9,7 @@ use super::error::StorageError;
 use super::fsio::{self, AppendFile};
 use super::layout::{self, INDEX_FILE, META_FILE, SHAPES_DIR, SNAPSHOT_FILE};
 use super::meta::{self, ShapeMeta, SnapshotRecord};
-use super::record::{self, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK};
+use super::record::{self, ChunkPos, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK};
 use super::sync::{SyncJob, SyncPoint};
 use super::FORMAT_VERSION;
 use protocol::offset::LogOffset;
@@ -239,9 +239,10 @@ impl ShapeStore {
         Ok(())
     }
 
-    /// Appends one closed snapshot chunk (`0_n`, its entries comma-joined). Returns the bytes
-    /// buffered. On error nothing was appended.
-    pub fn append_snapshot_chunk(&mut self, chunk: &[u8]) -> Result<usize, StorageError> {
+    /// Appends one closed snapshot chunk (`0_n`, its entries comma-joined). Returns where its
+    /// record lies in `snapshot.data` (in the buffer until [`Self::flush_snapshot`]). On error
+    /// nothing was appended.
+    pub fn append_snapshot_chunk(&mut self, chunk: &[u8]) -> Result<ChunkPos, StorageError> {
         assert!(!self.meta.snapshot_complete, "snapshot chunk after the end");
         Self::check_len(chunk.len())?;
         let file = self
@@ -252,6 +253,7 @@ impl ShapeStore {
             file.flush()?;
         }
         assert!(self.snapshot_chunks < u32::MAX);
+        let record_at = file.logical_len();
         record::encode(
             file.buf_mut(),
             KIND_SNAPSHOT_CHUNK,
@@ -260,7 +262,25 @@ impl ShapeStore {
             chunk,
         );
         self.snapshot_chunks += 1;
-        Ok(record::encoded_len(chunk.len()))
+        Ok(ChunkPos {
+            record_at,
+            len: chunk.len() as u64,
+        })
+    }
+
+    /// Hands the snapshot chunks appended so far to the OS (no fsync): from then on they can be
+    /// served from the file. On error the buffer is kept and the next flush retries.
+    pub fn flush_snapshot(&mut self) -> Result<(), StorageError> {
+        match &mut self.snapshot {
+            Some(file) => file.flush(),
+            // Released only once complete and flushed.
+            None => Ok(()),
+        }
+    }
+
+    /// The snapshot file's path.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_FILE)
     }
 
     /// Appends the last snapshot chunk (its rows followed by the snapshot-end control message,
@@ -273,14 +293,14 @@ impl ShapeStore {
         &mut self,
         last_chunk: &[u8],
         pg: SnapshotRecord,
-    ) -> Result<(), StorageError> {
-        self.append_snapshot_chunk(last_chunk)?;
+    ) -> Result<ChunkPos, StorageError> {
+        let pos = self.append_snapshot_chunk(last_chunk)?;
         self.meta.snapshot = Some(pg);
         self.meta.snapshot_complete = true;
         self.meta.snapshot_chunks = self.snapshot_chunks;
         self.change_no += 1;
         self.meta_pending = Some((self.change_no, Arc::new(meta::encode(&self.meta))));
-        Ok(())
+        Ok(pos)
     }
 
     /// Appends one transaction's entries for this shape, then its commit marker. Offsets must

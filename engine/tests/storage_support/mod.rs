@@ -142,7 +142,9 @@ pub fn assert_matches_after_crash(
 }
 
 fn check(rec: &engine::storage::RecoveredShape, model: &Model, txns: usize, exact: bool) {
-    let snap: Vec<Vec<u8>> = rec.snapshot_chunks.iter().map(|b| b.to_vec()).collect();
+    let snap: Vec<Vec<u8>> = (0..rec.snapshot_chunks.len())
+        .map(|n| rec.read_snapshot_chunk(n).expect("snapshot chunk"))
+        .collect();
     assert_eq!(snap, model.snapshot, "snapshot chunks");
     let want: Vec<(LogOffset, Vec<u8>)> = model.txns[..txns]
         .iter()
