@@ -12,6 +12,7 @@ use super::datum::Datum;
 use super::eval::eval;
 use super::expr::Expr;
 use super::func::Func;
+use super::types::Type;
 
 /// A constant subexpression failed to evaluate.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,7 +75,11 @@ pub(crate) fn fold(expr: Expr) -> Result<Expr, FoldError> {
                         ty,
                     })
                 }
-                1 if is_const(&kept[0]) => return Ok(kept.remove(0)),
+                1 if is_const(&kept[0]) => {
+                    let mut value = kept.remove(0);
+                    widen_int_const(&mut value, &ty);
+                    return Ok(value);
+                }
                 _ => Expr::Func {
                     func: Func::Coalesce,
                     ty,
@@ -82,7 +87,11 @@ pub(crate) fn fold(expr: Expr) -> Result<Expr, FoldError> {
                 },
             }
         }
-        other => map_children(other)?,
+        other => {
+            let mut folded = map_children(other)?;
+            widen_int_operands(&mut folded);
+            folded
+        }
     };
     if is_strict(&folded) && has_null_const_arg(&folded) {
         return Ok(null_of(&folded));
@@ -252,6 +261,68 @@ fn map_children(expr: Expr) -> Result<Expr, FoldError> {
         },
         other @ (Expr::Const { .. } | Expr::Column { .. } | Expr::And(_) | Expr::Or(_)) => other,
     })
+}
+
+/// Lowering gives integer operands the width of their operator (`int4 = int8` compares in
+/// int8) by retyping constants and leaving other integer expressions as they are (integers
+/// share one representation, and a column stays bare for indexes). A subexpression that folds
+/// to a constant must be retyped the same way: `id > 1 - 1` would otherwise render as
+/// `'0'::int4`, which parses back as an int8 constant (`to_sql` not a fixed point), and a
+/// COALESCE folded to its narrower argument would change the type of the arithmetic around it.
+fn widen_int_operands(expr: &mut Expr) {
+    match expr {
+        Expr::Compare { ty, lhs, rhs, .. } | Expr::Distinct { ty, lhs, rhs, .. } => {
+            widen_int_const(lhs, ty);
+            widen_int_const(rhs, ty);
+        }
+        Expr::AnyAll { ty, arg, .. } => widen_int_const(arg, ty),
+        Expr::Func {
+            func: Func::Coalesce | Func::Greatest | Func::Least,
+            ty,
+            args,
+        } => args.iter_mut().for_each(|arg| widen_int_const(arg, ty)),
+        Expr::ArrayCtor { elem, items } => {
+            items
+                .iter_mut()
+                .for_each(|item| widen_int_const(item, elem));
+        }
+        Expr::In { arg, items, .. } => {
+            // The comparison type is not stored; for integers it is the operands' type when
+            // they all have the same one, else int8 (`coerce::common_type`).
+            let mut types = std::iter::once(arg.ty()).chain(items.iter().map(Expr::ty));
+            let first = types.next().expect("IN has its left operand");
+            let mut common = Some(first.clone());
+            for ty in types {
+                common = match common {
+                    Some(c) if c == ty => Some(c),
+                    Some(c) if c.is_integer() && ty.is_integer() => Some(Type::Int8),
+                    _ => None,
+                };
+            }
+            if let Some(common) = common.filter(Type::is_integer) {
+                widen_int_const(arg, &common);
+                items
+                    .iter_mut()
+                    .for_each(|item| widen_int_const(item, &common));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Retypes an integer constant to a wider integer type (never narrower: the value may not fit).
+fn widen_int_const(expr: &mut Expr, to: &Type) {
+    let rank = |ty: &Type| match ty {
+        Type::Int2 => 2,
+        Type::Int4 => 4,
+        Type::Int8 => 8,
+        _ => 0,
+    };
+    if let Expr::Const { ty, .. } = expr {
+        if rank(ty) > 0 && rank(ty) < rank(to) {
+            *ty = to.clone();
+        }
+    }
 }
 
 /// Nodes that are strict functions or operators in Postgres (NULL in, NULL out).

@@ -573,6 +573,42 @@ fn constants_are_folded_as_the_planner_does() {
     assert_eq!(sql("coalesce(NULL, 2, i4) = 2"), "'true'::bool");
 }
 
+/// Evaluates a clause, and its rendering parsed again, over one row: both must agree.
+fn eval_both(clause: &str, values: &[(&str, Option<&str>)]) -> bool {
+    let first = eval_row(clause, values);
+    assert_eq!(
+        eval_row(&sql(clause), values),
+        first,
+        "{clause} vs {}",
+        sql(clause)
+    );
+    first
+}
+
+#[test]
+fn folded_integer_constants_get_their_operator_width() {
+    // Found by the `where_clause` fuzz target: a folded constant kept its own (narrower) type
+    // where lowering widens literals, so `to_sql` was no fixed point (`'0'::int4` parses back
+    // as int8) and a folded COALESCE changed the type of the arithmetic around it.
+    for clause in [
+        "id > 1 - 1",
+        "id IS DISTINCT FROM 2 * 3",
+        "i4 IN (1 - 1, 5000000000)",
+        "id = ANY ('{1,2}'::int8[]) AND 1 - 1 = ANY (ARRAY[id])",
+        "GREATEST(1 - 1, id) > 0 AND ARRAY[1 - 1, id] = '{0,1}'",
+        "i4 + COALESCE(2000000000 + 0, id) > 0",
+    ] {
+        let rendered = sql(clause);
+        assert_eq!(sql(&rendered), rendered, "{clause}");
+    }
+    assert_eq!(sql("id > 1 - 1"), "(\"id\" > '0'::int8)");
+    // COALESCE(int4, int8) is int8: `i4 + <it>` adds in int8 and does not overflow.
+    assert!(eval_both(
+        "i4 + COALESCE(2000000000 + 0, id) > 0",
+        &[("i4", Some("2000000000"))]
+    ));
+}
+
 #[test]
 fn numeric_arithmetic_is_exact() {
     assert_eq!(
