@@ -155,8 +155,13 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Short runs of every fuzz target. cargo-fuzz needs nightly flags; the pinned stable toolchain
-/// accepts them with `RUSTC_BOOTSTRAP=1`, so no second toolchain is needed on a fresh machine.
+/// Seconds each fuzz target runs in the smoke stage.
+const FUZZ_SMOKE_SECS: u32 = 15;
+
+/// Short runs of every fuzz target, each from its committed seed corpus
+/// (`fuzz/corpus/<target>`, read only: new inputs go to a scratch directory that is removed).
+/// cargo-fuzz needs nightly flags; the pinned stable toolchain accepts them with
+/// `RUSTC_BOOTSTRAP=1`, so no second toolchain is needed on a fresh machine.
 fn fuzz_smoke() -> Result<()> {
     if !have("cargo-fuzz") {
         status(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
@@ -166,20 +171,55 @@ fn fuzz_smoke() -> Result<()> {
         .current_dir("fuzz")
         .output()
         .context("cargo fuzz list")?;
-    for target in String::from_utf8_lossy(&out.stdout).lines() {
-        let target = target.trim();
-        if target.is_empty() {
-            continue;
-        }
-        eprintln!("xtask: fuzz smoke {target} (20 s)");
-        status(
-            Command::new("cargo")
-                .args(["fuzz", "run", target, "--", "-max_total_time=20"])
-                .env("RUSTC_BOOTSTRAP", "1")
-                .current_dir("fuzz"),
-        )?;
+    if !out.status.success() {
+        bail!(
+            "cargo fuzz list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Ok(())
+    let targets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if targets.is_empty() {
+        bail!("cargo fuzz list named no targets");
+    }
+    let scratch = std::env::temp_dir().join(format!("ampere-fuzz-smoke-{}", std::process::id()));
+    let result = (|| {
+        for target in &targets {
+            let seeds = Path::new("fuzz/corpus").join(target);
+            let has_seeds = std::fs::read_dir(&seeds)
+                .map(|mut entries| entries.next().is_some())
+                .unwrap_or(false);
+            if !has_seeds {
+                bail!(
+                    "fuzz target {target} has no seed corpus in {}",
+                    seeds.display()
+                );
+            }
+            let work = scratch.join(target);
+            std::fs::create_dir_all(&work).with_context(|| format!("create {work:?}"))?;
+            eprintln!("xtask: fuzz smoke {target} ({FUZZ_SMOKE_SECS} s)");
+            status(
+                Command::new("cargo")
+                    .args(["fuzz", "run", target])
+                    .arg(&work)
+                    .arg(format!("corpus/{target}"))
+                    .args([
+                        "--".to_owned(),
+                        format!("-max_total_time={FUZZ_SMOKE_SECS}"),
+                        "-timeout=10".to_owned(),
+                    ])
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .current_dir("fuzz"),
+            )?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 fn status(cmd: &mut Command) -> Result<()> {

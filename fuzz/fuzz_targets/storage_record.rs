@@ -1,0 +1,110 @@
+//! Decodes arbitrary bytes as a log segment or `snapshot.data` (`engine::storage::record`):
+//! `decode` record after record, and `valid_record_after` (the torn-tail test) from several
+//! positions for each set of kinds recovery asks about.
+//!
+//! Input layout: byte 0 is flags: bit 0 rewrites the checksum of each record as the bytes are
+//! walked (a header whose length fits gets the CRC its bytes deserve), so that the fuzzer
+//! reaches valid records with arbitrary content; bits 1..8 pick the first `from` position.
+//! The rest is the file.
+//! Oracle: no panic; a decoded record lies within the buffer right after its header and
+//! re-encodes to exactly its bytes; `valid_record_after` returns the first position at or
+//! after `from` where `decode` finds a record of the asked kinds, and `None` only if there is
+//! none (checked against a plain scan).
+
+#![no_main]
+
+use engine::storage::record::{
+    decode, encode, valid_record_after, Decoded, HEADER_LEN, KIND_CHUNK_END, KIND_COMMIT,
+    KIND_SNAPSHOT_CHUNK,
+};
+use libfuzzer_sys::fuzz_target;
+
+/// The kind sets recovery searches for (log boundaries, snapshot chunks), and one more.
+const KIND_SETS: &[&[u8]] = &[
+    &[KIND_COMMIT, KIND_CHUNK_END],
+    &[KIND_SNAPSHOT_CHUNK],
+    &[0, 1, 2, 3, 4, 5],
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let mut buf = rest.to_vec();
+    if flags & 1 != 0 {
+        fix_checksums(&mut buf);
+    }
+    let mut pos = 0;
+    loop {
+        match decode(&buf, pos) {
+            Decoded::Record(record, next) => {
+                let payload_at = record.payload.as_ptr() as usize - buf.as_ptr() as usize;
+                assert_eq!(payload_at, pos + HEADER_LEN, "payload not after the header");
+                assert_eq!(next, payload_at + record.payload.len());
+                assert!(next <= buf.len());
+                let mut encoded = Vec::new();
+                encode(
+                    &mut encoded,
+                    record.kind,
+                    record.tx,
+                    record.op,
+                    record.payload,
+                );
+                assert_eq!(encoded, &buf[pos..next], "decoding is not exact");
+                pos = next;
+            }
+            Decoded::Truncated => {
+                // Short of a header, or of the payload the header announces.
+                let remaining = buf.len() - pos;
+                if remaining >= HEADER_LEN {
+                    let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().expect("4 bytes"));
+                    assert!(
+                        len as usize > remaining - HEADER_LEN,
+                        "a whole record truncated"
+                    );
+                }
+                break;
+            }
+            Decoded::Bad(_) => break,
+        }
+    }
+    // The kind of the record that decodes at each position (decoded once, not per query).
+    let kind_at: Vec<Option<u8>> = (0..buf.len())
+        .map(|q| match decode(&buf, q) {
+            Decoded::Record(record, _) => Some(record.kind),
+            _ => None,
+        })
+        .collect();
+    let first_from = usize::from(flags >> 1);
+    for kinds in KIND_SETS {
+        for from in [first_from, 0, pos, pos + 1] {
+            let found = valid_record_after(&buf, from, kinds);
+            assert_eq!(
+                found,
+                plain_scan(&kind_at, from, kinds),
+                "from {from}, {kinds:?}"
+            );
+        }
+    }
+});
+
+/// The first position at or after `from` where a record of one of `kinds` decodes.
+fn plain_scan(kind_at: &[Option<u8>], from: usize, kinds: &[u8]) -> Option<usize> {
+    (from..kind_at.len()).find(|&q| kind_at[q].is_some_and(|kind| kinds.contains(&kind)))
+}
+
+/// Walks the buffer as a sequence of records and gives each whose length fits its correct
+/// checksum (CRC-32C of bytes 0..4 and 8..end of the record).
+fn fix_checksums(buf: &mut [u8]) {
+    let mut pos = 0;
+    while buf.len() - pos >= HEADER_LEN {
+        let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        if len > buf.len() - pos - HEADER_LEN {
+            return;
+        }
+        let end = pos + HEADER_LEN + len;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[pos..pos + 4]), &buf[pos + 8..end]);
+        buf[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
+        pos = end;
+    }
+}

@@ -1,0 +1,256 @@
+//! Recovers a shape directory made of arbitrary files (`engine::storage::recover_shape`, or
+//! `scan` over the storage root), as start-up does after a crash or with a damaged disk. The
+//! directory lives under `/dev/shm` (tmpfs: fsync is cheap) and is rebuilt for every input.
+//!
+//! Input layout: byte 0 is flags: bit 0 marks the generated `meta.rkyv` snapshot-complete,
+//! bit 1 rewrites the checksum of each record in `snapshot.data` and `log.*` (so the fuzzer
+//! reaches valid records with arbitrary content), bit 2 recovers through `scan`, bit 3
+//! appends a transaction after a successful recovery and recovers again; byte 1 is the
+//! snapshot chunk count of the generated metadata. The rest is files, each a 1-byte file id,
+//! a 2-byte big-endian length and that many bytes (a repeated id appends): 0 `meta.rkyv`
+//! (replaces the generated one), 1 `snapshot.data`, 2 `chunks.idx`, 3 `meta.rkyv.tmp`,
+//! 4..=7 `log.0`..`log.3`, 8 `log.01` (not a segment name), 9 a directory `log.4`.
+//! Oracle: no panic, no hang; an error is corruption, an unsupported version or an I/O error
+//! (never disk-full, read-only or a bad handle); a recovered shape has real, strictly
+//! increasing entry offsets within its last commit, strictly increasing chunk ends that are
+//! entries, the chunk index on disk that matches them, and the snapshot chunks its metadata
+//! counts; recovering again trims nothing and finds the same shape; after an appended
+//! transaction and chunk end, recovery finds exactly the old shape plus them.
+
+#![no_main]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use engine::storage::chunk_index::decode_all;
+use engine::storage::layout::{self, INDEX_FILE};
+use engine::storage::meta::{self, DefinitionRecord, ShapeMeta, SnapshotRecord};
+use engine::storage::record::HEADER_LEN;
+use engine::storage::{
+    recover_shape, scan_with_threads, RecoveredShape, StorageError, StoreOptions,
+};
+use libfuzzer_sys::fuzz_target;
+use protocol::offset::LogOffset;
+
+const HANDLE: &str = "ab-1";
+const FILES: [&str; 9] = [
+    "meta.rkyv",
+    "snapshot.data",
+    "chunks.idx",
+    "meta.rkyv.tmp",
+    "log.0",
+    "log.1",
+    "log.2",
+    "log.3",
+    "log.01",
+];
+const DIRECTORY_ID: u8 = 9;
+
+/// A storage root private to this process (removed and rebuilt per input).
+fn root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        base.join(format!("ampere-fuzz-recover-{}", std::process::id()))
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [flags, chunks, rest @ ..] = data else {
+        return;
+    };
+    let dir = layout::shape_dir(root(), HANDLE);
+    match std::fs::remove_dir_all(root()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("clean {}: {e}", root().display()),
+    }
+    std::fs::create_dir_all(&dir).expect("create the shape directory");
+    write_files(&dir, *flags, *chunks, rest);
+
+    let recovered = if flags & 4 != 0 {
+        let mut results = scan_with_threads(root(), 1).expect("the root lists");
+        assert_eq!(results.len(), 1, "one shape directory");
+        results.pop().expect("one result").map_err(|failure| {
+            assert_eq!(failure.handle, HANDLE);
+            failure.error
+        })
+    } else {
+        recover_shape(&dir)
+    };
+    let shape = match recovered {
+        Ok(shape) => shape,
+        Err(error) => return check_error(&error),
+    };
+    check_shape(&shape);
+    let index = std::fs::read(dir.join(INDEX_FILE)).expect("recovery leaves an index");
+    let again = recover_shape(&dir).expect("a recovered shape recovers");
+    assert_eq!(again.trimmed_bytes, 0, "second recovery trimmed");
+    assert_same(&shape, &again);
+    assert_eq!(std::fs::read(dir.join(INDEX_FILE)).expect("index"), index);
+    if flags & 8 != 0 && shape.is_servable() && shape.last_txn_lsn < u64::MAX {
+        append_and_recover(&dir, &shape);
+    }
+});
+
+fn write_files(dir: &Path, flags: u8, chunks: u8, mut rest: &[u8]) {
+    let mut files: Vec<Vec<u8>> = vec![Vec::new(); FILES.len()];
+    let mut present = [false; FILES.len()];
+    while let [id, high, low, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*high, *low])).min(tail.len());
+        let (bytes, tail) = tail.split_at(len);
+        rest = tail;
+        let id = id % 10;
+        if id == DIRECTORY_ID {
+            let path = dir.join("log.4");
+            if !path.exists() {
+                std::fs::create_dir(&path).expect("create a directory");
+            }
+            continue;
+        }
+        files[usize::from(id)].extend_from_slice(bytes);
+        present[usize::from(id)] = true;
+    }
+    if !present[0] {
+        files[0] = meta::encode(&generated_meta(flags & 1 != 0, chunks));
+        present[0] = true;
+    }
+    for (i, bytes) in files.iter_mut().enumerate() {
+        if !present[i] {
+            continue;
+        }
+        if flags & 2 != 0 && (i == 1 || (4..=7).contains(&i)) {
+            fix_checksums(bytes);
+        }
+        std::fs::write(dir.join(FILES[i]), bytes).expect("write a file");
+    }
+}
+
+fn generated_meta(complete: bool, chunks: u8) -> ShapeMeta {
+    let mut meta = ShapeMeta::new(
+        HANDLE.to_owned(),
+        DefinitionRecord {
+            schema: "public".into(),
+            table: "items".into(),
+            table_oid: 16384,
+            columns: vec!["id".into(), "title".into()],
+            where_clause: Some("id > $1".into()),
+            params: vec!["5".into()],
+            replica: 0,
+            log_mode: 0,
+        },
+    );
+    if complete {
+        meta.snapshot = Some(SnapshotRecord {
+            xmin: 10,
+            xmax: 12,
+            xip: vec![11],
+        });
+        meta.snapshot_complete = true;
+        meta.snapshot_chunks = u32::from(chunks);
+    }
+    meta
+}
+
+/// Gives each record whose length fits its correct checksum, walking record by record.
+fn fix_checksums(buf: &mut [u8]) {
+    let mut pos = 0;
+    while buf.len() - pos >= HEADER_LEN {
+        let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        if len > buf.len() - pos - HEADER_LEN {
+            return;
+        }
+        let end = pos + HEADER_LEN + len;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[pos..pos + 4]), &buf[pos + 8..end]);
+        buf[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
+        pos = end;
+    }
+}
+
+fn check_error(error: &StorageError) {
+    let _ = error.to_string();
+    assert!(
+        matches!(
+            error,
+            StorageError::Corrupt { .. }
+                | StorageError::UnsupportedVersion { .. }
+                | StorageError::Io { .. }
+        ),
+        "unexpected error kind: {error:?}"
+    );
+}
+
+fn check_shape(shape: &RecoveredShape) {
+    assert_eq!(shape.meta.handle, HANDLE);
+    if shape.meta.snapshot_complete {
+        assert_eq!(
+            shape.snapshot_chunks.len(),
+            shape.meta.snapshot_chunks as usize
+        );
+    }
+    for (offset, _) in &shape.log {
+        assert!(offset.is_real(), "virtual offset {offset}");
+        assert!(
+            offset.tx <= shape.last_txn_lsn,
+            "entry {offset} after the last commit"
+        );
+    }
+    for pair in shape.log.windows(2) {
+        assert!(pair[0].0 < pair[1].0, "offsets do not increase");
+    }
+    for pair in shape.chunk_ends.windows(2) {
+        assert!(pair[0] < pair[1], "chunk ends do not increase");
+    }
+    for end in &shape.chunk_ends {
+        assert!(
+            shape.log.binary_search_by(|(o, _)| o.cmp(end)).is_ok(),
+            "chunk end {end} is no entry"
+        );
+    }
+    let index = std::fs::read(shape.dir.join(INDEX_FILE)).expect("recovery leaves an index");
+    let lasts: Vec<LogOffset> = decode_all(&index).iter().map(|e| e.last).collect();
+    assert_eq!(
+        lasts, shape.chunk_ends,
+        "index disagrees with the chunk ends"
+    );
+    assert_eq!(index.len(), lasts.len() * 64, "index has trailing bytes");
+}
+
+fn assert_same(first: &RecoveredShape, second: &RecoveredShape) {
+    assert_eq!(first.meta, second.meta);
+    assert_eq!(first.snapshot_chunks, second.snapshot_chunks);
+    assert_eq!(first.log, second.log);
+    assert_eq!(first.chunk_ends, second.chunk_ends);
+    assert_eq!(first.last_txn_lsn, second.last_txn_lsn);
+}
+
+/// Continues the recovered shape as the engine does after a restart, then recovers it again.
+fn append_and_recover(dir: &Path, shape: &RecoveredShape) {
+    let lsn = shape.last_txn_lsn + 1;
+    let offset = LogOffset::new(lsn, 0);
+    let mut store = shape
+        .open_store(StoreOptions::default())
+        .expect("a recovered shape reopens");
+    store
+        .append_txn([(offset, &b"{}"[..])], lsn)
+        .expect("append to a recovered shape");
+    store.close_chunk(offset);
+    store.flush().expect("flush");
+    drop(store);
+    let after = recover_shape(dir).expect("an appended shape recovers");
+    assert_eq!(after.trimmed_bytes, 0, "the append left a torn tail");
+    check_shape(&after);
+    assert_eq!(after.log.len(), shape.log.len() + 1);
+    assert_eq!(after.log[..shape.log.len()], shape.log[..]);
+    assert_eq!(
+        after.log.last().map(|(o, p)| (*o, &p[..])),
+        Some((offset, &b"{}"[..]))
+    );
+    assert_eq!(after.chunk_ends.len(), shape.chunk_ends.len() + 1);
+    assert_eq!(after.chunk_ends.last(), Some(&offset));
+    assert_eq!(after.last_txn_lsn, lsn);
+}
