@@ -51,8 +51,7 @@ fn write(root: &Path, h: &str, ops: &[Op]) -> (Model, u64) {
                         all.len() - 1
                     };
                     let last = if pick < all.len() { all[pick].0 } else { *o };
-                    store.close_chunk(last);
-                    model.chunk_ends.push(last);
+                    close(&mut store, &mut model, last);
                     open_from = all.iter().position(|e| e.0 == last).unwrap() + 1;
                 }
             }

@@ -19,13 +19,11 @@ fn write_restart_compare_continue() {
         if i == 2 {
             // Close inside the transaction: chunk boundaries are per entry.
             let mid = model.txns[2].1[0].0;
-            store.close_chunk(mid);
-            model.chunk_ends.push(mid);
+            close(&mut store, &mut model, mid);
         }
         if i == 4 {
             let last = model.txns[4].1.last().unwrap().0;
-            store.close_chunk(last);
-            model.chunk_ends.push(last);
+            close(&mut store, &mut model, last);
         }
     }
     // An empty transaction records only that the shape saw its LSN.
@@ -78,8 +76,7 @@ fn write_restart_compare_continue() {
     );
     append(&mut store, &mut model, 2, 5);
     let last = model.txns.last().unwrap().1[1].0;
-    store.close_chunk(last);
-    model.chunk_ends.push(last);
+    close(&mut store, &mut model, last);
     store.sync().unwrap();
     drop(store);
     let rec = only_shape(root);
@@ -107,8 +104,7 @@ fn segments_roll_over_and_recover_in_order() {
         append(&mut store, &mut model, 1 + i % 4, 10 + i);
         if i % 7 == 6 {
             let last = model.txns.last().unwrap().1[0].0;
-            store.close_chunk(last);
-            model.chunk_ends.push(last);
+            close(&mut store, &mut model, last);
         }
         if i % 5 == 0 {
             // Off-thread sync, as the engine does it.

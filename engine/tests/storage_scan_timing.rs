@@ -19,7 +19,7 @@ fn populate(root: &std::path::Path, shapes: u32) {
             append(&mut store, &mut model, 2, 40);
         }
         let last = model.txns[1].1[1].0;
-        store.close_chunk(last);
+        close(&mut store, &mut model, last);
         // Written to the OS but not fsynced: 10,000 fsync batches would dominate the test.
         store.flush().unwrap();
     }

@@ -68,10 +68,25 @@ impl SnapshotChunk {
 
 struct ClosedChunk {
     last: LogOffset,
-    /// Entries joined with `,`.
-    buf: Bytes,
-    /// Offset of each entry and its byte range in `buf`.
+    /// Entries joined with `,`: in memory until they are in `chunks.data`.
+    body: ChunkBody,
+    /// Offset of each entry and its byte range in the body.
     index: Vec<(LogOffset, u32, u32)>,
+}
+
+enum ChunkBody {
+    Mem(Bytes),
+    /// A `chunks.data` record (checked when this process wrote it, or by recovery).
+    Disk(Rc<LazyFile>, ChunkPos),
+}
+
+impl ChunkBody {
+    fn len(&self) -> u64 {
+        match self {
+            Self::Mem(b) => b.len() as u64,
+            Self::Disk(_, pos) => pos.len,
+        }
+    }
 }
 
 pub struct ShapeLog {
@@ -177,6 +192,11 @@ impl ShapeLog {
                 log.close_open_chunk();
             }
         }
+        // The entries are slices of whole segments read by recovery: own the open chunk's
+        // bytes so those buffers can go.
+        for (_, json) in &mut log.open {
+            *json = Bytes::copy_from_slice(json);
+        }
         log
     }
 
@@ -203,6 +223,39 @@ impl ShapeLog {
             pos,
             verified: Cell::new(true),
         });
+    }
+
+    /// The bytes of the closed real-log chunk ending at `last`, while they are in memory.
+    pub fn closed_chunk_bytes(&self, last: LogOffset) -> Option<Bytes> {
+        let i = self.closed.binary_search_by(|c| c.last.cmp(&last)).ok()?;
+        match &self.closed[i].body {
+            ChunkBody::Mem(b) => Some(b.clone()),
+            ChunkBody::Disk(..) => None,
+        }
+    }
+
+    /// The closed real-log chunk ending at `last` is in `file` at `pos`: serve it from there
+    /// and let its memory go.
+    pub fn closed_chunk_on_disk(&mut self, last: LogOffset, file: &Rc<LazyFile>, pos: ChunkPos) {
+        let i = self
+            .closed
+            .binary_search_by(|c| c.last.cmp(&last))
+            .unwrap_or_else(|_| panic!("no closed chunk ends at {last}"));
+        let chunk = &mut self.closed[i];
+        assert_eq!(
+            chunk.body.len(),
+            pos.len,
+            "chunk {last} moved to disk with another length"
+        );
+        chunk.body = ChunkBody::Disk(file.clone(), pos);
+    }
+
+    /// Closed real-log chunks still held in memory.
+    pub fn closed_chunks_in_memory(&self) -> usize {
+        self.closed
+            .iter()
+            .filter(|c| matches!(c.body, ChunkBody::Mem(_)))
+            .count()
     }
 
     /// Closed snapshot chunks still held in memory (not yet handed to the OS).
@@ -257,7 +310,7 @@ impl ShapeLog {
             .expect("closing an empty chunk");
         self.closed.push(ClosedChunk {
             last,
-            buf: Bytes::from(buf),
+            body: ChunkBody::Mem(Bytes::from(buf)),
             index,
         });
     }
@@ -313,24 +366,43 @@ impl ShapeLog {
                 chunk_end: protocol::offset::snapshot_chunk(n),
             }));
         }
-        Ok(self.read_real(after.expect("-1 is handled above")))
+        self.read_real(after.expect("-1 is handled above"))
     }
 
-    fn read_real(&self, after: LogOffset) -> Option<Slice> {
+    fn read_real(&self, after: LogOffset) -> Result<Option<Slice>, ReadError> {
         if !self.snapshot_done {
-            return None;
+            return Ok(None);
         }
         // First closed chunk holding an entry after `after`.
         let ci = self.closed.partition_point(|c| c.last <= after);
         if let Some(c) = self.closed.get(ci) {
             let i = c.index.partition_point(|(o, _, _)| *o <= after);
             let (_, start, _) = c.index[i];
-            let end = c.buf.len();
-            return Some(Slice {
-                parts: vec![Part::Mem(c.buf.slice(start as usize..end))],
+            let part = match &c.body {
+                ChunkBody::Mem(b) => Part::Mem(b.slice(start as usize..)),
+                ChunkBody::Disk(file, pos) => {
+                    let file = match file.get() {
+                        Ok(f) => f,
+                        Err(e) => {
+                            return Err(ReadError {
+                                chunk: ci,
+                                path: file.path().display().to_string(),
+                                what: format!("open: {e}"),
+                            })
+                        }
+                    };
+                    Part::File(FileRange {
+                        file,
+                        offset: pos.payload_at() + u64::from(start),
+                        len: pos.len - u64::from(start),
+                    })
+                }
+            };
+            return Ok(Some(Slice {
+                parts: vec![part],
                 chunk_end: c.last,
                 entries: c.index.len() - i,
-            });
+            }));
         }
         let i = self.open.partition_point(|(o, _)| *o <= after);
         let mut parts = Vec::with_capacity((self.open.len() - i) * 2);
@@ -340,12 +412,12 @@ impl ShapeLog {
             }
             parts.push(Part::Mem(b.clone()));
         }
-        Some(Slice {
+        Ok(Some(Slice {
             entries: self.open.len() - i,
             parts,
             // The open chunk ends at the log end (also for requests beyond it: out of bounds).
             chunk_end: self.last_offset(),
-        })
+        }))
     }
 }
 
@@ -525,6 +597,47 @@ mod tests {
         assert_eq!(err.chunk, 1);
         assert!(err.to_string().contains("checksum"), "{err}");
         std::fs::remove_dir_all(file.path().parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn closed_real_chunks_move_to_disk_and_serve_from_any_entry() {
+        let mut log = ShapeLog::new(10);
+        log.finish_snapshot(b"{}");
+        log.append(off(100, 0), Bytes::from_static(b"{\"x\":1}"));
+        let end = log
+            .append(off(100, 2), Bytes::from_static(b"{\"x\":2}"))
+            .expect("closed");
+        log.append(off(200, 0), Bytes::from_static(b"{\"x\":3}"));
+        let bytes = log.closed_chunk_bytes(end).expect("in memory");
+        assert_eq!(&bytes[..], b"{\"x\":1},{\"x\":2}");
+        // As chunks.data holds it: one record.
+        let dir = std::env::temp_dir().join(format!("ampere-log-{}-real", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut file = vec![0u8; 7]; // something before it
+        let record_at = file.len() as u64;
+        record::encode(&mut file, record::KIND_CHUNK_DATA, 100, 2, &bytes);
+        let path = dir.join("chunks.data");
+        std::fs::write(&path, file).unwrap();
+        let lazy = LazyFile::new(path);
+        log.closed_chunk_on_disk(
+            end,
+            &lazy,
+            ChunkPos {
+                record_at,
+                len: bytes.len() as u64,
+            },
+        );
+        assert_eq!(log.closed_chunks_in_memory(), 0);
+        assert!(log.closed_chunk_bytes(end).is_none());
+        let at_start = read(&log, Some(protocol::offset::LAST_BEFORE_REAL_LOG));
+        assert!(matches!(at_start.parts[0], Part::File(_)));
+        assert_eq!(body(&at_start), "{\"x\":1},{\"x\":2}");
+        assert_eq!(at_start.entries, 2);
+        let mid = read(&log, Some(off(100, 0)));
+        assert_eq!(body(&mid), "{\"x\":2}");
+        assert_eq!((mid.entries, mid.chunk_end), (1, end));
+        assert_eq!(body(&read(&log, Some(end))), "{\"x\":3}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

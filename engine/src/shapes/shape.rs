@@ -102,6 +102,10 @@ pub struct Shape {
     unspilled: Vec<(usize, ChunkPos)>,
     /// `snapshot.data`, once a chunk is served from it.
     snapshot_file: Option<Rc<LazyFile>>,
+    /// Closed real-log chunks appended to `chunks.data` but not yet handed to the OS.
+    unspilled_chunks: Vec<(protocol::offset::LogOffset, ChunkPos)>,
+    /// `chunks.data`, once a chunk is served from it.
+    chunk_file: Option<Rc<LazyFile>>,
 }
 
 /// Log entries `(after, end]` framed once for a live response.
@@ -135,6 +139,8 @@ impl Shape {
             sse_batch: None,
             unspilled: Vec::new(),
             snapshot_file: None,
+            unspilled_chunks: Vec::new(),
+            chunk_file: None,
         }
     }
 
@@ -165,6 +171,8 @@ impl Shape {
             sse_batch: None,
             unspilled: Vec::new(),
             snapshot_file: None,
+            unspilled_chunks: Vec::new(),
+            chunk_file: None,
         }
     }
 
@@ -205,6 +213,35 @@ impl Shape {
             .get_or_insert_with(|| LazyFile::new(store.snapshot_path()));
         for (n, pos) in self.unspilled.drain(..) {
             self.log.snapshot_chunk_on_disk(n, file, pos);
+        }
+    }
+
+    /// The `chunks.data` file a restored shape already serves from (one descriptor per file).
+    pub fn set_chunk_file(&mut self, file: Rc<LazyFile>) {
+        self.chunk_file = Some(file);
+    }
+
+    /// Hands closed real-log chunks to the OS and serves them from `chunks.data` (as
+    /// [`Self::spill_snapshot`] does for the snapshot): the live log's memory is its open chunk.
+    fn spill_chunks(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if self.unspilled_chunks.is_empty() {
+            return;
+        }
+        if let Err(e) = store.flush_chunk_data() {
+            tracing::warn!(
+                "shape {}: closed chunks stay in memory for now: {e}",
+                self.handle
+            );
+            return;
+        }
+        let file = self
+            .chunk_file
+            .get_or_insert_with(|| LazyFile::new(store.chunk_data_path()));
+        for (last, pos) in self.unspilled_chunks.drain(..) {
+            self.log.closed_chunk_on_disk(last, file, pos);
         }
     }
 
@@ -343,9 +380,16 @@ impl Shape {
                     return Applied::Invalidate("storage error");
                 }
                 for end in chunk_ends {
-                    store.close_chunk(end);
+                    let bytes = self
+                        .log
+                        .closed_chunk_bytes(end)
+                        .expect("a chunk closed just now is in memory");
+                    if let Some(pos) = store.close_chunk(end, &bytes) {
+                        self.unspilled_chunks.push((end, pos));
+                    }
                 }
                 self.dirty = true;
+                self.spill_chunks();
             }
         }
         if n > 0 {

@@ -9,6 +9,8 @@ pub const META_FILE: &str = "meta.rkyv";
 pub const META_TMP_FILE: &str = "meta.rkyv.tmp";
 pub const SNAPSHOT_FILE: &str = "snapshot.data";
 pub const INDEX_FILE: &str = "chunks.idx";
+/// Closed real-log chunks as served (derived from the log; rebuilt by recovery when short).
+pub const CHUNK_DATA_FILE: &str = "chunks.data";
 const SEGMENT_PREFIX: &str = "log.";
 /// Prefix of a shape directory still being created (renamed into place when complete).
 pub const STAGING_PREFIX: char = '.';

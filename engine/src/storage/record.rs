@@ -27,6 +27,9 @@ pub const KIND_COMMIT: u8 = 2;
 pub const KIND_CHUNK_END: u8 = 3;
 /// Snapshot chunk number `op` (`tx` = 0); the payload is the chunk's comma-joined JSON.
 pub const KIND_SNAPSHOT_CHUNK: u8 = 4;
+/// In `chunks.data`: the closed real-log chunk ending at entry `(tx, op)`, its entries
+/// comma-joined exactly as served.
+pub const KIND_CHUNK_DATA: u8 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -50,7 +53,7 @@ pub enum Decoded<'a> {
 fn is_known_kind(kind: u8) -> bool {
     matches!(
         kind,
-        KIND_ENTRY | KIND_COMMIT | KIND_CHUNK_END | KIND_SNAPSHOT_CHUNK
+        KIND_ENTRY | KIND_COMMIT | KIND_CHUNK_END | KIND_SNAPSHOT_CHUNK | KIND_CHUNK_DATA
     )
 }
 
@@ -185,9 +188,18 @@ pub fn valid_record_after(buf: &[u8], from: usize, kinds: &[u8]) -> Option<usize
     let last_start = buf.len().checked_sub(HEADER_LEN)?;
     let mut q = from;
     while q <= last_start {
-        if kinds.contains(&buf[q + 8]) {
+        let kind = buf[q + 8];
+        if kinds.contains(&kind) {
             let len = u32_at(buf, q) as usize;
-            if len <= buf.len() - q - HEADER_LEN {
+            // Transaction boundaries (COMMIT, CHUNK_END) are always empty: checking that first
+            // keeps the scan linear on garbage instead of checksumming a random length at
+            // every candidate position.
+            let plausible = if kind == KIND_COMMIT || kind == KIND_CHUNK_END {
+                len == 0
+            } else {
+                len <= buf.len() - q - HEADER_LEN
+            };
+            if plausible {
                 if let Decoded::Record(..) = decode(buf, q) {
                     return Some(q);
                 }

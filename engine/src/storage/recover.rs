@@ -11,10 +11,11 @@
 use super::chunk_index::{ChunkIndexEntry, LogPos};
 use super::error::StorageError;
 use super::fsio;
-use super::layout::{self, INDEX_FILE, META_FILE, META_TMP_FILE, SNAPSHOT_FILE};
+use super::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, META_TMP_FILE, SNAPSHOT_FILE};
 use super::meta::{self, ShapeMeta, MAX_META_BYTES};
 use super::record::{
-    self, ChunkPos, Decoded, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK,
+    self, ChunkPos, Decoded, KIND_CHUNK_DATA, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY,
+    KIND_SNAPSHOT_CHUNK,
 };
 use super::store::{OpenEntry, ResumePoint, ShapeStore, StoreOptions};
 use bytes::Bytes;
@@ -35,6 +36,9 @@ pub struct RecoveredShape {
     pub log: Vec<(LogOffset, Bytes)>,
     /// Last offset of every closed real-log chunk, ascending.
     pub chunk_ends: Vec<LogOffset>,
+    /// Where each closed chunk's bytes lie in `chunks.data` (parallel to `chunk_ends`; `None`
+    /// for a chunk over the record limit, served from memory).
+    pub chunk_data: Vec<Option<ChunkPos>>,
     /// Commit LSN of the last complete transaction (0: none); replayed transactions up to it
     /// are already in the log and must be skipped.
     pub last_txn_lsn: u64,
@@ -432,6 +436,85 @@ fn index_bytes(scan: &LogScan) -> Vec<u8> {
     out
 }
 
+/// Checks `chunks.data` against the closed chunks of the recovered log (record `k` holds chunk
+/// `k`'s entries comma-joined) and rewrites it from the first record that is missing, torn or
+/// different: it is derived data, never fsynced on its own, and the log is authoritative.
+/// Returns each chunk's position and the file's valid length.
+fn recover_chunk_data(
+    dir: &Path,
+    entries: &[(LogOffset, Bytes)],
+    chunks: &[(usize, usize)],
+) -> Result<(Vec<Option<ChunkPos>>, u64), StorageError> {
+    let path = dir.join(CHUNK_DATA_FILE);
+    let on_disk = match std::fs::read(&path) {
+        Ok(b) => b,
+        // Written by a version without chunks.data: built now.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(StorageError::io("read", &path, e)),
+    };
+    let mut positions = Vec::with_capacity(chunks.len());
+    let mut pos = 0usize;
+    let mut rebuilt: Option<Vec<u8>> = None;
+    for &(first, last) in chunks {
+        let offset = entries[last].0;
+        let mut joined = Vec::new();
+        for (i, (_, e)) in entries[first..=last].iter().enumerate() {
+            if i > 0 {
+                joined.push(b',');
+            }
+            joined.extend_from_slice(e);
+        }
+        if joined.len() > record::MAX_PAYLOAD {
+            positions.push(None);
+            continue;
+        }
+        let at = pos + rebuilt.as_ref().map_or(0, Vec::len);
+        if rebuilt.is_none() {
+            let matches = match record::decode(&on_disk, pos) {
+                Decoded::Record(r, next) => {
+                    let ok = r.kind == KIND_CHUNK_DATA
+                        && LogOffset::new(r.tx, r.op) == offset
+                        && r.payload == &joined[..];
+                    ok.then_some(next)
+                }
+                _ => None,
+            };
+            match matches {
+                Some(next) => {
+                    positions.push(Some(ChunkPos {
+                        record_at: pos as u64,
+                        len: joined.len() as u64,
+                    }));
+                    pos = next;
+                    continue;
+                }
+                None => rebuilt = Some(Vec::new()),
+            }
+        }
+        let out = rebuilt.as_mut().expect("rebuilding from here");
+        record::encode(out, KIND_CHUNK_DATA, offset.tx, offset.op, &joined);
+        positions.push(Some(ChunkPos {
+            record_at: at as u64,
+            len: joined.len() as u64,
+        }));
+    }
+    let tail = rebuilt.unwrap_or_default();
+    let len = (pos + tail.len()) as u64;
+    if pos + tail.len() != on_disk.len() || !tail.is_empty() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(StorageError::at("open", &path))?;
+        f.set_len(pos as u64)
+            .map_err(StorageError::at("truncate", &path))?;
+        f.write_all_at(&tail, pos as u64)
+            .map_err(StorageError::at("write", &path))?;
+    }
+    Ok((positions, len))
+}
+
 /// Loads and repairs one shape directory.
 pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
     let meta = read_meta(dir)?;
@@ -486,6 +569,7 @@ pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
     positions.truncate(committed);
     let chunk_start = chunks.last().map_or(0, |c| c.1 + 1);
     let chunk_ends: Vec<LogOffset> = chunks.iter().map(|&(_, b)| entries[b].0).collect();
+    let (chunk_data, chunk_data_len) = recover_chunk_data(dir, &entries, &chunks)?;
     let resume = ResumePoint {
         dir: dir.to_path_buf(),
         segment: b.segment,
@@ -493,6 +577,7 @@ pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
         snapshot_len: snap_tail.valid_end as u64,
         snapshot_chunks: snapshot_chunks.len() as u32,
         index_len: index.len() as u64,
+        chunk_data_len,
         last_offset: entries.last().map(|(o, _)| *o),
         last_commit_lsn,
         last_chunk_end: chunk_ends.last().copied(),
@@ -504,6 +589,7 @@ pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
         snapshot_chunks,
         log: entries,
         chunk_ends,
+        chunk_data,
         last_txn_lsn: last_commit_lsn,
         trimmed_bytes: trimmed,
         resume,

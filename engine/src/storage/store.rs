@@ -7,9 +7,11 @@
 use super::chunk_index::{ChunkIndexEntry, LogPos};
 use super::error::StorageError;
 use super::fsio::{self, AppendFile};
-use super::layout::{self, INDEX_FILE, META_FILE, SHAPES_DIR, SNAPSHOT_FILE};
+use super::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, SHAPES_DIR, SNAPSHOT_FILE};
 use super::meta::{self, ShapeMeta, SnapshotRecord};
-use super::record::{self, ChunkPos, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK};
+use super::record::{
+    self, ChunkPos, KIND_CHUNK_DATA, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK,
+};
 use super::sync::{SyncJob, SyncPoint};
 use super::FORMAT_VERSION;
 use protocol::offset::LogOffset;
@@ -52,6 +54,7 @@ pub struct ResumePoint {
     pub(crate) snapshot_len: u64,
     pub(crate) snapshot_chunks: u32,
     pub(crate) index_len: u64,
+    pub(crate) chunk_data_len: u64,
     pub(crate) last_offset: Option<LogOffset>,
     pub(crate) last_commit_lsn: u64,
     pub(crate) last_chunk_end: Option<LogOffset>,
@@ -67,6 +70,9 @@ pub struct ShapeStore {
     log: AppendFile,
     snapshot: Option<AppendFile>,
     index: AppendFile,
+    /// `chunks.data`: each closed real-log chunk's bytes as served. Derived from the log (never
+    /// fsynced on its own; recovery checks it against the log and rebuilds what is missing).
+    chunk_data: AppendFile,
     snapshot_chunks: u32,
     last_offset: Option<LogOffset>,
     last_commit_lsn: u64,
@@ -133,10 +139,11 @@ impl ShapeStore {
             let log = AppendFile::create_new(staging.join(layout::segment_name(0)))?;
             let snapshot = AppendFile::create_new(staging.join(SNAPSHOT_FILE))?;
             let index = AppendFile::create_new(staging.join(INDEX_FILE))?;
+            let chunk_data = AppendFile::create_new(staging.join(CHUNK_DATA_FILE))?;
             std::fs::rename(&staging, &dir).map_err(StorageError::at("rename", &dir))?;
-            Ok((meta_bytes, log, snapshot, index))
+            Ok((meta_bytes, log, snapshot, index, chunk_data))
         })();
-        let (meta_bytes, mut log, mut snapshot, mut index) = match built {
+        let (meta_bytes, mut log, mut snapshot, mut index, mut chunk_data) = match built {
             Ok(b) => b,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
@@ -146,6 +153,7 @@ impl ShapeStore {
         log.relocate(dir.join(layout::segment_name(0)));
         snapshot.relocate(dir.join(SNAPSHOT_FILE));
         index.relocate(dir.join(INDEX_FILE));
+        chunk_data.relocate(dir.join(CHUNK_DATA_FILE));
         let shapes = root.join(SHAPES_DIR);
         let dirs_pending = [dir.clone(), fanout, shapes, root.to_path_buf()]
             .into_iter()
@@ -159,6 +167,7 @@ impl ShapeStore {
             log,
             snapshot: Some(snapshot),
             index,
+            chunk_data,
             snapshot_chunks: 0,
             last_offset: None,
             last_commit_lsn: 0,
@@ -186,6 +195,7 @@ impl ShapeStore {
         let log =
             AppendFile::open_existing(dir.join(layout::segment_name(at.segment)), at.segment_len)?;
         let index = AppendFile::open_existing(dir.join(INDEX_FILE), at.index_len)?;
+        let chunk_data = AppendFile::open_existing(dir.join(CHUNK_DATA_FILE), at.chunk_data_len)?;
         let snapshot = if meta.snapshot_complete {
             None
         } else {
@@ -208,6 +218,7 @@ impl ShapeStore {
             log,
             snapshot,
             index,
+            chunk_data,
             snapshot_chunks: at.snapshot_chunks,
             last_offset: at.last_offset,
             last_commit_lsn: at.last_commit_lsn,
@@ -377,8 +388,41 @@ impl ShapeStore {
     }
 
     /// Closes the real-log chunk ending at entry `last` (an appended entry after the previous
-    /// chunk end; it may lie inside a transaction, as chunk boundaries are per entry).
-    pub fn close_chunk(&mut self, last: LogOffset) {
+    /// chunk end; it may lie inside a transaction, as chunk boundaries are per entry), and
+    /// appends its bytes as served (`bytes`, the entries comma-joined) to `chunks.data`.
+    /// Returns where that record lies (in the buffer until [`Self::flush_chunk_data`]), or
+    /// `None` for a chunk over the record limit (served from memory; one giant entry).
+    pub fn close_chunk(&mut self, last: LogOffset, bytes: &[u8]) -> Option<ChunkPos> {
+        self.close_chunk_boundary(last);
+        if Self::check_len(bytes.len()).is_err() {
+            return None;
+        }
+        let record_at = self.chunk_data.logical_len();
+        record::encode(
+            self.chunk_data.buf_mut(),
+            KIND_CHUNK_DATA,
+            last.tx,
+            last.op,
+            bytes,
+        );
+        Some(ChunkPos {
+            record_at,
+            len: bytes.len() as u64,
+        })
+    }
+
+    /// Hands the closed chunks' bytes to the OS (no fsync: derived data), so they can be served
+    /// from `chunks.data`. On error the buffer is kept for the next flush.
+    pub fn flush_chunk_data(&mut self) -> Result<(), StorageError> {
+        self.chunk_data.flush()
+    }
+
+    /// `chunks.data`'s path.
+    pub fn chunk_data_path(&self) -> PathBuf {
+        self.dir.join(CHUNK_DATA_FILE)
+    }
+
+    fn close_chunk_boundary(&mut self, last: LogOffset) {
         let i = self
             .open_chunk
             .iter()
@@ -419,7 +463,8 @@ impl ShapeStore {
             s.flush()?;
         }
         self.log.flush()?;
-        self.index.flush()
+        self.index.flush()?;
+        self.chunk_data.flush()
     }
 
     /// Flushes, then packages the fsyncs (and a pending metadata replacement) as a job for a
@@ -480,6 +525,7 @@ impl ShapeStore {
         // An idle shape keeps no descriptor open (the next append reopens its files).
         self.log.release();
         self.index.release();
+        self.chunk_data.release();
     }
 
     /// Flush, fsync and install pending metadata on this thread (blocking).

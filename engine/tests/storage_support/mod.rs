@@ -109,6 +109,24 @@ pub fn append(store: &mut ShapeStore, model: &mut Model, n: usize, size: usize) 
     lsn
 }
 
+/// Closes the open chunk at entry `last`, as the engine does: the chunk's entries (after the
+/// previous chunk end, up to `last`) comma-joined go to `chunks.data`.
+pub fn close(store: &mut ShapeStore, model: &mut Model, last: LogOffset) {
+    let after = model.chunk_ends.last().copied();
+    let mut bytes = Vec::new();
+    for (o, p) in model.entries() {
+        if after.is_some_and(|a| o <= a) || o > last {
+            continue;
+        }
+        if !bytes.is_empty() {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(&p);
+    }
+    store.close_chunk(last, &bytes);
+    model.chunk_ends.push(last);
+}
+
 /// A shape with a finished two-chunk snapshot.
 pub fn snapshotted(
     root: &Path,
