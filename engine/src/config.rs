@@ -94,6 +94,11 @@ pub struct Config {
     pub prometheus_port: Option<u16>,
 
     /// Cores (one monoio runtime each). Default: all available.
+    /// Memory for recently closed chunks, in bytes, for the whole node (split over the
+    /// cores); other closed chunks are served from their files (the page cache).
+    #[arg(long, env = "AMPERE_CHUNK_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub chunk_cache_bytes: u64,
+
     #[arg(long, env = "AMPERE_CORES")]
     pub cores: Option<usize>,
 

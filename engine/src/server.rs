@@ -158,6 +158,10 @@ pub fn run(config: Config, db_url: String, _owner: crate::storage::StorageLock) 
         let metrics_listener = metrics_listener.clone();
         async move {
             let (listener, inbox, found, worker) = taken.expect("each core starts once");
+            let cache_share = shared.config.chunk_cache_bytes / cores as u64;
+            crate::storage::chunk_cache::set_budget(
+                usize::try_from(cache_share).unwrap_or(usize::MAX),
+            );
             shared.metrics.core(id).register_thread_clock();
             let core = Core::new(id, shared.clone(), found, worker);
             monoio::spawn(core.clone().run_inbox(inbox));

@@ -14,6 +14,7 @@
 //! entries as separate buffers until it closes, then they are joined once.
 
 use crate::http::{FileRange, Part};
+use crate::storage::chunk_cache::CachedBytes;
 use crate::storage::fd_cache::LazyFile;
 use crate::storage::record::{self, ChunkPos, Decoded, KIND_SNAPSHOT_CHUNK};
 use bytes::Bytes;
@@ -47,6 +48,8 @@ pub struct ReadError {
 pub struct DiskChunk {
     file: Rc<LazyFile>,
     pos: ChunkPos,
+    /// The bytes, while the memory budget keeps them (`storage::chunk_cache`).
+    cached: Rc<CachedBytes>,
     /// Whether the record's checksum has been verified (always for chunks this process wrote).
     verified: Cell<bool>,
 }
@@ -76,15 +79,16 @@ struct ClosedChunk {
 
 enum ChunkBody {
     Mem(Bytes),
-    /// A `chunks.data` record (checked when this process wrote it, or by recovery).
-    Disk(Rc<LazyFile>, ChunkPos),
+    /// A `chunks.data` record (checked when this process wrote it, or by recovery), and its
+    /// bytes while the memory budget keeps them.
+    Disk(Rc<LazyFile>, ChunkPos, Rc<CachedBytes>),
 }
 
 impl ChunkBody {
     fn len(&self) -> u64 {
         match self {
             Self::Mem(b) => b.len() as u64,
-            Self::Disk(_, pos) => pos.len,
+            Self::Disk(_, pos, _) => pos.len,
         }
     }
 }
@@ -172,6 +176,7 @@ impl ShapeLog {
                 SnapshotChunk::Disk(DiskChunk {
                     file: snapshot_file.clone(),
                     pos: *pos,
+                    cached: CachedBytes::empty(),
                     verified: Cell::new(false),
                 })
             })
@@ -218,9 +223,14 @@ impl ShapeLog {
             pos.len,
             "chunk {n} moved to disk with another length"
         );
+        let cached = match chunk {
+            SnapshotChunk::Mem(bytes) => CachedBytes::offer(bytes.clone()),
+            SnapshotChunk::Disk(d) => d.cached.clone(),
+        };
         *chunk = SnapshotChunk::Disk(DiskChunk {
             file: file.clone(),
             pos,
+            cached,
             verified: Cell::new(true),
         });
     }
@@ -247,7 +257,11 @@ impl ShapeLog {
             pos.len,
             "chunk {last} moved to disk with another length"
         );
-        chunk.body = ChunkBody::Disk(file.clone(), pos);
+        let cached = match &chunk.body {
+            ChunkBody::Mem(bytes) => CachedBytes::offer(bytes.clone()),
+            ChunkBody::Disk(_, _, cached) => cached.clone(),
+        };
+        chunk.body = ChunkBody::Disk(file.clone(), pos, cached);
     }
 
     /// Closed real-log chunks still held in memory.
@@ -358,7 +372,10 @@ impl ShapeLog {
                 SnapshotChunk::Mem(b) if b.is_empty() => Vec::new(),
                 SnapshotChunk::Mem(b) => vec![Part::Mem(b.clone())],
                 SnapshotChunk::Disk(d) if d.pos.len == 0 => Vec::new(),
-                SnapshotChunk::Disk(d) => vec![Part::File(open_chunk(n as usize, d)?)],
+                SnapshotChunk::Disk(d) => match d.cached.get() {
+                    Some(bytes) => vec![Part::Mem(bytes)],
+                    None => vec![Part::File(open_chunk(n as usize, d)?)],
+                },
             };
             return Ok(Some(Slice {
                 entries: usize::from(!parts.is_empty()),
@@ -380,7 +397,11 @@ impl ShapeLog {
             let (_, start, _) = c.index[i];
             let part = match &c.body {
                 ChunkBody::Mem(b) => Part::Mem(b.slice(start as usize..)),
-                ChunkBody::Disk(file, pos) => {
+                ChunkBody::Disk(_, _, cached) if cached.is_cached() => {
+                    let bytes = cached.get().expect("checked above");
+                    Part::Mem(bytes.slice(start as usize..))
+                }
+                ChunkBody::Disk(file, pos, _) => {
                     let file = match file.get() {
                         Ok(f) => f,
                         Err(e) => {

@@ -11,6 +11,7 @@
 //! a separate [`SyncJob`] value so it can run on a helper thread. [`scan`] recovers every shape
 //! at start-up. `docs/storage-format.md` describes the format byte by byte.
 
+pub mod chunk_cache;
 pub mod chunk_index;
 mod error;
 pub mod fd_cache;
