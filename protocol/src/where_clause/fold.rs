@@ -80,11 +80,15 @@ pub(crate) fn fold(expr: Expr) -> Result<Expr, FoldError> {
                     widen_int_const(&mut value, &ty);
                     return Ok(value);
                 }
-                _ => Expr::Func {
-                    func: Func::Coalesce,
-                    ty,
-                    args: kept,
-                },
+                _ => {
+                    let mut coalesce = Expr::Func {
+                        func: Func::Coalesce,
+                        ty,
+                        args: kept,
+                    };
+                    widen_int_operands(&mut coalesce);
+                    coalesce
+                }
             }
         }
         other => {

@@ -597,11 +597,18 @@ fn folded_integer_constants_get_their_operator_width() {
         "id = ANY ('{1,2}'::int8[]) AND 1 - 1 = ANY (ARRAY[id])",
         "GREATEST(1 - 1, id) > 0 AND ARRAY[1 - 1, id] = '{0,1}'",
         "i4 + COALESCE(2000000000 + 0, id) > 0",
+        // A COALESCE that keeps a column keeps its folded constants too: they are retyped.
+        "COALESCE(id, +0) IN (1, 2, 3)",
+        "COALESCE(id, 0 + 2) + 9 <> 0",
     ] {
         let rendered = sql(clause);
         assert_eq!(sql(&rendered), rendered, "{clause}");
     }
     assert_eq!(sql("id > 1 - 1"), "(\"id\" > '0'::int8)");
+    assert_eq!(
+        sql("COALESCE(id, +0) = 1"),
+        "(COALESCE(\"id\", '0'::int8) = '1'::int8)"
+    );
     // COALESCE(int4, int8) is int8: `i4 + <it>` adds in int8 and does not overflow.
     assert!(eval_both(
         "i4 + COALESCE(2000000000 + 0, id) > 0",
