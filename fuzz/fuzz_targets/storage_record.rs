@@ -1,21 +1,24 @@
-//! Decodes arbitrary bytes as a log segment or `snapshot.data` (`engine::storage::record`):
-//! `decode` record after record, and `valid_record_after` (the torn-tail test) from several
-//! positions for each set of kinds recovery asks about.
+//! Decodes arbitrary bytes as a log segment, `snapshot.data` or `chunks.data`
+//! (`engine::storage::record`): `decode` record after record, `decode_header` (recovery of a
+//! complete snapshot reads headers only) at every position, and `valid_record_after` (the
+//! torn-tail test) from several positions for each set of kinds recovery asks about.
 //!
 //! Input layout: byte 0 is flags: bit 0 rewrites the checksum of each record as the bytes are
 //! walked (a header whose length fits gets the CRC its bytes deserve), so that the fuzzer
 //! reaches valid records with arbitrary content; bits 1..8 pick the first `from` position.
 //! The rest is the file.
 //! Oracle: no panic; a decoded record lies within the buffer right after its header and
-//! re-encodes to exactly its bytes; `valid_record_after` returns the first position at or
-//! after `from` where `decode` finds a record of the asked kinds, and `None` only if there is
-//! none (checked against a plain scan).
+//! re-encodes to exactly its bytes; `decode_header` accepts exactly the headers `decode` does
+//! not refuse for their length or kind, with the same fields; `valid_record_after` returns the
+//! first position at or after `from` where `decode` finds a record of the asked kinds (a
+//! transaction boundary, COMMIT or CHUNK_END, only with an empty payload, as written), and
+//! `None` only if there is none (checked against a plain scan).
 
 #![no_main]
 
 use engine::storage::record::{
-    decode, encode, valid_record_after, Decoded, HEADER_LEN, KIND_CHUNK_END, KIND_COMMIT,
-    KIND_SNAPSHOT_CHUNK,
+    decode, decode_header, encode, valid_record_after, Decoded, HEADER_LEN, KIND_CHUNK_END,
+    KIND_COMMIT, KIND_SNAPSHOT_CHUNK,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +26,7 @@ use libfuzzer_sys::fuzz_target;
 const KIND_SETS: &[&[u8]] = &[
     &[KIND_COMMIT, KIND_CHUNK_END],
     &[KIND_SNAPSHOT_CHUNK],
-    &[0, 1, 2, 3, 4, 5],
+    &[0, 1, 2, 3, 4, 5, 6],
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -68,11 +71,21 @@ fuzz_target!(|data: &[u8]| {
             Decoded::Bad(_) => break,
         }
     }
-    // The kind of the record that decodes at each position (decoded once, not per query).
+    // The kind of the record that decodes at each position (decoded once, not per query),
+    // as the torn-tail scan may find it: boundaries are written with empty payloads only.
     let kind_at: Vec<Option<u8>> = (0..buf.len())
-        .map(|q| match decode(&buf, q) {
-            Decoded::Record(record, _) => Some(record.kind),
-            _ => None,
+        .map(|q| {
+            let decoded = decode(&buf, q);
+            check_header(&buf, q, &decoded);
+            match decoded {
+                Decoded::Record(record, _)
+                    if record.payload.is_empty()
+                        || !matches!(record.kind, KIND_COMMIT | KIND_CHUNK_END) =>
+                {
+                    Some(record.kind)
+                }
+                _ => None,
+            }
         })
         .collect();
     let first_from = usize::from(flags >> 1);
@@ -91,6 +104,33 @@ fuzz_target!(|data: &[u8]| {
 /// The first position at or after `from` where a record of one of `kinds` decodes.
 fn plain_scan(kind_at: &[Option<u8>], from: usize, kinds: &[u8]) -> Option<usize> {
     (from..kind_at.len()).find(|&q| kind_at[q].is_some_and(|kind| kinds.contains(&kind)))
+}
+
+/// `decode_header` reads the header `decode` read, and refuses it for the same reasons (a
+/// length over the limit or an unknown kind), not for a checksum or a short payload.
+fn check_header(buf: &[u8], q: usize, decoded: &Decoded<'_>) {
+    let Some(bytes) = buf.get(q..q + HEADER_LEN) else {
+        return;
+    };
+    let header = decode_header(bytes.try_into().expect("a whole header"));
+    match decoded {
+        Decoded::Record(record, next) => {
+            let header = header.expect("a decoded record's header decodes");
+            assert_eq!(
+                (header.kind, header.tx, header.op, header.len),
+                (record.kind, record.tx, record.op, record.payload.len())
+            );
+            assert_eq!(q + HEADER_LEN + header.len, *next);
+        }
+        Decoded::Bad(reason) => {
+            let refused = matches!(
+                *reason,
+                "record length over the limit" | "unknown record kind"
+            );
+            assert_eq!(header.err(), refused.then_some(*reason), "at {q}");
+        }
+        Decoded::Truncated => assert!(header.is_ok(), "at {q}"),
+    }
 }
 
 /// Walks the buffer as a sequence of records and gives each whose length fits its correct

@@ -1,6 +1,8 @@
 //! Recovers a shape directory made of arbitrary files (`engine::storage::recover_shape`, or
 //! `scan` over the storage root), as start-up does after a crash or with a damaged disk. The
-//! directory lives under `/dev/shm` (tmpfs: fsync is cheap) and is rebuilt for every input.
+//! directory lives under `/dev/shm` (tmpfs: fsync is cheap; else the temp directory), private
+//! to the process, rebuilt for every input and removed after it, on a panic, and (when left by
+//! a process killed on a timeout) by the next run.
 //!
 //! Input layout: byte 0 is flags: bit 0 marks the generated `meta.rkyv` snapshot-complete,
 //! bit 1 rewrites the checksum of each record in `snapshot.data` and `log.*` (so the fuzzer
@@ -9,13 +11,15 @@
 //! snapshot chunk count of the generated metadata. The rest is files, each a 1-byte file id,
 //! a 2-byte big-endian length and that many bytes (a repeated id appends): 0 `meta.rkyv`
 //! (replaces the generated one), 1 `snapshot.data`, 2 `chunks.idx`, 3 `meta.rkyv.tmp`,
-//! 4..=7 `log.0`..`log.3`, 8 `log.01` (not a segment name), 9 a directory `log.4`.
+//! 4..=7 `log.0`..`log.3`, 8 `log.01` (not a segment name), 9 `chunks.data`, 10 a directory
+//! `log.4` (ids are taken modulo 11).
 //! Oracle: no panic, no hang; an error is corruption, an unsupported version or an I/O error
 //! (never disk-full, read-only or a bad handle); a recovered shape has real, strictly
 //! increasing entry offsets within its last commit, strictly increasing chunk ends that are
-//! entries, the chunk index on disk that matches them, and the snapshot chunks its metadata
-//! counts; recovering again trims nothing and finds the same shape; after an appended
-//! transaction and chunk end, recovery finds exactly the old shape plus them.
+//! entries, the chunk index on disk that matches them, `chunks.data` records that hold each
+//! closed chunk's entries as served, and the snapshot chunks its metadata counts; recovering
+//! again trims nothing and finds the same shape; after an appended transaction and chunk end,
+//! recovery finds exactly the old shape plus them.
 
 #![no_main]
 
@@ -23,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use engine::storage::chunk_index::decode_all;
-use engine::storage::layout::{self, INDEX_FILE};
+use engine::storage::layout::{self, CHUNK_DATA_FILE, INDEX_FILE};
 use engine::storage::meta::{self, DefinitionRecord, ShapeMeta, SnapshotRecord};
-use engine::storage::record::HEADER_LEN;
+use engine::storage::record::{decode, Decoded, HEADER_LEN, KIND_CHUNK_DATA};
 use engine::storage::{
     recover_shape, scan_with_threads, RecoveredShape, StorageError, StoreOptions,
 };
@@ -33,7 +37,7 @@ use libfuzzer_sys::fuzz_target;
 use protocol::offset::LogOffset;
 
 const HANDLE: &str = "ab-1";
-const FILES: [&str; 9] = [
+const FILES: [&str; 10] = [
     "meta.rkyv",
     "snapshot.data",
     "chunks.idx",
@@ -43,32 +47,73 @@ const FILES: [&str; 9] = [
     "log.2",
     "log.3",
     "log.01",
+    CHUNK_DATA_FILE,
 ];
-const DIRECTORY_ID: u8 = 9;
+const DIRECTORY_ID: u8 = 10;
+
+const ROOT_PREFIX: &str = "ampere-fuzz-recover-";
 
 /// A storage root private to this process (removed and rebuilt per input).
 fn root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        base.join(format!("ampere-fuzz-recover-{}", std::process::id()))
-    })
+    ROOT.get_or_init(|| base().join(format!("{ROOT_PREFIX}{}", std::process::id())))
 }
 
-fuzz_target!(|data: &[u8]| {
-    let [flags, chunks, rest @ ..] = data else {
-        return;
-    };
-    let dir = layout::shape_dir(root(), HANDLE);
+fn base() -> PathBuf {
+    if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+fn remove_root() {
     match std::fs::remove_dir_all(root()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => panic!("clean {}: {e}", root().display()),
     }
+}
+
+/// Removes the roots of processes that are gone (a timeout or an out-of-memory kill ends the
+/// process without unwinding), and this process's root on a panic (libFuzzer's hook aborts).
+fn set_up_cleanup() {
+    if let Ok(entries) = std::fs::read_dir(base()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(ROOT_PREFIX));
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let abort = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = std::fs::remove_dir_all(root());
+        abort(info);
+    }));
+}
+
+/// Removes the root when an input is done.
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(root());
+    }
+}
+
+fuzz_target!(init: set_up_cleanup(), |data: &[u8]| {
+    let _cleanup = Cleanup;
+    run(data);
+});
+
+fn run(data: &[u8]) {
+    let [flags, chunks, rest @ ..] = data else {
+        return;
+    };
+    let dir = layout::shape_dir(root(), HANDLE);
+    remove_root();
     std::fs::create_dir_all(&dir).expect("create the shape directory");
     write_files(&dir, *flags, *chunks, rest);
 
@@ -95,7 +140,7 @@ fuzz_target!(|data: &[u8]| {
     if flags & 8 != 0 && shape.is_servable() && shape.last_txn_lsn < u64::MAX {
         append_and_recover(&dir, &shape);
     }
-});
+}
 
 fn write_files(dir: &Path, flags: u8, chunks: u8, mut rest: &[u8]) {
     let mut files: Vec<Vec<u8>> = vec![Vec::new(); FILES.len()];
@@ -104,7 +149,7 @@ fn write_files(dir: &Path, flags: u8, chunks: u8, mut rest: &[u8]) {
         let len = usize::from(u16::from_be_bytes([*high, *low])).min(tail.len());
         let (bytes, tail) = tail.split_at(len);
         rest = tail;
-        let id = id % 10;
+        let id = id % 11;
         if id == DIRECTORY_ID {
             let path = dir.join("log.4");
             if !path.exists() {
@@ -218,6 +263,54 @@ fn check_shape(shape: &RecoveredShape) {
         "index disagrees with the chunk ends"
     );
     assert_eq!(index.len(), lasts.len() * 64, "index has trailing bytes");
+    check_chunk_data(shape);
+}
+
+/// Each closed chunk's `chunks.data` record holds its entries comma-joined, in chunk order.
+fn check_chunk_data(shape: &RecoveredShape) {
+    assert_eq!(shape.chunk_data.len(), shape.chunk_ends.len());
+    let file = std::fs::read(shape.dir.join(CHUNK_DATA_FILE)).expect("recovery leaves chunks.data");
+    let mut first = 0;
+    let mut end_of_records = 0;
+    for (end, pos) in shape.chunk_ends.iter().zip(&shape.chunk_data) {
+        let last = shape
+            .log
+            .binary_search_by(|(o, _)| o.cmp(end))
+            .expect("a chunk end is an entry");
+        let joined = joined(&shape.log[first..=last]);
+        first = last + 1;
+        let pos = pos.expect("small chunks are in chunks.data");
+        let at = usize::try_from(pos.record_at).expect("position fits");
+        assert_eq!(
+            at, end_of_records,
+            "chunks.data records are not consecutive"
+        );
+        match decode(&file, at) {
+            Decoded::Record(record, next) => {
+                assert_eq!(record.kind, KIND_CHUNK_DATA);
+                assert_eq!(LogOffset::new(record.tx, record.op), *end);
+                assert_eq!(
+                    record.payload,
+                    &joined[..],
+                    "chunk {end} served wrong bytes"
+                );
+                assert_eq!(pos.len, joined.len() as u64);
+                end_of_records = next;
+            }
+            other => panic!("chunk {end}: no record at {at}: {other:?}"),
+        }
+    }
+}
+
+fn joined(entries: &[(LogOffset, bytes::Bytes)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, (_, entry)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(entry);
+    }
+    out
 }
 
 fn assert_same(first: &RecoveredShape, second: &RecoveredShape) {
@@ -225,6 +318,7 @@ fn assert_same(first: &RecoveredShape, second: &RecoveredShape) {
     assert_eq!(first.snapshot_chunks, second.snapshot_chunks);
     assert_eq!(first.log, second.log);
     assert_eq!(first.chunk_ends, second.chunk_ends);
+    assert_eq!(first.chunk_data, second.chunk_data);
     assert_eq!(first.last_txn_lsn, second.last_txn_lsn);
 }
 
@@ -238,7 +332,16 @@ fn append_and_recover(dir: &Path, shape: &RecoveredShape) {
     store
         .append_txn([(offset, &b"{}"[..])], lsn)
         .expect("append to a recovered shape");
-    store.close_chunk(offset);
+    // The chunk that closes is the open one (the entries after the last chunk end) plus it.
+    let open_from = shape.chunk_ends.last().map_or(0, |end| {
+        1 + shape
+            .log
+            .binary_search_by(|(o, _)| o.cmp(end))
+            .expect("a chunk end is an entry")
+    });
+    let mut chunk = shape.log[open_from..].to_vec();
+    chunk.push((offset, bytes::Bytes::from_static(b"{}")));
+    store.close_chunk(offset, &joined(&chunk));
     store.flush().expect("flush");
     drop(store);
     let after = recover_shape(dir).expect("an appended shape recovers");

@@ -11,7 +11,7 @@ mod wire;
 
 use std::path::{Path, PathBuf};
 
-use engine::storage::layout::{self, INDEX_FILE, META_FILE, SNAPSHOT_FILE};
+use engine::storage::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, SNAPSHOT_FILE};
 use engine::storage::{DefinitionRecord, ShapeMeta, ShapeStore, SnapshotRecord, StoreOptions};
 use protocol::offset::LogOffset;
 
@@ -24,6 +24,7 @@ const SNAPSHOT_ID: u8 = 1;
 const INDEX_ID: u8 = 2;
 const META_TMP_ID: u8 = 3;
 const FIRST_LOG_ID: u8 = 4;
+const CHUNK_DATA_ID: u8 = 9;
 
 /// A shape directory's files, by the `storage_recover` file ids.
 type Files = [(u8, Vec<u8>)];
@@ -85,12 +86,19 @@ fn storage(corpus: &Path) {
         .find(|(id, _)| *id == FIRST_LOG_ID)
         .expect("log.0");
     log.1.truncate(log.1.len() - 7);
+    // chunks.data is derived: a lost tail (the second chunk cut short) is rebuilt.
+    let mut chunk_data_torn = clean.clone();
+    let data = chunk_data_torn
+        .iter_mut()
+        .find(|(id, _)| *id == CHUNK_DATA_ID)
+        .expect("chunks.data");
+    data.1.truncate(data.1.len() - 5);
     let mut with_tmp = empty.clone();
     with_tmp.push((META_TMP_ID, b"AMPMETA\0 interrupted replacement".to_vec()));
 
     let recover_dir = corpus.join("storage_recover");
     std::fs::create_dir_all(&recover_dir).expect("corpus directory");
-    let recover_seeds: [(&str, u8, u8, &Files); 9] = [
+    let recover_seeds: [(&str, u8, u8, &Files); 10] = [
         ("clean", 0, 0, &clean),
         ("clean-append", APPEND, 0, &clean),
         ("clean-scan", SCAN, 0, &clean),
@@ -99,6 +107,7 @@ fn storage(corpus: &Path) {
         ("torn", APPEND, 0, &torn),
         ("empty-fix-checksums", FIX_CHECKSUMS, 0, &empty),
         ("meta-tmp", 0, 0, &with_tmp),
+        ("chunk-data-torn", APPEND, 0, &chunk_data_torn),
         // No meta section: the target generates the metadata (complete, 1 chunk).
         (
             "generated-meta",
@@ -133,6 +142,7 @@ fn storage(corpus: &Path) {
         ("log-fix-checksums", 1, file(&segments, FIRST_LOG_ID + 1)),
         ("snapshot", 0, file(&clean, SNAPSHOT_ID)),
         ("torn-log", 0, file(&torn, FIRST_LOG_ID)),
+        ("chunk-data", 0, file(&clean, CHUNK_DATA_ID)),
     ];
     for (name, flags, bytes) in record_seeds {
         let mut input = vec![flags];
@@ -161,7 +171,7 @@ fn clean_history(store: &mut ShapeStore) {
     store
         .append_txn([(at(120, 0), row(5))], 120)
         .expect("append");
-    store.close_chunk(at(120, 0));
+    store.close_chunk(at(120, 0), &joined(&[row(3), row(4), row(5)]));
     store
         .append_txn(Vec::<(LogOffset, Vec<u8>)>::new(), 130)
         .expect("append");
@@ -175,7 +185,7 @@ fn clean_history(store: &mut ShapeStore) {
             140,
         )
         .expect("append");
-    store.close_chunk(at(140, 2));
+    store.close_chunk(at(140, 2), &joined(&[row(6), row(7)]));
 }
 
 /// Creates shape `HANDLE` under `root`, runs `build`, syncs, and returns its files by the
@@ -201,6 +211,10 @@ fn written(
             std::fs::read(dir.join(INDEX_FILE)).expect("index"),
         ),
     ];
+    files.push((
+        CHUNK_DATA_ID,
+        std::fs::read(dir.join(CHUNK_DATA_FILE)).expect("chunks.data"),
+    ));
     for n in 0..4 {
         match std::fs::read(dir.join(layout::segment_name(n))) {
             Ok(bytes) => files.push((FIRST_LOG_ID + n as u8, bytes)),
@@ -241,6 +255,11 @@ fn pg() -> SnapshotRecord {
         xmax: 745,
         xip: vec![741, 743],
     }
+}
+
+/// A closed chunk's bytes as served: its entries comma-joined.
+fn joined(entries: &[Vec<u8>]) -> Vec<u8> {
+    entries.join(&b","[..])
 }
 
 /// A log entry as the engine encodes it.
