@@ -11,7 +11,7 @@ import { binaryPath } from './ampere.mjs';
 import { freePort } from './ports.mjs';
 
 export class RestartableServer {
-  static async start({ databaseUrl, driver = 'epoll' }) {
+  static async start({ databaseUrl, driver = 'epoll', env = {} }) {
     const dir = mkdtempSync(join(tmpdir(), 'ampere-crash-'));
     const s = new RestartableServer({
       bin: binaryPath(),
@@ -20,13 +20,14 @@ export class RestartableServer {
       port: await freePort(),
       dir,
       streamId: `crash_${randomBytes(4).toString('hex')}`,
+      extraEnv: env,
     });
     await s.restart();
     return s;
   }
 
-  constructor({ bin, databaseUrl, driver, port, dir, streamId }) {
-    Object.assign(this, { bin, databaseUrl, driver, port, dir, streamId });
+  constructor({ bin, databaseUrl, driver, port, dir, streamId, extraEnv = {} }) {
+    Object.assign(this, { bin, databaseUrl, driver, port, dir, streamId, extraEnv });
     this.url = `http://127.0.0.1:${port}`;
     this.logFile = join(dir, 'ampere.log');
     this.child = null;
@@ -49,6 +50,7 @@ export class RestartableServer {
       ELECTRIC_REPLICATION_STREAM_ID: this.streamId,
       AMPERE_IO_DRIVER: this.driver,
       AMPERE_LOG: process.env.AMPERE_LOG ?? 'info',
+      ...this.extraEnv,
     };
     delete env.ELECTRIC_SECRET;
     const fd = openSync(this.logFile, 'a');
@@ -95,6 +97,14 @@ export class RestartableServer {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
     await exited;
+  }
+
+  // Resident set size of the running server, in bytes.
+  rssBytes() {
+    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+    const kib = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
+    if (!Number.isFinite(kib)) throw new Error(`no VmRSS in /proc/${this.child.pid}/status`);
+    return kib * 1024;
   }
 
   logTail(lines = 60) {
