@@ -291,7 +291,7 @@ fn chunk_data_bytes(rec: &engine::storage::RecoveredShape) -> Vec<Vec<u8>> {
     rec.chunk_data
         .iter()
         .map(|pos| {
-            let pos = pos.expect("every chunk fits a record");
+            let (pos, _) = pos.expect("every chunk fits a record");
             let at = pos.payload_at() as usize;
             bytes[at..at + pos.len as usize].to_vec()
         })

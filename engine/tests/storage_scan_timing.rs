@@ -88,8 +88,10 @@ fn scan_10000_shapes_holding_5_gib() {
             ShapeStore::create_with(root, &meta(&handle(i)), StoreOptions::default()).unwrap();
         store.append_snapshot_chunk(&chunk).unwrap();
         store.finish_snapshot(&chunk, pg()).unwrap();
-        let mut model = Model::default();
-        model.snapshot = vec![chunk.clone(), chunk.clone()];
+        let mut model = Model {
+            snapshot: vec![chunk.clone(), chunk.clone()],
+            ..Model::default()
+        };
         for _ in 0..3 {
             append(&mut store, &mut model, 2, 40);
         }

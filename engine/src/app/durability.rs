@@ -211,8 +211,8 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) {
             // Closed chunks are served from chunks.data (recovery checked every record).
             let chunk_file = LazyFile::new(r.dir.join(crate::storage::layout::CHUNK_DATA_FILE));
             for (end, pos) in r.chunk_ends.iter().zip(&r.chunk_data) {
-                if let Some(pos) = pos {
-                    log.closed_chunk_on_disk(*end, &chunk_file, *pos);
+                if let Some((data, index)) = pos {
+                    log.closed_chunk_on_disk(*end, &chunk_file, *data, *index);
                 }
             }
             let mut shape = Shape::restored(handle, def, log, snapshot, r.last_txn_lsn, store);

@@ -70,11 +70,21 @@ impl SnapshotChunk {
 }
 
 struct ClosedChunk {
+    first: LogOffset,
     last: LogOffset,
+    entries: u32,
     /// Entries joined with `,`: in memory until they are in `chunks.data`.
     body: ChunkBody,
-    /// Offset of each entry and its byte range in the body.
-    index: Vec<(LogOffset, u32, u32)>,
+    /// Where each entry starts in the body, for requests from inside the chunk.
+    index: EntryIndex,
+}
+
+enum EntryIndex {
+    /// `(offset, start)` of each entry, until the chunk is on disk.
+    Mem(Vec<(LogOffset, u32)>),
+    /// A CHUNK_INDEX record in `chunks.data`, read when a request lands inside the chunk and
+    /// kept while the memory budget allows (per-entry offsets never stay in memory for good).
+    Disk(Rc<LazyFile>, ChunkPos, Rc<CachedBytes>),
 }
 
 enum ChunkBody {
@@ -235,18 +245,27 @@ impl ShapeLog {
         });
     }
 
-    /// The bytes of the closed real-log chunk ending at `last`, while they are in memory.
-    pub fn closed_chunk_bytes(&self, last: LogOffset) -> Option<Bytes> {
+    /// The bytes of the closed real-log chunk ending at `last` and its CHUNK_INDEX payload,
+    /// while they are in memory.
+    pub fn closed_chunk_bytes(&self, last: LogOffset) -> Option<(Bytes, Vec<u8>)> {
         let i = self.closed.binary_search_by(|c| c.last.cmp(&last)).ok()?;
-        match &self.closed[i].body {
-            ChunkBody::Mem(b) => Some(b.clone()),
-            ChunkBody::Disk(..) => None,
+        match (&self.closed[i].body, &self.closed[i].index) {
+            (ChunkBody::Mem(b), EntryIndex::Mem(index)) => {
+                Some((b.clone(), record::encode_chunk_index(index.iter().copied())))
+            }
+            _ => None,
         }
     }
 
-    /// The closed real-log chunk ending at `last` is in `file` at `pos`: serve it from there
-    /// and let its memory go.
-    pub fn closed_chunk_on_disk(&mut self, last: LogOffset, file: &Rc<LazyFile>, pos: ChunkPos) {
+    /// The closed real-log chunk ending at `last` is in `file`: its bytes at `pos`, its entry
+    /// index at `index_pos`. Serve it from there and let its memory go.
+    pub fn closed_chunk_on_disk(
+        &mut self,
+        last: LogOffset,
+        file: &Rc<LazyFile>,
+        pos: ChunkPos,
+        index_pos: ChunkPos,
+    ) {
         let i = self
             .closed
             .binary_search_by(|c| c.last.cmp(&last))
@@ -262,6 +281,12 @@ impl ShapeLog {
             ChunkBody::Disk(_, _, cached) => cached.clone(),
         };
         chunk.body = ChunkBody::Disk(file.clone(), pos, cached);
+        assert_eq!(
+            index_pos.len,
+            u64::from(chunk.entries) * record::CHUNK_INDEX_ENTRY_LEN as u64,
+            "chunk {last}: index of another size"
+        );
+        chunk.index = EntryIndex::Disk(file.clone(), index_pos, CachedBytes::empty());
     }
 
     /// Closed real-log chunks still held in memory.
@@ -314,18 +339,19 @@ impl ShapeLog {
             if !buf.is_empty() {
                 buf.push(b',');
             }
-            let start = buf.len() as u32;
+            index.push((*off, buf.len() as u32));
             buf.extend_from_slice(b);
-            index.push((*off, start, buf.len() as u32));
         }
-        let last = entries
-            .last()
-            .map(|(o, _)| *o)
-            .expect("closing an empty chunk");
+        let (first, last) = match (entries.first(), entries.last()) {
+            (Some(f), Some(l)) => (f.0, l.0),
+            _ => panic!("closing an empty chunk"),
+        };
         self.closed.push(ClosedChunk {
+            first,
             last,
+            entries: u32::try_from(entries.len()).expect("entries per chunk fit u32"),
             body: ChunkBody::Mem(Bytes::from(buf)),
-            index,
+            index: EntryIndex::Mem(index),
         });
     }
 
@@ -393,8 +419,11 @@ impl ShapeLog {
         // First closed chunk holding an entry after `after`.
         let ci = self.closed.partition_point(|c| c.last <= after);
         if let Some(c) = self.closed.get(ci) {
-            let i = c.index.partition_point(|(o, _, _)| *o <= after);
-            let (_, start, _) = c.index[i];
+            let (i, start) = if after < c.first {
+                (0, 0)
+            } else {
+                entry_after(ci, c, after)?
+            };
             let part = match &c.body {
                 ChunkBody::Mem(b) => Part::Mem(b.slice(start as usize..)),
                 ChunkBody::Disk(_, _, cached) if cached.is_cached() => {
@@ -422,7 +451,7 @@ impl ShapeLog {
             return Ok(Some(Slice {
                 parts: vec![part],
                 chunk_end: c.last,
-                entries: c.index.len() - i,
+                entries: c.entries as usize - i,
             }));
         }
         let i = self.open.partition_point(|(o, _)| *o <= after);
@@ -439,6 +468,61 @@ impl ShapeLog {
             // The open chunk ends at the log end (also for requests beyond it: out of bounds).
             chunk_end: self.last_offset(),
         }))
+    }
+}
+
+/// In closed chunk `ci`: the position of the first entry after `after` and its start.
+fn entry_after(ci: usize, c: &ClosedChunk, after: LogOffset) -> Result<(usize, u32), ReadError> {
+    match &c.index {
+        EntryIndex::Mem(index) => {
+            let i = index.partition_point(|(o, _)| *o <= after);
+            Ok((i, index[i].1))
+        }
+        EntryIndex::Disk(file, pos, cached) => {
+            let fail = |what: String| ReadError {
+                chunk: ci,
+                path: file.path().display().to_string(),
+                what,
+            };
+            let payload = match cached.get() {
+                Some(bytes) => bytes,
+                None => {
+                    let bytes =
+                        read_record(file, *pos, record::KIND_CHUNK_INDEX, c.last).map_err(fail)?;
+                    // Offered to the budget: the next request inside this chunk (a live
+                    // client after the close, typically) finds it in memory.
+                    cached.fill(bytes.clone());
+                    bytes
+                }
+            };
+            record::chunk_index_after(&payload, after)
+                .ok_or_else(|| fail("entry index does not cover the chunk".into()))
+        }
+    }
+}
+
+/// Reads and checks one record of `file` at `pos`: its kind and offset must be the expected
+/// ones; returns its payload.
+fn read_record(
+    file: &Rc<LazyFile>,
+    pos: ChunkPos,
+    kind: u8,
+    offset: LogOffset,
+) -> Result<Bytes, String> {
+    let f = file.get().map_err(|e| format!("open: {e}"))?;
+    let len = usize::try_from(pos.len).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; record::encoded_len(len)];
+    std::os::unix::fs::FileExt::read_exact_at(&*f, &mut buf, pos.record_at)
+        .map_err(|e| format!("read: {e}"))?;
+    match record::decode(&buf, 0) {
+        Decoded::Record(r, end)
+            if r.kind == kind && LogOffset::new(r.tx, r.op) == offset && end == buf.len() =>
+        {
+            Ok(Bytes::from(buf).slice(record::HEADER_LEN..))
+        }
+        Decoded::Record(..) => Err("not the record that was written".into()),
+        Decoded::Truncated => Err("record truncated".into()),
+        Decoded::Bad(why) => Err(why.into()),
     }
 }
 
@@ -629,14 +713,16 @@ mod tests {
             .append(off(100, 2), Bytes::from_static(b"{\"x\":2}"))
             .expect("closed");
         log.append(off(200, 0), Bytes::from_static(b"{\"x\":3}"));
-        let bytes = log.closed_chunk_bytes(end).expect("in memory");
+        let (bytes, index) = log.closed_chunk_bytes(end).expect("in memory");
         assert_eq!(&bytes[..], b"{\"x\":1},{\"x\":2}");
-        // As chunks.data holds it: one record.
+        // As chunks.data holds it: the bytes, then the entry index.
         let dir = std::env::temp_dir().join(format!("ampere-log-{}-real", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut file = vec![0u8; 7]; // something before it
         let record_at = file.len() as u64;
         record::encode(&mut file, record::KIND_CHUNK_DATA, 100, 2, &bytes);
+        let index_at = file.len() as u64;
+        record::encode(&mut file, record::KIND_CHUNK_INDEX, 100, 2, &index);
         let path = dir.join("chunks.data");
         std::fs::write(&path, file).unwrap();
         let lazy = LazyFile::new(path);
@@ -646,6 +732,10 @@ mod tests {
             ChunkPos {
                 record_at,
                 len: bytes.len() as u64,
+            },
+            ChunkPos {
+                record_at: index_at,
+                len: index.len() as u64,
             },
         );
         assert_eq!(log.closed_chunks_in_memory(), 0);

@@ -103,7 +103,7 @@ pub struct Shape {
     /// `snapshot.data`, once a chunk is served from it.
     snapshot_file: Option<Rc<LazyFile>>,
     /// Closed real-log chunks appended to `chunks.data` but not yet handed to the OS.
-    unspilled_chunks: Vec<(protocol::offset::LogOffset, ChunkPos)>,
+    unspilled_chunks: Vec<(protocol::offset::LogOffset, ChunkPos, ChunkPos)>,
     /// `chunks.data`, once a chunk is served from it.
     chunk_file: Option<Rc<LazyFile>>,
 }
@@ -177,18 +177,20 @@ impl Shape {
     }
 
     /// Adds one snapshot row; a chunk it closes is written to the store, and from there on
-    /// served from the file instead of memory.
-    pub fn push_snapshot_row(&mut self, json: &[u8]) -> Result<(), StorageError> {
-        if let Some(chunk) = self.log.push_snapshot_row(json) {
-            self.changed.notify();
-            if let Some(store) = self.store.as_mut() {
-                let pos = store.append_snapshot_chunk(&chunk)?;
-                self.unspilled.push((self.log.snapshot_chunks() - 1, pos));
-                self.dirty = true;
-                self.spill_snapshot();
-            }
+    /// served from the file instead of memory. Returns whether a chunk closed (only then is
+    /// there anything new to sync).
+    pub fn push_snapshot_row(&mut self, json: &[u8]) -> Result<bool, StorageError> {
+        let Some(chunk) = self.log.push_snapshot_row(json) else {
+            return Ok(false);
+        };
+        self.changed.notify();
+        if let Some(store) = self.store.as_mut() {
+            let pos = store.append_snapshot_chunk(&chunk)?;
+            self.unspilled.push((self.log.snapshot_chunks() - 1, pos));
+            self.dirty = true;
+            self.spill_snapshot();
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Hands the snapshot chunks appended so far to the OS and serves them from the file, so
@@ -240,8 +242,8 @@ impl Shape {
         let file = self
             .chunk_file
             .get_or_insert_with(|| LazyFile::new(store.chunk_data_path()));
-        for (last, pos) in self.unspilled_chunks.drain(..) {
-            self.log.closed_chunk_on_disk(last, file, pos);
+        for (last, pos, index_pos) in self.unspilled_chunks.drain(..) {
+            self.log.closed_chunk_on_disk(last, file, pos, index_pos);
         }
     }
 
@@ -380,12 +382,12 @@ impl Shape {
                     return Applied::Invalidate("storage error");
                 }
                 for end in chunk_ends {
-                    let bytes = self
+                    let (bytes, index) = self
                         .log
                         .closed_chunk_bytes(end)
                         .expect("a chunk closed just now is in memory");
-                    if let Some(pos) = store.close_chunk(end, &bytes) {
-                        self.unspilled_chunks.push((end, pos));
+                    if let Some((pos, index_pos)) = store.close_chunk(end, &bytes, &index) {
+                        self.unspilled_chunks.push((end, pos, index_pos));
                     }
                 }
                 self.dirty = true;

@@ -2,9 +2,10 @@
 //! they fit, least recently read first out; everything else is served from the page cache.
 //!
 //! Only bytes that are in memory anyway enter the cache: a chunk's own buffer when it closes (it
-//! was built in memory) — a miss is served from the file with `sendfile` and never read into
-//! memory, so the cache costs no copy and a scan over a working set larger than the budget does
-//! not churn it. The budget is per node (`AMPERE_CHUNK_CACHE_BYTES`), split evenly over the cores;
+//! was built in memory), or a closed chunk's entry index read for a request inside the chunk —
+//! a miss on chunk bytes is served from the file with `sendfile` and never read into memory, so
+//! the cache costs no copy and a scan over a working set larger than the budget does not churn
+//! it. The budget is per node (`AMPERE_CHUNK_CACHE_BYTES`), split evenly over the cores;
 //! each core's share is a thread-local, as every chunk is only read by its shape's owner core.
 //!
 //! A [`CachedBytes`] slot belongs to one closed chunk. Dropping the slot (its shape went away)
@@ -51,10 +52,17 @@ impl CachedBytes {
     /// Offers a closed chunk's bytes to the cache; they stay only while they fit the budget
     /// (evicting less recently read chunks).
     pub fn offer(bytes: Bytes) -> Rc<Self> {
-        let slot = Rc::new(Self {
-            bytes: RefCell::new(None),
-            last_use: Cell::new(0),
-        });
+        let slot = Self::empty();
+        slot.fill(bytes);
+        slot
+    }
+
+    /// Offers bytes for an empty slot (read from disk anyway, e.g. a chunk's entry index); as
+    /// [`Self::offer`].
+    pub fn fill(self: &Rc<Self>, bytes: Bytes) {
+        if self.is_cached() {
+            return;
+        }
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
             if bytes.len() > c.budget / 2 {
@@ -62,13 +70,12 @@ impl CachedBytes {
                 return;
             }
             c.clock += 1;
-            slot.last_use.set(c.clock);
+            self.last_use.set(c.clock);
             c.used += bytes.len();
-            *slot.bytes.borrow_mut() = Some(bytes);
-            c.slots.push(Rc::downgrade(&slot));
+            *self.bytes.borrow_mut() = Some(bytes);
+            c.slots.push(Rc::downgrade(self));
             c.evict_to_budget();
         });
-        slot
     }
 
     /// An empty slot (a chunk recovered from disk: nothing in memory to keep).

@@ -13,6 +13,8 @@
 //! Kind 0 is never written, so a zero-filled tail (a file extended but not written before a
 //! crash) never decodes as a record.
 
+use protocol::offset::LogOffset;
+
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 25;
 /// Largest payload accepted, checked before anything is allocated or sliced.
@@ -30,6 +32,13 @@ pub const KIND_SNAPSHOT_CHUNK: u8 = 4;
 /// In `chunks.data`: the closed real-log chunk ending at entry `(tx, op)`, its entries
 /// comma-joined exactly as served.
 pub const KIND_CHUNK_DATA: u8 = 5;
+/// In `chunks.data`, right after a chunk's CHUNK_DATA record (same `(tx, op)`): where each of
+/// its entries starts, [`CHUNK_INDEX_ENTRY_LEN`] bytes per entry (offset tx u64, op u64, start
+/// u32), so a request from inside a closed chunk finds its place without keeping every
+/// entry's offset in memory.
+pub const KIND_CHUNK_INDEX: u8 = 6;
+/// Bytes per entry of a CHUNK_INDEX payload.
+pub const CHUNK_INDEX_ENTRY_LEN: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -53,7 +62,12 @@ pub enum Decoded<'a> {
 fn is_known_kind(kind: u8) -> bool {
     matches!(
         kind,
-        KIND_ENTRY | KIND_COMMIT | KIND_CHUNK_END | KIND_SNAPSHOT_CHUNK | KIND_CHUNK_DATA
+        KIND_ENTRY
+            | KIND_COMMIT
+            | KIND_CHUNK_END
+            | KIND_SNAPSHOT_CHUNK
+            | KIND_CHUNK_DATA
+            | KIND_CHUNK_INDEX
     )
 }
 
@@ -77,6 +91,41 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
 /// Encoded size of a record with `payload_len` payload bytes.
 pub fn encoded_len(payload_len: usize) -> usize {
     HEADER_LEN + payload_len
+}
+
+/// A CHUNK_INDEX payload for entries `(offset, start)` in order.
+pub fn encode_chunk_index(entries: impl IntoIterator<Item = (LogOffset, u32)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (offset, start) in entries {
+        out.extend_from_slice(&offset.tx.to_le_bytes());
+        out.extend_from_slice(&offset.op.to_le_bytes());
+        out.extend_from_slice(&start.to_le_bytes());
+    }
+    out
+}
+
+/// In a CHUNK_INDEX payload: the position `i` of the first entry after `after` and where it
+/// starts in the chunk's bytes; `None` when no entry is after it or the payload is malformed.
+pub fn chunk_index_after(payload: &[u8], after: LogOffset) -> Option<(usize, u32)> {
+    if !payload.len().is_multiple_of(CHUNK_INDEX_ENTRY_LEN) {
+        return None;
+    }
+    let n = payload.len() / CHUNK_INDEX_ENTRY_LEN;
+    let at = |i: usize| {
+        let e = &payload[i * CHUNK_INDEX_ENTRY_LEN..(i + 1) * CHUNK_INDEX_ENTRY_LEN];
+        (LogOffset::new(u64_at(e, 0), u64_at(e, 8)), u32_at(e, 16))
+    };
+    // First entry whose offset is greater than `after`.
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if at(mid).0 <= after {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo < n).then(|| (lo, at(lo).1))
 }
 
 /// Where a record lies in its file: a snapshot chunk is served straight from its payload.

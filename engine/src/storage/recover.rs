@@ -14,8 +14,8 @@ use super::fsio;
 use super::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, META_TMP_FILE, SNAPSHOT_FILE};
 use super::meta::{self, ShapeMeta, MAX_META_BYTES};
 use super::record::{
-    self, ChunkPos, Decoded, KIND_CHUNK_DATA, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY,
-    KIND_SNAPSHOT_CHUNK,
+    self, ChunkPos, Decoded, KIND_CHUNK_DATA, KIND_CHUNK_END, KIND_CHUNK_INDEX, KIND_COMMIT,
+    KIND_ENTRY, KIND_SNAPSHOT_CHUNK,
 };
 use super::store::{OpenEntry, ResumePoint, ShapeStore, StoreOptions};
 use bytes::Bytes;
@@ -23,6 +23,9 @@ use protocol::offset::LogOffset;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// A closed chunk's two records in `chunks.data`: its bytes as served, and its entry index.
+pub type ChunkRecords = (ChunkPos, ChunkPos);
 
 /// A shape as found on disk, torn tail removed.
 #[derive(Debug)]
@@ -36,9 +39,9 @@ pub struct RecoveredShape {
     pub log: Vec<(LogOffset, Bytes)>,
     /// Last offset of every closed real-log chunk, ascending.
     pub chunk_ends: Vec<LogOffset>,
-    /// Where each closed chunk's bytes lie in `chunks.data` (parallel to `chunk_ends`; `None`
-    /// for a chunk over the record limit, served from memory).
-    pub chunk_data: Vec<Option<ChunkPos>>,
+    /// Where each closed chunk's bytes and entry index lie in `chunks.data` (parallel to
+    /// `chunk_ends`; `None` for a chunk over the record limit, served from memory).
+    pub chunk_data: Vec<Option<ChunkRecords>>,
     /// Commit LSN of the last complete transaction (0: none); replayed transactions up to it
     /// are already in the log and must be skipped.
     pub last_txn_lsn: u64,
@@ -436,15 +439,15 @@ fn index_bytes(scan: &LogScan) -> Vec<u8> {
     out
 }
 
-/// Checks `chunks.data` against the closed chunks of the recovered log (record `k` holds chunk
-/// `k`'s entries comma-joined) and rewrites it from the first record that is missing, torn or
-/// different: it is derived data, never fsynced on its own, and the log is authoritative.
-/// Returns each chunk's position and the file's valid length.
+/// Checks `chunks.data` against the closed chunks of the recovered log (chunk `k`'s entries
+/// comma-joined, then their CHUNK_INDEX) and rewrites it from the first record that is missing,
+/// torn or different: it is derived data, never fsynced on its own, and the log is
+/// authoritative. Returns each chunk's two positions and the file's valid length.
 fn recover_chunk_data(
     dir: &Path,
     entries: &[(LogOffset, Bytes)],
     chunks: &[(usize, usize)],
-) -> Result<(Vec<Option<ChunkPos>>, u64), StorageError> {
+) -> Result<(Vec<Option<ChunkRecords>>, u64), StorageError> {
     let path = dir.join(CHUNK_DATA_FILE);
     let on_disk = match std::fs::read(&path) {
         Ok(b) => b,
@@ -458,45 +461,63 @@ fn recover_chunk_data(
     for &(first, last) in chunks {
         let offset = entries[last].0;
         let mut joined = Vec::new();
-        for (i, (_, e)) in entries[first..=last].iter().enumerate() {
+        let mut starts = Vec::with_capacity(last + 1 - first);
+        for (i, (o, e)) in entries[first..=last].iter().enumerate() {
             if i > 0 {
                 joined.push(b',');
             }
+            starts.push((*o, joined.len() as u32));
             joined.extend_from_slice(e);
         }
-        if joined.len() > record::MAX_PAYLOAD {
+        let index = record::encode_chunk_index(starts);
+        if joined.len() > record::MAX_PAYLOAD || index.len() > record::MAX_PAYLOAD {
             positions.push(None);
             continue;
         }
-        let at = pos + rebuilt.as_ref().map_or(0, Vec::len);
         if rebuilt.is_none() {
-            let matches = match record::decode(&on_disk, pos) {
-                Decoded::Record(r, next) => {
-                    let ok = r.kind == KIND_CHUNK_DATA
+            let expect = |at: usize, kind: u8, payload: &[u8]| match record::decode(&on_disk, at) {
+                Decoded::Record(r, next)
+                    if r.kind == kind
                         && LogOffset::new(r.tx, r.op) == offset
-                        && r.payload == &joined[..];
-                    ok.then_some(next)
+                        && r.payload == payload =>
+                {
+                    Some(next)
                 }
                 _ => None,
             };
-            match matches {
-                Some(next) => {
-                    positions.push(Some(ChunkPos {
-                        record_at: pos as u64,
-                        len: joined.len() as u64,
-                    }));
+            if let Some(after_data) = expect(pos, KIND_CHUNK_DATA, &joined) {
+                if let Some(next) = expect(after_data, KIND_CHUNK_INDEX, &index) {
+                    positions.push(Some((
+                        ChunkPos {
+                            record_at: pos as u64,
+                            len: joined.len() as u64,
+                        },
+                        ChunkPos {
+                            record_at: after_data as u64,
+                            len: index.len() as u64,
+                        },
+                    )));
                     pos = next;
                     continue;
                 }
-                None => rebuilt = Some(Vec::new()),
             }
+            rebuilt = Some(Vec::new());
         }
         let out = rebuilt.as_mut().expect("rebuilding from here");
+        let data_at = pos + out.len();
         record::encode(out, KIND_CHUNK_DATA, offset.tx, offset.op, &joined);
-        positions.push(Some(ChunkPos {
-            record_at: at as u64,
-            len: joined.len() as u64,
-        }));
+        let index_at = pos + out.len();
+        record::encode(out, KIND_CHUNK_INDEX, offset.tx, offset.op, &index);
+        positions.push(Some((
+            ChunkPos {
+                record_at: data_at as u64,
+                len: joined.len() as u64,
+            },
+            ChunkPos {
+                record_at: index_at as u64,
+                len: index.len() as u64,
+            },
+        )));
     }
     let tail = rebuilt.unwrap_or_default();
     let len = (pos + tail.len()) as u64;

@@ -10,7 +10,8 @@ use super::fsio::{self, AppendFile};
 use super::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, SHAPES_DIR, SNAPSHOT_FILE};
 use super::meta::{self, ShapeMeta, SnapshotRecord};
 use super::record::{
-    self, ChunkPos, KIND_CHUNK_DATA, KIND_CHUNK_END, KIND_COMMIT, KIND_ENTRY, KIND_SNAPSHOT_CHUNK,
+    self, ChunkPos, KIND_CHUNK_DATA, KIND_CHUNK_END, KIND_CHUNK_INDEX, KIND_COMMIT, KIND_ENTRY,
+    KIND_SNAPSHOT_CHUNK,
 };
 use super::sync::{SyncJob, SyncPoint};
 use super::FORMAT_VERSION;
@@ -389,26 +390,31 @@ impl ShapeStore {
 
     /// Closes the real-log chunk ending at entry `last` (an appended entry after the previous
     /// chunk end; it may lie inside a transaction, as chunk boundaries are per entry), and
-    /// appends its bytes as served (`bytes`, the entries comma-joined) to `chunks.data`.
-    /// Returns where that record lies (in the buffer until [`Self::flush_chunk_data`]), or
-    /// `None` for a chunk over the record limit (served from memory; one giant entry).
-    pub fn close_chunk(&mut self, last: LogOffset, bytes: &[u8]) -> Option<ChunkPos> {
+    /// appends its bytes as served (`bytes`, the entries comma-joined) and its entry index
+    /// (`index`, a CHUNK_INDEX payload) to `chunks.data`. Returns where those two records lie
+    /// (in the buffer until [`Self::flush_chunk_data`]), or `None` for a chunk over the record
+    /// limit (served from memory; one giant entry).
+    pub fn close_chunk(
+        &mut self,
+        last: LogOffset,
+        bytes: &[u8],
+        index: &[u8],
+    ) -> Option<(ChunkPos, ChunkPos)> {
         self.close_chunk_boundary(last);
-        if Self::check_len(bytes.len()).is_err() {
+        if Self::check_len(bytes.len()).is_err() || Self::check_len(index.len()).is_err() {
             return None;
         }
-        let record_at = self.chunk_data.logical_len();
-        record::encode(
-            self.chunk_data.buf_mut(),
-            KIND_CHUNK_DATA,
-            last.tx,
-            last.op,
-            bytes,
-        );
-        Some(ChunkPos {
-            record_at,
-            len: bytes.len() as u64,
-        })
+        let mut at = |kind, payload: &[u8]| {
+            let record_at = self.chunk_data.logical_len();
+            record::encode(self.chunk_data.buf_mut(), kind, last.tx, last.op, payload);
+            ChunkPos {
+                record_at,
+                len: payload.len() as u64,
+            }
+        };
+        let data = at(KIND_CHUNK_DATA, bytes);
+        let entries = at(KIND_CHUNK_INDEX, index);
+        Some((data, entries))
     }
 
     /// Hands the closed chunks' bytes to the OS (no fsync: derived data), so they can be served

@@ -114,6 +114,7 @@ pub fn append(store: &mut ShapeStore, model: &mut Model, n: usize, size: usize) 
 pub fn close(store: &mut ShapeStore, model: &mut Model, last: LogOffset) {
     let after = model.chunk_ends.last().copied();
     let mut bytes = Vec::new();
+    let mut starts = Vec::new();
     for (o, p) in model.entries() {
         if after.is_some_and(|a| o <= a) || o > last {
             continue;
@@ -121,9 +122,11 @@ pub fn close(store: &mut ShapeStore, model: &mut Model, last: LogOffset) {
         if !bytes.is_empty() {
             bytes.push(b',');
         }
+        starts.push((o, bytes.len() as u32));
         bytes.extend_from_slice(&p);
     }
-    store.close_chunk(last, &bytes);
+    let index = engine::storage::record::encode_chunk_index(starts);
+    store.close_chunk(last, &bytes, &index);
     model.chunk_ends.push(last);
 }
 
