@@ -241,3 +241,20 @@ fn arithmetic_in_where_is_supported() {
     r.expect(200);
     assert_eq!(r.items()[0]["value"]["id"], "1");
 }
+
+/// A WHERE that decodes to a NUL byte followed by `none` once shared the definition cache's key
+/// for "no WHERE": after an unfiltered request, it was answered with the whole table instead
+/// of a 400.
+#[test]
+fn a_where_spelling_the_cache_marker_is_not_the_shape_without_where() {
+    let cluster = cluster();
+    let env = Env::start(&cluster, SETUP, Opts::default());
+    let c = env.client();
+    let all = c.get("/v1/shape?table=t&offset=-1");
+    assert_eq!(all.status, 200, "{}", all.body_str());
+    for w in ["\0none", "\0", "none"] {
+        let r = c.get(&format!("/v1/shape?table=t&offset=-1&where={}", enc(w)));
+        assert_eq!(r.status, 400, "where={w:?}: {}", r.body_str());
+        assert!(!r.has("electric-handle"), "where={w:?} resolved to a shape");
+    }
+}

@@ -275,7 +275,14 @@ fn def_cache_key(q: &DefParams<'_>, queryable: Option<&[String]>) -> String {
     };
     part(&q.table.schema);
     part(&q.table.name);
-    part(q.where_clause.unwrap_or("\0none"));
+    // Presence first, then the text: no string a client can send stands for "no WHERE".
+    match q.where_clause {
+        Some(w) => {
+            part("where");
+            part(w);
+        }
+        None => part("no where"),
+    }
     for p in q.params {
         part(p);
     }
