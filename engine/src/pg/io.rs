@@ -55,7 +55,14 @@ pub(crate) async fn write_buf<W: AsyncWriteRent>(
     result.map(|_| ()).map_err(PgError::Io)
 }
 
-/// Lets the executor run other ready tasks once before continuing.
+/// Lets the executor run every other ready task, and poll for I/O, before continuing.
+///
+/// A task that wakes itself while it runs is put back at the *front* of monoio's run queue
+/// (its scheduler's `yield_now` uses `push_front`), so waking from inside `poll` would run this
+/// task again before anything else: a long COPY then held its core until the end, and the
+/// requests reading the snapshot as it is written (or a health check) waited for all of it.
+/// The wake is therefore left to a task spawned now, which monoio queues at the back: by the
+/// time it runs, every task that was ready before it has had its turn.
 pub(crate) async fn yield_now() {
     struct YieldNow(bool);
     impl std::future::Future for YieldNow {
@@ -68,9 +75,55 @@ pub(crate) async fn yield_now() {
                 return std::task::Poll::Ready(());
             }
             self.0 = true;
-            cx.waker().wake_by_ref();
+            let waker = cx.waker().clone();
+            drop(monoio::spawn(async move { waker.wake() }));
             std::task::Poll::Pending
         }
     }
     YieldNow(false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::yield_now;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    fn run(f: impl std::future::Future<Output = ()>) {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(f);
+    }
+
+    /// A task that keeps yielding (a long COPY) lets other ready tasks run, and lets the runtime
+    /// poll for I/O: here a connection already waiting in the listen queue is accepted while the
+    /// busy task is still looping.
+    #[test]
+    fn a_yielding_task_lets_other_tasks_and_io_run() {
+        run(async {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let _client = std::net::TcpStream::connect(addr).expect("connect");
+            let ran = Rc::new(Cell::new(false));
+            let accepted = Rc::new(Cell::new(false));
+            let (r, a) = (ran.clone(), accepted.clone());
+            let _other = monoio::spawn(async move { r.set(true) });
+            let _acceptor = monoio::spawn(async move {
+                listener.accept().await.expect("accept");
+                a.set(true);
+            });
+            let mut yields = 0;
+            while !accepted.get() && yields < 100_000 {
+                yield_now().await;
+                yields += 1;
+            }
+            assert!(ran.get(), "a ready task ran while the busy task yielded");
+            assert!(
+                accepted.get(),
+                "the pending connection was accepted while the busy task yielded"
+            );
+        });
+    }
 }
