@@ -624,9 +624,12 @@ impl Core {
                 if store_error.is_some() {
                     return;
                 }
-                if let Err(e) = shape.borrow_mut().push_snapshot_row(json) {
-                    store_error = Some(e);
+                match shape.borrow_mut().push_snapshot_row(json) {
+                    Ok(false) => return,
+                    Ok(true) => {}
+                    Err(e) => store_error = Some(e),
                 }
+                // Once per closed chunk, not per row.
                 self.mark_dirty(&shape);
             })
             .await;
