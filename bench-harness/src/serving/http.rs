@@ -89,12 +89,22 @@ impl HttpClient {
             length <= MAX_BODY,
             "body of {length} bytes is over the bound"
         );
-        let total = head_len + length as usize;
-        while self.buf.len() < total {
-            self.fill()?;
+        let length = length as usize;
+        // The body is read straight into its own buffer (one copy out of the kernel): a large
+        // sync is megabytes per response, and this client shares the machine with the server.
+        let buffered = (self.buf.len() - head_len).min(length);
+        let mut body = vec![0u8; length];
+        body[..buffered].copy_from_slice(&self.buf[head_len..head_len + buffered]);
+        self.buf.drain(..head_len + buffered);
+        let mut filled = buffered;
+        while filled < length {
+            let n = self
+                .stream
+                .read(&mut body[filled..])
+                .context("read response body")?;
+            ensure!(n > 0, "connection closed mid-response");
+            filled += n;
         }
-        let body = self.buf[head_len..total].to_vec();
-        self.buf.drain(..total);
         Ok(HttpResponse {
             status,
             headers,
