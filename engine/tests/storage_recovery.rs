@@ -312,6 +312,35 @@ fn joined_chunks(model: &Model) -> Vec<Vec<u8>> {
     out
 }
 
+/// Found by the `storage_recover` fuzz target: a shape without `chunks.data` (written before
+/// it existed) and without a closed chunk recovered, but its store could not be reopened (the
+/// file was only created when there was a chunk to write into it).
+#[test]
+fn missing_chunk_data_without_closed_chunks_is_created() {
+    let tmp = TempDir::new("chunk-data-none");
+    let root = tmp.path();
+    let h = handle(35);
+    let (mut store, mut model) = snapshotted(root, &h, StoreOptions::default());
+    append(&mut store, &mut model, 2, 5);
+    store.sync().unwrap();
+    drop(store);
+    let path = layout::shape_dir(root, &h).join("chunks.data");
+    std::fs::remove_file(&path).unwrap();
+
+    let rec = only_shape(root);
+    assert_matches(&rec, &model, 1);
+    assert_eq!(std::fs::read(&path).unwrap(), b"", "created empty");
+    let mut store = rec.open_store(StoreOptions::default()).unwrap();
+    append(&mut store, &mut model, 1, 5);
+    let last = model.txns[1].1[0].0;
+    close(&mut store, &mut model, last);
+    store.sync().unwrap();
+    drop(store);
+    let rec = only_shape(root);
+    assert_matches(&rec, &model, 2);
+    assert_eq!(chunk_data_bytes(&rec), joined_chunks(&model));
+}
+
 #[test]
 fn chunk_data_is_recovered_and_rebuilt_from_the_log_when_missing_or_damaged() {
     let tmp = TempDir::new("chunk-data");

@@ -449,10 +449,11 @@ fn recover_chunk_data(
     chunks: &[(usize, usize)],
 ) -> Result<(Vec<Option<ChunkRecords>>, u64), StorageError> {
     let path = dir.join(CHUNK_DATA_FILE);
-    let on_disk = match std::fs::read(&path) {
-        Ok(b) => b,
-        // Written by a version without chunks.data: built now.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    let (on_disk, exists) = match std::fs::read(&path) {
+        Ok(b) => (b, true),
+        // Written by a version without chunks.data: built now (created even when no chunk is
+        // closed yet, as the resumed store opens it to append).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), false),
         Err(e) => return Err(StorageError::io("read", &path, e)),
     };
     let mut positions = Vec::with_capacity(chunks.len());
@@ -521,7 +522,7 @@ fn recover_chunk_data(
     }
     let tail = rebuilt.unwrap_or_default();
     let len = (pos + tail.len()) as u64;
-    if pos + tail.len() != on_disk.len() || !tail.is_empty() {
+    if !exists || pos + tail.len() != on_disk.len() || !tail.is_empty() {
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
