@@ -1,7 +1,8 @@
 //! Decodes arbitrary bytes as a log segment, `snapshot.data` or `chunks.data`
 //! (`engine::storage::record`): `decode` record after record, `decode_header` (recovery of a
 //! complete snapshot reads headers only) at every position, and `valid_record_after` (the
-//! torn-tail test) from several positions for each set of kinds recovery asks about.
+//! torn-tail test) from several positions for each set of kinds recovery asks about; and as a
+//! CHUNK_INDEX payload, searched with `chunk_index_after`.
 //!
 //! Input layout: byte 0 is flags: bit 0 rewrites the checksum of each record as the bytes are
 //! walked (a header whose length fits gets the CRC its bytes deserve), so that the fuzzer
@@ -12,15 +13,18 @@
 //! not refuse for their length or kind, with the same fields; `valid_record_after` returns the
 //! first position at or after `from` where `decode` finds a record of the asked kinds (a
 //! transaction boundary, COMMIT or CHUNK_END, only with an empty payload, as written), and
-//! `None` only if there is none (checked against a plain scan).
+//! `None` only if there is none (checked against a plain scan); `chunk_index_after` refuses a
+//! payload that is not whole entries, returns an entry and its start, and for entries in
+//! ascending order (as written) the first one after the asked offset.
 
 #![no_main]
 
 use engine::storage::record::{
-    decode, decode_header, encode, valid_record_after, Decoded, HEADER_LEN, KIND_CHUNK_END,
-    KIND_COMMIT, KIND_SNAPSHOT_CHUNK,
+    chunk_index_after, decode, decode_header, encode, valid_record_after, Decoded,
+    CHUNK_INDEX_ENTRY_LEN, HEADER_LEN, KIND_CHUNK_END, KIND_COMMIT, KIND_SNAPSHOT_CHUNK,
 };
 use libfuzzer_sys::fuzz_target;
+use protocol::offset::LogOffset;
 
 /// The kind sets recovery searches for (log boundaries, snapshot chunks), and one more.
 const KIND_SETS: &[&[u8]] = &[
@@ -88,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
             }
         })
         .collect();
+    check_chunk_index(&buf);
     let first_from = usize::from(flags >> 1);
     for kinds in KIND_SETS {
         for from in [first_from, 0, pos, pos + 1] {
@@ -100,6 +105,43 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Reads `buf` as a CHUNK_INDEX payload: `(offset, start)` per entry.
+fn check_chunk_index(buf: &[u8]) {
+    let entries: Vec<(LogOffset, u32)> = buf
+        .chunks_exact(CHUNK_INDEX_ENTRY_LEN)
+        .map(|e| {
+            let u64_at = |at: usize| u64::from_le_bytes(e[at..at + 8].try_into().expect("8"));
+            let start = u32::from_le_bytes(e[16..20].try_into().expect("4 bytes"));
+            (LogOffset::new(u64_at(0), u64_at(8)), start)
+        })
+        .collect();
+    let whole = buf.len() % CHUNK_INDEX_ENTRY_LEN == 0;
+    let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0);
+    let mut afters = vec![LogOffset::new(0, 0), LogOffset::new(u64::MAX, u64::MAX)];
+    for (offset, _) in entries.iter().take(8) {
+        afters.push(*offset);
+        afters.push(LogOffset::new(offset.tx, offset.op.wrapping_sub(1)));
+    }
+    for after in afters {
+        let found = chunk_index_after(buf, after);
+        if !whole {
+            assert_eq!(found, None, "a partial entry was accepted");
+            continue;
+        }
+        if let Some((i, start)) = found {
+            assert!(i < entries.len());
+            assert_eq!(start, entries[i].1, "start of another entry");
+        }
+        if sorted {
+            let expected = entries
+                .iter()
+                .position(|(offset, _)| *offset > after)
+                .map(|i| (i, entries[i].1));
+            assert_eq!(found, expected, "after {after}");
+        }
+    }
+}
 
 /// The first position at or after `from` where a record of one of `kinds` decodes.
 fn plain_scan(kind_at: &[Option<u8>], from: usize, kinds: &[u8]) -> Option<usize> {

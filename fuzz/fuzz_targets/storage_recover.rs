@@ -5,7 +5,7 @@
 //! a process killed on a timeout) by the next run.
 //!
 //! Input layout: byte 0 is flags: bit 0 marks the generated `meta.rkyv` snapshot-complete,
-//! bit 1 rewrites the checksum of each record in `snapshot.data` and `log.*` (so the fuzzer
+//! bit 1 rewrites the checksum of each record in `snapshot.data`, `log.*` and `chunks.data` (so the fuzzer
 //! reaches valid records with arbitrary content), bit 2 recovers through `scan`, bit 3
 //! appends a transaction after a successful recovery and recovers again; byte 1 is the
 //! snapshot chunk count of the generated metadata. The rest is files, each a 1-byte file id,
@@ -17,9 +17,9 @@
 //! (never disk-full, read-only or a bad handle); a recovered shape has real, strictly
 //! increasing entry offsets within its last commit, strictly increasing chunk ends that are
 //! entries, the chunk index on disk that matches them, `chunks.data` records that hold each
-//! closed chunk's entries as served, and the snapshot chunks its metadata counts; recovering
-//! again trims nothing and finds the same shape; after an appended transaction and chunk end,
-//! recovery finds exactly the old shape plus them.
+//! closed chunk's entries as served and their entry index, and the snapshot chunks its
+//! metadata counts; recovering again trims nothing and finds the same shape; after an appended
+//! transaction and chunk end, recovery finds exactly the old shape plus them.
 
 #![no_main]
 
@@ -29,7 +29,9 @@ use std::sync::OnceLock;
 use engine::storage::chunk_index::decode_all;
 use engine::storage::layout::{self, CHUNK_DATA_FILE, INDEX_FILE};
 use engine::storage::meta::{self, DefinitionRecord, ShapeMeta, SnapshotRecord};
-use engine::storage::record::{decode, Decoded, HEADER_LEN, KIND_CHUNK_DATA};
+use engine::storage::record::{
+    decode, encode_chunk_index, Decoded, HEADER_LEN, KIND_CHUNK_DATA, KIND_CHUNK_INDEX,
+};
 use engine::storage::{
     recover_shape, scan_with_threads, RecoveredShape, StorageError, StoreOptions,
 };
@@ -168,7 +170,7 @@ fn write_files(dir: &Path, flags: u8, chunks: u8, mut rest: &[u8]) {
         if !present[i] {
             continue;
         }
-        if flags & 2 != 0 && (i == 1 || (4..=7).contains(&i)) {
+        if flags & 2 != 0 && (i == 1 || (4..=7).contains(&i) || i == 9) {
             fix_checksums(bytes);
         }
         std::fs::write(dir.join(FILES[i]), bytes).expect("write a file");
@@ -266,51 +268,60 @@ fn check_shape(shape: &RecoveredShape) {
     check_chunk_data(shape);
 }
 
-/// Each closed chunk's `chunks.data` record holds its entries comma-joined, in chunk order.
+/// Each closed chunk has two consecutive `chunks.data` records, in chunk order: its entries
+/// comma-joined as served (CHUNK_DATA), then where each entry starts in them (CHUNK_INDEX).
 fn check_chunk_data(shape: &RecoveredShape) {
     assert_eq!(shape.chunk_data.len(), shape.chunk_ends.len());
     let file = std::fs::read(shape.dir.join(CHUNK_DATA_FILE)).expect("recovery leaves chunks.data");
     let mut first = 0;
     let mut end_of_records = 0;
-    for (end, pos) in shape.chunk_ends.iter().zip(&shape.chunk_data) {
+    for (end, records) in shape.chunk_ends.iter().zip(&shape.chunk_data) {
         let last = shape
             .log
             .binary_search_by(|(o, _)| o.cmp(end))
             .expect("a chunk end is an entry");
-        let joined = joined(&shape.log[first..=last]);
+        let (bytes, index) = served(&shape.log[first..=last]);
         first = last + 1;
-        let pos = pos.expect("small chunks are in chunks.data");
-        let at = usize::try_from(pos.record_at).expect("position fits");
-        assert_eq!(
-            at, end_of_records,
-            "chunks.data records are not consecutive"
-        );
-        match decode(&file, at) {
-            Decoded::Record(record, next) => {
-                assert_eq!(record.kind, KIND_CHUNK_DATA);
-                assert_eq!(LogOffset::new(record.tx, record.op), *end);
-                assert_eq!(
-                    record.payload,
-                    &joined[..],
-                    "chunk {end} served wrong bytes"
-                );
-                assert_eq!(pos.len, joined.len() as u64);
-                end_of_records = next;
+        let (data_pos, index_pos) = records.expect("small chunks are in chunks.data");
+        for (pos, kind, payload) in [
+            (data_pos, KIND_CHUNK_DATA, &bytes),
+            (index_pos, KIND_CHUNK_INDEX, &index),
+        ] {
+            let at = usize::try_from(pos.record_at).expect("position fits");
+            assert_eq!(
+                at, end_of_records,
+                "chunks.data records are not consecutive"
+            );
+            match decode(&file, at) {
+                Decoded::Record(record, next) => {
+                    assert_eq!(record.kind, kind);
+                    assert_eq!(LogOffset::new(record.tx, record.op), *end);
+                    assert_eq!(
+                        record.payload,
+                        &payload[..],
+                        "chunk {end}: wrong kind {kind}"
+                    );
+                    assert_eq!(pos.len, payload.len() as u64);
+                    end_of_records = next;
+                }
+                other => panic!("chunk {end}: no record at {at}: {other:?}"),
             }
-            other => panic!("chunk {end}: no record at {at}: {other:?}"),
         }
     }
 }
 
-fn joined(entries: &[(LogOffset, bytes::Bytes)]) -> Vec<u8> {
+/// A closed chunk as the engine writes it: its entries comma-joined, and its entry index.
+fn served(entries: &[(LogOffset, bytes::Bytes)]) -> (Vec<u8>, Vec<u8>) {
     let mut out = Vec::new();
-    for (i, (_, entry)) in entries.iter().enumerate() {
+    let mut starts = Vec::new();
+    for (i, (offset, entry)) in entries.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        starts.push((*offset, u32::try_from(out.len()).expect("small chunks")));
         out.extend_from_slice(entry);
     }
-    out
+    (out, encode_chunk_index(starts))
 }
 
 fn assert_same(first: &RecoveredShape, second: &RecoveredShape) {
@@ -341,7 +352,8 @@ fn append_and_recover(dir: &Path, shape: &RecoveredShape) {
     });
     let mut chunk = shape.log[open_from..].to_vec();
     chunk.push((offset, bytes::Bytes::from_static(b"{}")));
-    store.close_chunk(offset, &joined(&chunk));
+    let (bytes, index) = served(&chunk);
+    store.close_chunk(offset, &bytes, &index);
     store.flush().expect("flush");
     drop(store);
     let after = recover_shape(dir).expect("an appended shape recovers");

@@ -12,6 +12,7 @@ mod wire;
 use std::path::{Path, PathBuf};
 
 use engine::storage::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, SNAPSHOT_FILE};
+use engine::storage::record::encode_chunk_index;
 use engine::storage::{DefinitionRecord, ShapeMeta, ShapeStore, SnapshotRecord, StoreOptions};
 use protocol::offset::LogOffset;
 
@@ -143,6 +144,16 @@ fn storage(corpus: &Path) {
         ("snapshot", 0, file(&clean, SNAPSHOT_ID)),
         ("torn-log", 0, file(&torn, FIRST_LOG_ID)),
         ("chunk-data", 0, file(&clean, CHUNK_DATA_ID)),
+        // A CHUNK_INDEX payload on its own (the target also searches the input as one).
+        (
+            "chunk-index",
+            0,
+            encode_chunk_index([
+                (LogOffset::new(100, 0), 0),
+                (LogOffset::new(100, 2), 130),
+                (LogOffset::new(120, 0), 260),
+            ]),
+        ),
     ];
     for (name, flags, bytes) in record_seeds {
         let mut input = vec![flags];
@@ -171,7 +182,14 @@ fn clean_history(store: &mut ShapeStore) {
     store
         .append_txn([(at(120, 0), row(5))], 120)
         .expect("append");
-    store.close_chunk(at(120, 0), &joined(&[row(3), row(4), row(5)]));
+    close(
+        store,
+        &[
+            (at(100, 0), row(3)),
+            (at(100, 2), row(4)),
+            (at(120, 0), row(5)),
+        ],
+    );
     store
         .append_txn(Vec::<(LogOffset, Vec<u8>)>::new(), 130)
         .expect("append");
@@ -185,7 +203,7 @@ fn clean_history(store: &mut ShapeStore) {
             140,
         )
         .expect("append");
-    store.close_chunk(at(140, 2), &joined(&[row(6), row(7)]));
+    close(store, &[(at(140, 0), row(6)), (at(140, 2), row(7))]);
 }
 
 /// Creates shape `HANDLE` under `root`, runs `build`, syncs, and returns its files by the
@@ -257,9 +275,20 @@ fn pg() -> SnapshotRecord {
     }
 }
 
-/// A closed chunk's bytes as served: its entries comma-joined.
-fn joined(entries: &[Vec<u8>]) -> Vec<u8> {
-    entries.join(&b","[..])
+/// Closes the chunk of `entries` (those after the previous chunk end) as the engine does: its
+/// entries comma-joined as served, and where each starts in them.
+fn close(store: &mut ShapeStore, entries: &[(LogOffset, Vec<u8>)]) {
+    let mut bytes = Vec::new();
+    let mut starts = Vec::new();
+    for (offset, entry) in entries {
+        if !bytes.is_empty() {
+            bytes.push(b',');
+        }
+        starts.push((*offset, bytes.len() as u32));
+        bytes.extend_from_slice(entry);
+    }
+    let last = entries.last().expect("a chunk has entries").0;
+    store.close_chunk(last, &bytes, &encode_chunk_index(starts));
 }
 
 /// A log entry as the engine encodes it.
