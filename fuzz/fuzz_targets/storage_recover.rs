@@ -1,8 +1,8 @@
 //! Recovers a shape directory made of arbitrary files (`engine::storage::recover_shape`, or
 //! `scan` over the storage root), as start-up does after a crash or with a damaged disk. The
 //! directory lives under `/dev/shm` (tmpfs: fsync is cheap; else the temp directory), private
-//! to the process, rebuilt for every input and removed after it, on a panic, and (when left by
-//! a process killed on a timeout) by the next run.
+//! to the process and emptied for every input; the process removes it when it exits or
+//! panics, and the next run removes one left by a process killed on a timeout.
 //!
 //! Input layout: byte 0 is flags: bit 0 marks the generated `meta.rkyv` snapshot-complete,
 //! bit 1 rewrites the checksum of each record in `snapshot.data`, `log.*` and `chunks.data` (so the fuzzer
@@ -55,7 +55,8 @@ const DIRECTORY_ID: u8 = 10;
 
 const ROOT_PREFIX: &str = "ampere-fuzz-recover-";
 
-/// A storage root private to this process (removed and rebuilt per input).
+/// A storage root private to this process. Its shape directory is emptied for every input;
+/// the levels above it are made once (recovery writes only inside the shape directory).
 fn root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| base().join(format!("{ROOT_PREFIX}{}", std::process::id())))
@@ -69,16 +70,35 @@ fn base() -> PathBuf {
     }
 }
 
-fn remove_root() {
-    match std::fs::remove_dir_all(root()) {
+/// An empty shape directory (removing and recreating only it keeps the cost per input low).
+fn reset(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!("clean {}: {e}", root().display()),
+        Err(e) => panic!("clean {}: {e}", dir.display()),
+    }
+    if let Err(e) = std::fs::create_dir(dir) {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::NotFound,
+            "create {}",
+            dir.display()
+        );
+        std::fs::create_dir_all(dir).expect("create the shape directory");
     }
 }
 
-/// Removes the roots of processes that are gone (a timeout or an out-of-memory kill ends the
-/// process without unwinding), and this process's root on a panic (libFuzzer's hook aborts).
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+extern "C" fn remove_root() {
+    let _ = std::fs::remove_dir_all(root());
+}
+
+/// Removes this process's root when it exits (libFuzzer ends a run with `exit`) or panics
+/// (libFuzzer's hook aborts), and the roots of processes that are gone (a timeout or an
+/// out-of-memory kill ends the process without either).
 fn set_up_cleanup() {
     if let Ok(entries) = std::fs::read_dir(base()) {
         for entry in entries.flatten() {
@@ -89,34 +109,25 @@ fn set_up_cleanup() {
             }
         }
     }
+    // SAFETY: `atexit` is the C library's; `remove_root` is an `extern "C"` function that
+    // does not unwind (errors are ignored) and stays valid for the life of the process.
+    let registered = unsafe { atexit(remove_root) };
+    assert_eq!(registered, 0, "atexit");
     let abort = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let _ = std::fs::remove_dir_all(root());
+        remove_root();
         abort(info);
     }));
 }
 
-/// Removes the root when an input is done.
-struct Cleanup;
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(root());
-    }
-}
-
-fuzz_target!(init: set_up_cleanup(), |data: &[u8]| {
-    let _cleanup = Cleanup;
-    run(data);
-});
+fuzz_target!(init: set_up_cleanup(), |data: &[u8]| run(data));
 
 fn run(data: &[u8]) {
     let [flags, chunks, rest @ ..] = data else {
         return;
     };
     let dir = layout::shape_dir(root(), HANDLE);
-    remove_root();
-    std::fs::create_dir_all(&dir).expect("create the shape directory");
+    reset(&dir);
     write_files(&dir, *flags, *chunks, rest);
 
     let recovered = if flags & 4 != 0 {
