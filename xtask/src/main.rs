@@ -116,12 +116,27 @@ fn test(args: &[String]) -> Result<()> {
     if !have("cargo-nextest") {
         status(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))?;
     }
-    status(Command::new("cargo").args(["build", "--release", "--bin", "ampere"]))?;
-    // Tests that run the server as a separate program (bench-harness smoke tests) use the
-    // release binary built just above instead of building their own.
+    status(Command::new("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        "engine",
+        "--bin",
+        "ampere",
+        "-p",
+        "loadgen",
+        "--bin",
+        "loadgen",
+    ]))?;
+    // Tests that run the server or the load generator as separate programs (loadgen and
+    // bench-harness smoke tests) use the release binaries built just above instead of building
+    // their own inside a test's time limit.
     let ampere_bin = Path::new("target/release/ampere")
         .canonicalize()
         .context("locate target/release/ampere")?;
+    let loadgen_bin = Path::new("target/release/loadgen")
+        .canonicalize()
+        .context("locate target/release/loadgen")?;
     status(
         Command::new("cargo")
             .args([
@@ -132,7 +147,8 @@ fn test(args: &[String]) -> Result<()> {
                 "ci",
                 "--no-tests=warn",
             ])
-            .env("AMPERE_BIN", &ampere_bin),
+            .env("AMPERE_BIN", &ampere_bin)
+            .env("LOADGEN_BIN", &loadgen_bin),
     )?;
     let conformance = Path::new("tests/conformance");
     if conformance.join("package.json").exists() {
