@@ -128,3 +128,86 @@ fn full_disk_refuses_new_shapes_with_503_and_recovers_when_space_returns() {
     assert_reader_matches("new", &fresh.stop(), &pg.expected_rows("t", 1, ROWS));
     drop(server);
 }
+
+/// A snapshot larger than the free space. Its chunks are written to `snapshot.data` behind
+/// the COPY, on the core's snapshot writer thread; the write that fails fails the snapshot.
+/// Every response served until then holds the rows as Postgres has them; then the client is
+/// sent to a new shape (409) or told the snapshot failed (503). Once the failed shape's files
+/// are gone, a small shape works.
+#[test]
+fn a_snapshot_larger_than_the_disk_fails_without_wrong_bytes() {
+    let mnt = std::env::temp_dir().join(format!("ampere-bigsnap-{}", std::process::id()));
+    let Some(_mount) = mount_tmpfs(&mnt, "2m") else {
+        return;
+    };
+    let cluster = support::cluster();
+    let db = cluster.create_database().expect("database");
+    // About 5 MB of JSON: over twice the tmpfs.
+    db.psql(
+        "CREATE TABLE big (id int PRIMARY KEY, v text NOT NULL);
+         INSERT INTO big SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g;",
+    )
+    .expect("setup");
+    let opts = CrashOpts {
+        storage: Some(mnt.join("storage")),
+        cores: 1,
+        env: vec![("ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD", "65536".into())],
+        ..Default::default()
+    };
+    let server = Restartable::start(&db.url(), opts);
+    let client = server.client();
+    let mut path = "/v1/shape?table=big&offset=-1".to_string();
+    let mut rows = 0u64;
+    let mut refused = None;
+    for _ in 0..10_000 {
+        let r = client.get(&path);
+        if r.status != 200 {
+            refused = Some(r.status);
+            break;
+        }
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
+        for message in body.as_array().expect("array") {
+            let Some(value) = message.get("value") else {
+                continue;
+            };
+            let id = value["id"].as_str().expect("id");
+            assert_eq!(
+                value["v"].as_str().expect("v"),
+                format!("{}{id}", "x".repeat(200)),
+                "row {id}"
+            );
+            rows += 1;
+        }
+        assert!(
+            r.header("electric-up-to-date").is_none(),
+            "a 5 MB snapshot completed on a 2 MB disk ({rows} rows)"
+        );
+        path = format!(
+            "/v1/shape?table=big&handle={}&offset={}",
+            r.header("electric-handle").expect("handle"),
+            r.header("electric-offset").expect("offset")
+        );
+    }
+    eprintln!("{rows} rows served before the snapshot failed with {refused:?}");
+    assert!(
+        matches!(refused, Some(409 | 503)),
+        "the failed snapshot answered {refused:?}"
+    );
+    // The failed shape's directory is removed by the storage worker; then there is room.
+    let small = format!("/v1/shape?table=big&where={}&offset=-1", enc("id <= 10"));
+    let mut last = None;
+    for _ in 0..100 {
+        let r = client.get(&small);
+        if r.status == 200 {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
+            let rows = body.as_array().expect("array").iter();
+            assert_eq!(rows.filter(|m| m.get("value").is_some()).count(), 10);
+            last = None;
+            break;
+        }
+        last = Some(r.status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(last, None, "a small shape after the failed snapshot");
+    drop(server);
+}

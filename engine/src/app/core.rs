@@ -4,6 +4,7 @@
 
 use super::durability::{self, Job};
 use super::pool::{Pool, Pooled};
+use super::snapshot_writes::{self, SnapshotWrites};
 use super::table_routes::TableShapes;
 use super::{CoreMsg, DeleteTarget, Shared};
 use crate::catalog::{self, quote_literal, TableInfo};
@@ -70,6 +71,9 @@ pub struct Core {
     recovered: RefCell<Vec<RecoveredShape>>,
     /// Tables this core has seen in the publication with REPLICA IDENTITY FULL.
     published: RefCell<std::collections::HashSet<u32>>,
+    /// The thread writing snapshot chunks, started with the first snapshot that needs it
+    /// (`None` inside: it could not be started, writes stay on the core).
+    snapshot_writer: std::cell::OnceCell<Option<snapshot_writes::Writer>>,
 }
 
 impl Core {
@@ -107,6 +111,7 @@ impl Core {
             shutting_down: Cell::new(false),
             processed_lsn: Cell::new(0),
             recovered: RefCell::new(recovered),
+            snapshot_writer: std::cell::OnceCell::new(),
             timers: crate::event::Timers::new(),
         })
     }
@@ -611,6 +616,19 @@ impl Core {
         Ok(())
     }
 
+    /// The core's snapshot writer thread, started on first use.
+    fn snapshot_writer(&self) -> Option<snapshot_writes::Writer> {
+        self.snapshot_writer
+            .get_or_init(|| match snapshot_writes::Writer::start(self.id) {
+                Ok(writer) => Some(writer),
+                Err(e) => {
+                    tracing::warn!("core {}: no snapshot writer thread ({e}); snapshots are written on the core", self.id);
+                    None
+                }
+            })
+            .clone()
+    }
+
     async fn snapshot_task(self: Rc<Self>, shape: ShapeRef) {
         let def = shape.borrow().def.clone();
         let started = Instant::now();
@@ -620,19 +638,31 @@ impl Core {
                 .await
                 .map_err(snapshot::SnapshotError::Pg)?;
             let mut store_error = None;
+            let mut writes = SnapshotWrites::new(self.snapshot_writer());
             let r = snapshot::run(&mut conn, &def, |json| {
                 if store_error.is_some() {
                     return;
                 }
-                match shape.borrow_mut().push_snapshot_row(json) {
-                    Ok(false) => return,
-                    Ok(true) => {}
-                    Err(e) => store_error = Some(e),
+                {
+                    let mut s = shape.borrow_mut();
+                    match s.push_snapshot_row(json) {
+                        Ok(false) => return,
+                        Ok(true) => {
+                            if let Err(e) = writes.chunk_closed(&mut s) {
+                                store_error = Some(e);
+                            }
+                        }
+                        Err(e) => store_error = Some(e),
+                    }
                 }
                 // Once per closed chunk, not per row.
                 self.mark_dirty(&shape);
             })
             .await;
+            // Every chunk is in the file before the snapshot's end is recorded.
+            if let Err(e) = writes.finish(&shape).await {
+                store_error.get_or_insert(e);
+            }
             if let Some(e) = store_error {
                 return Err(snapshot::SnapshotError::Protocol(format!(
                     "cannot store the snapshot: {e}"

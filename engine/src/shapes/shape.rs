@@ -8,7 +8,7 @@ use crate::event::Event;
 use crate::ingest::txn::Txn;
 use crate::storage::fd_cache::LazyFile;
 use crate::storage::record::ChunkPos;
-use crate::storage::{ShapeStore, SnapshotRecord, StorageError};
+use crate::storage::{PendingWrite, ShapeStore, SnapshotRecord, StorageError};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -176,9 +176,12 @@ impl Shape {
         }
     }
 
-    /// Adds one snapshot row; a chunk it closes is written to the store, and from there on
-    /// served from the file instead of memory. Returns whether a chunk closed (only then is
-    /// there anything new to sync).
+    /// Adds one snapshot row; a chunk it closes is appended to the store. Returns whether a
+    /// chunk closed (only then is there anything new to sync).
+    ///
+    /// The chunk is not written here: the caller hands the write to another thread
+    /// ([`Self::take_snapshot_write`], `app::snapshot_writes`) and reports when it is done
+    /// ([`Self::snapshot_written`]); until then the chunk is served from memory.
     pub fn push_snapshot_row(&mut self, json: &[u8]) -> Result<bool, StorageError> {
         let Some(chunk) = self.log.push_snapshot_row(json) else {
             return Ok(false);
@@ -188,14 +191,47 @@ impl Shape {
             let pos = store.append_snapshot_chunk(&chunk)?;
             self.unspilled.push((self.log.snapshot_chunks() - 1, pos));
             self.dirty = true;
-            self.spill_snapshot();
         }
         Ok(true)
     }
 
-    /// Hands the snapshot chunks appended so far to the OS and serves them from the file, so
-    /// a snapshot of any size passes through memory one chunk at a time. A failed write (disk
-    /// full) keeps them in memory; the next chunk, or the snapshot's end, retries.
+    /// The snapshot chunks appended to the store since the last write, as one write to run on
+    /// another thread (see [`ShapeStore::take_snapshot_write`]).
+    pub fn take_snapshot_write(&mut self) -> Result<Option<PendingWrite>, StorageError> {
+        match self.store.as_mut() {
+            Some(store) => store.take_snapshot_write(),
+            None => Ok(None),
+        }
+    }
+
+    /// Gives a completed write's emptied buffer back to the store for the next chunk's record.
+    pub fn recycle_snapshot_buffer(&mut self, buf: Vec<u8>) {
+        if let Some(store) = self.store.as_mut() {
+            store.recycle_snapshot_buffer(buf);
+        }
+    }
+
+    /// `snapshot.data` holds everything before `end`: the chunks whose records lie there are
+    /// served from the file from now on.
+    pub fn snapshot_written(&mut self, end: u64) {
+        let Some(store) = self.store.as_ref() else {
+            return;
+        };
+        let file = self
+            .snapshot_file
+            .get_or_insert_with(|| LazyFile::new(store.snapshot_path()));
+        let log = &mut self.log;
+        self.unspilled.retain(|&(n, pos)| {
+            let written = pos.payload_at() + pos.len <= end;
+            if written {
+                log.snapshot_chunk_on_disk(n, file, pos);
+            }
+            !written
+        });
+    }
+
+    /// At the snapshot's end: hands the last chunk (and any chunk not yet written) to the OS
+    /// here and serves them from the file. A failed write (disk full) keeps them in memory.
     fn spill_snapshot(&mut self) {
         let Some(store) = self.store.as_mut() else {
             return;

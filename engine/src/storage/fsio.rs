@@ -91,6 +91,40 @@ impl AppendFile {
         Ok(())
     }
 
+    /// Hands the buffer to another thread instead of writing it here: the bytes, where they
+    /// go and a descriptor to write them with ([`PendingWrite::run`]). From here on the file
+    /// counts them as written (later appends go after them), so until that write has
+    /// completed nothing may read or sync their range, and if it fails the file must not be
+    /// used any more (its tail is cut back to where the bytes were to start).
+    pub fn take_pending(&mut self) -> Result<Option<PendingWrite>, StorageError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let path = self.path.clone();
+        let file = self
+            .open()?
+            .try_clone()
+            .map_err(StorageError::at("dup", &path))?;
+        let at = self.written;
+        let bytes = std::mem::take(&mut self.buf);
+        self.written += bytes.len() as u64;
+        Ok(Some(PendingWrite {
+            path,
+            file,
+            at,
+            bytes,
+        }))
+    }
+
+    /// Takes back a buffer [`PendingWrite::run`] emptied, so the next appends need no fresh
+    /// memory (a snapshot chunk's record is megabytes). Kept only while nothing is buffered.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.buf.is_empty() && buf.capacity() > self.buf.capacity() {
+            self.buf = buf;
+            self.buf.clear();
+        }
+    }
+
     /// The open descriptor, reopening the file if it was released.
     fn open(&mut self) -> Result<&File, StorageError> {
         if self.file.is_none() {
@@ -124,6 +158,36 @@ impl AppendFile {
         if self.buf.is_empty() {
             self.file = None;
         }
+    }
+}
+
+/// Bytes taken from an [`AppendFile`] ([`AppendFile::take_pending`]) to be written on another
+/// thread.
+#[derive(Debug)]
+pub struct PendingWrite {
+    path: PathBuf,
+    file: File,
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+impl PendingWrite {
+    /// Where the bytes end in the file: everything before is written once this write is.
+    pub fn end(&self) -> u64 {
+        self.at + self.bytes.len() as u64
+    }
+
+    /// Writes the bytes at their position (no fsync; blocking: call it off the core) and
+    /// returns [`Self::end`] and the emptied buffer, to be used again
+    /// ([`AppendFile::recycle`]). On failure the file is cut back to where they were to start.
+    pub fn run(mut self) -> Result<(u64, Vec<u8>), StorageError> {
+        if let Err(e) = self.file.write_all_at(&self.bytes, self.at) {
+            let _ = self.file.set_len(self.at);
+            return Err(StorageError::io("write", &self.path, e));
+        }
+        let end = self.end();
+        self.bytes.clear();
+        Ok((end, self.bytes))
     }
 }
 
@@ -195,4 +259,43 @@ pub fn sync_filesystem(path: &Path) -> Result<(), StorageError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ampere-fsio-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A write taken to another thread keeps its place: appends after it go after it even if
+    /// they reach the file first.
+    #[test]
+    fn a_taken_write_keeps_its_place() {
+        let dir = scratch("taken");
+        let path = dir.join("f");
+        let mut file = AppendFile::create_new(path.clone()).unwrap();
+        assert!(file.take_pending().unwrap().is_none(), "nothing buffered");
+        file.buf_mut().extend_from_slice(b"abc");
+        let pending = file.take_pending().unwrap().expect("buffered bytes");
+        assert_eq!(pending.end(), 3);
+        assert_eq!(file.logical_len(), 3);
+        assert_eq!(file.buffered(), 0);
+        file.buf_mut().extend_from_slice(b"def");
+        file.flush().unwrap();
+        let other_thread = std::thread::spawn(move || pending.run());
+        let (end, buf) = other_thread.join().unwrap().unwrap();
+        assert_eq!(end, 3);
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdef");
+        assert!(buf.is_empty() && buf.capacity() >= 3);
+        file.recycle(buf);
+        file.buf_mut().extend_from_slice(b"g");
+        file.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdefg");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -26,7 +26,7 @@ mod store;
 mod sync;
 
 pub use error::StorageError;
-pub use fsio::sync_filesystem;
+pub use fsio::{sync_filesystem, PendingWrite};
 pub use lock::{LockError, StorageLock};
 pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord};
 pub use recover::{recover_shape, RecoveredShape};

@@ -6,7 +6,7 @@
 
 use super::chunk_index::{ChunkIndexEntry, LogPos};
 use super::error::StorageError;
-use super::fsio::{self, AppendFile};
+use super::fsio::{self, AppendFile, PendingWrite};
 use super::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, SHAPES_DIR, SNAPSHOT_FILE};
 use super::meta::{self, ShapeMeta, SnapshotRecord};
 use super::record::{
@@ -287,6 +287,23 @@ impl ShapeStore {
             Some(file) => file.flush(),
             // Released only once complete and flushed.
             None => Ok(()),
+        }
+    }
+
+    /// [`Self::flush_snapshot`] done on another thread: the snapshot records appended so far as
+    /// one write ([`PendingWrite::run`]), from now on counted as handed to the OS. Until it has
+    /// completed their range must not be read; if it fails the shape must be dropped.
+    pub fn take_snapshot_write(&mut self) -> Result<Option<PendingWrite>, StorageError> {
+        match &mut self.snapshot {
+            Some(file) => file.take_pending(),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes back the buffer of a completed [`Self::take_snapshot_write`] for the next chunk.
+    pub fn recycle_snapshot_buffer(&mut self, buf: Vec<u8>) {
+        if let Some(file) = &mut self.snapshot {
+            file.recycle(buf);
         }
     }
 
