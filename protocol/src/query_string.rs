@@ -78,6 +78,15 @@ impl QueryParams {
     }
 }
 
+/// Parameters already decoded (a POST body's, merged with the query's).
+impl FromIterator<(String, Value)> for QueryParams {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(pairs: I) -> Self {
+        QueryParams {
+            entries: pairs.into_iter().collect(),
+        }
+    }
+}
+
 /// Decodes a raw query string (without the leading `?`).
 pub fn parse_query_string(raw: &str) -> Result<QueryParams, QueryStringError> {
     let mut params = QueryParams::default();

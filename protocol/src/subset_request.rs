@@ -10,18 +10,20 @@
 //!   `order_by_expr` go into `subset` (merged over the query's), the other body keys over the
 //!   query parameters; a body without any of those keys merges entirely into the query.
 //!
-//! The merged shape parameters are validated exactly as a query string is: they are encoded
-//! back into one (`key[sub]=…`, `key[]=…`) and handed to [`crate::request::parse_shape_query`],
-//! so GET and POST share every rule and message. JSON scalars become their text; `null` is
-//! treated as absent.
+//! The merged shape parameters are validated exactly as a decoded query string is
+//! ([`crate::request::validate_shape_query`]), so GET and POST share every rule and message.
+//! JSON scalars become their text; `null` and empty arrays and objects (which a query string
+//! cannot express) are treated as absent. Keys stay literal: a body key `params[1]` or a query
+//! key `params]` is not the `params` map (they are not encoded back into a query string and
+//! decoded again, which would nest them).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value as Json};
 
 use crate::errors::{self, ErrorResponse};
-use crate::query_string::{parse_query_string, Value as Query};
-use crate::request::{parse_shape_query, RequestError, ShapeQuery};
+use crate::query_string::{parse_query_string, QueryParams, Value as Query};
+use crate::request::{validate_shape_query, RequestError, ShapeQuery};
 
 /// Body keys that belong to the subset when the body has no `subset` object.
 const SUBSET_KEYS: [&str; 7] = [
@@ -95,7 +97,11 @@ pub fn split_request(raw_query: &str, body: Option<&[u8]>) -> Result<ShapeReques
         let object = parse_body(body)?;
         merge_body(&mut shape, &mut subset, object);
     }
-    let query = parse_shape_query(&encode_query(&shape))?;
+    let params: QueryParams = shape
+        .iter()
+        .filter_map(|(key, value)| Some((key.clone(), json_to_query(value)?)))
+        .collect();
+    let query = validate_shape_query(&params).map_err(RequestError::from)?;
     Ok(ShapeRequest { query, subset })
 }
 
@@ -160,36 +166,25 @@ fn query_to_json(value: &Query) -> Json {
     }
 }
 
-/// Encodes parameters as a query string that [`parse_query_string`] decodes back to them.
-fn encode_query(params: &BTreeMap<String, Json>) -> String {
-    let mut out = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in params {
-        encode_value(&mut out, key.clone(), value);
-    }
-    out.finish()
-}
-
-fn encode_value(out: &mut form_urlencoded::Serializer<'_, String>, path: String, value: &Json) {
+/// A shape parameter from the query or the body as the query-string decoder holds values:
+/// scalars as their text; `None` for `null` and for arrays and objects with nothing else in
+/// them (a query string cannot express them).
+fn json_to_query(value: &Json) -> Option<Query> {
     match value {
-        Json::Null => {}
-        Json::String(text) => {
-            out.append_pair(&path, text);
-        }
-        Json::Bool(flag) => {
-            out.append_pair(&path, if *flag { "true" } else { "false" });
-        }
-        Json::Number(number) => {
-            out.append_pair(&path, &number.to_string());
-        }
+        Json::Null => None,
+        Json::String(text) => Some(Query::String(text.clone())),
+        Json::Bool(flag) => Some(Query::String(flag.to_string())),
+        Json::Number(number) => Some(Query::String(number.to_string())),
         Json::Array(items) => {
-            for item in items {
-                encode_value(out, format!("{path}[]"), item);
-            }
+            let items: Vec<Query> = items.iter().filter_map(json_to_query).collect();
+            (!items.is_empty()).then_some(Query::List(items))
         }
         Json::Object(map) => {
-            for (key, item) in map {
-                encode_value(out, format!("{path}[{key}]"), item);
-            }
+            let map: BTreeMap<String, Query> = map
+                .iter()
+                .filter_map(|(key, item)| Some((key.clone(), json_to_query(item)?)))
+                .collect();
+            (!map.is_empty()).then_some(Query::Map(map))
         }
     }
 }
