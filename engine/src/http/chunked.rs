@@ -97,6 +97,11 @@ impl ChunkedDecoder {
     /// Parses one chunk-size line; `None` when more input is needed.
     fn size_line(&mut self, input: &mut BytesMut) -> Result<Option<u64>, ChunkedError> {
         match httparse::parse_chunk_size(input) {
+            // The line limit holds for a complete line too, or whether a long line is refused
+            // would depend on how its bytes arrive (found by the `http_head` fuzz target).
+            Ok(httparse::Status::Complete((consumed, _))) if consumed > MAX_SIZE_LINE => {
+                Err(ChunkedError::Malformed)
+            }
             Ok(httparse::Status::Complete((consumed, size))) => {
                 input.advance(consumed);
                 let total = (self.body.len() as u64).checked_add(size);
@@ -179,6 +184,26 @@ mod tests {
         assert_eq!(decode_in_steps(wire, 4, 5), Err(ChunkedError::TooLarge));
         let huge = b"ffffffffffffffff\r\n";
         assert_eq!(decode_in_steps(huge, 18, 5), Err(ChunkedError::TooLarge));
+    }
+
+    #[test]
+    fn a_long_size_line_is_refused_however_it_arrives() {
+        // A line over the limit ending in a bare LF (complete at once, partial in pieces), and
+        // a line of exactly the limit with its CRLF.
+        let long = format!("5;x={}\nhello\r\n0\r\n\r\n", "a".repeat(MAX_SIZE_LINE));
+        let short = format!("5;x={}\r\nhello\r\n0\r\n\r\n", "a".repeat(MAX_SIZE_LINE - 6));
+        for step in [1, 7, 1000, long.len()] {
+            assert_eq!(
+                decode_in_steps(long.as_bytes(), step, 10),
+                Err(ChunkedError::Malformed),
+                "{step}"
+            );
+            assert_eq!(
+                decode_in_steps(short.as_bytes(), step, 10).unwrap(),
+                b"hello",
+                "{step}"
+            );
+        }
     }
 
     #[test]
