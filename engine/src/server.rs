@@ -11,24 +11,25 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-/// What each core takes at start: its listener, its inbox, the shapes it recovers and its
+/// What each core takes at start: its listener, its inbox, the stored shapes it owns and its
 /// storage worker.
 type CoreStart = (
     std::net::TcpListener,
     flume::Receiver<CoreMsg>,
-    Vec<crate::storage::RecoveredShape>,
+    Vec<crate::storage::StoredShape>,
     flume::Sender<crate::app::durability::Job>,
 );
 
-/// Recovers every shape under the storage dir and sorts them by owning core (the handle
-/// carries the definition hash that decides the owner). Damaged shapes are dropped: their
-/// handles get 409 and clients resync.
-fn recover(config: &Config, cores: usize) -> Result<Vec<Vec<crate::storage::RecoveredShape>>> {
+/// Finds every shape under the storage dir by its metadata (nothing else is read: a shape is
+/// loaded when first needed, `app::dormant`) and sorts them by owning core (the handle carries
+/// the definition hash that decides the owner). Shapes whose metadata is unreadable are
+/// dropped: their handles get 409 and clients resync.
+fn recover(config: &Config, cores: usize) -> Result<Vec<Vec<crate::storage::StoredShape>>> {
     let root = &config.storage_dir;
     std::fs::create_dir_all(root.join("shapes"))
         .with_context(|| format!("create the storage dir {}", root.display()))?;
     let started = std::time::Instant::now();
-    let found = crate::storage::scan(root)
+    let found = crate::storage::list_stored(root)
         .with_context(|| format!("read the storage dir {}", root.display()))?;
     let mut per_core: Vec<Vec<_>> = (0..cores).map(|_| Vec::new()).collect();
     let (mut ok, mut bad) = (0usize, 0usize);

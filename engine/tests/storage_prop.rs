@@ -144,7 +144,7 @@ proptest! {
         let mut store = rec.open_store(OPTS).unwrap();
         let mut m2 = model.clone();
         m2.txns.truncate(n);
-        m2.chunk_ends.retain(|e| rec.chunk_ends.contains(e));
+        m2.chunk_ends.retain(|e| rec.chunk_ends().contains(e));
         append(&mut store, &mut m2, 2, 30);
         store.sync().unwrap();
         drop(store);

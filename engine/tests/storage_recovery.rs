@@ -288,10 +288,10 @@ fn shape_in_the_wrong_directory_is_rejected() {
 /// Each closed chunk's bytes as served, read from `chunks.data` at the recovered position.
 fn chunk_data_bytes(rec: &engine::storage::RecoveredShape) -> Vec<Vec<u8>> {
     let bytes = std::fs::read(rec.dir.join("chunks.data")).unwrap();
-    rec.chunk_data
+    rec.chunks
         .iter()
-        .map(|pos| {
-            let (pos, _) = pos.expect("every chunk fits a record");
+        .map(|c| {
+            let (pos, _) = c.records.expect("every chunk fits a record");
             let at = pos.payload_at() as usize;
             bytes[at..at + pos.len as usize].to_vec()
         })

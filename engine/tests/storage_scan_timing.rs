@@ -43,7 +43,7 @@ fn measure(shapes: u32, cold: bool) {
         for r in &results {
             let rec = r.as_ref().map_err(|f| f.error.to_string()).unwrap();
             assert_eq!(rec.log.len(), 6);
-            assert_eq!(rec.chunk_ends.len(), 1);
+            assert_eq!(rec.chunk_ends().len(), 1);
         }
         eprintln!(
             "scan of {shapes} shapes, {threads} thread(s), warm page cache: {elapsed:?} ({:?}/shape)",

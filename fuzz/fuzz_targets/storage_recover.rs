@@ -7,7 +7,8 @@
 //! Input layout: byte 0 is flags: bit 0 marks the generated `meta.rkyv` snapshot-complete,
 //! bit 1 rewrites the checksum of each record in `snapshot.data`, `log.*` and `chunks.data` (so the fuzzer
 //! reaches valid records with arbitrary content), bit 2 recovers through `scan`, bit 3
-//! appends a transaction after a successful recovery and recovers again; byte 1 is the
+//! appends a transaction after a successful recovery and recovers again, bit 4 recovers with
+//! `recover_shape_lazy` (start-up's path) instead; byte 1 is the
 //! snapshot chunk count of the generated metadata. The rest is files, each a 1-byte file id,
 //! a 2-byte big-endian length and that many bytes (a repeated id appends): 0 `meta.rkyv`
 //! (replaces the generated one), 1 `snapshot.data`, 2 `chunks.idx`, 3 `meta.rkyv.tmp`,
@@ -18,7 +19,8 @@
 //! increasing entry offsets within its last commit, strictly increasing chunk ends that are
 //! entries, the chunk index on disk that matches them, `chunks.data` records that hold each
 //! closed chunk's entries as served and their entry index, and the snapshot chunks its
-//! metadata counts; recovering again trims nothing and finds the same shape; after an appended
+//! metadata counts; recovering again trims nothing and finds the same shape, and a lazy recovery then finds the
+//! same closed chunks and, in memory, exactly the open chunk's entries; after an appended
 //! transaction and chunk end, recovery finds exactly the old shape plus them.
 
 #![no_main]
@@ -33,7 +35,7 @@ use engine::storage::record::{
     decode, encode_chunk_index, Decoded, HEADER_LEN, KIND_CHUNK_DATA, KIND_CHUNK_INDEX,
 };
 use engine::storage::{
-    recover_shape, scan_with_threads, RecoveredShape, StorageError, StoreOptions,
+    recover_shape, recover_shape_lazy, scan_with_threads, RecoveredShape, StorageError, StoreOptions,
 };
 use libfuzzer_sys::fuzz_target;
 use protocol::offset::LogOffset;
@@ -137,6 +139,21 @@ fn run(data: &[u8]) {
             assert_eq!(failure.handle, HANDLE);
             failure.error
         })
+    } else if flags & 16 != 0 {
+        // Start-up's path: the index and chunks.data trusted when they agree with the log's
+        // tail, else a full recovery. Twice gives the same shape.
+        match recover_shape_lazy(&dir, None) {
+            Ok(lazy) => {
+                check_lazy(&lazy);
+                let again = recover_shape_lazy(&dir, None).expect("a recovered shape recovers");
+                assert_eq!(again.trimmed_bytes, 0, "second lazy recovery trimmed");
+                assert_eq!(lazy.chunks, again.chunks);
+                assert_eq!(lazy.log, again.log);
+                assert_eq!(lazy.last_txn_lsn, again.last_txn_lsn);
+                return;
+            }
+            Err(error) => return check_error(&error),
+        }
     } else {
         recover_shape(&dir)
     };
@@ -150,6 +167,8 @@ fn run(data: &[u8]) {
     assert_eq!(again.trimmed_bytes, 0, "second recovery trimmed");
     assert_same(&shape, &again);
     assert_eq!(std::fs::read(dir.join(INDEX_FILE)).expect("index"), index);
+    let lazy = recover_shape_lazy(&dir, None).expect("a recovered shape recovers lazily");
+    assert_lazy_agrees(&shape, &lazy);
     if flags & 8 != 0 && shape.is_servable() && shape.last_txn_lsn < u64::MAX {
         append_and_recover(&dir, &shape);
     }
@@ -260,10 +279,10 @@ fn check_shape(shape: &RecoveredShape) {
     for pair in shape.log.windows(2) {
         assert!(pair[0].0 < pair[1].0, "offsets do not increase");
     }
-    for pair in shape.chunk_ends.windows(2) {
+    for pair in shape.chunk_ends().windows(2) {
         assert!(pair[0] < pair[1], "chunk ends do not increase");
     }
-    for end in &shape.chunk_ends {
+    for end in &shape.chunk_ends() {
         assert!(
             shape.log.binary_search_by(|(o, _)| o.cmp(end)).is_ok(),
             "chunk end {end} is no entry"
@@ -272,7 +291,7 @@ fn check_shape(shape: &RecoveredShape) {
     let index = std::fs::read(shape.dir.join(INDEX_FILE)).expect("recovery leaves an index");
     let lasts: Vec<LogOffset> = decode_all(&index).iter().map(|e| e.last).collect();
     assert_eq!(
-        lasts, shape.chunk_ends,
+        lasts, shape.chunk_ends(),
         "index disagrees with the chunk ends"
     );
     assert_eq!(index.len(), lasts.len() * 64, "index has trailing bytes");
@@ -282,11 +301,12 @@ fn check_shape(shape: &RecoveredShape) {
 /// Each closed chunk has two consecutive `chunks.data` records, in chunk order: its entries
 /// comma-joined as served (CHUNK_DATA), then where each entry starts in them (CHUNK_INDEX).
 fn check_chunk_data(shape: &RecoveredShape) {
-    assert_eq!(shape.chunk_data.len(), shape.chunk_ends.len());
+
     let file = std::fs::read(shape.dir.join(CHUNK_DATA_FILE)).expect("recovery leaves chunks.data");
     let mut first = 0;
     let mut end_of_records = 0;
-    for (end, records) in shape.chunk_ends.iter().zip(&shape.chunk_data) {
+    for chunk in &shape.chunks {
+        let (end, records) = (&chunk.last, chunk.records);
         let last = shape
             .log
             .binary_search_by(|(o, _)| o.cmp(end))
@@ -335,12 +355,55 @@ fn served(entries: &[(LogOffset, bytes::Bytes)]) -> (Vec<u8>, Vec<u8>) {
     (out, encode_chunk_index(starts))
 }
 
+/// Index in a fully recovered log of the first entry after the last closed chunk.
+fn open_from(shape: &RecoveredShape) -> usize {
+    shape.chunks.last().map_or(0, |chunk| {
+        1 + shape
+            .log
+            .binary_search_by(|(o, _)| o.cmp(&chunk.last))
+            .expect("a chunk end is an entry")
+    })
+}
+
+/// A lazy recovery of a consistent directory reads the same shape as the full one: the same
+/// closed chunks (from the index and `chunks.data`), and in memory only the open chunk.
+fn assert_lazy_agrees(full: &RecoveredShape, lazy: &RecoveredShape) {
+    assert_eq!(lazy.trimmed_bytes, 0, "lazy recovery trimmed a recovered shape");
+    assert_eq!(full.meta, lazy.meta);
+    assert_eq!(full.snapshot_chunks, lazy.snapshot_chunks);
+    assert_eq!(full.chunks, lazy.chunks);
+    assert_eq!(full.log[open_from(full)..], lazy.log[..], "open chunk");
+    assert_eq!(full.last_txn_lsn, lazy.last_txn_lsn);
+}
+
+/// What a lazy recovery of arbitrary files promises: increasing offsets within the last
+/// commit, entries after the closed chunks, an index on disk naming those chunks.
+fn check_lazy(shape: &RecoveredShape) {
+    assert_eq!(shape.meta.handle, HANDLE);
+    for pair in shape.log.windows(2) {
+        assert!(pair[0].0 < pair[1].0, "offsets do not increase");
+    }
+    for (offset, _) in &shape.log {
+        assert!(offset.is_real() && offset.tx <= shape.last_txn_lsn, "entry {offset}");
+    }
+    let ends = shape.chunk_ends();
+    for pair in ends.windows(2) {
+        assert!(pair[0] < pair[1], "chunk ends do not increase");
+    }
+    let all_on_disk = shape.chunks.iter().all(|c| c.records.is_some());
+    if let (Some(end), Some((first, _)), true) = (ends.last(), shape.log.first(), all_on_disk) {
+        assert!(first > end, "open entry {first} before chunk end {end}");
+    }
+    let index = std::fs::read(shape.dir.join(INDEX_FILE)).expect("recovery leaves an index");
+    let lasts: Vec<LogOffset> = decode_all(&index).iter().map(|e| e.last).collect();
+    assert_eq!(lasts, ends, "index disagrees with the chunk ends");
+}
+
 fn assert_same(first: &RecoveredShape, second: &RecoveredShape) {
     assert_eq!(first.meta, second.meta);
     assert_eq!(first.snapshot_chunks, second.snapshot_chunks);
     assert_eq!(first.log, second.log);
-    assert_eq!(first.chunk_ends, second.chunk_ends);
-    assert_eq!(first.chunk_data, second.chunk_data);
+    assert_eq!(first.chunks, second.chunks);
     assert_eq!(first.last_txn_lsn, second.last_txn_lsn);
 }
 
@@ -355,12 +418,7 @@ fn append_and_recover(dir: &Path, shape: &RecoveredShape) {
         .append_txn([(offset, &b"{}"[..])], lsn)
         .expect("append to a recovered shape");
     // The chunk that closes is the open one (the entries after the last chunk end) plus it.
-    let open_from = shape.chunk_ends.last().map_or(0, |end| {
-        1 + shape
-            .log
-            .binary_search_by(|(o, _)| o.cmp(end))
-            .expect("a chunk end is an entry")
-    });
+    let open_from = open_from(shape);
     let mut chunk = shape.log[open_from..].to_vec();
     chunk.push((offset, bytes::Bytes::from_static(b"{}")));
     let (bytes, index) = served(&chunk);
@@ -376,7 +434,7 @@ fn append_and_recover(dir: &Path, shape: &RecoveredShape) {
         after.log.last().map(|(o, p)| (*o, &p[..])),
         Some((offset, &b"{}"[..]))
     );
-    assert_eq!(after.chunk_ends.len(), shape.chunk_ends.len() + 1);
-    assert_eq!(after.chunk_ends.last(), Some(&offset));
+    assert_eq!(after.chunks.len(), shape.chunks.len() + 1);
+    assert_eq!(after.chunks.last().map(|c| c.last), Some(offset));
     assert_eq!(after.last_txn_lsn, lsn);
 }

@@ -17,7 +17,7 @@ use crate::shapes::apply::EncodeCache;
 use crate::shapes::def::ShapeDef;
 use crate::shapes::shape::{Applied, Shape};
 use crate::shapes::snapshot;
-use crate::storage::{RecoveredShape, ShapeMeta, ShapeStore};
+use crate::storage::{ShapeMeta, ShapeStore, StoredShape};
 use protocol::ident::quote_ident;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -67,8 +67,10 @@ pub struct Core {
     pub processed_lsn: Cell<u64>,
     /// Deadlines of held requests (one sweeper task per core).
     pub timers: crate::event::Timers,
-    /// Shapes found on disk at start-up, restored on the first `Restore` message.
-    recovered: RefCell<Vec<RecoveredShape>>,
+    /// Shapes found on disk at start-up, made dormant on the first `Restore` message.
+    stored: RefCell<Vec<StoredShape>>,
+    /// Stored shapes not loaded yet (`dormant`): loaded when first needed.
+    pub dormant: RefCell<super::dormant::Dormant>,
     /// Tables this core has seen in the publication with REPLICA IDENTITY FULL.
     published: RefCell<std::collections::HashSet<u32>>,
     /// The thread writing snapshot chunks, started with the first snapshot that needs it
@@ -80,7 +82,7 @@ impl Core {
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
-        recovered: Vec<RecoveredShape>,
+        stored: Vec<StoredShape>,
         worker: flume::Sender<Job>,
     ) -> Rc<Self> {
         let seed = std::time::SystemTime::now()
@@ -110,7 +112,8 @@ impl Core {
             syncing: Cell::new(false),
             shutting_down: Cell::new(false),
             processed_lsn: Cell::new(0),
-            recovered: RefCell::new(recovered),
+            stored: RefCell::new(stored),
+            dormant: RefCell::default(),
             snapshot_writer: std::cell::OnceCell::new(),
             timers: crate::event::Timers::new(),
         })
@@ -122,7 +125,7 @@ impl Core {
     }
 
     fn count_shapes(&self) {
-        let n = self.shapes.borrow().len() as u64;
+        let n = (self.shapes.borrow().len() + self.dormant.borrow().len()) as u64;
         self.stats().shapes.store(n, Relaxed);
     }
 
@@ -146,7 +149,12 @@ impl Core {
     pub async fn run_inbox(self: Rc<Self>, rx: flume::Receiver<CoreMsg>) {
         while let Ok(msg) = rx.recv_async().await {
             match msg {
-                CoreMsg::Txn(txn) => self.on_txn(&txn),
+                CoreMsg::Txn(txn) => {
+                    // Stored shapes of the tables it touches are loaded first (in order: the
+                    // inbox waits), so none misses a change.
+                    super::dormant::wake_for_txn(&self, &txn).await;
+                    self.on_txn(&txn);
+                }
                 CoreMsg::Shape { call, reply } => {
                     let core = self.clone();
                     monoio::spawn(async move {
@@ -163,7 +171,11 @@ impl Core {
                     });
                 }
                 CoreMsg::Delete { target, reply } => {
-                    let _ = reply.send(self.delete(target));
+                    let core = self.clone();
+                    monoio::spawn(async move {
+                        super::dormant::wake_for_delete(&core, &target).await;
+                        let _ = reply.send(core.delete(target));
+                    });
                 }
                 CoreMsg::Shutdown { reply } => {
                     // No new sync job starts, and the one running (which may be installing a
@@ -182,17 +194,18 @@ impl Core {
                 CoreMsg::Restore { purge, reply } => {
                     let core = self.clone();
                     monoio::spawn(async move {
-                        let found = std::mem::take(&mut *core.recovered.borrow_mut());
+                        let found = std::mem::take(&mut *core.stored.borrow_mut());
                         if purge {
                             core.purge();
-                            for r in found {
-                                let _ = core.worker.send(Job::Remove(r.dir));
+                            let dormant = core.dormant.borrow_mut().drain();
+                            for s in found.into_iter().chain(dormant) {
+                                let _ = core.worker.send(Job::Remove(s.dir));
                             }
-                        } else {
-                            for r in found {
-                                durability::restore(&core, r).await;
-                            }
+                        } else if !found.is_empty() {
+                            // Only metadata so far: each shape loads when first needed.
+                            *core.dormant.borrow_mut() = super::dormant::Dormant::new(found);
                         }
+                        core.count_shapes();
                         let _ = reply.send(());
                     });
                 }
@@ -406,7 +419,18 @@ impl Core {
         let Some(limit) = self.shared.config.max_shapes_per_core() else {
             return;
         };
-        while self.shapes.borrow().len() >= limit {
+        while self.shapes.borrow().len() + self.dormant.borrow().len() >= limit {
+            // Stored shapes not used since the restart go first.
+            let stored = self.dormant.borrow_mut().pop_oldest();
+            if let Some(s) = stored {
+                tracing::info!(
+                    "evicting stored shape {}: ELECTRIC_MAX_SHAPES reached",
+                    s.meta.handle
+                );
+                let _ = self.worker.send(Job::Remove(s.dir));
+                self.count_shapes();
+                continue;
+            }
             let oldest = self
                 .shapes
                 .borrow()

@@ -201,20 +201,15 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) {
                 return;
             };
             let snapshot_file = LazyFile::new(r.dir.join(crate::storage::layout::SNAPSHOT_FILE));
-            let mut log = ShapeLog::restore(
+            let chunk_file = LazyFile::new(r.dir.join(crate::storage::layout::CHUNK_DATA_FILE));
+            let log = ShapeLog::restore(
                 core.shared.config.chunk_bytes_threshold,
                 &snapshot_file,
                 &r.snapshot_chunks,
+                &chunk_file,
+                &r.chunks,
                 r.log,
-                &r.chunk_ends,
             );
-            // Closed chunks are served from chunks.data (recovery checked every record).
-            let chunk_file = LazyFile::new(r.dir.join(crate::storage::layout::CHUNK_DATA_FILE));
-            for (end, pos) in r.chunk_ends.iter().zip(&r.chunk_data) {
-                if let Some((data, index)) = pos {
-                    log.closed_chunk_on_disk(*end, &chunk_file, *data, *index);
-                }
-            }
             let mut shape = Shape::restored(handle, def, log, snapshot, r.last_txn_lsn, store);
             shape.set_chunk_file(chunk_file);
             core.insert_restored(Rc::new(RefCell::new(shape)));

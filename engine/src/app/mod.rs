@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod core;
+pub mod dormant;
 pub mod durability;
 pub mod pool;
 pub mod responses;

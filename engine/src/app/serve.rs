@@ -39,6 +39,7 @@ fn unix_secs() -> u64 {
 /// read, waiting when the request is live and there is nothing new, or when the snapshot chunk
 /// it needs is still being written.
 pub async fn serve_shape(core: &Rc<Core>, call: ShapeCall) -> Response {
+    super::dormant::wake_for_def(core, call.def.hash).await;
     let shape = match active_shape(core, &call.def, call.query.handle.as_deref()) {
         Ok(s) => s,
         Err(r) => return r,

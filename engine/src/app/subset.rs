@@ -128,6 +128,7 @@ fn subset_columns(def: &ShapeDef) -> Vec<ColumnType> {
 
 /// Answers a subset request on the core that owns its shape.
 pub async fn serve_on_owner(core: &Rc<Core>, call: SubsetCall) -> Response {
+    super::dormant::wake_for_def(core, call.def.hash).await;
     let shape = match super::serve::active_shape(core, &call.def, call.query.handle.as_deref()) {
         Ok(s) => s,
         Err(r) => return r,

@@ -17,6 +17,7 @@ use crate::http::{FileRange, Part};
 use crate::storage::chunk_cache::CachedBytes;
 use crate::storage::fd_cache::LazyFile;
 use crate::storage::record::{self, ChunkPos, Decoded, KIND_SNAPSHOT_CHUNK};
+use crate::storage::RecoveredChunk;
 use bytes::Bytes;
 use protocol::offset::LogOffset;
 use std::cell::Cell;
@@ -36,7 +37,7 @@ pub struct Slice {
 /// A snapshot chunk that cannot be served: its file is unreadable or its bytes are not the
 /// record that was written. The shape must be dropped.
 #[derive(Debug, thiserror::Error)]
-#[error("snapshot chunk {chunk} of {path}: {what}")]
+#[error("chunk {chunk} of {path}: {what}")]
 pub struct ReadError {
     pub chunk: usize,
     pub path: String,
@@ -77,6 +78,9 @@ struct ClosedChunk {
     body: ChunkBody,
     /// Where each entry starts in the body, for requests from inside the chunk.
     index: EntryIndex,
+    /// Whether the body's record checksum has been verified (always for chunks this process
+    /// closed; a recovered chunk is checked when it is first read from disk).
+    verified: Cell<bool>,
 }
 
 enum EntryIndex {
@@ -168,15 +172,17 @@ impl ShapeLog {
         buf
     }
 
-    /// Rebuilds a log from storage: the snapshot chunks in `snapshot_file` (checked when first
-    /// read), entries, and the last offset of every closed chunk (entries after the last
-    /// boundary form the open chunk).
+    /// Rebuilds a log from storage: the snapshot chunks in `snapshot_file` and the closed
+    /// real-log chunks in `chunk_file` (each checked against its record when first read), and
+    /// the entries recovery holds in memory: those of the open chunk (entries after the last
+    /// closed chunk) and of closed chunks without records (over the record limit).
     pub fn restore(
         threshold: u64,
         snapshot_file: &Rc<LazyFile>,
         snapshot_chunks: &[ChunkPos],
+        chunk_file: &Rc<LazyFile>,
+        chunks: &[RecoveredChunk],
         entries: Vec<(LogOffset, Bytes)>,
-        chunk_ends: &[LogOffset],
     ) -> Self {
         let mut log = Self::new(threshold);
         log.bytes_total = snapshot_chunks.iter().map(|c| c.len).sum();
@@ -192,25 +198,46 @@ impl ShapeLog {
             })
             .collect();
         log.snapshot_done = true;
-        let mut ends = chunk_ends.iter().peekable();
+        let mut entries = entries.into_iter().peekable();
+        for c in chunks {
+            let Some((data, index)) = c.records else {
+                while let Some((offset, json)) = entries.next_if(|(o, _)| *o <= c.last) {
+                    log.bytes_total += json.len() as u64;
+                    log.open_bytes += json.len() as u64;
+                    log.open.push((offset, Bytes::copy_from_slice(&json)));
+                }
+                assert_eq!(
+                    log.open.last().map(|(o, _)| *o),
+                    Some(c.last),
+                    "a chunk without records has its entries in memory"
+                );
+                log.close_open_chunk();
+                continue;
+            };
+            // A full recovery also returns the entries of chunks on disk: not needed here.
+            while entries.next_if(|(o, _)| *o <= c.last).is_some() {}
+            assert_eq!(
+                index.len,
+                u64::from(c.entries) * record::CHUNK_INDEX_ENTRY_LEN as u64,
+                "chunk {}: index of another size",
+                c.last
+            );
+            log.bytes_total += data.len;
+            log.closed.push(ClosedChunk {
+                first: c.first,
+                last: c.last,
+                entries: c.entries,
+                body: ChunkBody::Disk(chunk_file.clone(), data, CachedBytes::empty()),
+                index: EntryIndex::Disk(chunk_file.clone(), index, CachedBytes::empty()),
+                verified: Cell::new(false),
+            });
+        }
+        // The entries are slices of segments read by recovery: own the open chunk's bytes so
+        // those buffers can go.
         for (offset, json) in entries {
             log.bytes_total += json.len() as u64;
             log.open_bytes += json.len() as u64;
-            log.open.push((offset, json));
-            // Boundaries lost in a crash leave a longer open chunk; it closes at the threshold
-            // as usual from here on.
-            while ends.peek().is_some_and(|e| **e < offset) {
-                ends.next();
-            }
-            if ends.peek() == Some(&&offset) {
-                ends.next();
-                log.close_open_chunk();
-            }
-        }
-        // The entries are slices of whole segments read by recovery: own the open chunk's
-        // bytes so those buffers can go.
-        for (_, json) in &mut log.open {
-            *json = Bytes::copy_from_slice(json);
+            log.open.push((offset, Bytes::copy_from_slice(&json)));
         }
         log
     }
@@ -352,6 +379,7 @@ impl ShapeLog {
             entries: u32::try_from(entries.len()).expect("entries per chunk fit u32"),
             body: ChunkBody::Mem(Bytes::from(buf)),
             index: EntryIndex::Mem(index),
+            verified: Cell::new(true),
         });
     }
 
@@ -428,6 +456,19 @@ impl ShapeLog {
                 ChunkBody::Mem(b) => Part::Mem(b.slice(start as usize..)),
                 ChunkBody::Disk(_, _, cached) if cached.is_cached() => {
                     let bytes = cached.get().expect("checked above");
+                    Part::Mem(bytes.slice(start as usize..))
+                }
+                ChunkBody::Disk(file, pos, cached) if !c.verified.get() => {
+                    // First read of a recovered chunk: check the whole record, and keep the
+                    // bytes read under the memory budget.
+                    let bytes = read_record(file, *pos, record::KIND_CHUNK_DATA, c.last)
+                        .map_err(|what| ReadError {
+                            chunk: ci,
+                            path: file.path().display().to_string(),
+                            what,
+                        })?;
+                    c.verified.set(true);
+                    cached.fill(bytes.clone());
                     Part::Mem(bytes.slice(start as usize..))
                 }
                 ChunkBody::Disk(file, pos, _) => {
@@ -633,16 +674,24 @@ mod tests {
             "restore",
             &[b"{\"a\":1},{\"a\":2}", b"{\"a\":3},{\"end\":1}"],
         );
+        // A closed chunk over the record limit comes back from the entries in memory.
+        let chunks = [RecoveredChunk {
+            first: off(100, 0),
+            last: off(100, 2),
+            entries: 2,
+            records: None,
+        }];
         let restored = ShapeLog::restore(
             10,
             &file,
             &positions,
+            &LazyFile::new(file.path().with_file_name("chunks.data")),
+            &chunks,
             vec![
                 (off(100, 0), Bytes::from_static(b"{\"x\":1}")),
                 (off(100, 2), Bytes::from_static(b"{\"x\":2}")),
                 (off(200, 0), Bytes::from_static(b"{\"x\":3}")),
             ],
-            &[off(100, 2)],
         );
         assert!(matches!(read(&restored, None).parts[0], Part::File(_)));
         for at in [
@@ -694,7 +743,8 @@ mod tests {
         let at = positions[1].payload_at() as usize + 2;
         bytes[at] ^= 0x20;
         std::fs::write(file.path(), bytes).unwrap();
-        let log = ShapeLog::restore(10, &file, &positions, Vec::new(), &[]);
+        let chunk_file = LazyFile::new(file.path().with_file_name("chunks.data"));
+        let log = ShapeLog::restore(10, &file, &positions, &chunk_file, &[], Vec::new());
         assert_eq!(body(&read(&log, None)), "{\"a\":1}");
         let err = log
             .read(Some(protocol::offset::snapshot_chunk(0)))

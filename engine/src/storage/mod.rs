@@ -29,8 +29,8 @@ pub use error::StorageError;
 pub use fsio::{sync_filesystem, PendingWrite};
 pub use lock::{LockError, StorageLock};
 pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord};
-pub use recover::{recover_shape, RecoveredShape};
-pub use scan::{scan, scan_with_threads, ScanFailure, ScanResult};
+pub use recover::{read_shape_meta, recover_shape, recover_shape_lazy, RecoveredChunk, RecoveredShape};
+pub use scan::{list_stored, scan, scan_with_threads, ScanFailure, ScanResult, StoredShape};
 pub use store::{remove_shape_dir, ResumePoint, ShapeStore, StoreOptions};
 pub use sync::{SyncJob, SyncPoint};
 

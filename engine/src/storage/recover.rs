@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 /// A closed chunk's two records in `chunks.data`: its bytes as served, and its entry index.
 pub type ChunkRecords = (ChunkPos, ChunkPos);
 
+
 /// A shape as found on disk, torn tail removed.
 #[derive(Debug)]
 pub struct RecoveredShape {
@@ -35,13 +36,12 @@ pub struct RecoveredShape {
     /// Where snapshot chunks `0_0, 0_1, …` lie in `snapshot.data` (read lazily: recovery
     /// checks their headers only, and a chunk's checksum when it is first served).
     pub snapshot_chunks: Vec<ChunkPos>,
-    /// Real-log entries of complete transactions, in offset order.
+    /// Real-log entries of complete transactions held in memory, in offset order: all of them
+    /// after [`recover_shape`], only those after the last closed chunk after
+    /// [`recover_shape_lazy`] (closed chunks are then read from `chunks.data` when served).
     pub log: Vec<(LogOffset, Bytes)>,
-    /// Last offset of every closed real-log chunk, ascending.
-    pub chunk_ends: Vec<LogOffset>,
-    /// Where each closed chunk's bytes and entry index lie in `chunks.data` (parallel to
-    /// `chunk_ends`; `None` for a chunk over the record limit, served from memory).
-    pub chunk_data: Vec<Option<ChunkRecords>>,
+    /// Every closed real-log chunk, in offset order.
+    pub chunks: Vec<RecoveredChunk>,
     /// Commit LSN of the last complete transaction (0: none); replayed transactions up to it
     /// are already in the log and must be skipped.
     pub last_txn_lsn: u64,
@@ -50,7 +50,24 @@ pub struct RecoveredShape {
     resume: ResumePoint,
 }
 
+/// A closed real-log chunk as found on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveredChunk {
+    pub first: LogOffset,
+    pub last: LogOffset,
+    /// Number of entries.
+    pub entries: u32,
+    /// Where its bytes and entry index lie in `chunks.data` (`None` for a chunk over the record
+    /// limit, served from memory: its entries are then in [`RecoveredShape::log`]).
+    pub records: Option<ChunkRecords>,
+}
+
 impl RecoveredShape {
+    /// Last offset of every closed real-log chunk, ascending.
+    pub fn chunk_ends(&self) -> Vec<LogOffset> {
+        self.chunks.iter().map(|c| c.last).collect()
+    }
+
     /// Whether the shape can be served: its snapshot completed. Otherwise the snapshot
     /// transaction is gone and the shape must be dropped (409) and rebuilt.
     pub fn is_servable(&self) -> bool {
@@ -92,7 +109,8 @@ fn read_file(path: &Path) -> Result<Vec<u8>, StorageError> {
     std::fs::read(path).map_err(StorageError::at("read", path))
 }
 
-fn read_meta(dir: &Path) -> Result<ShapeMeta, StorageError> {
+/// Reads and checks a shape directory's `meta.rkyv` (nothing else).
+pub fn read_shape_meta(dir: &Path) -> Result<ShapeMeta, StorageError> {
     let path = dir.join(META_FILE);
     let file = std::fs::File::open(&path).map_err(StorageError::at("open", &path))?;
     let len = file
@@ -262,8 +280,13 @@ struct LogScan {
     last_commit_lsn: u64,
     /// End of the last transaction boundary record.
     boundary: LogPos,
-    /// Segment lengths as found.
+    /// Segment lengths as found (0 for segments a tail scan skipped).
     lengths: Vec<u64>,
+    /// A tail scan ([`recover_shape_lazy`]) starts right after the last entry of the last
+    /// closed chunk, possibly inside its transaction: until that chunk's CHUNK_END, the rest of
+    /// the transaction (entries, then its COMMIT) and the chunk ends of the transaction are
+    /// expected. `(last entry of the chunk, COMMIT seen)`.
+    awaiting_end: Option<(LogOffset, bool)>,
 }
 
 impl LogScan {
@@ -273,19 +296,24 @@ impl LogScan {
 
     /// Applies one valid record; errors are corruption (the checksum matched, so the content
     /// was written like this and no trimming can fix it).
+    ///
+    /// `seg` holds the segment's bytes from position `base` on.
     fn apply(
         &mut self,
         r: record::Record<'_>,
         seg: &Bytes,
-        segment: u32,
+        (segment, base): (u32, u64),
         pos: usize,
         next: usize,
     ) -> Result<(), &'static str> {
         let offset = LogOffset::new(r.tx, r.op);
         let here = |p: usize| LogPos {
             segment,
-            pos: p as u64,
+            pos: base + p as u64,
         };
+        if let Some((last, commit_seen)) = self.awaiting_end {
+            return self.apply_before_end(r, seg, (last, commit_seen), here(pos), pos, next, here(next));
+        }
         match r.kind {
             KIND_ENTRY => {
                 if !offset.is_real() {
@@ -331,6 +359,55 @@ impl LogScan {
         }
         Ok(())
     }
+
+    /// [`Self::apply`] in a tail scan, before the CHUNK_END of the last indexed chunk.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_before_end(
+        &mut self,
+        r: record::Record<'_>,
+        seg: &Bytes,
+        (last, commit_seen): (LogOffset, bool),
+        start: LogPos,
+        pos: usize,
+        next: usize,
+        end: LogPos,
+    ) -> Result<(), &'static str> {
+        let offset = LogOffset::new(r.tx, r.op);
+        match r.kind {
+            // The rest of the chunk's last transaction: entries of the open chunk.
+            KIND_ENTRY if !commit_seen && offset.tx == last.tx && offset > last => {
+                if self.entries.last().is_some_and(|(o, _)| *o >= offset) {
+                    return Err("log entry offsets do not increase");
+                }
+                self.entries
+                    .push((offset, seg.slice(pos + record::HEADER_LEN..next)));
+                self.positions.push(OpenEntry { offset, start, end });
+            }
+            // Its COMMIT counts entries before the scan too: at least those seen.
+            KIND_COMMIT
+                if !commit_seen
+                    && r.payload.is_empty()
+                    && r.tx == last.tx
+                    && r.op >= self.entries.len() as u64 =>
+            {
+                self.committed = self.entries.len();
+                self.last_commit_lsn = r.tx;
+                self.boundary = end;
+                self.awaiting_end = Some((last, true));
+            }
+            // Chunks the transaction closed: earlier ones (indexed too), then the last.
+            KIND_CHUNK_END
+                if commit_seen && r.payload.is_empty() && offset.tx == last.tx && offset <= last =>
+            {
+                self.boundary = end;
+                if offset == last {
+                    self.awaiting_end = None;
+                }
+            }
+            _ => return Err("the log does not continue the chunk index"),
+        }
+        Ok(())
+    }
 }
 
 /// Lists the directory once: the number of log segments (checked contiguous from 0) and
@@ -365,13 +442,41 @@ fn list_segments(dir: &Path) -> Result<(u32, bool), StorageError> {
 
 const BOUNDARY_KINDS: &[u8] = &[KIND_COMMIT, KIND_CHUNK_END];
 
-fn scan_log(dir: &Path, segments: u32) -> Result<LogScan, StorageError> {
-    let mut scan = LogScan::default();
+/// Reads `path` from byte `from` to its end; returns those bytes and the file's length.
+fn read_file_from(path: &Path, from: u64) -> Result<(Vec<u8>, u64), StorageError> {
+    let file = std::fs::File::open(path).map_err(StorageError::at("open", path))?;
+    let len = file
+        .metadata()
+        .map_err(StorageError::at("stat", path))?
+        .len();
+    let rest = len
+        .checked_sub(from)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| StorageError::corrupt(path, len, "shorter than the chunk index says"))?;
+    let mut buf = vec![0u8; rest];
+    file.read_exact_at(&mut buf, from)
+        .map_err(StorageError::at("read", path))?;
+    Ok((buf, len))
+}
+
+/// Reads the log from `from` on into `scan` (a full scan starts at segment 0, byte 0).
+fn scan_log(
+    dir: &Path,
+    segments: u32,
+    from: LogPos,
+    mut scan: LogScan,
+) -> Result<LogScan, StorageError> {
     let mut damaged = false;
     for s in 0..segments {
         let path = dir.join(layout::segment_name(s));
-        let buf = Bytes::from(read_file(&path)?);
-        scan.lengths.push(buf.len() as u64);
+        if s < from.segment {
+            scan.lengths.push(0);
+            continue;
+        }
+        let base = if s == from.segment { from.pos } else { 0 };
+        let (buf, len) = read_file_from(&path, base)?;
+        let buf = Bytes::from(buf);
+        scan.lengths.push(len);
         if damaged {
             // Anything valid after a damaged record may have been acknowledged.
             if let Some(q) = record::valid_record_after(&buf, 0, BOUNDARY_KINDS) {
@@ -387,8 +492,9 @@ fn scan_log(dir: &Path, segments: u32) -> Result<LogScan, StorageError> {
         while pos < buf.len() {
             match record::decode(&buf, pos) {
                 Decoded::Record(r, next) => {
-                    scan.apply(r, &buf, s, pos, next)
-                        .map_err(|what| StorageError::corrupt(&path, pos as u64, what))?;
+                    scan.apply(r, &buf, (s, base), pos, next).map_err(|what| {
+                        StorageError::corrupt(&path, base + pos as u64, what)
+                    })?;
                     pos = next;
                 }
                 Decoded::Truncated => {
@@ -537,9 +643,20 @@ fn recover_chunk_data(
     Ok((positions, len))
 }
 
-/// Loads and repairs one shape directory.
-pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
-    let meta = read_meta(dir)?;
+/// What both recoveries read before the log: metadata, segment count, snapshot chunks.
+struct Prefix {
+    meta: ShapeMeta,
+    segments: u32,
+    snapshot_chunks: Vec<ChunkPos>,
+    snap_tail: Tail,
+    snap_len: usize,
+}
+
+fn read_prefix(dir: &Path, meta: Option<ShapeMeta>) -> Result<Prefix, StorageError> {
+    let meta = match meta {
+        Some(m) => m,
+        None => read_shape_meta(dir)?,
+    };
     let (segments, meta_tmp) = list_segments(dir)?;
     if meta_tmp {
         // An interrupted metadata replacement; the old file is intact.
@@ -547,21 +664,40 @@ pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
         std::fs::remove_file(&tmp).map_err(StorageError::at("remove", &tmp))?;
     }
     let (snapshot_chunks, snap_tail, snap_len) = recover_snapshot(dir, &meta)?;
-    let scan = scan_log(dir, segments)?;
+    Ok(Prefix {
+        meta,
+        segments,
+        snapshot_chunks,
+        snap_tail,
+        snap_len,
+    })
+}
 
+/// Cuts the torn tails of `snapshot.data` and the log on disk. Returns the bytes removed and
+/// whether directory entries changed (segments deleted).
+fn trim_tails(dir: &Path, p: &Prefix, scan: &LogScan) -> Result<(u64, bool), StorageError> {
     let mut trimmed = 0u64;
     let mut dir_changed = false;
-    if snap_tail.valid_end < snap_len {
-        truncate(&dir.join(SNAPSHOT_FILE), snap_tail.valid_end as u64)?;
-        trimmed += (snap_len - snap_tail.valid_end) as u64;
+    if p.snap_tail.valid_end < p.snap_len {
+        truncate(&dir.join(SNAPSHOT_FILE), p.snap_tail.valid_end as u64)?;
+        trimmed += (p.snap_len - p.snap_tail.valid_end) as u64;
     }
     let b = scan.boundary;
     let log_len: u64 = scan.lengths.iter().sum();
     let kept: u64 = scan.lengths[..b.segment as usize].iter().sum::<u64>() + b.pos;
     if kept < log_len || (b.segment as usize) + 1 < scan.lengths.len() {
-        trimmed += trim_log(dir, &scan)?;
+        trimmed += trim_log(dir, scan)?;
         dir_changed = (b.segment as usize) + 1 < scan.lengths.len();
     }
+    Ok((trimmed, dir_changed))
+}
+
+/// Loads and repairs one shape directory, reading its whole log (authoritative: it rebuilds
+/// `chunks.idx` and `chunks.data` from the log records).
+pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
+    let p = read_prefix(dir, None)?;
+    let scan = scan_log(dir, p.segments, LogPos::default(), LogScan::default())?;
+    let (trimmed, mut dir_changed) = trim_tails(dir, &p, &scan)?;
 
     let index = index_bytes(&scan);
     let index_path = dir.join(INDEX_FILE);
@@ -579,6 +715,7 @@ pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
         fsio::fsync_dir(dir)?;
     }
 
+    let boundary = scan.boundary;
     let LogScan {
         mut entries,
         mut positions,
@@ -590,30 +727,237 @@ pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
     entries.truncate(committed);
     positions.truncate(committed);
     let chunk_start = chunks.last().map_or(0, |c| c.1 + 1);
-    let chunk_ends: Vec<LogOffset> = chunks.iter().map(|&(_, b)| entries[b].0).collect();
-    let (chunk_data, chunk_data_len) = recover_chunk_data(dir, &entries, &chunks)?;
+    let (records, chunk_data_len) = recover_chunk_data(dir, &entries, &chunks)?;
+    let closed = chunks
+        .iter()
+        .zip(records)
+        .map(|(&(a, b), records)| RecoveredChunk {
+            first: entries[a].0,
+            last: entries[b].0,
+            entries: u32::try_from(b + 1 - a).expect("a chunk's entries fit u32"),
+            records,
+        })
+        .collect();
+    let open_chunk = positions.split_off(chunk_start);
+    Ok(finish(
+        dir,
+        p,
+        Tails {
+            boundary,
+            last_commit_lsn,
+            trimmed,
+            index_len: index.len() as u64,
+            chunk_data_len,
+        },
+        entries,
+        closed,
+        open_chunk,
+    ))
+}
+
+/// Where the recovered files end.
+struct Tails {
+    boundary: LogPos,
+    last_commit_lsn: u64,
+    trimmed: u64,
+    index_len: u64,
+    chunk_data_len: u64,
+}
+
+fn finish(
+    dir: &Path,
+    p: Prefix,
+    t: Tails,
+    log: Vec<(LogOffset, Bytes)>,
+    chunks: Vec<RecoveredChunk>,
+    open_chunk: Vec<OpenEntry>,
+) -> RecoveredShape {
     let resume = ResumePoint {
         dir: dir.to_path_buf(),
-        segment: b.segment,
-        segment_len: b.pos,
-        snapshot_len: snap_tail.valid_end as u64,
-        snapshot_chunks: snapshot_chunks.len() as u32,
-        index_len: index.len() as u64,
-        chunk_data_len,
-        last_offset: entries.last().map(|(o, _)| *o),
-        last_commit_lsn,
-        last_chunk_end: chunk_ends.last().copied(),
-        open_chunk: positions[chunk_start..].to_vec(),
+        segment: t.boundary.segment,
+        segment_len: t.boundary.pos,
+        snapshot_len: p.snap_tail.valid_end as u64,
+        snapshot_chunks: p.snapshot_chunks.len() as u32,
+        index_len: t.index_len,
+        chunk_data_len: t.chunk_data_len,
+        last_offset: log.last().map(|(o, _)| *o).or(chunks.last().map(|c| c.last)),
+        last_commit_lsn: t.last_commit_lsn,
+        last_chunk_end: chunks.last().map(|c| c.last),
+        open_chunk,
     };
-    Ok(RecoveredShape {
+    RecoveredShape {
         dir: dir.to_path_buf(),
-        meta,
-        snapshot_chunks,
-        log: entries,
-        chunk_ends,
-        chunk_data,
-        last_txn_lsn: last_commit_lsn,
-        trimmed_bytes: trimmed,
+        meta: p.meta,
+        snapshot_chunks: p.snapshot_chunks,
+        log,
+        chunks,
+        last_txn_lsn: t.last_commit_lsn,
+        trimmed_bytes: t.trimmed,
         resume,
-    })
+    }
+}
+
+/// Loads one shape directory reading only what serving needs: its metadata (`meta`, when the
+/// caller has read it already), the record headers of `snapshot.data` and `chunks.data`, the
+/// chunk index, and the log after the last closed chunk. Restart time therefore does not grow
+/// with the log. Checksums of closed chunks are verified when they are first served.
+///
+/// The index and `chunks.data` are derived data: when they do not agree with each other or
+/// with the log after them (a crash between their writes, damage, a shape written by an older
+/// version), this falls back to [`recover_shape`], which reads the whole log and rebuilds them.
+pub fn recover_shape_lazy(
+    dir: &Path,
+    meta: Option<ShapeMeta>,
+) -> Result<RecoveredShape, StorageError> {
+    match recover_tail(dir, meta) {
+        Ok(shape) => Ok(shape),
+        Err(why) => {
+            tracing::info!("{}: reading the whole log ({why})", dir.display());
+            let mut shape = recover_shape(dir)?;
+            shape.log = entries_to_keep(std::mem::take(&mut shape.log), &shape.chunks);
+            Ok(shape)
+        }
+    }
+}
+
+/// The entries a lazily recovered shape holds: those of the open chunk and of closed chunks
+/// without records (served from memory).
+fn entries_to_keep(
+    log: Vec<(LogOffset, Bytes)>,
+    chunks: &[RecoveredChunk],
+) -> Vec<(LogOffset, Bytes)> {
+    log.into_iter()
+        .filter(|(o, _)| {
+            let i = chunks.partition_point(|c| c.last < *o);
+            chunks.get(i).is_none_or(|c| c.records.is_none())
+        })
+        .collect()
+}
+
+fn recover_tail(dir: &Path, meta: Option<ShapeMeta>) -> Result<RecoveredShape, String> {
+    let p = read_prefix(dir, meta).map_err(|e| e.to_string())?;
+    if !p.meta.snapshot_complete {
+        return Err("its snapshot is not complete".into());
+    }
+    let index_path = dir.join(INDEX_FILE);
+    let index = std::fs::read(&index_path).map_err(|e| format!("chunks.idx: {e}"))?;
+    let idx = super::chunk_index::decode_all(&index);
+    if idx.len() * super::chunk_index::ENTRY_LEN != index.len() {
+        return Err("chunks.idx has a damaged or partial entry".into());
+    }
+    let ordered = idx.iter().all(|e| {
+        e.first <= e.last && e.first.is_real() && e.start < e.end && e.end.segment < p.segments
+    }) && idx
+        .windows(2)
+        .all(|w| w[0].last < w[1].first && w[0].end <= w[1].start);
+    if !ordered {
+        return Err("chunks.idx entries out of order".into());
+    }
+    let (chunks, chunk_data_len, chunk_data_file_len) = chunk_headers(dir, &idx)?;
+    let last = idx.last().map(|e| e.last);
+    let from = idx.last().map_or(LogPos::default(), |e| e.end);
+    let start = LogScan {
+        awaiting_end: last.map(|l| (l, false)),
+        ..LogScan::default()
+    };
+    let scan = scan_log(dir, p.segments, from, start).map_err(|e| e.to_string())?;
+    if scan.awaiting_end.is_some() {
+        return Err("the log does not reach the end of the last indexed chunk".into());
+    }
+    if !scan.chunks.is_empty() {
+        return Err("the log closes chunks that chunks.idx lacks".into());
+    }
+    if let (Some(l), Some((o, _))) = (last, scan.entries.first()) {
+        if *o <= l {
+            return Err("log entries after the index do not follow it".into());
+        }
+    }
+    let (trimmed, dir_changed) = trim_tails(dir, &p, &scan).map_err(|e| e.to_string())?;
+    if dir_changed {
+        fsio::fsync_dir(dir).map_err(|e| e.to_string())?;
+    }
+    if chunk_data_file_len > chunk_data_len {
+        // Records after the last indexed chunk: derived data of a chunk the log never closed.
+        let path = dir.join(CHUNK_DATA_FILE);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("chunks.data: {e}"))?;
+        f.set_len(chunk_data_len)
+            .map_err(|e| format!("chunks.data: {e}"))?;
+    }
+    let LogScan {
+        mut entries,
+        mut positions,
+        committed,
+        last_commit_lsn,
+        boundary,
+        ..
+    } = scan;
+    entries.truncate(committed);
+    positions.truncate(committed);
+    Ok(finish(
+        dir,
+        p,
+        Tails {
+            boundary,
+            last_commit_lsn,
+            trimmed,
+            index_len: index.len() as u64,
+            chunk_data_len,
+        },
+        entries,
+        chunks,
+        positions,
+    ))
+}
+
+/// The two records of every indexed chunk in `chunks.data`, by their headers (kind, offset,
+/// lengths within the file). Returns them, where they end, and the file's length.
+fn chunk_headers(
+    dir: &Path,
+    idx: &[ChunkIndexEntry],
+) -> Result<(Vec<RecoveredChunk>, u64, u64), String> {
+    let path = dir.join(CHUNK_DATA_FILE);
+    let file = std::fs::File::open(&path).map_err(|e| format!("chunks.data: {e}"))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| format!("chunks.data: {e}"))?
+        .len();
+    let mut pos = 0u64;
+    let mut header = [0u8; record::HEADER_LEN];
+    let mut record_at = |pos: &mut u64, kind: u8, at: LogOffset| -> Result<ChunkPos, String> {
+        if *pos + record::HEADER_LEN as u64 > file_len {
+            return Err("chunks.data ends before the index does".into());
+        }
+        file.read_exact_at(&mut header, *pos)
+            .map_err(|e| format!("chunks.data: {e}"))?;
+        let h = record::decode_header(&header)?;
+        let end = *pos + record::encoded_len(h.len) as u64;
+        if h.kind != kind || LogOffset::new(h.tx, h.op) != at || end > file_len {
+            return Err(format!("chunks.data does not match chunks.idx at byte {pos}"));
+        }
+        let found = ChunkPos {
+            record_at: *pos,
+            len: h.len as u64,
+        };
+        *pos = end;
+        Ok(found)
+    };
+    let mut chunks = Vec::with_capacity(idx.len());
+    for e in idx {
+        let data = record_at(&mut pos, KIND_CHUNK_DATA, e.last)?;
+        let index = record_at(&mut pos, KIND_CHUNK_INDEX, e.last)?;
+        let entries = index.len / record::CHUNK_INDEX_ENTRY_LEN as u64;
+        if index.len % record::CHUNK_INDEX_ENTRY_LEN as u64 != 0 || entries == 0 {
+            return Err("an entry index of the wrong size in chunks.data".into());
+        }
+        chunks.push(RecoveredChunk {
+            first: e.first,
+            last: e.last,
+            entries: u32::try_from(entries).map_err(|e| e.to_string())?,
+            records: Some((data, index)),
+        });
+    }
+    Ok((chunks, pos, file_len))
 }

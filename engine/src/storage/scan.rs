@@ -1,9 +1,12 @@
-//! Start-up: find every shape directory under `<storage>/shapes/` and recover each one,
-//! in parallel across a few threads (the work is many small reads).
+//! Start-up: find every shape directory under `<storage>/shapes/` and read each one's
+//! metadata ([`list_stored`]; the rest is loaded when the shape is first needed), or recover
+//! each one whole ([`scan`], for tools and tests), in parallel across a few threads (the work
+//! is many small reads).
 
 use super::error::StorageError;
 use super::layout::{self, SHAPES_DIR, STAGING_PREFIX};
-use super::recover::{recover_shape, RecoveredShape};
+use super::meta::ShapeMeta;
+use super::recover::{read_shape_meta, recover_shape, RecoveredShape};
 use std::path::{Path, PathBuf};
 
 /// A shape directory that could not be recovered. The caller forgets the shape (requests for
@@ -32,13 +35,61 @@ pub fn scan(root: &Path) -> Result<Vec<ScanResult>, StorageError> {
 
 pub fn scan_with_threads(root: &Path, threads: usize) -> Result<Vec<ScanResult>, StorageError> {
     let dirs = list_shape_dirs(root)?;
+    Ok(in_parallel(&dirs, threads, |dir| {
+        checked_dir(dir).and_then(|handle| {
+            recover_shape(dir).map_err(|error| ScanFailure {
+                dir: dir.to_path_buf(),
+                handle,
+                error,
+            })
+        })
+    }))
+}
+
+/// A shape found at start-up by its metadata alone; [`recover_shape_lazy`](super::recover_shape_lazy) loads the rest
+/// when the shape is first needed.
+#[derive(Debug)]
+pub struct StoredShape {
+    pub dir: PathBuf,
+    pub meta: ShapeMeta,
+}
+
+/// Lists every shape under `root` and reads its `meta.rkyv` only (nothing that grows with its
+/// data), in parallel. Shapes whose directory or metadata is bad come back as `Err` entries;
+/// leftover half-created shape directories are deleted. Sorted by directory.
+pub fn list_stored(root: &Path) -> Result<Vec<Result<StoredShape, ScanFailure>>, StorageError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let dirs = list_shape_dirs(root)?;
+    Ok(in_parallel(&dirs, threads, |dir| {
+        checked_dir(dir).and_then(|handle| {
+            read_shape_meta(dir)
+                .map(|meta| StoredShape {
+                    dir: dir.to_path_buf(),
+                    meta,
+                })
+                .map_err(|error| ScanFailure {
+                    dir: dir.to_path_buf(),
+                    handle,
+                    error,
+                })
+        })
+    }))
+}
+
+/// `f` over `dirs` on up to `threads` threads (at least 64 directories each), in order.
+fn in_parallel<T: Send>(
+    dirs: &[PathBuf],
+    threads: usize,
+    f: impl Fn(&Path) -> T + Sync,
+) -> Vec<T> {
     let threads = threads.clamp(1, 64).min(dirs.len().div_ceil(64).max(1));
     let per = dirs.len().div_ceil(threads).max(1);
-    let mut results: Vec<ScanResult> = Vec::with_capacity(dirs.len());
+    let mut results: Vec<T> = Vec::with_capacity(dirs.len());
+    let f = &f;
     std::thread::scope(|s| {
         let handles: Vec<_> = dirs
             .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|d| recover_one(d)).collect::<Vec<_>>()))
+            .map(|part| s.spawn(move || part.iter().map(|d| f(d)).collect::<Vec<_>>()))
             .collect();
         for h in handles {
             match h.join() {
@@ -48,10 +99,11 @@ pub fn scan_with_threads(root: &Path, threads: usize) -> Result<Vec<ScanResult>,
             }
         }
     });
-    Ok(results)
+    results
 }
 
-fn recover_one(dir: &Path) -> ScanResult {
+/// The directory's handle, checked: a valid handle in the fan-out directory it belongs to.
+fn checked_dir(dir: &Path) -> Result<String, ScanFailure> {
     let handle = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -71,13 +123,14 @@ fn recover_one(dir: &Path) -> ScanResult {
             ))
         }
     });
-    checked
-        .and_then(|()| recover_shape(dir))
-        .map_err(|error| ScanFailure {
+    match checked {
+        Ok(()) => Ok(handle),
+        Err(error) => Err(ScanFailure {
             dir: dir.to_path_buf(),
             handle,
             error,
-        })
+        }),
+    }
 }
 
 fn list_shape_dirs(root: &Path) -> Result<Vec<PathBuf>, StorageError> {

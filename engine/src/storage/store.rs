@@ -71,8 +71,8 @@ pub struct ShapeStore {
     log: AppendFile,
     snapshot: Option<AppendFile>,
     index: AppendFile,
-    /// `chunks.data`: each closed real-log chunk's bytes as served. Derived from the log (never
-    /// fsynced on its own; recovery checks it against the log and rebuilds what is missing).
+    /// `chunks.data`: each closed real-log chunk's bytes as served. Derived from the log and
+    /// fsynced with it; a full recovery checks it against the log and rebuilds what is missing.
     chunk_data: AppendFile,
     snapshot_chunks: u32,
     last_offset: Option<LogOffset>,
@@ -504,6 +504,12 @@ impl ShapeStore {
         }
         files.push((self.log.path().to_path_buf(), self.log.sync_handle()?));
         files.push((self.index.path().to_path_buf(), self.index.sync_handle()?));
+        // Restart reads closed chunks from here without checking them against the log
+        // (`recover_shape_lazy`), so they are made durable with the index that names them.
+        files.push((
+            self.chunk_data.path().to_path_buf(),
+            self.chunk_data.sync_handle()?,
+        ));
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (_, d) in &self.dirs_pending {
             if !dirs.contains(d) {

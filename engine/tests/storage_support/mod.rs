@@ -184,12 +184,12 @@ fn check(rec: &engine::storage::RecoveredShape, model: &Model, txns: usize, exac
         .filter(|e| limit.is_some_and(|l| *e <= l))
         .collect();
     if exact {
-        assert_eq!(rec.chunk_ends, ends, "chunk ends");
+        assert_eq!(rec.chunk_ends(), ends, "chunk ends");
     } else {
         assert!(
-            ends.starts_with(&rec.chunk_ends),
+            ends.starts_with(&rec.chunk_ends()),
             "chunk ends {:?} not a prefix of {ends:?}",
-            rec.chunk_ends
+            rec.chunk_ends()
         );
     }
 }
