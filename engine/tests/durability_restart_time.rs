@@ -6,7 +6,11 @@
 //!     -- --ignored --nocapture --test-threads=1
 //! ```
 //!
-//! `AMPERE_SHAPES` (default 10000) sets the number of shapes for the restart measurement.
+//! `AMPERE_SHAPES` (default 10000) sets the number of shapes for the restart measurement;
+//! `AMPERE_UPDATES` (default 0) updates every row that many times with a value of
+//! `AMPERE_VALUE_BYTES` (default 65536) before the restarts, to give the shapes large logs
+//! (10,000 × 8 × 64 KiB ≈ 5 GiB), cut into closed chunks of `AMPERE_CHUNK_BYTES` (default
+//! 131072).
 
 mod support;
 
@@ -102,7 +106,21 @@ fn restart_time_with_many_shapes() {
          INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, {n}) g;"
     ))
     .expect("setup");
-    let mut server = Restartable::start(&db.url(), opts());
+    let env_num = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let updates = env_num("AMPERE_UPDATES", 0);
+    let value_bytes = env_num("AMPERE_VALUE_BYTES", 65_536);
+    let chunk_bytes = env_num("AMPERE_CHUNK_BYTES", 131_072);
+    let mut o = opts();
+    o.env.push((
+        "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD",
+        chunk_bytes.to_string(),
+    ));
+    let mut server = Restartable::start(&db.url(), o);
     let t0 = Instant::now();
     let handles = create_shapes(server.port, n, 16);
     eprintln!("created {n} shapes in {:?}", t0.elapsed());
@@ -111,6 +129,23 @@ fn restart_time_with_many_shapes() {
     let lsn = pg.current_lsn();
     pg.exec("UPDATE t SET v = v || '.'");
     pg.wait_confirmed(lsn + 1, Duration::from_secs(120));
+    // Large logs: every row rewritten with a big value (random, so nothing compresses it away).
+    let t0 = Instant::now();
+    for u in 0..updates {
+        let lsn = pg.current_lsn();
+        pg.exec(&format!(
+            "UPDATE t SET v = (SELECT string_agg(md5(random()::text || g::text || {u}), '') \
+             FROM generate_series(1, {}) g) WHERE id > 0",
+            value_bytes / 32
+        ));
+        pg.wait_confirmed(lsn + 1, Duration::from_secs(600));
+    }
+    if updates > 0 {
+        eprintln!(
+            "{updates} updates of {n} rows with {value_bytes} B values in {:?}",
+            t0.elapsed()
+        );
+    }
     eprintln!("storage: {}", du(&server.storage));
 
     for (label, crash) in [("clean stop (SIGTERM)", false), ("kill -9 mid-write", true)] {
@@ -147,10 +182,21 @@ fn restart_time_with_many_shapes() {
             enc(&format!("id = {}", k + 1)),
             handles[k]
         );
+        let rss_active = rss_kib(server.pid());
         let r = c.get(&url);
         let first = t.elapsed();
         assert_eq!(r.status, 200, "old handle after restart: {}", r.body_str());
-        eprintln!("{label}: exec → health active {active:?}; exec → first response with an old handle {first:?}");
+        // The same shape's live log from its start: every closed chunk and the open tail.
+        let t1 = Instant::now();
+        let log_bytes = read_whole_log(&c, &url, &r);
+        let whole = t1.elapsed();
+        eprintln!(
+            "{label}: exec → health active {active:?}; exec → first response with an old handle \
+             {first:?}; RSS when active {} KiB, after the first response {} KiB; that shape's \
+             whole log ({log_bytes} B) in {whole:?}",
+            rss_active,
+            rss_kib(server.pid())
+        );
     }
     // Every old handle still answers (no shape was lost).
     let c = server.client();
@@ -166,6 +212,40 @@ fn restart_time_with_many_shapes() {
         })
         .count();
     assert_eq!(lost, 0, "shapes lost across restarts");
+}
+
+/// Resident memory of a process, from `/proc`.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Follows a shape from the response `first` (to `url`) until up to date; returns the body
+/// bytes read.
+fn read_whole_log(c: &Client, url: &str, first: &support::http::Resp) -> usize {
+    let mut bytes = first.body.len();
+    let mut offset = first
+        .header("electric-offset")
+        .unwrap_or_default()
+        .to_string();
+    let base = url.split("&offset=").next().unwrap_or(url).to_string();
+    for _ in 0..100_000 {
+        let r = c.get(&format!("{base}&offset={offset}"));
+        assert_eq!(r.status, 200, "reading the log: {}", r.body_str());
+        bytes += r.body.len();
+        if r.header("electric-up-to-date").is_some() {
+            return bytes;
+        }
+        offset = r.header("electric-offset").expect("offset header").to_string();
+    }
+    panic!("the log did not end");
 }
 
 /// Replication throughput into one shape: `txns` transactions of `rows` inserted rows, timed

@@ -144,7 +144,10 @@ pub async fn wake_for_def(core: &Rc<Core>, hash: u32) {
         return;
     }
     let handles = core.dormant.borrow().for_hash(hash);
-    wake(core, handles).await;
+    if !handles.is_empty() {
+        // Boxed: loading is rare, and its state must not grow every request's future.
+        Box::pin(wake(core, handles)).await;
+    }
 }
 
 /// Loads the stored shapes of the tables a transaction touches, before it is applied.
@@ -153,14 +156,16 @@ pub async fn wake_for_txn(core: &Rc<Core>, txn: &Txn) {
         return;
     }
     let handles = core.dormant.borrow().for_txn(txn);
-    wake(core, handles).await;
+    if !handles.is_empty() {
+        Box::pin(wake(core, handles)).await;
+    }
 }
 
 /// Loads what a DELETE names.
 pub async fn wake_for_delete(core: &Rc<Core>, target: &DeleteTarget) {
     match target {
         DeleteTarget::Definition { def, .. } => wake_for_def(core, def.hash).await,
-        DeleteTarget::Handle(h) => wake(core, vec![h.clone()]).await,
+        DeleteTarget::Handle(h) => Box::pin(wake(core, vec![h.clone()])).await,
     }
 }
 
