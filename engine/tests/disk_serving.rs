@@ -174,3 +174,90 @@ fn a_damaged_chunk_on_disk_gets_409_and_a_rebuilt_shape() {
     assert_eq!(r.status, 409);
     server.stop();
 }
+
+/// The same for a closed chunk of the real log after a restart: recovery reads only the
+/// record headers of `chunks.data` (lazy recovery), so the damage is found when the chunk is
+/// first read, and never sent.
+#[test]
+fn a_damaged_real_log_chunk_after_a_restart_gets_409() {
+    let cluster = support::cluster();
+    let db = cluster.create_database().expect("database");
+    db.psql("CREATE TABLE items (id int PRIMARY KEY, pad text);")
+        .expect("table");
+    let mut server = Restartable::start(
+        &db.url(),
+        CrashOpts {
+            env: vec![("ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD", "4096".to_string())],
+            ..CrashOpts::default()
+        },
+    );
+    let c = server.client();
+    sync(&c, "items").expect("empty shape");
+    for t in 0..10 {
+        db.psql(&format!(
+            "INSERT INTO items SELECT g, repeat('x', 200) FROM generate_series({}, {}) g",
+            t * 30 + 1,
+            t * 30 + 30
+        ))
+        .expect("insert");
+    }
+    let mut synced = None;
+    support::wait_until("the inserts", std::time::Duration::from_secs(30), || {
+        synced = sync(&c, "items").ok().filter(|(rows, _)| rows.len() == 300);
+        synced.is_some()
+    });
+    let rows = synced.expect("synced");
+    let handle = rows.1.clone();
+    server.stop();
+
+    let path = support::crash::shape_dir(&server.storage, &handle).join("chunks.data");
+    let mut bytes = std::fs::read(&path).expect("chunks.data");
+    // Record payloads: CHUNK_DATA (kind 5) and CHUNK_INDEX (kind 6) alternate.
+    let mut data = Vec::new();
+    let mut at = 0;
+    while at + 25 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if bytes[at + 8] == 5 {
+            data.push((at + 25, len));
+        }
+        at += 25 + len;
+    }
+    assert!(data.len() >= 4, "{} closed chunks", data.len());
+    let (start, len) = data[2];
+    let flip = bytes[start..start + len]
+        .iter()
+        .position(|b| *b == b'x')
+        .expect("an x")
+        + start;
+    bytes[flip] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("write");
+
+    server.restart();
+    let c = server.client();
+    let mut offset = "-1".to_string();
+    let mut refused = false;
+    for _ in 0..1000 {
+        let r = c.get(&format!(
+            "/v1/shape?table=items&handle={handle}&offset={offset}"
+        ));
+        assert!(!r.body_str().contains("hxx"), "damaged bytes served");
+        if r.status == 409 {
+            refused = true;
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert!(!r.has("electric-up-to-date"), "read past the damaged chunk");
+        offset = r.offset();
+    }
+    assert!(refused, "never refused");
+    assert!(
+        server.log().contains("dropping the shape"),
+        "{}",
+        server.log_tail(20)
+    );
+    // The rebuilt shape has every row, undamaged.
+    let (again, rebuilt) = sync(&c, "items").expect("resync");
+    assert_ne!(rebuilt, handle);
+    assert_eq!(again, rows.0);
+    server.stop();
+}
