@@ -179,9 +179,7 @@ async fn wake(core: &Rc<Core>, handles: Vec<String>) {
             Step::Load(stored) => {
                 let StoredShape { dir, meta } = *stored;
                 let oid = meta.definition.table_oid;
-                // Metadata, chunk index, record headers and the log's open tail: a few small
-                // reads, whatever the shape holds.
-                match crate::storage::recover_shape_lazy(&dir, Some(meta)) {
+                match load(dir.clone(), meta).await {
                     Ok(r) => durability::restore(core, r).await,
                     Err(e) => {
                         tracing::warn!("shape {handle} cannot be recovered ({e}); dropping it");
@@ -191,6 +189,36 @@ async fn wake(core: &Rc<Core>, handles: Vec<String>) {
                 core.dormant.borrow_mut().loaded(&handle, oid);
             }
         }
+    }
+}
+
+/// Recovers a stored shape on a short-lived thread: usually a few small reads (metadata, chunk
+/// index, record headers, the log's open tail), but a shape whose derived files disagree with
+/// its log is read whole, and the core keeps serving meanwhile.
+async fn load(
+    dir: std::path::PathBuf,
+    meta: crate::storage::ShapeMeta,
+) -> Result<crate::storage::RecoveredShape, crate::storage::StorageError> {
+    let (tx, rx) = flume::bounded(1);
+    let job = {
+        let dir = dir.clone();
+        let meta = meta.clone();
+        move || {
+            let _ = tx.send(crate::storage::recover_shape_lazy(&dir, Some(meta)));
+        }
+    };
+    match std::thread::Builder::new()
+        .name("ampere-load".into())
+        .spawn(job)
+    {
+        Ok(_) => match rx.recv_async().await {
+            Ok(result) => result,
+            // The thread died without an answer: a panic there is a bug, already reported by
+            // the panic hook (which aborts the process); inline as a last resort.
+            Err(_) => crate::storage::recover_shape_lazy(&dir, Some(meta)),
+        },
+        // No thread to be had (resource limits): do it here.
+        Err(_) => crate::storage::recover_shape_lazy(&dir, Some(meta)),
     }
 }
 
