@@ -79,6 +79,11 @@ pub struct ShapeStore {
     last_commit_lsn: u64,
     last_chunk_end: Option<LogOffset>,
     open_chunk: Vec<OpenEntry>,
+    /// Lengths of `chunks.idx` and `chunks.data` a completed sync covers: a sync includes
+    /// those files only when a chunk closed since (each fsync, and each descriptor a sync job
+    /// holds, counts with 10,000s of shapes).
+    index_synced: u64,
+    chunk_data_synced: u64,
     durable: Option<SyncPoint>,
     /// Increases with every change that only a sync makes durable (tags below).
     change_no: u64,
@@ -174,6 +179,8 @@ impl ShapeStore {
             last_commit_lsn: 0,
             last_chunk_end: None,
             open_chunk: Vec::new(),
+            index_synced: 0,
+            chunk_data_synced: 0,
             durable: None,
             change_no: 1,
             unsynced_segments: Vec::new(),
@@ -210,6 +217,8 @@ impl ShapeStore {
             .collect();
         paths_pending.push((1, dir.join(SNAPSHOT_FILE)));
         paths_pending.push((1, dir.join(META_FILE)));
+        paths_pending.push((1, dir.join(INDEX_FILE)));
+        paths_pending.push((1, dir.join(CHUNK_DATA_FILE)));
         Ok(ShapeStore {
             dirs_pending: vec![(1, dir.clone())],
             dir,
@@ -225,6 +234,8 @@ impl ShapeStore {
             last_commit_lsn: at.last_commit_lsn,
             last_chunk_end: at.last_chunk_end,
             open_chunk: at.open_chunk,
+            index_synced: at.index_len,
+            chunk_data_synced: at.chunk_data_len,
             durable: None,
             change_no: 1,
             unsynced_segments: Vec::new(),
@@ -503,13 +514,18 @@ impl ShapeStore {
             files.push((s.path().to_path_buf(), s.sync_handle()?));
         }
         files.push((self.log.path().to_path_buf(), self.log.sync_handle()?));
-        files.push((self.index.path().to_path_buf(), self.index.sync_handle()?));
+        let (index_len, chunk_data_len) = (self.index.logical_len(), self.chunk_data.logical_len());
+        if index_len != self.index_synced {
+            files.push((self.index.path().to_path_buf(), self.index.sync_handle()?));
+        }
         // Restart reads closed chunks from here without checking them against the log
         // (`recover_shape_lazy`), so they are made durable with the index that names them.
-        files.push((
-            self.chunk_data.path().to_path_buf(),
-            self.chunk_data.sync_handle()?,
-        ));
+        if chunk_data_len != self.chunk_data_synced {
+            files.push((
+                self.chunk_data.path().to_path_buf(),
+                self.chunk_data.sync_handle()?,
+            ));
+        }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (_, d) in &self.dirs_pending {
             if !dirs.contains(d) {
@@ -528,6 +544,8 @@ impl ShapeStore {
                 lsn: self.last_commit_lsn,
                 last_offset: self.last_offset,
                 change_no: self.change_no,
+                index_len,
+                chunk_data_len,
             },
         })
     }
@@ -548,6 +566,8 @@ impl ShapeStore {
             // Never written again: release the descriptor (10,000s of shapes stay open).
             self.snapshot = None;
         }
+        self.index_synced = self.index_synced.max(point.index_len);
+        self.chunk_data_synced = self.chunk_data_synced.max(point.chunk_data_len);
         if self.durable.is_none_or(|d| point.lsn >= d.lsn) {
             self.durable = Some(point);
         }

@@ -22,6 +22,9 @@ pub struct SyncPoint {
     /// Pending store changes (metadata, new files, rolled segments) up to this number are
     /// covered.
     pub(crate) change_no: u64,
+    /// `chunks.idx` and `chunks.data` are durable up to these lengths.
+    pub(crate) index_len: u64,
+    pub(crate) chunk_data_len: u64,
 }
 
 /// The blocking half of a sync. `Send`, holds no borrow of the store.
