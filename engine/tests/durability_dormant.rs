@@ -22,7 +22,12 @@ fn catch_up(c: &Client, table: &str, where_: &str, handle: &str, offset: &str) -
     let mut offset = offset.to_string();
     let mut out = String::new();
     for _ in 0..1000 {
-        let r = get(c, table, where_, &format!("&handle={handle}&offset={offset}"));
+        let r = get(
+            c,
+            table,
+            where_,
+            &format!("&handle={handle}&offset={offset}"),
+        );
         assert_eq!(r.status, 200, "{}", r.body_str());
         out.push_str(&r.body_str());
         if r.header("electric-up-to-date").is_some() {
@@ -40,7 +45,12 @@ fn synced(c: &Client, table: &str, where_: &str) -> (String, String) {
     let handle = r.handle();
     let mut offset = r.header("electric-offset").expect("offset").to_string();
     loop {
-        let r = get(c, table, where_, &format!("&handle={handle}&offset={offset}"));
+        let r = get(
+            c,
+            table,
+            where_,
+            &format!("&handle={handle}&offset={offset}"),
+        );
         assert_eq!(r.status, 200, "{}", r.body_str());
         offset = r.header("electric-offset").expect("offset").to_string();
         if r.header("electric-up-to-date").is_some() {
@@ -102,7 +112,10 @@ fn dormant_shapes_wake_on_transactions_requests_and_deletes() {
     // The whole log from the start, served from closed chunks recovered lazily.
     let all = catch_up(&c, "a", "id = 1", &ha, "-1");
     for i in 0..10 {
-        assert!(all.contains(&format!("before-{i}")), "before-{i} missing: {all}");
+        assert!(
+            all.contains(&format!("before-{i}")),
+            "before-{i} missing: {all}"
+        );
     }
     // By definition, without a handle: the stored handle, not a new shape.
     let r = get(&c, "b", "id = 1", "&offset=-1");
@@ -163,4 +176,90 @@ fn the_shape_limit_counts_and_evicts_dormant_shapes_first() {
     }
     let r = get(&c, "t", "id = 1", &url(1));
     assert_eq!(r.status, 409, "the oldest dormant shape was not evicted");
+}
+
+/// A column type change (a table rewrite: no row changes are replicated) must invalidate a
+/// shape, as it does for a loaded one ("relation changed"). A shape dormant at the time is
+/// loaded by the next transaction on its table against the catalog *after* the change, so the
+/// Relation message matches it: the columns stored with the shape tell the change instead.
+#[test]
+fn a_type_change_while_dormant_invalidates_like_a_live_shape() {
+    let cluster = support::cluster();
+    let db = cluster.create_database().expect("database");
+    db.psql(
+        "CREATE TABLE live (id int PRIMARY KEY, v int NOT NULL);
+         CREATE TABLE sleepy (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO live VALUES (1, 1), (2, 2);
+         INSERT INTO sleepy VALUES (1, 1), (2, 2);",
+    )
+    .expect("setup");
+    let mut server = Restartable::start(&db.url(), CrashOpts::default());
+    let c = server.client();
+    let (hl, _) = synced(&c, "live", "id > 0");
+    let (hs, os) = synced(&c, "sleepy", "id > 0");
+    server.stop();
+    server.spawn();
+    server.wait_active(Duration::from_secs(60));
+    let c = server.client();
+    // `live` is loaded by a request; `sleepy` stays dormant.
+    let (hl2, ol) = synced(&c, "live", "id > 0");
+    assert_eq!(hl, hl2);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut pg = Pg::connect(&db.url()).expect("connect");
+    pg.exec("ALTER TABLE live ALTER COLUMN v TYPE bigint USING v * 10");
+    pg.exec("ALTER TABLE sleepy ALTER COLUMN v TYPE bigint USING v * 10");
+    pg.exec("UPDATE live SET v = 99 WHERE id = 2");
+    pg.exec("UPDATE sleepy SET v = 99 WHERE id = 2");
+    let lsn = pg.current_lsn();
+    pg.wait_confirmed(lsn, Duration::from_secs(30));
+    let r = get(&c, "live", "id > 0", &format!("&handle={hl}&offset={ol}"));
+    assert_eq!(r.status, 409, "live shape: {}", r.body_str());
+    let r = get(&c, "sleepy", "id > 0", &format!("&handle={hs}&offset={os}"));
+    assert_eq!(
+        r.status,
+        409,
+        "the shape woken after the type change still serves rows from before it: {}",
+        r.body_str()
+    );
+}
+
+fn shapes_gauge(port: u16) -> f64 {
+    let r = Client::new(port).get("/metrics");
+    assert_eq!(r.status, 200);
+    r.body_str()
+        .lines()
+        .filter(|l| l.starts_with("ampere_shapes{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// `ampere_shapes` counts each shape once: dormant or loaded.
+#[test]
+fn the_shape_gauge_counts_a_woken_shape_once() {
+    let cluster = support::cluster();
+    let db = cluster.create_database().expect("database");
+    db.psql("CREATE TABLE m (id int PRIMARY KEY); INSERT INTO m VALUES (1);")
+        .expect("setup");
+    let lease = testkit::ports::lease();
+    let metrics_port = lease.port();
+    let opts = CrashOpts {
+        env: vec![("ELECTRIC_PROMETHEUS_PORT", metrics_port.to_string())],
+        ..Default::default()
+    };
+    let mut server = Restartable::start(&db.url(), opts);
+    let c = server.client();
+    let (h, _) = synced(&c, "m", "id > 0");
+    assert_eq!(shapes_gauge(metrics_port), 1.0);
+    server.stop();
+    server.spawn();
+    server.wait_active(Duration::from_secs(60));
+    assert_eq!(shapes_gauge(metrics_port), 1.0, "dormant");
+    let c = server.client();
+    let (h2, _) = synced(&c, "m", "id > 0");
+    assert_eq!(h, h2);
+    assert_eq!(
+        shapes_gauge(metrics_port),
+        1.0,
+        "after the request loaded it"
+    );
 }

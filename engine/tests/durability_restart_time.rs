@@ -248,7 +248,10 @@ fn read_whole_log(c: &Client, url: &str, first: &support::http::Resp) -> usize {
         if r.header("electric-up-to-date").is_some() {
             return bytes;
         }
-        offset = r.header("electric-offset").expect("offset header").to_string();
+        offset = r
+            .header("electric-offset")
+            .expect("offset header")
+            .to_string();
     }
     panic!("the log did not end");
 }

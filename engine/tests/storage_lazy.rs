@@ -45,10 +45,9 @@ fn assert_agrees(full: &RecoveredShape, lazy: &RecoveredShape) {
     assert_eq!(lazy.meta, full.meta);
     assert_eq!(lazy.snapshot_chunks, full.snapshot_chunks);
     assert_eq!(lazy.chunks, full.chunks, "closed chunks");
-    let open_from = full
-        .chunks
-        .last()
-        .map_or(0, |c| full.log.iter().position(|(o, _)| *o == c.last).unwrap() + 1);
+    let open_from = full.chunks.last().map_or(0, |c| {
+        full.log.iter().position(|(o, _)| *o == c.last).unwrap() + 1
+    });
     assert_eq!(lazy.log, full.log[open_from..], "open chunk");
     assert_eq!(lazy.last_txn_lsn, full.last_txn_lsn);
     assert!(lazy.chunks.iter().all(|c| c.records.is_some()));
@@ -71,7 +70,11 @@ fn lazy_recovery_finds_the_full_shape_without_reading_the_covered_log() {
     assert_matches(&full, &model, model.txns.len());
     let lazy = recover_shape_lazy(&dir, None).unwrap();
     assert_agrees(&full, &lazy);
-    assert_eq!(lazy.log.len(), 4, "the rest of the last chunk's transaction and one more");
+    assert_eq!(
+        lazy.log.len(),
+        4,
+        "the rest of the last chunk's transaction and one more"
+    );
 
     // Damage inside the first segment, covered by closed chunks: the full recovery refuses
     // the shape (valid records follow), the lazy one never reads it.
@@ -155,7 +158,9 @@ fn lazy_recovery_falls_back_when_the_derived_files_disagree() {
     let full = recover_shape(&copy_shape(&dir, &tmp.path().join("full"), &h)).unwrap();
     type Damage = fn(&Path);
     let cases: [(&str, Damage); 5] = [
-        ("index missing", |d| std::fs::remove_file(d.join("chunks.idx")).unwrap()),
+        ("index missing", |d| {
+            std::fs::remove_file(d.join("chunks.idx")).unwrap()
+        }),
         ("index entry damaged", |d| {
             let mut b = std::fs::read(d.join("chunks.idx")).unwrap();
             b[70] ^= 1;

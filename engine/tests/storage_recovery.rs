@@ -223,11 +223,11 @@ fn bad_metadata_fails_that_shape() {
 
 #[test]
 fn unknown_format_version_is_refused() {
-    let e = damage_one_of_two("meta.rkyv", |_| 8, 0x02); // version 1 -> 3
+    let e = damage_one_of_two("meta.rkyv", |_| 8, 0x01); // version 2 -> 3
     match e {
         StorageError::UnsupportedVersion {
             found, supported, ..
-        } => assert_eq!((found, supported), (3, 1)),
+        } => assert_eq!((found, supported), (3, 2)),
         other => panic!("{other}"),
     }
 }

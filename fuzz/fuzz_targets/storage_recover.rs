@@ -219,6 +219,7 @@ fn generated_meta(complete: bool, chunks: u8) -> ShapeMeta {
             params: vec!["5".into()],
             replica: 0,
             log_mode: 0,
+            table_columns: Vec::new(),
         },
     );
     if complete {

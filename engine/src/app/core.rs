@@ -124,7 +124,7 @@ impl Core {
         self.shared.metrics.core(self.id)
     }
 
-    fn count_shapes(&self) {
+    pub(crate) fn count_shapes(&self) {
         let n = (self.shapes.borrow().len() + self.dormant.borrow().len()) as u64;
         self.stats().shapes.store(n, Relaxed);
     }
@@ -173,8 +173,13 @@ impl Core {
                 CoreMsg::Delete { target, reply } => {
                     let core = self.clone();
                     monoio::spawn(async move {
-                        super::dormant::wake_for_delete(&core, &target).await;
-                        let _ = reply.send(core.delete(target));
+                        let resp = match super::dormant::wake_for_delete(&core, &target).await {
+                            Ok(()) => core.delete(target),
+                            Err(_) => {
+                                super::responses::fixed(protocol::errors::database_unreachable())
+                            }
+                        };
+                        let _ = reply.send(resp);
                     });
                 }
                 CoreMsg::Shutdown { reply } => {
@@ -203,7 +208,16 @@ impl Core {
                             }
                         } else if !found.is_empty() {
                             // Only metadata so far: each shape loads when first needed.
-                            *core.dormant.borrow_mut() = super::dormant::Dormant::new(found);
+                            let (dormant, unservable) = super::dormant::Dormant::new(found);
+                            *core.dormant.borrow_mut() = dormant;
+                            for s in unservable {
+                                tracing::info!(
+                                    "stored shape {} cannot be served (unfinished snapshot or \
+                                     superseded); clients get 409",
+                                    s.meta.handle
+                                );
+                                let _ = core.worker.send(Job::Remove(s.dir));
+                            }
                         }
                         core.count_shapes();
                         let _ = reply.send(());

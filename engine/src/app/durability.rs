@@ -173,12 +173,40 @@ pub fn definition_record(
         params: params.to_vec(),
         replica: replica_code(def.replica),
         log_mode: log_code(def.log),
+        table_columns: def
+            .table
+            .columns
+            .iter()
+            .map(|c| crate::storage::TableColumnRecord {
+                name: c.info.name.clone(),
+                type_oid: c.type_oid,
+            })
+            .collect(),
     }
 }
 
-/// Brings a recovered shape back on its owner core, or discards it (its handle then gets 409)
-/// when its snapshot never completed or its table changed.
-pub async fn restore(core: &Rc<Core>, r: RecoveredShape) {
+/// A stored shape could not be restored for now (its catalog lookup failed: Postgres is
+/// unreachable or busy); it stays stored and is tried again.
+#[derive(Debug)]
+pub struct NotNow(pub String);
+
+/// Why a stored shape cannot be rebuilt.
+enum RebuildError {
+    /// Gone for good: its handle gets 409 and its directory is removed.
+    Gone(String),
+    NotNow(String),
+}
+
+impl From<&str> for RebuildError {
+    fn from(why: &str) -> Self {
+        Self::Gone(why.to_string())
+    }
+}
+
+/// Brings a recovered shape back on its owner core (returning the restored shape), or discards
+/// it (its handle then gets 409, `Ok(None)`) when its snapshot never completed or its table
+/// changed; `Err` when it cannot be decided now (the catalog lookup failed).
+pub async fn restore(core: &Rc<Core>, r: RecoveredShape) -> Result<Option<String>, NotNow> {
     let handle = r.meta.handle.clone();
     match rebuild(core, &r).await {
         Ok(def) => {
@@ -192,13 +220,13 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) {
                 Err(e) => {
                     tracing::warn!("shape {handle} cannot be reopened ({e}); dropping it");
                     let _ = core.worker.send(Job::Remove(r.dir));
-                    return;
+                    return Ok(None);
                 }
             };
             let Some(snapshot) = snapshot else {
                 tracing::warn!("shape {handle} has no snapshot record; dropping it");
                 let _ = core.worker.send(Job::Remove(r.dir));
-                return;
+                return Ok(None);
             };
             let snapshot_file = LazyFile::new(r.dir.join(crate::storage::layout::SNAPSHOT_FILE));
             let chunk_file = LazyFile::new(r.dir.join(crate::storage::layout::CHUNK_DATA_FILE));
@@ -210,18 +238,32 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) {
                 &r.chunks,
                 r.log,
             );
-            let mut shape = Shape::restored(handle, def, log, snapshot, r.last_txn_lsn, store);
+            let mut shape =
+                Shape::restored(handle.clone(), def, log, snapshot, r.last_txn_lsn, store);
             shape.set_chunk_file(chunk_file);
-            core.insert_restored(Rc::new(RefCell::new(shape)));
+            // What recovery read may be in the page cache only (the previous process died):
+            // the shape's first sync (which fsyncs those files) must come before this core
+            // reports transactions it skipped as already stored as durable.
+            shape.dirty = true;
+            let shape = Rc::new(RefCell::new(shape));
+            core.insert_restored(shape.clone());
+            if core.shape(&handle).is_none() {
+                // Superseded by a newer shape of the same definition.
+                return Ok(None);
+            }
+            core.mark_dirty(&shape);
+            Ok(Some(handle))
         }
-        Err(why) => {
+        Err(RebuildError::Gone(why)) => {
             tracing::info!("shape {handle} is not restored ({why}); clients get 409");
             let _ = core.worker.send(Job::Remove(r.dir));
+            Ok(None)
         }
+        Err(RebuildError::NotNow(why)) => Err(NotNow(why)),
     }
 }
 
-async fn rebuild(core: &Rc<Core>, r: &RecoveredShape) -> Result<Arc<ShapeDef>, String> {
+async fn rebuild(core: &Rc<Core>, r: &RecoveredShape) -> Result<Arc<ShapeDef>, RebuildError> {
     if !r.is_servable() {
         return Err("its snapshot never completed".into());
     }
@@ -229,10 +271,21 @@ async fn rebuild(core: &Rc<Core>, r: &RecoveredShape) -> Result<Arc<ShapeDef>, S
     let table = core
         .table(&d.schema, &d.table)
         .await
-        .map_err(|e| format!("catalog lookup failed: {e}"))?
+        .map_err(|e| RebuildError::NotNow(format!("catalog lookup failed: {e}")))?
         .ok_or("its table no longer exists")?;
     if table.oid != d.table_oid {
         return Err("its table was recreated".into());
+    }
+    // A column added, dropped, renamed or retyped while the shape was stored (or dormant):
+    // what a loaded shape learns from the Relation message ("relation changed"). Version 1
+    // metadata does not have the columns.
+    let same_columns = d.table_columns.len() == table.columns.len()
+        && d.table_columns
+            .iter()
+            .zip(&table.columns)
+            .all(|(s, t)| s.name == t.info.name && s.type_oid == t.type_oid);
+    if !d.table_columns.is_empty() && !same_columns {
+        return Err("its table's columns changed".into());
     }
     let qt = QualifiedTable {
         schema: d.schema.clone(),
@@ -255,7 +308,8 @@ async fn rebuild(core: &Rc<Core>, r: &RecoveredShape) -> Result<Arc<ShapeDef>, S
             LogMode::Full
         },
     };
-    let def = ShapeDef::build(&params, table).map_err(|e| format!("definition: {}", e.body()))?;
+    let def = ShapeDef::build(&params, table)
+        .map_err(|e| RebuildError::Gone(format!("definition: {}", e.body())))?;
     let expected = protocol::handle::parse_handle(&r.meta.handle).map(|(h, _)| h);
     if expected != Some(def.hash) {
         return Err("its definition no longer means the same shape".into());

@@ -39,7 +39,14 @@ fn unix_secs() -> u64 {
 /// read, waiting when the request is live and there is nothing new, or when the snapshot chunk
 /// it needs is still being written.
 pub async fn serve_shape(core: &Rc<Core>, call: ShapeCall) -> Response {
-    super::dormant::wake_for_def(core, call.def.hash).await;
+    if super::dormant::wake_for_def(core, call.def.hash)
+        .await
+        .is_err()
+    {
+        // Its stored shape could not be loaded (catalog lookup failed): creating a second
+        // shape of the definition instead would split its clients.
+        return responses::fixed(protocol::errors::database_unreachable());
+    }
     let shape = match active_shape(core, &call.def, call.query.handle.as_deref()) {
         Ok(s) => s,
         Err(r) => return r,

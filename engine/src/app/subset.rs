@@ -128,7 +128,14 @@ fn subset_columns(def: &ShapeDef) -> Vec<ColumnType> {
 
 /// Answers a subset request on the core that owns its shape.
 pub async fn serve_on_owner(core: &Rc<Core>, call: SubsetCall) -> Response {
-    super::dormant::wake_for_def(core, call.def.hash).await;
+    if super::dormant::wake_for_def(core, call.def.hash)
+        .await
+        .is_err()
+    {
+        // Its stored shape could not be loaded (catalog lookup failed): creating a second
+        // shape of the definition instead would split its clients.
+        return responses::fixed(protocol::errors::database_unreachable());
+    }
     let shape = match super::serve::active_shape(core, &call.def, call.query.handle.as_deref()) {
         Ok(s) => s,
         Err(r) => return r,

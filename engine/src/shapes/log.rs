@@ -461,12 +461,13 @@ impl ShapeLog {
                 ChunkBody::Disk(file, pos, cached) if !c.verified.get() => {
                     // First read of a recovered chunk: check the whole record, and keep the
                     // bytes read under the memory budget.
-                    let bytes = read_record(file, *pos, record::KIND_CHUNK_DATA, c.last)
-                        .map_err(|what| ReadError {
+                    let bytes = read_record(file, *pos, record::KIND_CHUNK_DATA, c.last).map_err(
+                        |what| ReadError {
                             chunk: ci,
                             path: file.path().display().to_string(),
                             what,
-                        })?;
+                        },
+                    )?;
                     c.verified.set(true);
                     cached.fill(bytes.clone());
                     Part::Mem(bytes.slice(start as usize..))

@@ -94,4 +94,16 @@ impl StorageError {
             StorageError::Corrupt { .. } | StorageError::UnsupportedVersion { .. }
         )
     }
+
+    /// The process ran short of something (descriptors, memory, threads): trying again later
+    /// may work, and the files are not to blame.
+    pub fn is_resource_shortage(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN | libc::EINTR)
+            ),
+            _ => false,
+        }
+    }
 }

@@ -25,7 +25,7 @@ pub const MAX_META_BYTES: u64 = 16 << 20;
 
 /// The shape definition as the engine resolved it (enough to rebuild `ShapeDef` and to match
 /// a request to the shape again after a restart).
-#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct DefinitionRecord {
     pub schema: String,
     pub table: String,
@@ -37,6 +37,66 @@ pub struct DefinitionRecord {
     pub replica: u8,
     /// The engine's own encoding of `log=` (storage does not interpret it).
     pub log_mode: u8,
+    /// The table's columns when the shape was created (empty in version 1 files): a shape
+    /// loaded after its table changed is not served (a type change rewrites rows without
+    /// replicating them).
+    pub table_columns: Vec<TableColumnRecord>,
+}
+
+/// One column of the shape's table: its name and type OID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct TableColumnRecord {
+    pub name: String,
+    pub type_oid: u32,
+}
+
+/// Version 1 of the archive: without `table_columns`. Read, never written (serialized by tests).
+mod v1 {
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub struct DefinitionRecord {
+        pub schema: String,
+        pub table: String,
+        pub table_oid: u32,
+        pub columns: Vec<String>,
+        pub where_clause: Option<String>,
+        pub params: Vec<String>,
+        pub replica: u8,
+        pub log_mode: u8,
+    }
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub struct ShapeMeta {
+        pub format_version: u32,
+        pub handle: String,
+        pub definition: DefinitionRecord,
+        pub snapshot: Option<super::SnapshotRecord>,
+        pub snapshot_complete: bool,
+        pub snapshot_chunks: u32,
+    }
+
+    impl From<ShapeMeta> for super::ShapeMeta {
+        fn from(m: ShapeMeta) -> Self {
+            let d = m.definition;
+            super::ShapeMeta {
+                format_version: super::FORMAT_VERSION,
+                handle: m.handle,
+                definition: super::DefinitionRecord {
+                    schema: d.schema,
+                    table: d.table,
+                    table_oid: d.table_oid,
+                    columns: d.columns,
+                    where_clause: d.where_clause,
+                    params: d.params,
+                    replica: d.replica,
+                    log_mode: d.log_mode,
+                    table_columns: Vec::new(),
+                },
+                snapshot: m.snapshot,
+                snapshot_complete: m.snapshot_complete,
+                snapshot_chunks: m.snapshot_chunks,
+            }
+        }
+    }
 }
 
 /// `pg_current_snapshot()` of the snapshot transaction.
@@ -101,7 +161,7 @@ pub fn decode(file: &Path, bytes: &[u8]) -> Result<ShapeMeta, StorageError> {
         return Err(corrupt(0, "bad metadata magic"));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(StorageError::UnsupportedVersion {
             file: file.to_path_buf(),
             found: version,
@@ -125,11 +185,23 @@ pub fn decode(file: &Path, bytes: &[u8]) -> Result<ShapeMeta, StorageError> {
     // rkyv needs the archive aligned; a Vec<u8> read from a file is not guaranteed to be.
     let mut aligned = AlignedVec::<16>::with_capacity(len);
     aligned.extend_from_slice(&bytes[META_HEADER..body_end]);
-    let archived = rkyv::access::<ArchivedShapeMeta, rancor::Error>(&aligned)
-        .map_err(|e| corrupt(META_HEADER, &format!("invalid metadata archive: {e}")))?;
-    let meta = rkyv::deserialize::<ShapeMeta, rancor::Error>(archived)
-        .map_err(|e| corrupt(META_HEADER, &format!("undecodable metadata archive: {e}")))?;
-    if meta.format_version != version {
+    let invalid =
+        |e: rancor::Error| corrupt(META_HEADER, &format!("invalid metadata archive: {e}"));
+    let undecodable =
+        |e: rancor::Error| corrupt(META_HEADER, &format!("undecodable metadata archive: {e}"));
+    let (archived_version, meta) = if version == 1 {
+        let archived =
+            rkyv::access::<v1::ArchivedShapeMeta, rancor::Error>(&aligned).map_err(invalid)?;
+        let old =
+            rkyv::deserialize::<v1::ShapeMeta, rancor::Error>(archived).map_err(undecodable)?;
+        (old.format_version, ShapeMeta::from(old))
+    } else {
+        let archived =
+            rkyv::access::<ArchivedShapeMeta, rancor::Error>(&aligned).map_err(invalid)?;
+        let meta = rkyv::deserialize::<ShapeMeta, rancor::Error>(archived).map_err(undecodable)?;
+        (meta.format_version, meta)
+    };
+    if archived_version != version {
         return Err(corrupt(
             META_HEADER,
             "archived format version differs from the header",
@@ -154,6 +226,16 @@ mod tests {
                 params: vec!["5".into()],
                 replica: 1,
                 log_mode: 0,
+                table_columns: vec![
+                    TableColumnRecord {
+                        name: "id".into(),
+                        type_oid: 23,
+                    },
+                    TableColumnRecord {
+                        name: "name".into(),
+                        type_oid: 25,
+                    },
+                ],
             },
         );
         m.snapshot = Some(SnapshotRecord {
@@ -187,12 +269,45 @@ mod tests {
     }
 
     #[test]
+    fn version_1_files_are_read_without_table_columns() {
+        let m = sample();
+        let d = &m.definition;
+        let old = v1::ShapeMeta {
+            format_version: 1,
+            handle: m.handle.clone(),
+            definition: v1::DefinitionRecord {
+                schema: d.schema.clone(),
+                table: d.table.clone(),
+                table_oid: d.table_oid,
+                columns: d.columns.clone(),
+                where_clause: d.where_clause.clone(),
+                params: d.params.clone(),
+                replica: d.replica,
+                log_mode: d.log_mode,
+            },
+            snapshot: m.snapshot.clone(),
+            snapshot_complete: m.snapshot_complete,
+            snapshot_chunks: m.snapshot_chunks,
+        };
+        let archive = rkyv::to_bytes::<rancor::Error>(&old).unwrap();
+        let mut bytes = META_MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&(archive.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&archive);
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        let mut want = m.clone();
+        want.definition.table_columns.clear();
+        assert_eq!(decode(Path::new("m"), &bytes).unwrap(), want);
+    }
+
+    #[test]
     fn other_versions_are_refused() {
         let mut bytes = encode(&sample());
-        bytes[8] = 2;
+        bytes[8] = 3;
         assert!(matches!(
             decode(Path::new("m"), &bytes),
-            Err(StorageError::UnsupportedVersion { found: 2, .. })
+            Err(StorageError::UnsupportedVersion { found: 3, .. })
         ));
     }
 }

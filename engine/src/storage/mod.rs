@@ -28,12 +28,15 @@ mod sync;
 pub use error::StorageError;
 pub use fsio::{sync_filesystem, PendingWrite};
 pub use lock::{LockError, StorageLock};
-pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord};
-pub use recover::{read_shape_meta, recover_shape, recover_shape_lazy, RecoveredChunk, RecoveredShape};
+pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord, TableColumnRecord};
+pub use recover::{
+    read_shape_meta, recover_shape, recover_shape_lazy, RecoveredChunk, RecoveredShape,
+};
 pub use scan::{list_stored, scan, scan_with_threads, ScanFailure, ScanResult, StoredShape};
 pub use store::{remove_shape_dir, ResumePoint, ShapeStore, StoreOptions};
 pub use sync::{SyncJob, SyncPoint};
 
-/// Version of every file in a shape directory, stored in `meta.rkyv`. A build refuses other
-/// versions ([`StorageError::UnsupportedVersion`]); a later release may migrate instead.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of every file in a shape directory, stored in `meta.rkyv`. Version 2 added the
+/// table's columns to the metadata; version 1 files are still read (without them). A build
+/// refuses other versions ([`StorageError::UnsupportedVersion`]).
+pub const FORMAT_VERSION: u32 = 2;

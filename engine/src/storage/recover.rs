@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 /// A closed chunk's two records in `chunks.data`: its bytes as served, and its entry index.
 pub type ChunkRecords = (ChunkPos, ChunkPos);
 
-
 /// A shape as found on disk, torn tail removed.
 #[derive(Debug)]
 pub struct RecoveredShape {
@@ -312,7 +311,15 @@ impl LogScan {
             pos: base + p as u64,
         };
         if let Some((last, commit_seen)) = self.awaiting_end {
-            return self.apply_before_end(r, seg, (last, commit_seen), here(pos), pos, next, here(next));
+            return self.apply_before_end(
+                r,
+                seg,
+                (last, commit_seen),
+                here(pos),
+                pos,
+                next,
+                here(next),
+            );
         }
         match r.kind {
             KIND_ENTRY => {
@@ -397,7 +404,10 @@ impl LogScan {
             }
             // Chunks the transaction closed: earlier ones (indexed too), then the last.
             KIND_CHUNK_END
-                if commit_seen && r.payload.is_empty() && offset.tx == last.tx && offset <= last =>
+                if commit_seen
+                    && r.payload.is_empty()
+                    && offset.tx == last.tx
+                    && offset <= last =>
             {
                 self.boundary = end;
                 if offset == last {
@@ -492,9 +502,8 @@ fn scan_log(
         while pos < buf.len() {
             match record::decode(&buf, pos) {
                 Decoded::Record(r, next) => {
-                    scan.apply(r, &buf, (s, base), pos, next).map_err(|what| {
-                        StorageError::corrupt(&path, base + pos as u64, what)
-                    })?;
+                    scan.apply(r, &buf, (s, base), pos, next)
+                        .map_err(|what| StorageError::corrupt(&path, base + pos as u64, what))?;
                     pos = next;
                 }
                 Decoded::Truncated => {
@@ -639,6 +648,8 @@ fn recover_chunk_data(
             .map_err(StorageError::at("truncate", &path))?;
         f.write_all_at(&tail, pos as u64)
             .map_err(StorageError::at("write", &path))?;
+        // The next start trusts it together with the index (written durably above).
+        fsio::fsync_file(&f, &path)?;
     }
     Ok((positions, len))
 }
@@ -780,7 +791,10 @@ fn finish(
         snapshot_chunks: p.snapshot_chunks.len() as u32,
         index_len: t.index_len,
         chunk_data_len: t.chunk_data_len,
-        last_offset: log.last().map(|(o, _)| *o).or(chunks.last().map(|c| c.last)),
+        last_offset: log
+            .last()
+            .map(|(o, _)| *o)
+            .or(chunks.last().map(|c| c.last)),
         last_commit_lsn: t.last_commit_lsn,
         last_chunk_end: chunks.last().map(|c| c.last),
         open_chunk,
@@ -935,7 +949,9 @@ fn chunk_headers(
         let h = record::decode_header(&header)?;
         let end = *pos + record::encoded_len(h.len) as u64;
         if h.kind != kind || LogOffset::new(h.tx, h.op) != at || end > file_len {
-            return Err(format!("chunks.data does not match chunks.idx at byte {pos}"));
+            return Err(format!(
+                "chunks.data does not match chunks.idx at byte {pos}"
+            ));
         }
         let found = ChunkPos {
             record_at: *pos,

@@ -77,11 +77,7 @@ pub fn list_stored(root: &Path) -> Result<Vec<Result<StoredShape, ScanFailure>>,
 }
 
 /// `f` over `dirs` on up to `threads` threads (at least 64 directories each), in order.
-fn in_parallel<T: Send>(
-    dirs: &[PathBuf],
-    threads: usize,
-    f: impl Fn(&Path) -> T + Sync,
-) -> Vec<T> {
+fn in_parallel<T: Send>(dirs: &[PathBuf], threads: usize, f: impl Fn(&Path) -> T + Sync) -> Vec<T> {
     let threads = threads.clamp(1, 64).min(dirs.len().div_ceil(64).max(1));
     let per = dirs.len().div_ceil(threads).max(1);
     let mut results: Vec<T> = Vec::with_capacity(dirs.len());

@@ -515,16 +515,16 @@ impl ShapeStore {
         }
         files.push((self.log.path().to_path_buf(), self.log.sync_handle()?));
         let (index_len, chunk_data_len) = (self.index.logical_len(), self.chunk_data.logical_len());
-        if index_len != self.index_synced {
-            files.push((self.index.path().to_path_buf(), self.index.sync_handle()?));
-        }
-        // Restart reads closed chunks from here without checking them against the log
-        // (`recover_shape_lazy`), so they are made durable with the index that names them.
+        // Restart reads closed chunks from chunks.data without checking them against the log
+        // (`recover_shape_lazy`), so they reach the disk before the index entries naming them.
         if chunk_data_len != self.chunk_data_synced {
             files.push((
                 self.chunk_data.path().to_path_buf(),
                 self.chunk_data.sync_handle()?,
             ));
+        }
+        if index_len != self.index_synced {
+            files.push((self.index.path().to_path_buf(), self.index.sync_handle()?));
         }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (_, d) in &self.dirs_pending {

@@ -54,6 +54,7 @@ pub fn meta(handle: &str) -> ShapeMeta {
             params: vec!["10".into()],
             replica: 0,
             log_mode: 0,
+            table_columns: Vec::new(),
         },
     )
 }

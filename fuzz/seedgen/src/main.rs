@@ -263,6 +263,7 @@ fn meta() -> ShapeMeta {
             params: vec!["5".into()],
             replica: 0,
             log_mode: 0,
+            table_columns: Vec::new(),
         },
     )
 }
