@@ -134,7 +134,10 @@ fn restart_time_with_many_shapes() {
     // In transactions of 1,000 rows (64 MiB with the default value size): a transaction over
     // 250 MiB stops replication (`ingest::assemble::MAX_TXN_BYTES`).
     for u in 0..updates {
+        let mut lsn = 0;
         for from in (0..n).step_by(1000) {
+            // Confirmation past the start of the last transaction covers them all.
+            lsn = pg.current_lsn();
             pg.exec(&format!(
                 "UPDATE t SET v = (SELECT string_agg(md5(random()::text || g::text || id || {u}), '') \
                  FROM generate_series(1, {}) g) WHERE id > {from} AND id <= {}",
@@ -142,8 +145,7 @@ fn restart_time_with_many_shapes() {
                 from + 1000
             ));
         }
-        let lsn = pg.current_lsn();
-        pg.wait_confirmed(lsn, Duration::from_secs(600));
+        pg.wait_confirmed(lsn + 1, Duration::from_secs(600));
     }
     if updates > 0 {
         eprintln!(
