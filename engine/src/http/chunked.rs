@@ -191,7 +191,10 @@ mod tests {
         // A line over the limit ending in a bare LF (complete at once, partial in pieces), and
         // a line of exactly the limit with its CRLF.
         let long = format!("5;x={}\nhello\r\n0\r\n\r\n", "a".repeat(MAX_SIZE_LINE));
-        let short = format!("5;x={}\r\nhello\r\n0\r\n\r\n", "a".repeat(MAX_SIZE_LINE - 6));
+        let short = format!(
+            "5;x={}\r\nhello\r\n0\r\n\r\n",
+            "a".repeat(MAX_SIZE_LINE - 6)
+        );
         for step in [1, 7, 1000, long.len()] {
             assert_eq!(
                 decode_in_steps(long.as_bytes(), step, 10),

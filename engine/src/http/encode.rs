@@ -97,6 +97,11 @@ impl Outgoing {
         outgoing
     }
 
+    /// The iovecs of the bytes to write next from memory (up to the next file part).
+    pub(crate) fn window(&self) -> &[libc::iovec] {
+        &self.iovecs
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.written == self.total
     }
@@ -109,6 +114,30 @@ impl Outgoing {
         );
         self.written += count;
         self.rebuild_window();
+    }
+
+    /// Whether the iovec window is followed by a file part: then the window is sent with
+    /// `MSG_MORE`, so that it leaves in the same TCP segment as the file's first bytes instead
+    /// of as a small segment of its own (each segment costs the loopback or NIC path, and the
+    /// client a wake-up).
+    pub(crate) fn window_before_file(&self) -> bool {
+        if self.iovecs.is_empty() || self.iovecs.len() == IOV_MAX {
+            return false;
+        }
+        // The window holds everything up to the first file part after the cursor.
+        let mut skip = self.written.saturating_sub(self.head.len());
+        for part in &self.parts {
+            let len = part.len() as usize;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            skip = 0;
+            if let Part::File(_) = part {
+                return true;
+            }
+        }
+        false
     }
 
     /// The file part the write position is in, as `(range from the position on)`; `None` when
