@@ -3,7 +3,7 @@
 use super::core::{Core, ShapeRef};
 use super::responses;
 use super::ShapeCall;
-use crate::http::{Body, Part, Response};
+use crate::http::{Body, Response};
 use bytes::Bytes;
 use protocol::headers as h;
 use protocol::offset::{LogOffset, OffsetParam};
@@ -194,34 +194,23 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         } else {
             core.last_lsn.get().max(slice.chunk_end.tx)
         };
-        let mut parts = Vec::with_capacity(slice.parts.len() + 3);
-        parts.push(Part::Mem(Bytes::from_static(b"[")));
-        let had_entries = slice.entries > 0;
-        parts.extend(slice.parts);
-        if up_to_date {
-            if had_entries {
-                parts.push(Part::Mem(Bytes::from_static(b",")));
-            }
-            parts.push(Part::Mem(Bytes::from(protocol::message::up_to_date(
-                global_lsn,
-            ))));
-        }
-        parts.push(Part::Mem(Bytes::from_static(b"]")));
+        let chunk_end = slice.chunk_end;
+        // `[` entries (`,` up-to-date) `]`: a whole closed chunk on disk is one file range.
+        let tail = up_to_date.then(|| Bytes::from(protocol::message::up_to_date(global_lsn)));
+        let parts = slice.into_body(tail);
         let mut r = responses::json(200, Bytes::new()).with_body(Body::Mixed(parts));
         add_shape_headers(
             core,
             call,
             &mut r,
             &handle,
-            slice.chunk_end,
+            chunk_end,
             Some(up_to_date),
             true,
             true,
         );
-        r.headers.push((
-            "etag".into(),
-            chunk_etag(&handle, after, slice.chunk_end).into(),
-        ));
+        r.headers
+            .push(("etag".into(), chunk_etag(&handle, after, chunk_end).into()));
         return r;
     }
 }
