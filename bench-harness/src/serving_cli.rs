@@ -60,6 +60,13 @@ pub struct CatchupArgs {
     pub seconds: u64,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Sets AMPERE_CHUNK_CACHE_BYTES to the working set (all chunk bodies) divided by this, so
+    /// that most chunks are served from their files (e.g. 4).
+    #[arg(long)]
+    pub working_set_ratio: Option<f64>,
+    /// Drops the page cache before every measured run (needs root).
+    #[arg(long)]
+    pub cold: bool,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +126,8 @@ pub fn catchup(args: &CatchupArgs) -> Result<Vec<Table>> {
         rounds: if quick { 1 } else { args.rounds },
         ampere_bin: locate_ampere(args.common.ampere_bin.as_deref())?,
         cores: args.common.cores(),
+        working_set_ratio: args.working_set_ratio,
+        cold: args.cold,
     };
     Ok(catchup::run(&options)?.tables)
 }

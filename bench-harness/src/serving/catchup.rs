@@ -7,6 +7,11 @@
 //! through all chunks (`spread`). nginx serves the saved files under `/c/<i>.json` with the same
 //! worker count as Ampere's cores. Each round starts every target fresh; the ratio is taken
 //! against nginx within the same round, and the table shows the median over rounds.
+//!
+//! `working_set_ratio` sets Ampere's chunk memory budget (`AMPERE_CHUNK_CACHE_BYTES`) to the
+//! total body bytes divided by it, so most chunks leave from the page cache with `sendfile`.
+//! `cold` empties the page cache (`sync; echo 3 > /proc/sys/vm/drop_caches`, root only) before
+//! every measured run, Ampere's and nginx's alike, so each run starts reading from the disk.
 
 use anyhow::{ensure, Context as _, Result};
 use engine::runtime::{uring_available, IoDriver};
@@ -31,6 +36,11 @@ pub struct CatchupOptions {
     pub ampere_bin: PathBuf,
     /// Ampere's cores and nginx's worker processes.
     pub cores: usize,
+    /// Working set (all chunk bodies) ÷ Ampere's chunk memory budget; `None` leaves the budget
+    /// to the environment (default 64 MiB).
+    pub working_set_ratio: Option<f64>,
+    /// Drop the page cache before every measured run.
+    pub cold: bool,
 }
 
 /// Who served a run.
@@ -57,6 +67,8 @@ pub struct CatchupRun {
     pub wrk: WrkResult,
     /// Mean body bytes of the URLs requested (weights equal: wrk cycles uniformly).
     pub body_bytes_per_request: f64,
+    /// 1-minute load average read just before the run.
+    pub load_before: f64,
 }
 
 impl CatchupRun {
@@ -89,21 +101,26 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
         .copied()
         .filter(|d| *d != IoDriver::Uring || uring_available())
         .collect();
-    let spec_for = |driver| ServerSpec {
+    let spec_for = |driver, budget: Option<u64>| ServerSpec {
         binary: options.ampere_bin.clone(),
         database_url: db.url(),
         driver,
         chunk_bytes: Some(options.chunk_bytes),
         long_poll_ms: None,
         cores: Some(options.cores),
-        env: Vec::new(),
+        env: budget
+            .map(|b| vec![("AMPERE_CHUNK_CACHE_BYTES", b.to_string())])
+            .unwrap_or_default(),
     };
 
     // The reference catch-up: its bodies become nginx's files.
     let reference = {
-        let server = AmpereServer::start(&spec_for(IoDriver::Epoll), "catchup_ref")?;
+        let server = AmpereServer::start(&spec_for(IoDriver::Epoll, None), "catchup_ref")?;
         fetch_shape(server.port, items::TABLE, true)?
     };
+    let budget = options
+        .working_set_ratio
+        .map(|ratio| (reference.body_bytes as f64 / ratio) as u64);
     ensure!(
         reference.rows == options.rows,
         "catch-up returned {} rows, the table holds {}",
@@ -129,8 +146,10 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
     for round in 0..options.rounds {
         for &driver in &drivers {
             stream_counter += 1;
-            let server =
-                AmpereServer::start(&spec_for(driver), &format!("catchup_{stream_counter}"))?;
+            let server = AmpereServer::start(
+                &spec_for(driver, budget),
+                &format!("catchup_{stream_counter}"),
+            )?;
             let fetch = fetch_shape(server.port, items::TABLE, true)?;
             check_same_bodies(&reference, &fetch)?;
             let paths: Vec<String> = fetch.chunks.iter().map(|c| c.path.clone()).collect();
@@ -171,7 +190,10 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
             });
         }
     }
-    let tables = vec![table(options, &reference, &runs, &drivers, same_index)];
+    let tables = vec![
+        table(options, &reference, &runs, &drivers, same_index, budget),
+        rounds_table(&runs, &drivers),
+    ];
     Ok(CatchupReport {
         chunks: reference.chunks.len(),
         rows_fetched: reference.rows,
@@ -189,6 +211,10 @@ fn drive(
     same_index: usize,
     pattern: Pattern,
 ) -> Result<CatchupRun> {
+    if options.cold {
+        drop_page_cache()?;
+    }
+    let load_before = load_average()?;
     let (urls, body_bytes_per_request) = match pattern {
         Pattern::Same => (vec![paths[same_index].clone()], sizes[same_index] as f64),
         Pattern::Spread => (
@@ -211,7 +237,71 @@ fn drive(
         pattern,
         wrk: result,
         body_bytes_per_request,
+        load_before,
     })
+}
+
+/// Writes dirty pages out and empties the page cache (needs root), so the next run reads
+/// every file from the disk.
+fn drop_page_cache() -> Result<()> {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .context("drop the page cache (--cold needs root)")
+}
+
+/// The 1-minute load average.
+fn load_average() -> Result<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").context("read /proc/loadavg")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("parse /proc/loadavg")
+}
+
+/// Every run: req/s of each target, the ratio to nginx in the same round and pattern, and the
+/// load average before each run.
+fn rounds_table(runs: &[CatchupRun], drivers: &[IoDriver]) -> Table {
+    let mut targets: Vec<Target> = drivers.iter().map(|d| Target::Ampere(*d)).collect();
+    targets.push(Target::Nginx);
+    let mut table = Table::new(
+        "Catch-up serving, every round",
+        &[
+            "round",
+            "pattern",
+            "server",
+            "req/s",
+            "× nginx",
+            "load before",
+        ],
+    );
+    let rounds = runs.iter().map(|r| r.round).max().map_or(0, |m| m + 1);
+    for round in 0..rounds {
+        for pattern in [Pattern::Same, Pattern::Spread] {
+            let base = runs
+                .iter()
+                .find(|b| b.target == Target::Nginx && b.pattern == pattern && b.round == round)
+                .map(|b| b.wrk.requests_per_second());
+            for &target in &targets {
+                let Some(run) = runs
+                    .iter()
+                    .find(|r| r.target == target && r.pattern == pattern && r.round == round)
+                else {
+                    continue;
+                };
+                let rps = run.wrk.requests_per_second();
+                table.row(vec![
+                    (round + 1).to_string(),
+                    pattern.label().to_string(),
+                    target.label(),
+                    grouped(rps),
+                    base.map_or_else(|| "-".to_string(), |b| format!("{:.2}", rps / b)),
+                    format!("{:.2}", run.load_before),
+                ]);
+            }
+        }
+    }
+    table
 }
 
 /// Every chunk but the last (whose up-to-date message carries a moving LSN) must be
@@ -260,6 +350,7 @@ fn table(
     runs: &[CatchupRun],
     drivers: &[IoDriver],
     same_index: usize,
+    budget: Option<u64>,
 ) -> Table {
     let mut table = Table::new(
         "Catch-up serving: Ampere vs nginx on the same chunk bodies",
@@ -337,6 +428,19 @@ fn table(
     table.note(
         "body MB/s = req/s × body bytes per request (10^6 B); wrk read MB/s includes response heads.",
     );
+    table.note(match budget {
+        Some(b) => format!(
+            "AMPERE_CHUNK_CACHE_BYTES={b}: the working set ({} B) is {:.1}× the budget.",
+            reference.body_bytes,
+            reference.body_bytes as f64 / b.max(1) as f64
+        ),
+        None => "AMPERE_CHUNK_CACHE_BYTES as in the environment (default 64 MiB).".to_string(),
+    });
+    table.note(if options.cold {
+        "cold: the page cache was dropped before every measured run (Ampere's and nginx's)."
+    } else {
+        "warm: the files were just written or read, so they are in the page cache."
+    });
     let errors: u64 = runs.iter().map(|r| r.wrk.socket_errors).sum();
     table.note(format!(
         "every response was 2xx; socket errors over all runs: {errors}"
