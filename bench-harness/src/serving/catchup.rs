@@ -143,7 +143,13 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
 
     let mut runs = Vec::new();
     let mut stream_counter = 0;
+    let mut targets: Vec<Target> = drivers.iter().map(|d| Target::Ampere(*d)).collect();
+    targets.push(Target::Nginx);
     for round in 0..options.rounds {
+        // Every target of the round is up at once (idle ones cost nothing) and their runs
+        // alternate, so the load of this shared machine moves between them as little as
+        // possible; the order rotates each round so no target always goes first.
+        let mut servers = Vec::new();
         for &driver in &drivers {
             stream_counter += 1;
             let server = AmpereServer::start(
@@ -153,41 +159,32 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
             let fetch = fetch_shape(server.port, items::TABLE, true)?;
             check_same_bodies(&reference, &fetch)?;
             let paths: Vec<String> = fetch.chunks.iter().map(|c| c.path.clone()).collect();
-            for pattern in [Pattern::Same, Pattern::Spread] {
-                let run = drive(
-                    options,
-                    &scratch,
-                    server.port,
-                    &paths,
-                    &sizes,
-                    same_index,
-                    pattern,
-                )?;
-                runs.push(CatchupRun {
-                    round,
-                    target: Target::Ampere(driver),
-                    ..run
-                });
-            }
+            servers.push((Target::Ampere(driver), server, paths));
         }
         let prefix = scratch.dir(&format!("nginx{round}"))?;
         let nginx = Nginx::start(&prefix, &www, options.cores, free_port()?)?;
         check_nginx_serves(&nginx, &nginx_paths[same_index], &reference, same_index)?;
+        let mut order = targets.clone();
+        order.rotate_left(round % targets.len());
         for pattern in [Pattern::Same, Pattern::Spread] {
-            let run = drive(
-                options,
-                &scratch,
-                nginx.port,
-                &nginx_paths,
-                &sizes,
-                same_index,
-                pattern,
-            )?;
-            runs.push(CatchupRun {
-                round,
-                target: Target::Nginx,
-                ..run
-            });
+            for &target in &order {
+                let (port, paths) = match target {
+                    Target::Nginx => (nginx.port, &nginx_paths),
+                    Target::Ampere(_) => {
+                        let (_, server, paths) = servers
+                            .iter()
+                            .find(|(t, _, _)| *t == target)
+                            .context("a server per driver")?;
+                        (server.port, paths)
+                    }
+                };
+                let run = drive(options, &scratch, port, paths, &sizes, same_index, pattern)?;
+                runs.push(CatchupRun {
+                    round,
+                    target,
+                    ..run
+                });
+            }
         }
     }
     let tables = vec![
