@@ -107,3 +107,24 @@ fn window_follows_partial_writes_and_caps_iovecs() {
         assert_eq!(chunk, [index as u8; 3]);
     }
 }
+
+#[test]
+fn content_length_digits_and_server_owned_names() {
+    for n in [0u64, 7, 10, 99, 1_000, 10_364, u64::MAX] {
+        let mut out = Vec::new();
+        push_decimal(&mut out, n);
+        assert_eq!(out, n.to_string().into_bytes());
+    }
+    for name in ["date", "Connection", "CONTENT-LENGTH", "transfer-encoding"] {
+        assert!(is_server_owned(name), "{name}");
+    }
+    for name in [
+        "dates",
+        "content-type",
+        "etag",
+        "connectio",
+        "electric-handle",
+    ] {
+        assert!(!is_server_owned(name), "{name}");
+    }
+}
