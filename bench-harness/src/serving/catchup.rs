@@ -69,6 +69,8 @@ pub struct CatchupRun {
     pub body_bytes_per_request: f64,
     /// 1-minute load average read just before the run.
     pub load_before: f64,
+    /// The server's CPU time per response, user and system, in µs (nginx: its workers).
+    pub cpu_us_per_request: (f64, f64),
 }
 
 impl CatchupRun {
@@ -168,20 +170,28 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
         order.rotate_left(round % targets.len());
         for pattern in [Pattern::Same, Pattern::Spread] {
             for &target in &order {
-                let (port, paths) = match target {
-                    Target::Nginx => (nginx.port, &nginx_paths),
+                let (port, paths, pids) = match target {
+                    Target::Nginx => (nginx.port, &nginx_paths, nginx_pids(nginx.pid())),
                     Target::Ampere(_) => {
                         let (_, server, paths) = servers
                             .iter()
                             .find(|(t, _, _)| *t == target)
                             .context("a server per driver")?;
-                        (server.port, paths)
+                        (server.port, paths, vec![server.pid()])
                     }
                 };
+                let cpu_before = cpu_seconds(&pids)?;
                 let run = drive(options, &scratch, port, paths, &sizes, same_index, pattern)?;
+                let cpu = cpu_seconds(&pids)?;
+                let requests = run.wrk.requests.max(1) as f64;
+                let cpu_us_per_request = (
+                    (cpu.0 - cpu_before.0) * 1e6 / requests,
+                    (cpu.1 - cpu_before.1) * 1e6 / requests,
+                );
                 runs.push(CatchupRun {
                     round,
                     target,
+                    cpu_us_per_request,
                     ..run
                 });
             }
@@ -235,7 +245,46 @@ fn drive(
         wrk: result,
         body_bytes_per_request,
         load_before,
+        cpu_us_per_request: (0.0, 0.0),
     })
+}
+
+/// nginx's worker processes (the master's children): they serve, the master only waits.
+fn nginx_pids(master: u32) -> Vec<u32> {
+    let path = format!("/proc/{master}/task/{master}/children");
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// User and system CPU seconds used so far by `pids` (every thread), from `/proc/<pid>/stat`.
+/// Server CPU per response is what bounds throughput here, as wrk shares the cores, and it
+/// varies far less with other jobs' load than requests/s.
+fn cpu_seconds(pids: &[u32]) -> Result<(f64, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (mut user, mut system) = (0u64, 0u64);
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("read /proc/{pid}/stat"))?;
+        // The fields after the command name, which ends with the line's last `)`.
+        let rest = stat.rsplit_once(')').context("stat format")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line: 12th and 13th after the `)`.
+        user += fields
+            .get(11)
+            .and_then(|f| f.parse::<u64>().ok())
+            .context("utime")?;
+        system += fields
+            .get(12)
+            .and_then(|f| f.parse::<u64>().ok())
+            .context("stime")?;
+    }
+    Ok((user as f64 / ticks, system as f64 / ticks))
 }
 
 /// Writes dirty pages out and empties the page cache (needs root), so the next run reads
@@ -269,6 +318,7 @@ fn rounds_table(runs: &[CatchupRun], drivers: &[IoDriver]) -> Table {
             "server",
             "req/s",
             "× nginx",
+            "CPU µs/resp (user+sys)",
             "load before",
         ],
     );
@@ -293,6 +343,12 @@ fn rounds_table(runs: &[CatchupRun], drivers: &[IoDriver]) -> Table {
                     target.label(),
                     grouped(rps),
                     base.map_or_else(|| "-".to_string(), |b| format!("{:.2}", rps / b)),
+                    format!(
+                        "{:.1} ({:.1}+{:.1})",
+                        run.cpu_us_per_request.0 + run.cpu_us_per_request.1,
+                        run.cpu_us_per_request.0,
+                        run.cpu_us_per_request.1
+                    ),
                     format!("{:.2}", run.load_before),
                 ]);
             }
@@ -359,6 +415,7 @@ fn table(
             "wrk read MB/s",
             "avg latency",
             "× nginx (req/s)",
+            "server CPU µs/resp",
         ],
     );
     let mut targets: Vec<Target> = drivers.iter().map(|d| Target::Ampere(*d)).collect();
@@ -400,6 +457,13 @@ fn table(
                     "1.00".to_string()
                 } else {
                     format!("{:.2}", median_f64(&mut ratios))
+                },
+                {
+                    let mut cpu: Vec<f64> = mine
+                        .iter()
+                        .map(|r| r.cpu_us_per_request.0 + r.cpu_us_per_request.1)
+                        .collect();
+                    format!("{:.1}", median_f64(&mut cpu))
                 },
             ]);
         }
