@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use bench_harness::bench_decode::{self, DecodeOptions};
 use bench_harness::bench_drain::{self, DrainOptions};
-use bench_harness::serving_cli::{self, CatchupArgs, InitialSyncArgs, LongPollArgs, SnapshotArgs};
+use bench_harness::serving_cli::{
+    self, CatchupArgs, CatchupCallgrindArgs, InitialSyncArgs, LongPollArgs, SnapshotArgs,
+};
 use bench_harness::workload::Workload;
 use bench_harness::{callgrind, machine, report};
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +32,9 @@ enum Command {
     Drain(DrainArgs),
     /// Catch-up chunk serving: Ampere vs nginx on the same bytes, driven by wrk.
     Catchup(CatchupArgs),
+    /// Instructions per catch-up response by component, under callgrind (file vs memory, by
+    /// chunk size): shows that body bytes are not copied.
+    CatchupCallgrind(CatchupCallgrindArgs),
     /// Server memory per held live long-poll, then one write completing them all.
     Longpoll(LongPollArgs),
     /// Initial sync of a large table: time, rows/s, peak RSS.
@@ -177,6 +182,14 @@ fn main() -> Result<()> {
                 &tables,
                 &preamble("catchup"),
                 args.common.markdown.as_deref(),
+            )
+        }
+        Command::CatchupCallgrind(args) => {
+            let tables = serving_cli::catchup_callgrind(&args)?;
+            report::emit(
+                &tables,
+                &preamble("catchup-callgrind"),
+                args.markdown.as_deref(),
             )
         }
         Command::Longpoll(args) => {

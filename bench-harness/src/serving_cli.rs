@@ -11,7 +11,7 @@ use engine::runtime::IoDriver;
 use crate::report::Table;
 use crate::serving::server::locate_ampere;
 use crate::serving::wrk::WrkSpec;
-use crate::serving::{catchup, initial_sync, longpoll};
+use crate::serving::{catchup, catchup_callgrind, initial_sync, longpoll};
 use crate::snapshot_bench;
 
 /// Flags every serving benchmark shares.
@@ -60,6 +60,31 @@ pub struct CatchupArgs {
     pub seconds: u64,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Sets AMPERE_CHUNK_CACHE_BYTES to the working set (all chunk bodies) divided by this, so
+    /// that most chunks are served from their files (e.g. 4).
+    #[arg(long)]
+    pub working_set_ratio: Option<f64>,
+    /// Drops the page cache before every measured run (needs root).
+    #[arg(long)]
+    pub cold: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CatchupCallgrindArgs {
+    /// The `ampere` binary (default: next to this executable, else target/release/ampere).
+    #[arg(long, env = "AMPERE_BIN")]
+    pub ampere_bin: Option<PathBuf>,
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD values to compare.
+    #[arg(long, value_delimiter = ',', default_value = "10240,102400")]
+    pub chunk_bytes: Vec<u64>,
+    /// Requests counted per measurement.
+    #[arg(long, default_value_t = 1_000)]
+    pub requests: u64,
+    /// Append the tables as markdown to this file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -119,8 +144,19 @@ pub fn catchup(args: &CatchupArgs) -> Result<Vec<Table>> {
         rounds: if quick { 1 } else { args.rounds },
         ampere_bin: locate_ampere(args.common.ampere_bin.as_deref())?,
         cores: args.common.cores(),
+        working_set_ratio: args.working_set_ratio,
+        cold: args.cold,
     };
     Ok(catchup::run(&options)?.tables)
+}
+
+pub fn catchup_callgrind(args: &CatchupCallgrindArgs) -> Result<Vec<Table>> {
+    catchup_callgrind::run(&catchup_callgrind::CallgrindOptions {
+        rows: args.rows,
+        chunk_sizes: args.chunk_bytes.clone(),
+        requests: args.requests,
+        ampere_bin: locate_ampere(args.ampere_bin.as_deref())?,
+    })
 }
 
 pub fn long_poll(args: &LongPollArgs) -> Result<Vec<Table>> {

@@ -67,6 +67,9 @@ fn catchup_serves_every_row_from_ampere_and_nginx() {
         rounds: 1,
         ampere_bin: ampere_bin(),
         cores: 1,
+        // Most chunks from their files, as in the disk-serving measurement.
+        working_set_ratio: Some(4.0),
+        cold: false,
     })
     .expect("catch-up benchmark runs");
     assert_eq!(report.rows_fetched, 3_000);

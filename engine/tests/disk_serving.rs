@@ -10,8 +10,9 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use support::crash::{CrashOpts, Restartable};
-use support::{Client, Env, Opts};
+use support::{Client, Env, Follower, Opts};
 
 /// Follows a shape from `offset=-1` to up-to-date; returns the rows by id, the handle, and the
 /// status of the first non-200 answer if any.
@@ -260,4 +261,141 @@ fn a_damaged_real_log_chunk_after_a_restart_gets_409() {
     assert_ne!(rebuilt, handle);
     assert_eq!(again, rows.0);
     server.stop();
+}
+
+/// Closed real-log chunks are served from `chunks.data`, whose records hold each chunk as its
+/// response body, brackets included (a whole chunk is one file range): a whole chunk, a request
+/// from inside a closed chunk, and a chunk that ends at the log end (its up-to-date message
+/// goes before the `]`) answer what a server holding every chunk in memory answers.
+#[test]
+fn closed_log_chunks_on_disk_answer_as_from_memory() {
+    let cluster = support::cluster();
+    let opts = |budget: &str| Opts {
+        cores: 1,
+        chunk_bytes: Some(1024),
+        env: vec![("AMPERE_CHUNK_CACHE_BYTES", budget.to_string())],
+        ..Opts::default()
+    };
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE t (id int PRIMARY KEY, pad text); INSERT INTO t VALUES (0, 'seed');",
+        opts("0"),
+    );
+    // The same shape on a second server whose budget keeps every closed chunk in memory.
+    let memory = support::Server::start(&env.db.url(), opts("67108864"));
+    let (mut disk_f, _) = Follower::start(env.client(), "table=t");
+    let (mut mem_f, _) = Follower::start(memory.client(), "table=t");
+    for f in [&mut disk_f, &mut mem_f] {
+        while !f.next(false).has("electric-up-to-date") {}
+    }
+    // Two rows, followed live: the followers' position is then inside the first real-log
+    // chunk, which the rows below close.
+    env.sql("INSERT INTO t SELECT g, repeat('a', 50) FROM generate_series(1, 2) g");
+    for f in [&mut disk_f, &mut mem_f] {
+        support::wait_until("the two rows replicated", Duration::from_secs(30), || {
+            let r = f.next(true);
+            r.expect(200);
+            r.body_str().contains(r#""id":"2""#)
+        });
+    }
+    assert_eq!(disk_f.offset, mem_f.offset);
+    // Rows in several transactions close chunks after that position; the last row is larger
+    // than a chunk, so the log ends exactly at a chunk's end.
+    for i in 0..8 {
+        let first = 10 + i * 4;
+        env.sql(&format!(
+            "INSERT INTO t SELECT g, repeat('b', 60) FROM generate_series({first}, {}) g",
+            first + 3
+        ));
+    }
+    env.sql("INSERT INTO t VALUES (1000, repeat('z', 2000))");
+    // Both servers have every row once a live request from the start position sees id 1000.
+    let inside = disk_f.offset.clone();
+    for f in [&disk_f, &mem_f] {
+        let mut at = f.offset.clone();
+        support::wait_until("the last row replicated", Duration::from_secs(30), || {
+            let r = f.client.get(&format!(
+                "/v1/shape?table=t&handle={}&offset={at}&live=true",
+                f.handle
+            ));
+            r.expect(200);
+            at = r.offset();
+            r.body_str().contains("zzzz")
+        });
+    }
+    // A request from the first real-log entry: that offset lies inside a closed chunk.
+    let first_row = disk_f.client.get(&format!(
+        "/v1/shape?table=t&handle={}&offset={inside}",
+        disk_f.handle
+    ));
+    first_row.expect(200);
+    let first_ops = first_row.items();
+    assert!(first_ops.len() >= 2, "{}", first_row.body_str());
+
+    // Catch up from the position after the snapshot on both servers: same offsets, same
+    // messages (control messages carry each server's last seen LSN, so those are compared by
+    // kind), and every body is a JSON array whose length is the content-length.
+    let (mut at_disk, mut at_mem) = (inside.clone(), inside.clone());
+    let mut ids = Vec::new();
+    let mut responses = 0;
+    loop {
+        let d = disk_f.client.get(&format!(
+            "/v1/shape?table=t&handle={}&offset={at_disk}",
+            disk_f.handle
+        ));
+        let m = mem_f.client.get(&format!(
+            "/v1/shape?table=t&handle={}&offset={at_mem}",
+            mem_f.handle
+        ));
+        d.expect(200);
+        m.expect(200);
+        assert_eq!(d.h("content-length"), d.body.len().to_string());
+        assert_eq!(d.offset(), m.offset(), "chunk boundaries differ");
+        let (d_items, m_items) = (d.items(), m.items());
+        assert_eq!(
+            d_items.len(),
+            m_items.len(),
+            "{}\n{}",
+            d.body_str(),
+            m.body_str()
+        );
+        for (a, b) in d_items.iter().zip(&m_items) {
+            if a["headers"]["control"].is_string() {
+                assert_eq!(a["headers"]["control"], b["headers"]["control"]);
+            } else {
+                assert_eq!(a, b);
+                ids.push(a["value"]["id"].as_str().expect("id").to_string());
+            }
+        }
+        responses += 1;
+        if d.has("electric-up-to-date") {
+            // The last chunk ends at the log end: its entries, then the up-to-date message.
+            let last = d_items.last().expect("up-to-date message");
+            assert_eq!(last["headers"]["control"], "up-to-date", "{}", d.body_str());
+            assert!(d_items.len() >= 2, "{}", d.body_str());
+            break;
+        }
+        at_disk = d.offset();
+        at_mem = m.offset();
+    }
+    assert!(
+        responses >= 3,
+        "{responses} responses: too few closed chunks"
+    );
+    // Every row after the position once, in commit order; the first response started inside
+    // the chunk with the two rows' successor.
+    let want: Vec<String> = (10..42)
+        .chain(std::iter::once(1000))
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(ids, want);
+    assert_eq!(first_ops[0]["value"]["id"], "10");
+    // HEAD of a whole chunk from disk announces the same length and sends no body.
+    let r = disk_f.client.request(
+        "HEAD",
+        &format!("/v1/shape?table=t&handle={}&offset={inside}", disk_f.handle),
+        &[],
+    );
+    assert_eq!(r.h("content-length"), first_row.body.len().to_string());
+    assert!(r.body.is_empty());
 }

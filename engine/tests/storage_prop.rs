@@ -184,7 +184,7 @@ proptest! {
             let mut intact = true;
             for (i, want) in model.snapshot.iter().enumerate().take(rec.snapshot_chunks.len()) {
                 match rec.read_snapshot_chunk(i) {
-                    Ok(got) => prop_assert_eq!(&got, want),
+                    Ok(got) => prop_assert_eq!(got, recorded(want)),
                     Err(e) => {
                         prop_assert!(e.is_corruption(), "{}", e);
                         intact = false;

@@ -203,7 +203,7 @@ fn a_damaged_snapshot_payload_is_refused_when_read() {
     let n = rec.snapshot_chunks.len();
     assert_eq!(n, model.snapshot.len());
     for (i, want) in model.snapshot[..n - 1].iter().enumerate() {
-        assert_eq!(&rec.read_snapshot_chunk(i).unwrap(), want);
+        assert_eq!(rec.read_snapshot_chunk(i).unwrap(), recorded(want));
     }
     let e = rec
         .read_snapshot_chunk(n - 1)
@@ -298,7 +298,7 @@ fn chunk_data_bytes(rec: &engine::storage::RecoveredShape) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The model's closed chunks joined as the engine serves them.
+/// The model's closed chunks joined as the engine serves them (in brackets).
 fn joined_chunks(model: &Model) -> Vec<Vec<u8>> {
     let entries = model.entries();
     let mut out = Vec::new();
@@ -306,7 +306,7 @@ fn joined_chunks(model: &Model) -> Vec<Vec<u8>> {
     for end in &model.chunk_ends {
         let to = entries.iter().position(|(o, _)| o == end).unwrap();
         let parts: Vec<&[u8]> = entries[from..=to].iter().map(|(_, p)| &p[..]).collect();
-        out.push(parts.join(&b","[..]));
+        out.push(recorded(&parts.join(&b","[..])));
         from = to + 1;
     }
     out
@@ -379,4 +379,42 @@ fn chunk_data_is_recovered_and_rebuilt_from_the_log_when_missing_or_damaged() {
         assert_eq!(chunk_data_bytes(&rec), want);
         assert_eq!(std::fs::read(&path).unwrap(), original);
     }
+}
+
+/// `chunks.data` written before chunk records had brackets (bare entries): recovery finds the
+/// records unlike the log's chunks and rewrites them, so a closed chunk is always served as
+/// one file range (its payload is the whole response body).
+#[test]
+fn chunk_data_without_brackets_is_rewritten_with_them() {
+    use engine::storage::record::{self, KIND_CHUNK_DATA, KIND_CHUNK_INDEX};
+    let tmp = TempDir::new("chunk-data-bare");
+    let root = tmp.path();
+    let (dir, model, _) = four_txns(root, &handle(36));
+    let want = joined_chunks(&model);
+    let path = dir.join("chunks.data");
+    let current = std::fs::read(&path).unwrap();
+    // The same records with the brackets taken off the CHUNK_DATA payloads.
+    let mut bare = Vec::new();
+    let mut at = 0;
+    while let record::Decoded::Record(r, next) = record::decode(&current, at) {
+        let payload = if r.kind == KIND_CHUNK_DATA {
+            assert_eq!((r.payload[0], r.payload[r.payload.len() - 1]), (b'[', b']'));
+            &r.payload[1..r.payload.len() - 1]
+        } else {
+            assert_eq!(r.kind, KIND_CHUNK_INDEX);
+            r.payload
+        };
+        record::encode(&mut bare, r.kind, r.tx, r.op, payload);
+        at = next;
+    }
+    assert_eq!(at, current.len(), "every record read");
+    std::fs::write(&path, &bare).unwrap();
+
+    let rec = only_shape(root);
+    assert_eq!(chunk_data_bytes(&rec), want);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        current,
+        "rewritten with brackets"
+    );
 }

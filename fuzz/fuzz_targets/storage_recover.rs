@@ -300,7 +300,8 @@ fn check_shape(shape: &RecoveredShape) {
 }
 
 /// Each closed chunk has two consecutive `chunks.data` records, in chunk order: its entries
-/// comma-joined as served (CHUNK_DATA), then where each entry starts in them (CHUNK_INDEX).
+/// comma-joined in brackets as served (CHUNK_DATA), then where each entry starts in them
+/// (CHUNK_INDEX).
 fn check_chunk_data(shape: &RecoveredShape) {
 
     let file = std::fs::read(shape.dir.join(CHUNK_DATA_FILE)).expect("recovery leaves chunks.data");
@@ -342,17 +343,19 @@ fn check_chunk_data(shape: &RecoveredShape) {
     }
 }
 
-/// A closed chunk as the engine writes it: its entries comma-joined, and its entry index.
+/// A closed chunk as the engine writes it: its entries comma-joined in brackets (the response
+/// body for the whole chunk), and its entry index (starts counted from the first entry).
 fn served(entries: &[(LogOffset, bytes::Bytes)]) -> (Vec<u8>, Vec<u8>) {
-    let mut out = Vec::new();
+    let mut out = vec![b'['];
     let mut starts = Vec::new();
     for (i, (offset, entry)) in entries.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        starts.push((*offset, u32::try_from(out.len()).expect("small chunks")));
+        starts.push((*offset, u32::try_from(out.len() - 1).expect("small chunks")));
         out.extend_from_slice(entry);
     }
+    out.push(b']');
     (out, encode_chunk_index(starts))
 }
 

@@ -123,7 +123,16 @@ pub fn etag(
     response_offset: &str,
     no_changes_suffix: Option<u64>,
 ) -> String {
-    let mut value = format!("\"{handle}:{request_offset}:{response_offset}");
+    // Pushed piece by piece: every shape response carries one, and `format!` costs several
+    // times as much.
+    let mut value =
+        String::with_capacity(handle.len() + request_offset.len() + response_offset.len() + 26);
+    value.push('"');
+    value.push_str(handle);
+    value.push(':');
+    value.push_str(request_offset);
+    value.push(':');
+    value.push_str(response_offset);
     if let Some(suffix) = no_changes_suffix {
         value.push(':');
         value.push_str(&suffix.to_string());

@@ -7,6 +7,11 @@
 //! through all chunks (`spread`). nginx serves the saved files under `/c/<i>.json` with the same
 //! worker count as Ampere's cores. Each round starts every target fresh; the ratio is taken
 //! against nginx within the same round, and the table shows the median over rounds.
+//!
+//! `working_set_ratio` sets Ampere's chunk memory budget (`AMPERE_CHUNK_CACHE_BYTES`) to the
+//! total body bytes divided by it, so most chunks leave from the page cache with `sendfile`.
+//! `cold` empties the page cache (`sync; echo 3 > /proc/sys/vm/drop_caches`, root only) before
+//! every measured run, Ampere's and nginx's alike, so each run starts reading from the disk.
 
 use anyhow::{ensure, Context as _, Result};
 use engine::runtime::{uring_available, IoDriver};
@@ -31,6 +36,11 @@ pub struct CatchupOptions {
     pub ampere_bin: PathBuf,
     /// Ampere's cores and nginx's worker processes.
     pub cores: usize,
+    /// Working set (all chunk bodies) ÷ Ampere's chunk memory budget; `None` leaves the budget
+    /// to the environment (default 64 MiB).
+    pub working_set_ratio: Option<f64>,
+    /// Drop the page cache before every measured run.
+    pub cold: bool,
 }
 
 /// Who served a run.
@@ -57,6 +67,10 @@ pub struct CatchupRun {
     pub wrk: WrkResult,
     /// Mean body bytes of the URLs requested (weights equal: wrk cycles uniformly).
     pub body_bytes_per_request: f64,
+    /// 1-minute load average read just before the run.
+    pub load_before: f64,
+    /// The server's CPU time per response, user and system, in µs (nginx: its workers).
+    pub cpu_us_per_request: (f64, f64),
 }
 
 impl CatchupRun {
@@ -89,21 +103,26 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
         .copied()
         .filter(|d| *d != IoDriver::Uring || uring_available())
         .collect();
-    let spec_for = |driver| ServerSpec {
+    let spec_for = |driver, budget: Option<u64>| ServerSpec {
         binary: options.ampere_bin.clone(),
         database_url: db.url(),
         driver,
         chunk_bytes: Some(options.chunk_bytes),
         long_poll_ms: None,
         cores: Some(options.cores),
-        env: Vec::new(),
+        env: budget
+            .map(|b| vec![("AMPERE_CHUNK_CACHE_BYTES", b.to_string())])
+            .unwrap_or_default(),
     };
 
     // The reference catch-up: its bodies become nginx's files.
     let reference = {
-        let server = AmpereServer::start(&spec_for(IoDriver::Epoll), "catchup_ref")?;
+        let server = AmpereServer::start(&spec_for(IoDriver::Epoll, None), "catchup_ref")?;
         fetch_shape(server.port, items::TABLE, true)?
     };
+    let budget = options
+        .working_set_ratio
+        .map(|ratio| (reference.body_bytes as f64 / ratio) as u64);
     ensure!(
         reference.rows == options.rows,
         "catch-up returned {} rows, the table holds {}",
@@ -126,52 +145,62 @@ pub fn run(options: &CatchupOptions) -> Result<CatchupReport> {
 
     let mut runs = Vec::new();
     let mut stream_counter = 0;
+    let mut targets: Vec<Target> = drivers.iter().map(|d| Target::Ampere(*d)).collect();
+    targets.push(Target::Nginx);
     for round in 0..options.rounds {
+        // Every target of the round is up at once (idle ones cost nothing) and their runs
+        // alternate, so the load of this shared machine moves between them as little as
+        // possible; the order rotates each round so no target always goes first.
+        let mut servers = Vec::new();
         for &driver in &drivers {
             stream_counter += 1;
-            let server =
-                AmpereServer::start(&spec_for(driver), &format!("catchup_{stream_counter}"))?;
+            let server = AmpereServer::start(
+                &spec_for(driver, budget),
+                &format!("catchup_{stream_counter}"),
+            )?;
             let fetch = fetch_shape(server.port, items::TABLE, true)?;
             check_same_bodies(&reference, &fetch)?;
             let paths: Vec<String> = fetch.chunks.iter().map(|c| c.path.clone()).collect();
-            for pattern in [Pattern::Same, Pattern::Spread] {
-                let run = drive(
-                    options,
-                    &scratch,
-                    server.port,
-                    &paths,
-                    &sizes,
-                    same_index,
-                    pattern,
-                )?;
-                runs.push(CatchupRun {
-                    round,
-                    target: Target::Ampere(driver),
-                    ..run
-                });
-            }
+            servers.push((Target::Ampere(driver), server, paths));
         }
         let prefix = scratch.dir(&format!("nginx{round}"))?;
         let nginx = Nginx::start(&prefix, &www, options.cores, free_port()?)?;
         check_nginx_serves(&nginx, &nginx_paths[same_index], &reference, same_index)?;
+        let mut order = targets.clone();
+        order.rotate_left(round % targets.len());
         for pattern in [Pattern::Same, Pattern::Spread] {
-            let run = drive(
-                options,
-                &scratch,
-                nginx.port,
-                &nginx_paths,
-                &sizes,
-                same_index,
-                pattern,
-            )?;
-            runs.push(CatchupRun {
-                round,
-                target: Target::Nginx,
-                ..run
-            });
+            for &target in &order {
+                let (port, paths, pids) = match target {
+                    Target::Nginx => (nginx.port, &nginx_paths, nginx_pids(nginx.pid())),
+                    Target::Ampere(_) => {
+                        let (_, server, paths) = servers
+                            .iter()
+                            .find(|(t, _, _)| *t == target)
+                            .context("a server per driver")?;
+                        (server.port, paths, vec![server.pid()])
+                    }
+                };
+                let cpu_before = cpu_seconds(&pids)?;
+                let run = drive(options, &scratch, port, paths, &sizes, same_index, pattern)?;
+                let cpu = cpu_seconds(&pids)?;
+                let requests = run.wrk.requests.max(1) as f64;
+                let cpu_us_per_request = (
+                    (cpu.0 - cpu_before.0) * 1e6 / requests,
+                    (cpu.1 - cpu_before.1) * 1e6 / requests,
+                );
+                runs.push(CatchupRun {
+                    round,
+                    target,
+                    cpu_us_per_request,
+                    ..run
+                });
+            }
         }
     }
-    let tables = vec![table(options, &reference, &runs, &drivers, same_index)];
+    let tables = vec![
+        table(options, &reference, &runs, &drivers, same_index, budget),
+        rounds_table(&runs, &drivers),
+    ];
     Ok(CatchupReport {
         chunks: reference.chunks.len(),
         rows_fetched: reference.rows,
@@ -189,6 +218,10 @@ fn drive(
     same_index: usize,
     pattern: Pattern,
 ) -> Result<CatchupRun> {
+    if options.cold {
+        drop_page_cache()?;
+    }
+    let load_before = load_average()?;
     let (urls, body_bytes_per_request) = match pattern {
         Pattern::Same => (vec![paths[same_index].clone()], sizes[same_index] as f64),
         Pattern::Spread => (
@@ -211,7 +244,117 @@ fn drive(
         pattern,
         wrk: result,
         body_bytes_per_request,
+        load_before,
+        cpu_us_per_request: (0.0, 0.0),
     })
+}
+
+/// nginx's worker processes (the master's children): they serve, the master only waits.
+fn nginx_pids(master: u32) -> Vec<u32> {
+    let path = format!("/proc/{master}/task/{master}/children");
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// User and system CPU seconds used so far by `pids` (every thread), from `/proc/<pid>/stat`.
+/// Server CPU per response is what bounds throughput here, as wrk shares the cores, and it
+/// varies far less with other jobs' load than requests/s.
+fn cpu_seconds(pids: &[u32]) -> Result<(f64, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (mut user, mut system) = (0u64, 0u64);
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("read /proc/{pid}/stat"))?;
+        // The fields after the command name, which ends with the line's last `)`.
+        let rest = stat.rsplit_once(')').context("stat format")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line: 12th and 13th after the `)`.
+        user += fields
+            .get(11)
+            .and_then(|f| f.parse::<u64>().ok())
+            .context("utime")?;
+        system += fields
+            .get(12)
+            .and_then(|f| f.parse::<u64>().ok())
+            .context("stime")?;
+    }
+    Ok((user as f64 / ticks, system as f64 / ticks))
+}
+
+/// Writes dirty pages out and empties the page cache (needs root), so the next run reads
+/// every file from the disk.
+fn drop_page_cache() -> Result<()> {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .context("drop the page cache (--cold needs root)")
+}
+
+/// The 1-minute load average.
+fn load_average() -> Result<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").context("read /proc/loadavg")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("parse /proc/loadavg")
+}
+
+/// Every run: req/s of each target, the ratio to nginx in the same round and pattern, and the
+/// load average before each run.
+fn rounds_table(runs: &[CatchupRun], drivers: &[IoDriver]) -> Table {
+    let mut targets: Vec<Target> = drivers.iter().map(|d| Target::Ampere(*d)).collect();
+    targets.push(Target::Nginx);
+    let mut table = Table::new(
+        "Catch-up serving, every round",
+        &[
+            "round",
+            "pattern",
+            "server",
+            "req/s",
+            "× nginx",
+            "CPU µs/resp (user+sys)",
+            "load before",
+        ],
+    );
+    let rounds = runs.iter().map(|r| r.round).max().map_or(0, |m| m + 1);
+    for round in 0..rounds {
+        for pattern in [Pattern::Same, Pattern::Spread] {
+            let base = runs
+                .iter()
+                .find(|b| b.target == Target::Nginx && b.pattern == pattern && b.round == round)
+                .map(|b| b.wrk.requests_per_second());
+            for &target in &targets {
+                let Some(run) = runs
+                    .iter()
+                    .find(|r| r.target == target && r.pattern == pattern && r.round == round)
+                else {
+                    continue;
+                };
+                let rps = run.wrk.requests_per_second();
+                table.row(vec![
+                    (round + 1).to_string(),
+                    pattern.label().to_string(),
+                    target.label(),
+                    grouped(rps),
+                    base.map_or_else(|| "-".to_string(), |b| format!("{:.2}", rps / b)),
+                    format!(
+                        "{:.1} ({:.1}+{:.1})",
+                        run.cpu_us_per_request.0 + run.cpu_us_per_request.1,
+                        run.cpu_us_per_request.0,
+                        run.cpu_us_per_request.1
+                    ),
+                    format!("{:.2}", run.load_before),
+                ]);
+            }
+        }
+    }
+    table
 }
 
 /// Every chunk but the last (whose up-to-date message carries a moving LSN) must be
@@ -260,6 +403,7 @@ fn table(
     runs: &[CatchupRun],
     drivers: &[IoDriver],
     same_index: usize,
+    budget: Option<u64>,
 ) -> Table {
     let mut table = Table::new(
         "Catch-up serving: Ampere vs nginx on the same chunk bodies",
@@ -271,6 +415,7 @@ fn table(
             "wrk read MB/s",
             "avg latency",
             "× nginx (req/s)",
+            "server CPU µs/resp",
         ],
     );
     let mut targets: Vec<Target> = drivers.iter().map(|d| Target::Ampere(*d)).collect();
@@ -313,6 +458,13 @@ fn table(
                 } else {
                     format!("{:.2}", median_f64(&mut ratios))
                 },
+                {
+                    let mut cpu: Vec<f64> = mine
+                        .iter()
+                        .map(|r| r.cpu_us_per_request.0 + r.cpu_us_per_request.1)
+                        .collect();
+                    format!("{:.1}", median_f64(&mut cpu))
+                },
             ]);
         }
     }
@@ -337,6 +489,19 @@ fn table(
     table.note(
         "body MB/s = req/s × body bytes per request (10^6 B); wrk read MB/s includes response heads.",
     );
+    table.note(match budget {
+        Some(b) => format!(
+            "AMPERE_CHUNK_CACHE_BYTES={b}: the working set ({} B) is {:.1}× the budget.",
+            reference.body_bytes,
+            reference.body_bytes as f64 / b.max(1) as f64
+        ),
+        None => "AMPERE_CHUNK_CACHE_BYTES as in the environment (default 64 MiB).".to_string(),
+    });
+    table.note(if options.cold {
+        "cold: the page cache was dropped before every measured run (Ampere's and nginx's)."
+    } else {
+        "warm: the files were just written or read, so they are in the page cache."
+    });
     let errors: u64 = runs.iter().map(|r| r.wrk.socket_errors).sum();
     table.note(format!(
         "every response was 2xx; socket errors over all runs: {errors}"

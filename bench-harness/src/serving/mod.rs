@@ -2,10 +2,12 @@
 //! Postgres. `docs/benchmarks/serving.md` has the commands and the figures.
 //!
 //! - [`catchup`]: catch-up chunk serving vs nginx serving the same bytes, driven by `wrk`.
+//! - [`catchup_callgrind`]: instructions per catch-up response, by component (callgrind).
 //! - [`longpoll`]: server memory per held live long-poll, and a write completing all of them.
 //! - [`initial_sync`]: time and peak memory of a large shape's first sync.
 
 pub mod catchup;
+pub mod catchup_callgrind;
 pub mod held_polls;
 pub mod http;
 pub mod initial_sync;

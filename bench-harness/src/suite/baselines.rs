@@ -135,6 +135,8 @@ pub fn run(plan: &Plan, options: &BaselineOptions<'_>) -> Vec<Section> {
                 rounds: plan.repetitions,
                 ampere_bin: options.ampere_bin.clone(),
                 cores: options.cores,
+                working_set_ratio: None,
+                cold: false,
             })
             .map(|r| (catchup_ratios(&r), r.tables)),
         ),

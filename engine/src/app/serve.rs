@@ -3,7 +3,7 @@
 use super::core::{Core, ShapeRef};
 use super::responses;
 use super::ShapeCall;
-use crate::http::{Body, Part, Response};
+use crate::http::{Body, Response};
 use bytes::Bytes;
 use protocol::headers as h;
 use protocol::offset::{LogOffset, OffsetParam};
@@ -165,7 +165,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                     call,
                     &mut r,
                     &handle,
-                    slice.chunk_end,
+                    slice.chunk_end.to_string(),
                     None,
                     true,
                     false,
@@ -202,34 +202,25 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         } else {
             core.last_lsn.get().max(slice.chunk_end.tx)
         };
-        let mut parts = Vec::with_capacity(slice.parts.len() + 3);
-        parts.push(Part::Mem(Bytes::from_static(b"[")));
-        let had_entries = slice.entries > 0;
-        parts.extend(slice.parts);
-        if up_to_date {
-            if had_entries {
-                parts.push(Part::Mem(Bytes::from_static(b",")));
-            }
-            parts.push(Part::Mem(Bytes::from(protocol::message::up_to_date(
-                global_lsn,
-            ))));
-        }
-        parts.push(Part::Mem(Bytes::from_static(b"]")));
+        let chunk_end = slice.chunk_end;
+        // `[` entries (`,` up-to-date) `]`: a whole closed chunk on disk is one file range.
+        let tail = up_to_date.then(|| Bytes::from(protocol::message::up_to_date(global_lsn)));
+        let parts = slice.into_body(tail);
         let mut r = responses::json(200, Bytes::new()).with_body(Body::Mixed(parts));
+        // The chunk end is formatted once, for `electric-offset` and the etag.
+        let end = chunk_end.to_string();
+        let tag = h::etag(&handle, &offset_param_str(after), &end, None);
         add_shape_headers(
             core,
             call,
             &mut r,
             &handle,
-            slice.chunk_end,
+            end,
             Some(up_to_date),
             true,
             true,
         );
-        r.headers.push((
-            "etag".into(),
-            chunk_etag(&handle, after, slice.chunk_end).into(),
-        ));
+        r.headers.push(("etag".into(), tag.into()));
         return r;
     }
 }
@@ -248,7 +239,16 @@ fn stream_response(
     let mut r = Response::new(200)
         .with_header("content-type", h::CONTENT_TYPE_SSE.to_string())
         .with_body(Body::Stream(rx));
-    add_shape_headers(core, call, &mut r, handle, after, Some(false), true, true);
+    add_shape_headers(
+        core,
+        call,
+        &mut r,
+        handle,
+        after.to_string(),
+        Some(false),
+        true,
+        true,
+    );
     // Never revalidated into another response: a monotonic suffix, as for empty live responses.
     let tag = h::etag(
         handle,
@@ -269,7 +269,16 @@ fn no_changes(core: &Rc<Core>, call: &ShapeCall, handle: &str, last: LogOffset) 
         String::from_utf8_lossy(&protocol::message::up_to_date(global))
     );
     let mut r = responses::json(200, body);
-    add_shape_headers(core, call, &mut r, handle, last, Some(true), false, true);
+    add_shape_headers(
+        core,
+        call,
+        &mut r,
+        handle,
+        last.to_string(),
+        Some(true),
+        false,
+        true,
+    );
     let after = call.query.offset.log_offset();
     let req_offset = match call.query.offset {
         OffsetParam::Now => "now".to_string(),
@@ -309,7 +318,7 @@ fn add_shape_headers(
     call: &ShapeCall,
     r: &mut Response,
     handle: &str,
-    offset: LogOffset,
+    offset: String,
     up_to_date: Option<bool>,
     has_data: bool,
     status_200: bool,
@@ -318,7 +327,7 @@ fn add_shape_headers(
     let q = &call.query;
     let hs = &mut r.headers;
     hs.push((h::ELECTRIC_HANDLE.into(), handle.to_string().into()));
-    hs.push((h::ELECTRIC_OFFSET.into(), offset.to_string().into()));
+    hs.push((h::ELECTRIC_OFFSET.into(), offset.into()));
     if !q.live && status_200 {
         hs.push((
             h::ELECTRIC_SCHEMA.into(),

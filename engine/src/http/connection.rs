@@ -44,6 +44,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, handler: Rc<dyn Handler>
         handler,
         limits,
         peer_closed: false,
+        socket_flags: None,
     };
     if let Err(error) = connection.run().await {
         tracing::debug!("connection ended: {error}");
@@ -57,6 +58,8 @@ struct Connection {
     limits: Limits,
     /// The client half-closed while its handler ran: answer, then close.
     peer_closed: bool,
+    /// The socket's status flags, read at the first file part (`file_body::status_flags`).
+    socket_flags: Option<libc::c_int>,
 }
 
 enum HeadOutcome {
@@ -309,6 +312,11 @@ impl Connection {
                 outgoing.advance(sent);
                 continue;
             }
+            if outgoing.window_before_file() {
+                let sent = self.send_more(&outgoing, deadline).await?;
+                outgoing.advance(sent);
+                continue;
+            }
             let Ok((result, back)) = timeout_at(deadline, self.stream.writev(outgoing)).await
             else {
                 return Err(io::Error::new(
@@ -330,21 +338,41 @@ impl Connection {
     /// bytes, bounded by `deadline` like any write. Returns how many were sent.
     async fn send_file(&mut self, range: &FileRange, deadline: Instant) -> io::Result<usize> {
         let socket = self.stream.as_raw_fd();
-        let _non_blocking = NonBlocking::set(socket)?;
+        let flags = match self.socket_flags {
+            Some(flags) => flags,
+            None => *self.socket_flags.insert(file_body::status_flags(socket)?),
+        };
+        let _non_blocking = NonBlocking::set(socket, flags)?;
         loop {
             match file_body::send_once(socket, &range.file, range.offset, range.len)? {
                 Sent::Bytes(0) => continue,
                 Sent::Bytes(n) => return Ok(n),
-                Sent::WouldBlock => match timeout_at(deadline, self.stream.writable(false)).await {
-                    Ok(ready) => ready?,
-                    Err(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "response write stalled",
-                        ))
-                    }
-                },
+                Sent::WouldBlock => self.wait_writable(deadline).await?,
             }
+        }
+    }
+
+    /// Sends some of the memory window that precedes a file part, with `MSG_MORE`
+    /// (`file_body::send_more`). Returns how many bytes were sent.
+    async fn send_more(&mut self, outgoing: &Outgoing, deadline: Instant) -> io::Result<usize> {
+        let socket = self.stream.as_raw_fd();
+        loop {
+            match file_body::send_more(socket, outgoing.window())? {
+                Sent::Bytes(0) => continue,
+                Sent::Bytes(n) => return Ok(n),
+                Sent::WouldBlock => self.wait_writable(deadline).await?,
+            }
+        }
+    }
+
+    /// Waits until the socket takes bytes again, bounded by `deadline` like any write.
+    async fn wait_writable(&self, deadline: Instant) -> io::Result<()> {
+        match timeout_at(deadline, self.stream.writable(false)).await {
+            Ok(ready) => ready,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "response write stalled",
+            )),
         }
     }
 

@@ -107,3 +107,87 @@ fn window_follows_partial_writes_and_caps_iovecs() {
         assert_eq!(chunk, [index as u8; 3]);
     }
 }
+
+#[test]
+fn content_length_digits_and_server_owned_names() {
+    for n in [0u64, 7, 10, 99, 1_000, 10_364, u64::MAX] {
+        let mut out = Vec::new();
+        push_decimal(&mut out, n);
+        assert_eq!(out, n.to_string().into_bytes());
+    }
+    for name in ["date", "Connection", "CONTENT-LENGTH", "transfer-encoding"] {
+        assert!(is_server_owned(name), "{name}");
+    }
+    for name in [
+        "dates",
+        "content-type",
+        "etag",
+        "connectio",
+        "electric-handle",
+    ] {
+        assert!(!is_server_owned(name), "{name}");
+    }
+}
+
+/// The memory bytes right before a file part are sent with `MSG_MORE` (they share the file's
+/// first segment); memory after the last file part, or with no file part, is written plainly.
+#[test]
+fn the_window_before_a_file_part_is_marked() {
+    let path = std::env::temp_dir().join(format!("ampere-encode-{}", std::process::id()));
+    std::fs::write(&path, b"[{\"a\":1}]").unwrap();
+    let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
+    let range = |offset, len| {
+        Part::File(FileRange {
+            file: file.clone(),
+            offset,
+            len,
+        })
+    };
+    // `[` from memory, the entries from the file, a control message and `]` from memory.
+    let body = Body::Mixed(vec![
+        Part::Mem(Bytes::from_static(b"[")),
+        range(1, 7),
+        Part::Mem(Bytes::from_static(b",{}]")),
+    ]);
+    let mut outgoing = Outgoing::new(
+        Response::new(200).with_body(body),
+        true,
+        Persistence::KeepAlive,
+    );
+    let head_len = outgoing.head.len();
+    assert!(
+        outgoing.window_before_file(),
+        "head and `[` precede the file"
+    );
+    assert!(outgoing.file_at_cursor().is_none());
+    outgoing.advance(head_len);
+    assert!(outgoing.window_before_file(), "`[` still precedes the file");
+    outgoing.advance(1);
+    let at = outgoing.file_at_cursor().expect("the file part is next");
+    assert_eq!((at.offset, at.len), (1, 7));
+    outgoing.advance(7);
+    assert!(
+        !outgoing.window_before_file(),
+        "nothing from a file follows"
+    );
+    assert_eq!(written_bytes(&outgoing), b",{}]");
+
+    // A whole chunk: the head, then one file range.
+    let mut outgoing = Outgoing::new(
+        Response::new(200).with_body(Body::Mixed(vec![range(0, 9)])),
+        true,
+        Persistence::KeepAlive,
+    );
+    assert!(outgoing.window_before_file());
+    let head_len = outgoing.head.len();
+    outgoing.advance(head_len);
+    assert_eq!(outgoing.file_at_cursor().expect("file").len, 9);
+    // HEAD: no body parts, nothing to hold back.
+    let outgoing = Outgoing::new(
+        Response::new(200).with_body(Body::Mixed(vec![range(0, 9)])),
+        false,
+        Persistence::KeepAlive,
+    );
+    assert!(!outgoing.window_before_file());
+    std::fs::remove_file(&path).unwrap();
+}

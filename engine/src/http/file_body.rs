@@ -103,6 +103,49 @@ pub(crate) fn send_once(socket: RawFd, file: &File, offset: u64, len: u64) -> io
     }
 }
 
+/// One non-blocking `sendmsg` of the memory bytes in `iovecs` with `MSG_MORE`: more of the
+/// response (a file part) follows at once, so the kernel keeps these bytes to go out with it
+/// rather than as a segment of their own. `MSG_DONTWAIT` makes the call non-blocking on either
+/// driver's socket without touching its flags.
+pub(crate) fn send_more(socket: RawFd, iovecs: &[libc::iovec]) -> io::Result<Sent> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iovecs.as_ptr().cast_mut();
+    msg.msg_iovlen = iovecs.len() as _;
+    // SAFETY: the iovecs point into memory the caller keeps alive and unmodified for the call.
+    let n = unsafe {
+        libc::sendmsg(
+            socket,
+            &msg,
+            libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n > 0 {
+        return Ok(Sent::Bytes(n as usize));
+    }
+    if n == 0 {
+        // The window is never empty: a socket that takes nothing is broken.
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    let error = io::Error::last_os_error();
+    match error.kind() {
+        io::ErrorKind::WouldBlock => Ok(Sent::WouldBlock),
+        io::ErrorKind::Interrupted => Ok(Sent::Bytes(0)),
+        _ => Err(error),
+    }
+}
+
+/// A socket's file status flags (`F_GETFL`), read once per connection: only this module
+/// changes them, and always back, so the value stays right for the connection's life.
+pub(crate) fn status_flags(socket: RawFd) -> io::Result<libc::c_int> {
+    // SAFETY: fcntl on an open descriptor with integer arguments.
+    let flags = unsafe { libc::fcntl(socket, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags)
+}
+
 /// Makes `socket` non-blocking while it lives, restoring a blocking socket on drop.
 pub(crate) struct NonBlocking {
     socket: RawFd,
@@ -110,12 +153,9 @@ pub(crate) struct NonBlocking {
 }
 
 impl NonBlocking {
-    pub(crate) fn set(socket: RawFd) -> io::Result<Self> {
-        // SAFETY: fcntl on an open descriptor with integer arguments.
-        let flags = unsafe { libc::fcntl(socket, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    /// `flags` are the socket's status flags ([`status_flags`]): an already non-blocking socket
+    /// (the epoll driver's) costs no system call at all.
+    pub(crate) fn set(socket: RawFd, flags: libc::c_int) -> io::Result<Self> {
         if flags & libc::O_NONBLOCK != 0 {
             return Ok(Self {
                 socket,

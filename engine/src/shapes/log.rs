@@ -12,6 +12,11 @@
 //! Closed real-log chunks are one contiguous buffer each, and a response is a few byte ranges of
 //! them (`Bytes::slice`: no copy, no re-encoding). The open chunk of the real log keeps its
 //! entries as separate buffers until it closes, then they are joined once.
+//!
+//! On disk a closed chunk's record holds its entries in brackets (`record::encode_chunk`), so a
+//! response for a whole chunk is the record's payload as it is: one file range, one `sendfile`
+//! (see [`Slice::into_body`]). Snapshot chunks written before records had brackets are served
+//! with brackets from memory; which kind a recovered chunk is, its first read tells.
 
 use crate::http::{FileRange, Part};
 use crate::storage::chunk_cache::CachedBytes;
@@ -32,6 +37,59 @@ pub struct Slice {
     pub chunk_end: LogOffset,
     /// Number of entries in `parts`.
     pub entries: usize,
+    /// Whether the file holds `[` right before / `]` right after the single file part.
+    file_brackets: (bool, bool),
+}
+
+impl Slice {
+    fn new(parts: Vec<Part>, chunk_end: LogOffset, entries: usize) -> Self {
+        Self {
+            parts,
+            chunk_end,
+            entries,
+            file_brackets: (false, false),
+        }
+    }
+
+    /// The response body: a JSON array of the entries, then `tail` (a control message) if
+    /// given. When the file holds the brackets right next to the range they are sent with it:
+    /// a whole chunk is then a single file range (one `sendfile`, nothing written after it),
+    /// and a request from inside a chunk ends with the file's `]`.
+    pub fn into_body(self, tail: Option<Bytes>) -> Vec<Part> {
+        let mut parts = self.parts;
+        let (mut open, mut close) = match parts.as_slice() {
+            [Part::File(_)] => self.file_brackets,
+            _ => (false, false),
+        };
+        // The tail goes before the `]`.
+        close &= tail.is_none();
+        if let [Part::File(range)] = parts.as_mut_slice() {
+            if open {
+                range.offset -= 1;
+                range.len += 1;
+            }
+            if close {
+                range.len += 1;
+            }
+        } else {
+            (open, close) = (false, false);
+        }
+        let mut body = Vec::with_capacity(parts.len() + 4);
+        if !open {
+            body.push(Part::Mem(Bytes::from_static(b"[")));
+        }
+        body.append(&mut parts);
+        if let Some(tail) = tail {
+            if self.entries > 0 {
+                body.push(Part::Mem(Bytes::from_static(b",")));
+            }
+            body.push(Part::Mem(tail));
+        }
+        if !close {
+            body.push(Part::Mem(Bytes::from_static(b"]")));
+        }
+        body
+    }
 }
 
 /// A snapshot chunk that cannot be served: its file is unreadable or its bytes are not the
@@ -51,23 +109,26 @@ pub struct DiskChunk {
     pos: ChunkPos,
     /// The bytes, while the memory budget keeps them (`storage::chunk_cache`).
     cached: Rc<CachedBytes>,
-    /// Whether the record's checksum has been verified (always for chunks this process wrote).
-    verified: Cell<bool>,
+    /// Whether the record's checksum has been verified (always for chunks this process wrote),
+    /// and so whether its payload has brackets.
+    checked: Cell<Checked>,
+}
+
+/// What the first read of a recovered snapshot chunk found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Not read yet (recovery reads headers only).
+    No,
+    /// Verified; the payload is `[` entries `]` (`record::encode_chunk`).
+    Framed,
+    /// Verified; the payload is the bare entries (written before records had brackets).
+    Bare,
 }
 
 #[derive(Debug)]
 enum SnapshotChunk {
     Mem(Bytes),
     Disk(DiskChunk),
-}
-
-impl SnapshotChunk {
-    fn len(&self) -> u64 {
-        match self {
-            Self::Mem(b) => b.len() as u64,
-            Self::Disk(d) => d.pos.len,
-        }
-    }
 }
 
 struct ClosedChunk {
@@ -96,15 +157,6 @@ enum ChunkBody {
     /// A `chunks.data` record (checked when this process wrote it, or by recovery), and its
     /// bytes while the memory budget keeps them.
     Disk(Rc<LazyFile>, ChunkPos, Rc<CachedBytes>),
-}
-
-impl ChunkBody {
-    fn len(&self) -> u64 {
-        match self {
-            Self::Mem(b) => b.len() as u64,
-            Self::Disk(_, pos, _) => pos.len,
-        }
-    }
 }
 
 pub struct ShapeLog {
@@ -193,7 +245,7 @@ impl ShapeLog {
                     file: snapshot_file.clone(),
                     pos: *pos,
                     cached: CachedBytes::empty(),
-                    verified: Cell::new(false),
+                    checked: Cell::new(Checked::No),
                 })
             })
             .collect();
@@ -255,20 +307,25 @@ impl ShapeLog {
     /// let its memory go.
     pub fn snapshot_chunk_on_disk(&mut self, n: usize, file: &Rc<LazyFile>, pos: ChunkPos) {
         let chunk = &mut self.snapshot_chunks[n];
-        assert_eq!(
-            chunk.len(),
-            pos.len,
-            "chunk {n} moved to disk with another length"
-        );
         let cached = match chunk {
-            SnapshotChunk::Mem(bytes) => CachedBytes::offer(bytes.clone()),
-            SnapshotChunk::Disk(d) => d.cached.clone(),
+            SnapshotChunk::Mem(bytes) => {
+                assert_eq!(
+                    record::chunk_payload_len(bytes.len()) as u64,
+                    pos.len,
+                    "chunk {n} moved to disk with another length"
+                );
+                CachedBytes::offer(bytes.clone())
+            }
+            SnapshotChunk::Disk(d) => {
+                assert_eq!(d.pos.len, pos.len, "chunk {n} moved with another length");
+                d.cached.clone()
+            }
         };
         *chunk = SnapshotChunk::Disk(DiskChunk {
             file: file.clone(),
             pos,
             cached,
-            verified: Cell::new(true),
+            checked: Cell::new(Checked::Framed),
         });
     }
 
@@ -298,9 +355,12 @@ impl ShapeLog {
             .binary_search_by(|c| c.last.cmp(&last))
             .unwrap_or_else(|_| panic!("no closed chunk ends at {last}"));
         let chunk = &mut self.closed[i];
+        let payload_len = match &chunk.body {
+            ChunkBody::Mem(bytes) => record::chunk_payload_len(bytes.len()) as u64,
+            ChunkBody::Disk(_, pos, _) => pos.len,
+        };
         assert_eq!(
-            chunk.body.len(),
-            pos.len,
+            payload_len, pos.len,
             "chunk {last} moved to disk with another length"
         );
         let cached = match &chunk.body {
@@ -422,19 +482,28 @@ impl ShapeLog {
             let Some(chunk) = self.snapshot_chunks.get(n as usize) else {
                 return Ok(None);
             };
+            let mut file_brackets = (false, false);
             let parts = match chunk {
                 SnapshotChunk::Mem(b) if b.is_empty() => Vec::new(),
                 SnapshotChunk::Mem(b) => vec![Part::Mem(b.clone())],
-                SnapshotChunk::Disk(d) if d.pos.len == 0 => Vec::new(),
                 SnapshotChunk::Disk(d) => match d.cached.get() {
+                    Some(bytes) if bytes.is_empty() => Vec::new(),
                     Some(bytes) => vec![Part::Mem(bytes)],
-                    None => vec![Part::File(open_chunk(n as usize, d)?)],
+                    None => {
+                        let (range, framed) = open_chunk(n as usize, d)?;
+                        file_brackets = (framed, framed);
+                        if range.len == 0 {
+                            Vec::new()
+                        } else {
+                            vec![Part::File(range)]
+                        }
+                    }
                 },
             };
+            let entries = usize::from(!parts.is_empty());
             return Ok(Some(Slice {
-                entries: usize::from(!parts.is_empty()),
-                parts,
-                chunk_end: protocol::offset::snapshot_chunk(n),
+                file_brackets,
+                ..Slice::new(parts, protocol::offset::snapshot_chunk(n), entries)
             }));
         }
         self.read_real(after.expect("-1 is handled above"))
@@ -452,6 +521,7 @@ impl ShapeLog {
             } else {
                 entry_after(ci, c, after)?
             };
+            let mut file_brackets = (false, false);
             let part = match &c.body {
                 ChunkBody::Mem(b) => Part::Mem(b.slice(start as usize..)),
                 ChunkBody::Disk(_, _, cached) if cached.is_cached() => {
@@ -459,15 +529,22 @@ impl ShapeLog {
                     Part::Mem(bytes.slice(start as usize..))
                 }
                 ChunkBody::Disk(file, pos, cached) if !c.verified.get() => {
-                    // First read of a recovered chunk: check the whole record, and keep the
-                    // bytes read under the memory budget.
-                    let bytes = read_record(file, *pos, record::KIND_CHUNK_DATA, c.last).map_err(
-                        |what| ReadError {
-                            chunk: ci,
-                            path: file.path().display().to_string(),
-                            what,
-                        },
-                    )?;
+                    // First read of a recovered chunk: check the whole record, and keep its
+                    // entries (the payload without its brackets) under the memory budget.
+                    let fail = |what: String| ReadError {
+                        chunk: ci,
+                        path: file.path().display().to_string(),
+                        what,
+                    };
+                    let payload =
+                        read_record(file, *pos, record::KIND_CHUNK_DATA, c.last).map_err(fail)?;
+                    let framed = payload.len() >= 2
+                        && payload.first() == Some(&b'[')
+                        && payload.last() == Some(&b']');
+                    if !framed {
+                        return Err(fail("chunk record without its brackets".into()));
+                    }
+                    let bytes = payload.slice(1..payload.len() - 1);
                     c.verified.set(true);
                     cached.fill(bytes.clone());
                     Part::Mem(bytes.slice(start as usize..))
@@ -483,17 +560,18 @@ impl ShapeLog {
                             })
                         }
                     };
+                    // The payload is `[` entries `]`; `start` counts from the first entry.
+                    file_brackets = (start == 0, true);
                     Part::File(FileRange {
                         file,
-                        offset: pos.payload_at() + u64::from(start),
-                        len: pos.len - u64::from(start),
+                        offset: pos.payload_at() + 1 + u64::from(start),
+                        len: pos.len - 2 - u64::from(start),
                     })
                 }
             };
             return Ok(Some(Slice {
-                parts: vec![part],
-                chunk_end: c.last,
-                entries: c.entries as usize - i,
+                file_brackets,
+                ..Slice::new(vec![part], c.last, c.entries as usize - i)
             }));
         }
         let i = self.open.partition_point(|(o, _)| *o <= after);
@@ -504,12 +582,12 @@ impl ShapeLog {
             }
             parts.push(Part::Mem(b.clone()));
         }
-        Ok(Some(Slice {
-            entries: self.open.len() - i,
+        // The open chunk ends at the log end (also for requests beyond it: out of bounds).
+        Ok(Some(Slice::new(
             parts,
-            // The open chunk ends at the log end (also for requests beyond it: out of bounds).
-            chunk_end: self.last_offset(),
-        }))
+            self.last_offset(),
+            self.open.len() - i,
+        )))
     }
 }
 
@@ -568,36 +646,53 @@ fn read_record(
     }
 }
 
-/// The file range of a snapshot chunk on disk, verified against its record on first use.
-fn open_chunk(n: usize, d: &DiskChunk) -> Result<FileRange, ReadError> {
+/// The file range of a snapshot chunk's entries on disk, verified against its record on first
+/// use, and whether the record holds them in brackets.
+fn open_chunk(n: usize, d: &DiskChunk) -> Result<(FileRange, bool), ReadError> {
     let fail = |what: String| ReadError {
         chunk: n,
         path: d.file.path().display().to_string(),
         what,
     };
     let file = d.file.get().map_err(|e| fail(format!("open: {e}")))?;
-    if !d.verified.get() {
+    if d.checked.get() == Checked::No {
         let len = usize::try_from(d.pos.len).map_err(|e| fail(e.to_string()))?;
         let mut buf = vec![0u8; record::encoded_len(len)];
         std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, d.pos.record_at)
             .map_err(|e| fail(format!("read: {e}")))?;
-        match record::decode(&buf, 0) {
+        let checked = match record::decode(&buf, 0) {
             Decoded::Record(r, end)
                 if r.kind == KIND_SNAPSHOT_CHUNK
                     && r.tx == 0
                     && r.op == n as u64
-                    && end == buf.len() => {}
+                    && end == buf.len() =>
+            {
+                // Entries are JSON objects, so bare entries never start with `[`.
+                match r.payload {
+                    [b'[', .., b']'] => Checked::Framed,
+                    [b'[', ..] => return Err(fail("unterminated chunk array".into())),
+                    _ => Checked::Bare,
+                }
+            }
             Decoded::Record(..) => return Err(fail("not the record that was written".into())),
             Decoded::Truncated => return Err(fail("record truncated".into())),
             Decoded::Bad(why) => return Err(fail(why.into())),
-        }
-        d.verified.set(true);
+        };
+        d.checked.set(checked);
     }
-    Ok(FileRange {
-        file,
-        offset: d.pos.payload_at(),
-        len: d.pos.len,
-    })
+    let range = match d.checked.get() {
+        Checked::Bare => FileRange {
+            file,
+            offset: d.pos.payload_at(),
+            len: d.pos.len,
+        },
+        _ => FileRange {
+            file,
+            offset: d.pos.payload_at() + 1,
+            len: d.pos.len.saturating_sub(2),
+        },
+    };
+    Ok((range, d.checked.get() != Checked::Bare))
 }
 
 #[cfg(test)]
@@ -620,18 +715,43 @@ mod tests {
         log.read(at).expect("readable").expect("written")
     }
 
+    /// The bytes a response body made of `parts` carries.
+    fn wire(parts: &[Part]) -> String {
+        let mut v = Vec::new();
+        for p in parts {
+            v.extend_from_slice(&p.to_bytes().expect("part bytes"));
+        }
+        String::from_utf8(v).unwrap()
+    }
+
     /// A `snapshot.data` with these chunks, as the store writes it; their positions.
     fn snapshot_file(name: &str, chunks: &[&[u8]]) -> (Rc<LazyFile>, Vec<ChunkPos>) {
+        snapshot_file_as(name, chunks, true)
+    }
+
+    /// As [`snapshot_file`]; `framed == false` writes bare entries, as records were written
+    /// before they had brackets.
+    fn snapshot_file_as(
+        name: &str,
+        chunks: &[&[u8]],
+        framed: bool,
+    ) -> (Rc<LazyFile>, Vec<ChunkPos>) {
         let dir = std::env::temp_dir().join(format!("ampere-log-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut buf = Vec::new();
         let mut positions = Vec::new();
         for (n, c) in chunks.iter().enumerate() {
             let record_at = buf.len() as u64;
-            record::encode(&mut buf, KIND_SNAPSHOT_CHUNK, 0, n as u64, c);
+            let len = if framed {
+                record::encode_chunk(&mut buf, KIND_SNAPSHOT_CHUNK, 0, n as u64, c);
+                record::chunk_payload_len(c.len())
+            } else {
+                record::encode(&mut buf, KIND_SNAPSHOT_CHUNK, 0, n as u64, c);
+                c.len()
+            };
             positions.push(ChunkPos {
                 record_at,
-                len: c.len() as u64,
+                len: len as u64,
             });
         }
         let path = dir.join("snapshot.data");
@@ -731,8 +851,54 @@ mod tests {
         let Part::File(range) = &s.parts[0] else {
             panic!("served from memory")
         };
-        assert_eq!(range.offset, record::HEADER_LEN as u64);
+        // The entries, after the record's `[`.
+        assert_eq!(range.offset, record::HEADER_LEN as u64 + 1);
         assert_eq!(body(&s), "{\"a\":100000}");
+        // The whole chunk's response body is the record's payload, brackets included: one
+        // file range.
+        let parts = s.into_body(None);
+        let [Part::File(whole)] = parts.as_slice() else {
+            panic!("not one file range: {parts:?}")
+        };
+        assert_eq!(
+            (whole.offset, whole.len),
+            (positions[0].payload_at(), positions[0].len)
+        );
+        assert_eq!(wire(&parts), "[{\"a\":100000}]");
+        // With a control message after the entries, the `]` comes from memory after it.
+        let parts = read(&log, None).into_body(Some(Bytes::from_static(b"{\"c\":1}")));
+        assert!(matches!(
+            parts.as_slice(),
+            [Part::File(_), Part::Mem(_), Part::Mem(_), Part::Mem(_)]
+        ));
+        assert_eq!(wire(&parts), "[{\"a\":100000},{\"c\":1}]");
+        std::fs::remove_dir_all(file.path().parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn snapshot_chunks_recorded_without_brackets_are_served_with_them() {
+        // A shape stored before records had brackets.
+        let (file, positions) =
+            snapshot_file_as("bare", &[b"{\"a\":1},{\"a\":2}", b"{\"end\":1}"], false);
+        let chunk_file = LazyFile::new(file.path().with_file_name("chunks.data"));
+        let log = ShapeLog::restore(10, &file, &positions, &chunk_file, &[], Vec::new());
+        let s = read(&log, None);
+        assert_eq!(body(&s), "{\"a\":1},{\"a\":2}");
+        let parts = s.into_body(None);
+        assert!(matches!(
+            parts.as_slice(),
+            [Part::Mem(_), Part::File(_), Part::Mem(_)]
+        ));
+        assert_eq!(wire(&parts), "[{\"a\":1},{\"a\":2}]");
+        let last = read(&log, Some(protocol::offset::snapshot_chunk(0)));
+        assert_eq!(wire(&last.into_body(None)), "[{\"end\":1}]");
+        // And recovered framed records are recognised as such.
+        let (file, positions) = snapshot_file("framed-restore", &[b"{\"a\":1}"]);
+        let chunk_file = LazyFile::new(file.path().with_file_name("chunks.data"));
+        let log = ShapeLog::restore(10, &file, &positions, &chunk_file, &[], Vec::new());
+        let parts = read(&log, None).into_body(None);
+        assert!(matches!(parts.as_slice(), [Part::File(_)]));
+        assert_eq!(wire(&parts), "[{\"a\":1}]");
         std::fs::remove_dir_all(file.path().parent().unwrap()).unwrap();
     }
 
@@ -771,7 +937,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut file = vec![0u8; 7]; // something before it
         let record_at = file.len() as u64;
-        record::encode(&mut file, record::KIND_CHUNK_DATA, 100, 2, &bytes);
+        record::encode_chunk(&mut file, record::KIND_CHUNK_DATA, 100, 2, &bytes);
         let index_at = file.len() as u64;
         record::encode(&mut file, record::KIND_CHUNK_INDEX, 100, 2, &index);
         let path = dir.join("chunks.data");
@@ -782,7 +948,7 @@ mod tests {
             &lazy,
             ChunkPos {
                 record_at,
-                len: bytes.len() as u64,
+                len: record::chunk_payload_len(bytes.len()) as u64,
             },
             ChunkPos {
                 record_at: index_at,
@@ -795,9 +961,22 @@ mod tests {
         assert!(matches!(at_start.parts[0], Part::File(_)));
         assert_eq!(body(&at_start), "{\"x\":1},{\"x\":2}");
         assert_eq!(at_start.entries, 2);
+        // The whole chunk: its record's payload, one file range.
+        let parts = at_start.into_body(None);
+        assert!(matches!(parts.as_slice(), [Part::File(_)]), "{parts:?}");
+        assert_eq!(wire(&parts), "[{\"x\":1},{\"x\":2}]");
         let mid = read(&log, Some(off(100, 0)));
         assert_eq!(body(&mid), "{\"x\":2}");
         assert_eq!((mid.entries, mid.chunk_end), (1, end));
+        // From inside the chunk: `[` from memory, the rest up to the record's `]` from the file.
+        let parts = mid.into_body(None);
+        assert!(
+            matches!(parts.as_slice(), [Part::Mem(_), Part::File(_)]),
+            "{parts:?}"
+        );
+        assert_eq!(wire(&parts), "[{\"x\":2}]");
+        let parts = read(&log, Some(off(100, 0))).into_body(Some(Bytes::from_static(b"{\"u\":1}")));
+        assert_eq!(wire(&parts), "[{\"x\":2},{\"u\":1}]");
         assert_eq!(body(&read(&log, Some(end))), "{\"x\":3}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

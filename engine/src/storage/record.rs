@@ -174,19 +174,38 @@ pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<Header, &'static str> {
 
 /// Appends one record to `out`. The caller has checked `payload.len() <= MAX_PAYLOAD`.
 pub fn encode(out: &mut Vec<u8>, kind: u8, tx: u64, op: u64, payload: &[u8]) {
-    assert!(
-        payload.len() <= MAX_PAYLOAD,
-        "payload length checked by the caller"
-    );
+    encode_parts(out, kind, tx, op, &[payload]);
+}
+
+/// Payload length of a served chunk's record (SNAPSHOT_CHUNK, CHUNK_DATA) whose entries,
+/// comma-joined, are `entries_len` bytes: the entries in the JSON array's brackets.
+pub const fn chunk_payload_len(entries_len: usize) -> usize {
+    entries_len + 2
+}
+
+/// Appends the record of a served chunk (SNAPSHOT_CHUNK or CHUNK_DATA): its payload is
+/// `[` + `entries` (comma-joined) + `]`, the body of a response for the whole chunk, so that
+/// such a response is one file range (one `sendfile`, nothing written after it). The caller
+/// has checked `chunk_payload_len(entries.len()) <= MAX_PAYLOAD`.
+pub fn encode_chunk(out: &mut Vec<u8>, kind: u8, tx: u64, op: u64, entries: &[u8]) {
+    encode_parts(out, kind, tx, op, &[b"[", entries, b"]"]);
+}
+
+/// Appends one record whose payload is `parts` concatenated.
+fn encode_parts(out: &mut Vec<u8>, kind: u8, tx: u64, op: u64, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(len <= MAX_PAYLOAD, "payload length checked by the caller");
     assert!(is_known_kind(kind));
     let start = out.len();
-    out.reserve(HEADER_LEN + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.reserve(HEADER_LEN + len);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.push(kind);
     out.extend_from_slice(&tx.to_le_bytes());
     out.extend_from_slice(&op.to_le_bytes());
-    out.extend_from_slice(payload);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
     let crc = checksum(&out[start..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -284,6 +303,22 @@ mod tests {
         }
         assert_eq!(decode(&buf, buf.len()), Decoded::Truncated);
         assert_eq!(decode(&buf, buf.len() + 10), Decoded::Truncated);
+    }
+
+    #[test]
+    fn chunk_records_hold_their_entries_in_brackets() {
+        let mut buf = Vec::new();
+        encode_chunk(&mut buf, KIND_SNAPSHOT_CHUNK, 0, 4, b"{\"a\":1},{\"b\":2}");
+        let Decoded::Record(r, end) = decode(&buf, 0) else {
+            panic!("a record")
+        };
+        assert_eq!(r.payload, &b"[{\"a\":1},{\"b\":2}]"[..]);
+        assert_eq!(r.payload.len(), chunk_payload_len(15));
+        assert_eq!((r.kind, r.op, end), (KIND_SNAPSHOT_CHUNK, 4, buf.len()));
+        // The same bytes as a record encoded from the whole payload.
+        let mut whole = Vec::new();
+        encode(&mut whole, KIND_SNAPSHOT_CHUNK, 0, 4, r.payload);
+        assert_eq!(whole, buf);
     }
 
     #[test]

@@ -576,15 +576,18 @@ fn recover_chunk_data(
     let mut rebuilt: Option<Vec<u8>> = None;
     for &(first, last) in chunks {
         let offset = entries[last].0;
-        let mut joined = Vec::new();
+        // The payload `record::encode_chunk` writes: the entries in brackets; the index's
+        // starts count from the first entry (after the `[`).
+        let mut joined = vec![b'['];
         let mut starts = Vec::with_capacity(last + 1 - first);
         for (i, (o, e)) in entries[first..=last].iter().enumerate() {
             if i > 0 {
                 joined.push(b',');
             }
-            starts.push((*o, joined.len() as u32));
+            starts.push((*o, (joined.len() - 1) as u32));
             joined.extend_from_slice(e);
         }
+        joined.push(b']');
         let index = record::encode_chunk_index(starts);
         if joined.len() > record::MAX_PAYLOAD || index.len() > record::MAX_PAYLOAD {
             positions.push(None);
@@ -952,6 +955,16 @@ fn chunk_headers(
             return Err(format!(
                 "chunks.data does not match chunks.idx at byte {pos}"
             ));
+        }
+        if kind == KIND_CHUNK_DATA {
+            // A chunk is stored in its JSON array's brackets; one written by a version that
+            // stored it bare is rewritten by the full recovery.
+            let mut first = [0u8; 1];
+            file.read_exact_at(&mut first, *pos + record::HEADER_LEN as u64)
+                .map_err(|e| format!("chunks.data: {e}"))?;
+            if h.len < 2 || first[0] != b'[' {
+                return Err("chunks.data holds a chunk without brackets".into());
+            }
         }
         let found = ChunkPos {
             record_at: *pos,

@@ -262,12 +262,13 @@ impl ShapeStore {
         Ok(())
     }
 
-    /// Appends one closed snapshot chunk (`0_n`, its entries comma-joined). Returns where its
-    /// record lies in `snapshot.data` (in the buffer until [`Self::flush_snapshot`]). On error
-    /// nothing was appended.
+    /// Appends one closed snapshot chunk (`0_n`, its entries comma-joined; the record holds
+    /// them in brackets, [`record::encode_chunk`]). Returns where its record lies in
+    /// `snapshot.data` (in the buffer until [`Self::flush_snapshot`]). On error nothing was
+    /// appended.
     pub fn append_snapshot_chunk(&mut self, chunk: &[u8]) -> Result<ChunkPos, StorageError> {
         assert!(!self.meta.snapshot_complete, "snapshot chunk after the end");
-        Self::check_len(chunk.len())?;
+        Self::check_len(record::chunk_payload_len(chunk.len()))?;
         let file = self
             .snapshot
             .as_mut()
@@ -277,7 +278,7 @@ impl ShapeStore {
         }
         assert!(self.snapshot_chunks < u32::MAX);
         let record_at = file.logical_len();
-        record::encode(
+        record::encode_chunk(
             file.buf_mut(),
             KIND_SNAPSHOT_CHUNK,
             0,
@@ -287,7 +288,7 @@ impl ShapeStore {
         self.snapshot_chunks += 1;
         Ok(ChunkPos {
             record_at,
-            len: chunk.len() as u64,
+            len: record::chunk_payload_len(chunk.len()) as u64,
         })
     }
 
@@ -418,10 +419,11 @@ impl ShapeStore {
 
     /// Closes the real-log chunk ending at entry `last` (an appended entry after the previous
     /// chunk end; it may lie inside a transaction, as chunk boundaries are per entry), and
-    /// appends its bytes as served (`bytes`, the entries comma-joined) and its entry index
-    /// (`index`, a CHUNK_INDEX payload) to `chunks.data`. Returns where those two records lie
-    /// (in the buffer until [`Self::flush_chunk_data`]), or `None` for a chunk over the record
-    /// limit (served from memory; one giant entry).
+    /// appends its bytes as served (`bytes`, the entries comma-joined, recorded in brackets:
+    /// [`record::encode_chunk`]) and its entry index (`index`, a CHUNK_INDEX payload: starts
+    /// within `bytes`) to `chunks.data`. Returns where those two records lie (in the buffer
+    /// until [`Self::flush_chunk_data`]), or `None` for a chunk over the record limit (served
+    /// from memory; one giant entry).
     pub fn close_chunk(
         &mut self,
         last: LogOffset,
@@ -429,19 +431,23 @@ impl ShapeStore {
         index: &[u8],
     ) -> Option<(ChunkPos, ChunkPos)> {
         self.close_chunk_boundary(last);
-        if Self::check_len(bytes.len()).is_err() || Self::check_len(index.len()).is_err() {
+        let data_len = record::chunk_payload_len(bytes.len());
+        if Self::check_len(data_len).is_err() || Self::check_len(index.len()).is_err() {
             return None;
         }
-        let mut at = |kind, payload: &[u8]| {
-            let record_at = self.chunk_data.logical_len();
-            record::encode(self.chunk_data.buf_mut(), kind, last.tx, last.op, payload);
-            ChunkPos {
-                record_at,
-                len: payload.len() as u64,
-            }
+        let data_at = self.chunk_data.logical_len();
+        let buf = self.chunk_data.buf_mut();
+        record::encode_chunk(buf, KIND_CHUNK_DATA, last.tx, last.op, bytes);
+        let index_at = data_at + record::encoded_len(data_len) as u64;
+        record::encode(buf, KIND_CHUNK_INDEX, last.tx, last.op, index);
+        let data = ChunkPos {
+            record_at: data_at,
+            len: data_len as u64,
         };
-        let data = at(KIND_CHUNK_DATA, bytes);
-        let entries = at(KIND_CHUNK_INDEX, index);
+        let entries = ChunkPos {
+            record_at: index_at,
+            len: index.len() as u64,
+        };
         Some((data, entries))
     }
 
