@@ -41,6 +41,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_bytes_threshold: u64,
 
+    /// Largest transaction held in memory, in bytes of replication messages. A larger one is
+    /// not kept: the shapes of the tables it changed are rebuilt (409) instead of replication
+    /// stopping at it. Upstream's name and default (250 MiB).
+    #[arg(long, env = "ELECTRIC_EXPERIMENTAL_MAX_TXN_SIZE", default_value_t = 262_144_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_txn_size: u64,
+
     /// How long a live request is held, in ms (or with a unit: 20s, 500ms).
     #[arg(long, env = "ELECTRIC_LONG_POLL_TIMEOUT", default_value = "20000", value_parser = parse_duration_ms)]
     pub long_poll_timeout: Duration,

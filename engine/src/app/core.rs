@@ -272,6 +272,7 @@ impl Core {
         let shapes = self.shapes.borrow();
         let mut targets = Vec::new();
         let mut whole: Vec<u32> = txn.truncated.clone();
+        whole.extend(txn.overflowed.iter().copied());
         whole.extend(txn.relations.iter().map(|r| r.oid));
         whole.sort_unstable();
         whole.dedup();

@@ -164,6 +164,7 @@ impl Dormant {
     fn for_txn(&self, txn: &Txn) -> Vec<String> {
         let mut oids: Vec<u32> = txn.changes.iter().map(|c| c.relation.oid).collect();
         oids.extend(txn.truncated.iter().copied());
+        oids.extend(txn.overflowed.iter().copied());
         oids.extend(txn.relations.iter().map(|r| r.oid));
         oids.sort_unstable();
         oids.dedup();

@@ -10,7 +10,7 @@ use pgwire::pgoutput::{Decoder, Message, OldTuple, TupleData, TupleValue};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Largest transaction held in memory before it is refused (as upstream's 250 MiB default).
+/// Largest transaction held in memory by default (upstream's `max_txn_size` default).
 pub const MAX_TXN_BYTES: usize = 250 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +21,6 @@ pub enum AssembleError {
     OutsideTxn(&'static str),
     #[error("change for relation {0} before its Relation message")]
     UnknownRelation(u32),
-    #[error("transaction {xid} exceeds {MAX_TXN_BYTES} bytes")]
-    TooLarge { xid: u32 },
     #[error("tuple has {got} columns, relation {oid} has {want}")]
     ColumnCount { oid: u32, got: usize, want: usize },
 }
@@ -30,6 +28,8 @@ pub enum AssembleError {
 struct Building {
     txn: Txn,
     bytes: usize,
+    /// Over the size limit: its changes are dropped, only the tables they touch are kept.
+    overflowed: bool,
 }
 
 pub struct Assembler {
@@ -37,21 +37,24 @@ pub struct Assembler {
     arena: bumpalo::Bump,
     relations: HashMap<u32, Arc<Relation>>,
     current: Option<Building>,
+    max_txn_bytes: usize,
 }
 
 impl Default for Assembler {
     fn default() -> Self {
-        Self::new()
+        Self::new(MAX_TXN_BYTES)
     }
 }
 
 impl Assembler {
-    pub fn new() -> Self {
+    /// An assembler holding transactions of up to `max_txn_bytes` of pgoutput messages.
+    pub fn new(max_txn_bytes: usize) -> Self {
         Self {
             decoder: Decoder::new(1),
             arena: bumpalo::Bump::with_capacity(64 * 1024),
             relations: HashMap::new(),
             current: None,
+            max_txn_bytes,
         }
     }
 
@@ -73,8 +76,10 @@ impl Assembler {
                         changes: Vec::new(),
                         truncated: Vec::new(),
                         relations: Vec::new(),
+                        overflowed: Vec::new(),
                     },
                     bytes: 0,
+                    overflowed: false,
                 });
                 Ok(None)
             }
@@ -84,6 +89,19 @@ impl Assembler {
                     .take()
                     .ok_or(AssembleError::OutsideTxn("Commit"))?;
                 b.txn.end_lsn = c.end_lsn.0;
+                if b.overflowed {
+                    b.txn.overflowed.sort_unstable();
+                    b.txn.overflowed.dedup();
+                    tracing::warn!(
+                        "transaction {} (commit {}) was larger than {} bytes: its changes are not \
+                         kept, and the shapes of the {} table(s) it changed are rebuilt (clients \
+                         get 409 and resync)",
+                        b.txn.xid,
+                        format_args!("{:X}/{:X}", b.txn.commit_lsn >> 32, b.txn.commit_lsn as u32),
+                        self.max_txn_bytes,
+                        b.txn.overflowed.len()
+                    );
+                }
                 Ok(Some(b.txn))
             }
             Message::Relation(r) => {
@@ -174,8 +192,22 @@ impl Assembler {
             .as_mut()
             .ok_or(AssembleError::OutsideTxn("change"))?;
         b.bytes += size;
-        if b.bytes > MAX_TXN_BYTES {
-            return Err(AssembleError::TooLarge { xid: b.txn.xid });
+        if !b.overflowed && b.bytes > self.max_txn_bytes {
+            // Too large to hold: rather than stop replication (it would stop at this
+            // transaction forever), keep only which tables it changes.
+            b.overflowed = true;
+            let changes = std::mem::take(&mut b.txn.changes);
+            b.txn
+                .overflowed
+                .extend(changes.iter().map(|c| c.relation.oid));
+            b.txn.overflowed.sort_unstable();
+            b.txn.overflowed.dedup();
+        }
+        if b.overflowed {
+            if !b.txn.overflowed.contains(&relation.oid) {
+                b.txn.overflowed.push(relation.oid);
+            }
+            return Ok(None);
         }
         let op = 2 * b.txn.changes.len() as u64;
         b.txn.changes.push(Change { relation, op, kind });

@@ -139,7 +139,7 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
         .context("START_REPLICATION")?;
     shared.set_status(Status::Active);
     tracing::info!("replicating from slot {slot} (publication {publication})");
-    let mut asm = Assembler::new();
+    let mut asm = Assembler::new(usize::try_from(shared.config.max_txn_size).unwrap_or(usize::MAX));
     let mut last_report = std::time::Instant::now();
     loop {
         // Wake up now and then even without data, to acknowledge what became durable.

@@ -109,4 +109,8 @@ pub struct Txn {
     pub truncated: Vec<u32>,
     /// Relations whose Relation message arrived in this transaction (schema may have changed).
     pub relations: Vec<Arc<Relation>>,
+    /// Relations changed by this transaction when it was too large to hold
+    /// (`ELECTRIC_EXPERIMENTAL_MAX_TXN_SIZE`): its changes were dropped, so the shapes of these
+    /// tables must be rebuilt from a new snapshot (409).
+    pub overflowed: Vec<u32>,
 }

@@ -381,6 +381,9 @@ impl Shape {
         if txn.truncated.contains(&oid) {
             return Applied::Invalidate("truncate");
         }
+        if txn.overflowed.contains(&oid) {
+            return Applied::Invalidate("a transaction too large to hold changed its table");
+        }
         for rel in &txn.relations {
             if rel.oid == oid && !apply::relation_matches(&self.def.table, rel) {
                 return Applied::Invalidate("relation changed");
