@@ -158,23 +158,26 @@ fn lazy_recovery_falls_back_when_the_derived_files_disagree() {
     let full = recover_shape(&copy_shape(&dir, &tmp.path().join("full"), &h)).unwrap();
     type Damage = fn(&Path);
     let cases: [(&str, Damage); 6] = [
-        ("chunks.data written bare, before chunks were stored in brackets", |d| {
-            use engine::storage::record::{self, Decoded, KIND_CHUNK_DATA};
-            let old = std::fs::read(d.join("chunks.data")).unwrap();
-            let mut bare = Vec::new();
-            let mut at = 0;
-            while let Decoded::Record(r, next) = record::decode(&old, at) {
-                let p = if r.kind == KIND_CHUNK_DATA {
-                    &r.payload[1..r.payload.len() - 1]
-                } else {
-                    r.payload
-                };
-                record::encode(&mut bare, r.kind, r.tx, r.op, p);
-                at = next;
-            }
-            assert_eq!(at, old.len());
-            std::fs::write(d.join("chunks.data"), bare).unwrap();
-        }),
+        (
+            "chunks.data written bare, before chunks were stored in brackets",
+            |d| {
+                use engine::storage::record::{self, Decoded, KIND_CHUNK_DATA};
+                let old = std::fs::read(d.join("chunks.data")).unwrap();
+                let mut bare = Vec::new();
+                let mut at = 0;
+                while let Decoded::Record(r, next) = record::decode(&old, at) {
+                    let p = if r.kind == KIND_CHUNK_DATA {
+                        &r.payload[1..r.payload.len() - 1]
+                    } else {
+                        r.payload
+                    };
+                    record::encode(&mut bare, r.kind, r.tx, r.op, p);
+                    at = next;
+                }
+                assert_eq!(at, old.len());
+                std::fs::write(d.join("chunks.data"), bare).unwrap();
+            },
+        ),
         ("index missing", |d| {
             std::fs::remove_file(d.join("chunks.idx")).unwrap()
         }),
