@@ -61,6 +61,10 @@ pub struct Core {
     pub sync_wake: Event,
     /// A sync job is running on the worker.
     pub syncing: Cell<bool>,
+    /// A shape directory removal was queued for the worker since the last sync round: nothing
+    /// after the transaction that invalidated the shape may be reported durable until the
+    /// removal is done (a crash in between would bring the stale shape back).
+    pub removals_pending: Cell<bool>,
     /// Shutdown started: the sync loop starts no new job.
     pub shutting_down: Cell<bool>,
     /// End LSN of the last transaction this core has applied.
@@ -110,6 +114,7 @@ impl Core {
             dirty: RefCell::default(),
             sync_wake: Event::new(),
             syncing: Cell::new(false),
+            removals_pending: Cell::new(false),
             shutting_down: Cell::new(false),
             processed_lsn: Cell::new(0),
             stored: RefCell::new(stored),
@@ -258,7 +263,7 @@ impl Core {
         }
         drop(cache);
         self.processed_lsn.set(txn.end_lsn);
-        if self.dirty.borrow().is_empty() && !self.syncing.get() {
+        if self.dirty.borrow().is_empty() && !self.syncing.get() && !self.removals_pending.get() {
             // Nothing of this transaction (or before) waits for a sync on this core.
             self.publish_durable(txn.end_lsn);
         }
@@ -503,8 +508,11 @@ impl Core {
         let store = shape.borrow_mut().store.take();
         if let Some(store) = store {
             // Deleting (with its fsyncs) happens off the core; the metadata goes first, so a
-            // crash midway never brings the shape back.
+            // crash midway never brings the shape back. The sync loop reports progress past
+            // this point only once the worker has done it (jobs run in order).
             let _ = self.worker.send(Job::Remove(store.dir().to_path_buf()));
+            self.removals_pending.set(true);
+            self.sync_wake.notify();
         }
         shape.borrow_mut().invalidate();
     }

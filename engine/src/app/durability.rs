@@ -65,11 +65,14 @@ const SLOW_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn sync_loop(core: Rc<Core>) {
     loop {
         let waiting = core.sync_wake.listen();
-        if core.dirty.borrow().is_empty() || core.shutting_down.get() {
+        let idle = core.dirty.borrow().is_empty() && !core.removals_pending.get();
+        if idle || core.shutting_down.get() {
             waiting.await;
             continue;
         }
         drop(waiting);
+        // Removals queued so far run before this round's job on the worker.
+        core.removals_pending.set(false);
         // Everything processed so far has been appended to the stores being synced now.
         let covered_lsn = core.processed_lsn.get();
         let shapes: Vec<_> = core.dirty.borrow_mut().drain().map(|(_, s)| s).collect();
