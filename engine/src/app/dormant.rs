@@ -401,29 +401,35 @@ mod load_tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// A request that wakes a dormant shape may be dropped while the load awaits (the client
-    /// hung up during the catalog lookup); the load must still end, or the handle would stay
-    /// "loading" forever and the next transaction on its table would wait for it forever.
-    #[test]
-    fn a_cancelled_request_does_not_leave_its_load_unfinished() {
-        // A "Postgres" that accepts and then says nothing for 1.5 s before closing: the
-        // catalog lookup is pending for that long, then fails.
+    /// A fake Postgres on loopback: each connection is held for `hold`, then closed (the
+    /// catalog lookup is pending that long, then fails). Returns its port.
+    fn fake_postgres(hold: Duration) -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             for s in listener.incoming() {
                 let s = s.unwrap();
                 std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(1500));
+                    std::thread::sleep(hold);
                     drop(s);
                 });
             }
         });
+        port
+    }
+
+    /// A core whose Postgres is at `port`, with one dormant stored shape of definition hash
+    /// `hash` under a private root. Returns the core, the root and the shape's handle and dir.
+    fn core_with_stored_shape(
+        tag: &str,
+        port: u16,
+        hash: u32,
+    ) -> (Rc<Core>, std::path::PathBuf, String, std::path::PathBuf) {
         let root =
-            std::env::temp_dir().join(format!("ampere-dormant-cancel-{}", std::process::id()));
+            std::env::temp_dir().join(format!("ampere-dormant-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        let handle = protocol::handle::format_handle(7, 1_700_000_000_000_000);
+        let handle = protocol::handle::format_handle(hash, 1_700_000_000_000_000);
         let def = DefinitionRecord {
             schema: "public".into(),
             table: "t".into(),
@@ -436,42 +442,50 @@ mod load_tests {
             table_columns: Vec::new(),
         };
         let mut store = ShapeStore::create(&root, &ShapeMeta::new(handle.clone(), def)).unwrap();
-        store
-            .finish_snapshot(
-                b"",
-                SnapshotRecord {
-                    xmin: 1,
-                    xmax: 1,
-                    xip: Vec::new(),
-                },
-            )
-            .unwrap();
+        let snapshot = SnapshotRecord {
+            xmin: 1,
+            xmax: 1,
+            xip: Vec::new(),
+        };
+        store.finish_snapshot(b"", snapshot).unwrap();
         store.sync().unwrap();
         let dir = store.dir().to_path_buf();
         drop(store);
         let meta = crate::storage::read_shape_meta(&dir).unwrap();
-
-        let config = crate::config::Config::try_parse_from([
+        let args = [
             "ampere",
             "--insecure",
             "--storage-dir",
             root.to_str().unwrap(),
-        ])
-        .expect("config");
+        ];
+        let config = crate::config::Config::try_parse_from(args).expect("config");
         let (tx, _rx) = flume::bounded(1);
-        let shared = Arc::new(super::super::Shared::new(
-            config,
-            format!("postgresql://u@127.0.0.1:{port}/db"),
-            vec![tx],
-        ));
+        let url = format!("postgresql://u@127.0.0.1:{port}/db");
+        let shared = Arc::new(super::super::Shared::new(config, url, vec![tx]));
         let core = Core::new(0, shared, Vec::new(), durability::start_worker(0).unwrap());
-        *core.dormant.borrow_mut() = Dormant::new(vec![StoredShape { dir, meta }]).0;
+        let stored = StoredShape {
+            dir: dir.clone(),
+            meta,
+        };
+        *core.dormant.borrow_mut() = Dormant::new(vec![stored]).0;
+        (core, root, handle, dir)
+    }
 
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .expect("runtime");
-        rt.block_on(async {
+            .expect("runtime")
+    }
+
+    /// A request that wakes a dormant shape may be dropped while the load awaits (the client
+    /// hung up during the catalog lookup); the load must still end, or the handle would stay
+    /// "loading" forever and the next transaction on its table would wait for it forever.
+    #[test]
+    fn a_cancelled_request_does_not_leave_its_load_unfinished() {
+        let port = fake_postgres(Duration::from_millis(1500));
+        let (core, root, handle, _) = core_with_stored_shape("cancel", port, 7);
+        runtime().block_on(async {
             // The request's future is dropped while its load waits for the catalog.
             let r = monoio::time::timeout(Duration::from_millis(300), wake_for_def(&core, 7)).await;
             assert!(r.is_err(), "the load was expected to be pending");
@@ -491,69 +505,9 @@ mod load_tests {
     /// the shapes were rebuilt only once replication had connected.
     #[test]
     fn a_failed_catalog_lookup_keeps_the_stored_shape() {
-        // A "Postgres" that closes every connection at once.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for s in listener.incoming() {
-                drop(s);
-            }
-        });
-        let root =
-            std::env::temp_dir().join(format!("ampere-dormant-catalog-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let handle = protocol::handle::format_handle(9, 1_700_000_000_000_000);
-        let def = DefinitionRecord {
-            schema: "public".into(),
-            table: "t".into(),
-            table_oid: 42,
-            columns: vec!["id".into()],
-            where_clause: None,
-            params: Vec::new(),
-            replica: 0,
-            log_mode: 0,
-            table_columns: Vec::new(),
-        };
-        let mut store = ShapeStore::create(&root, &ShapeMeta::new(handle.clone(), def)).unwrap();
-        store
-            .finish_snapshot(
-                b"",
-                SnapshotRecord {
-                    xmin: 1,
-                    xmax: 1,
-                    xip: Vec::new(),
-                },
-            )
-            .unwrap();
-        store.sync().unwrap();
-        let dir = store.dir().to_path_buf();
-        drop(store);
-        let meta = crate::storage::read_shape_meta(&dir).unwrap();
-        let config = crate::config::Config::try_parse_from([
-            "ampere",
-            "--insecure",
-            "--storage-dir",
-            root.to_str().unwrap(),
-        ])
-        .expect("config");
-        let (tx, _rx) = flume::bounded(1);
-        let shared = Arc::new(super::super::Shared::new(
-            config,
-            format!("postgresql://u@127.0.0.1:{port}/db"),
-            vec![tx],
-        ));
-        let core = Core::new(0, shared, Vec::new(), durability::start_worker(0).unwrap());
-        *core.dormant.borrow_mut() = Dormant::new(vec![StoredShape {
-            dir: dir.clone(),
-            meta,
-        }])
-        .0;
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
+        let port = fake_postgres(Duration::ZERO);
+        let (core, root, handle, dir) = core_with_stored_shape("catalog", port, 9);
+        runtime().block_on(async {
             assert!(
                 wake_for_def(&core, 9).await.is_err(),
                 "loaded without a catalog"
