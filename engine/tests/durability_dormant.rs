@@ -17,6 +17,14 @@ fn get(c: &Client, table: &str, where_: &str, rest: &str) -> Resp {
     ))
 }
 
+/// Runs one statement and waits until the server has stored it (the slot is acknowledged past
+/// the start of its transaction: the WAL end may lie beyond every transaction).
+fn exec_stored(pg: &mut Pg, sql: &str) {
+    let lsn = pg.current_lsn();
+    pg.exec(sql);
+    pg.wait_confirmed(lsn + 1, Duration::from_secs(30));
+}
+
 /// Follows a shape from `offset` until up to date; returns the bodies read.
 fn catch_up(c: &Client, table: &str, where_: &str, handle: &str, offset: &str) -> String {
     let mut offset = offset.to_string();
@@ -86,10 +94,11 @@ fn dormant_shapes_wake_on_transactions_requests_and_deletes() {
     let (hd, od) = synced(&c, "a", "id = 2");
     let mut pg = Pg::connect(&db.url()).expect("connect");
     for i in 0..10 {
-        pg.exec(&format!("UPDATE a SET v = 'before-{i}' WHERE id = 1"));
+        exec_stored(
+            &mut pg,
+            &format!("UPDATE a SET v = 'before-{i}' WHERE id = 1"),
+        );
     }
-    let lsn = pg.current_lsn();
-    pg.wait_confirmed(lsn, Duration::from_secs(30));
     let (_, oa) = synced(&c, "a", "id = 1");
     server.stop();
 
@@ -103,9 +112,7 @@ fn dormant_shapes_wake_on_transactions_requests_and_deletes() {
     // A transaction on table a while nobody asks for its shapes: it must still reach the
     // stored shape (loaded before the transaction is applied), and the slot must move past it
     // only once it is stored.
-    pg.exec("UPDATE a SET v = 'while-dormant' WHERE id = 1");
-    let lsn = pg.current_lsn();
-    pg.wait_confirmed(lsn, Duration::from_secs(30));
+    exec_stored(&mut pg, "UPDATE a SET v = 'while-dormant' WHERE id = 1");
     let c = server.client();
     let body = catch_up(&c, "a", "id = 1", &ha, &oa);
     assert!(body.contains("while-dormant"), "change missed: {body}");
@@ -209,9 +216,7 @@ fn a_type_change_while_dormant_invalidates_like_a_live_shape() {
     pg.exec("ALTER TABLE live ALTER COLUMN v TYPE bigint USING v * 10");
     pg.exec("ALTER TABLE sleepy ALTER COLUMN v TYPE bigint USING v * 10");
     pg.exec("UPDATE live SET v = 99 WHERE id = 2");
-    pg.exec("UPDATE sleepy SET v = 99 WHERE id = 2");
-    let lsn = pg.current_lsn();
-    pg.wait_confirmed(lsn, Duration::from_secs(30));
+    exec_stored(&mut pg, "UPDATE sleepy SET v = 99 WHERE id = 2");
     let r = get(&c, "live", "id > 0", &format!("&handle={hl}&offset={ol}"));
     assert_eq!(r.status, 409, "live shape: {}", r.body_str());
     let r = get(&c, "sleepy", "id > 0", &format!("&handle={hs}&offset={os}"));
@@ -262,4 +267,36 @@ fn the_shape_gauge_counts_a_woken_shape_once() {
         1.0,
         "after the request loaded it"
     );
+}
+
+/// One transaction touching the table of many stored shapes (more than one batch of loads)
+/// reaches every one of them.
+#[test]
+fn a_transaction_wakes_every_stored_shape_of_its_table() {
+    let cluster = support::cluster();
+    let db = cluster.create_database().expect("database");
+    db.psql(
+        "CREATE TABLE c (id int PRIMARY KEY, v text NOT NULL);
+         INSERT INTO c SELECT g, 'v' || g FROM generate_series(1, 20) g;",
+    )
+    .expect("setup");
+    let mut server = Restartable::start(&db.url(), CrashOpts::default());
+    let c = server.client();
+    let shapes: Vec<(String, String)> = (1..=20)
+        .map(|k| synced(&c, "c", &format!("id = {k}")))
+        .collect();
+    server.stop();
+    server.spawn();
+    server.wait_active(Duration::from_secs(60));
+    let mut pg = Pg::connect(&db.url()).expect("connect");
+    exec_stored(&mut pg, "UPDATE c SET v = 'changed-' || id");
+    let c = server.client();
+    for (k, (handle, offset)) in shapes.iter().enumerate() {
+        let body = catch_up(&c, "c", &format!("id = {}", k + 1), handle, offset);
+        assert!(
+            body.contains(&format!("changed-{}", k + 1)),
+            "shape {} missed the change: {body}",
+            k + 1
+        );
+    }
 }

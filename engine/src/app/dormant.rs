@@ -229,26 +229,35 @@ pub async fn wake_for_delete(core: &Rc<Core>, target: &DeleteTarget) -> Result<(
 /// forever.
 async fn wake(core: &Rc<Core>, handles: Vec<String>) -> Result<(), NotLoaded> {
     let mut all = Ok(());
-    for handle in handles {
-        let step = core.dormant.borrow_mut().step(&handle);
-        let done = match step {
-            Step::Nothing => continue,
-            Step::Wait(done) => done,
-            Step::Load(stored, event) => {
-                let done = event.listen();
-                let (core, handle) = (core.clone(), handle.clone());
-                monoio::spawn(async move { load_one(&core, handle, *stored).await });
-                done
+    // A few loads at a time: a transaction on a table with thousands of stored shapes waits
+    // for all of them, and each is mostly waiting on file reads.
+    for batch in handles.chunks(LOADS_AT_ONCE) {
+        let mut waits = Vec::with_capacity(batch.len());
+        for handle in batch {
+            let step = core.dormant.borrow_mut().step(handle);
+            match step {
+                Step::Nothing => {}
+                Step::Wait(done) => waits.push((handle, done)),
+                Step::Load(stored, event) => {
+                    waits.push((handle, event.listen()));
+                    let (core, handle) = (core.clone(), handle.clone());
+                    monoio::spawn(async move { load_one(&core, handle, *stored).await });
+                }
             }
-        };
-        done.await;
-        // Back among the dormant: it could not be loaded now.
-        if core.dormant.borrow().shapes.contains_key(&handle) {
-            all = Err(NotLoaded);
+        }
+        for (handle, done) in waits {
+            done.await;
+            // Back among the dormant: it could not be loaded now.
+            if core.dormant.borrow().shapes.contains_key(handle) {
+                all = Err(NotLoaded);
+            }
         }
     }
     all
 }
+
+/// Stored shapes loaded at the same time by one waker.
+const LOADS_AT_ONCE: usize = 8;
 
 /// One load attempt; its end wakes everyone waiting for the shape.
 async fn load_one(core: &Rc<Core>, handle: String, stored: StoredShape) {
