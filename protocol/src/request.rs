@@ -35,7 +35,7 @@ pub enum LogMode {
 }
 
 /// Why the `params` map cannot be used; `Display` is the exact upstream message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum ParamsError {
     #[error("Parameters can only use numbers as keys")]
     NonNumericKeys,

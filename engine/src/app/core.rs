@@ -31,8 +31,31 @@ use std::time::{Duration, Instant};
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
 
 pub type ShapeRef = Rc<RefCell<Shape>>;
-/// Catalog cache: (schema, table) → entry and when it was read.
-type TableCache = HashMap<(String, String), (Arc<TableInfo>, Instant)>;
+/// Catalog cache: schema → table → entry and when it was read (nested, so a lookup by `&str`
+/// allocates nothing: it is on every request's path).
+#[derive(Default)]
+struct TableCache(HashMap<String, HashMap<String, (Arc<TableInfo>, Instant)>>);
+
+impl TableCache {
+    fn get(&self, schema: &str, name: &str) -> Option<&(Arc<TableInfo>, Instant)> {
+        self.0.get(schema)?.get(name)
+    }
+
+    fn insert(&mut self, schema: &str, name: &str, entry: (Arc<TableInfo>, Instant)) {
+        self.0
+            .entry(schema.to_string())
+            .or_default()
+            .insert(name.to_string(), entry);
+    }
+
+    /// Forgets the tables with one of these OIDs.
+    fn forget(&mut self, oids: impl Fn(u32) -> bool) {
+        for tables in self.0.values_mut() {
+            tables.retain(|_, (t, _)| !oids(t.oid));
+        }
+        self.0.retain(|_, tables| !tables.is_empty());
+    }
+}
 
 pub struct Core {
     pub id: usize,
@@ -52,7 +75,7 @@ pub struct Core {
     encode_cache: RefCell<EncodeCache>,
     /// Recently built definitions by request parameters, so repeated requests (catch-up,
     /// long-polls) skip WHERE parsing. Valid while the table entry they were built on is.
-    pub defs: RefCell<HashMap<String, Arc<ShapeDef>>>,
+    pub defs: RefCell<super::def_cache::DefCache>,
     /// The storage worker thread (fsync, directory removal).
     pub worker: flume::Sender<Job>,
     /// Shapes written since the last sync was prepared.
@@ -237,7 +260,7 @@ impl Core {
         if !txn.relations.is_empty() {
             self.tables
                 .borrow_mut()
-                .retain(|_, (t, _)| !txn.relations.iter().any(|r| r.oid == t.oid));
+                .forget(|oid| txn.relations.iter().any(|r| r.oid == oid));
         }
         let targets = self.route(txn);
         let mut cache = self.encode_cache.borrow_mut();
@@ -569,11 +592,16 @@ impl Core {
 
     /// The table's catalog entry (cached briefly); `Ok(None)` if it does not exist.
     pub async fn table(&self, schema: &str, name: &str) -> Result<Option<Arc<TableInfo>>, PgError> {
+        if let Some((t, at)) = self.tables.borrow().get(schema, name) {
+            if at.elapsed() < TABLE_CACHE_TTL {
+                return Ok(Some(t.clone()));
+            }
+        }
         let key = (schema.to_string(), name.to_string());
         // One lookup per table at a time: when the cache entry expires under a burst (every
         // client of a shape re-requesting after a write), the others wait for it.
         let _loading = loop {
-            if let Some((t, at)) = self.tables.borrow().get(&key) {
+            if let Some((t, at)) = self.tables.borrow().get(schema, name) {
                 if at.elapsed() < TABLE_CACHE_TTL {
                     return Ok(Some(t.clone()));
                 }
@@ -596,7 +624,7 @@ impl Core {
             Err(e) => {
                 // While Postgres is unreachable, existing shapes stay servable on the last
                 // known table definition (replication re-validates it when it reconnects).
-                if let Some((t, _)) = self.tables.borrow().get(&key) {
+                if let Some((t, _)) = self.tables.borrow().get(schema, name) {
                     tracing::debug!("catalog lookup failed ({e}); using the cached table");
                     return Ok(Some(t.clone()));
                 }
@@ -606,11 +634,11 @@ impl Core {
         Ok(t.map(|t| {
             let mut tables = self.tables.borrow_mut();
             // An unchanged table keeps its `Arc`, so definitions built on it stay cached.
-            let t = match tables.get(&key) {
+            let t = match tables.get(schema, name) {
                 Some((old, _)) if **old == t => old.clone(),
                 _ => Arc::new(t),
             };
-            tables.insert(key, (t.clone(), Instant::now()));
+            tables.insert(schema, name, (t.clone(), Instant::now()));
             t
         }))
     }

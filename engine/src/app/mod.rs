@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod core;
+pub mod def_cache;
 pub mod dormant;
 pub mod durability;
 pub mod pool;

@@ -245,8 +245,9 @@ pub(super) async fn definition(
         }
         Err(e) => return Err(pg_error_response(&e)),
     };
-    let key = def_cache_key(q, queryable);
-    if let Some(d) = core.defs.borrow().get(&key) {
+    let asked = super::def_cache::Asked::of(q, queryable);
+    if let Some(d) = core.defs.borrow().get(&asked) {
+        // Valid while the catalog entry it was built on is the current one.
         if Arc::ptr_eq(&d.table, &table) {
             return Ok(d.clone());
         }
@@ -254,54 +255,8 @@ pub(super) async fn definition(
     let def = ShapeDef::build_with_queryable(q, queryable, table)
         .map(Arc::new)
         .map_err(|e| responses::validation(&e))?;
-    let mut defs = core.defs.borrow_mut();
-    if defs.len() >= DEF_CACHE_MAX {
-        defs.clear();
-    }
-    defs.insert(key, def.clone());
+    core.defs.borrow_mut().insert(&asked, def.clone());
     Ok(def)
-}
-
-/// Definitions cached per core; past this the cache starts over (a bound, not an LRU).
-const DEF_CACHE_MAX: usize = 4096;
-
-/// Every request parameter that goes into a definition, unambiguously joined.
-fn def_cache_key(q: &DefParams<'_>, queryable: Option<&[String]>) -> String {
-    let mut k = String::new();
-    let mut part = |s: &str| {
-        k.push_str(&s.len().to_string());
-        k.push(':');
-        k.push_str(s);
-    };
-    part(&q.table.schema);
-    part(&q.table.name);
-    // Presence first, then the text: no string a client can send stands for "no WHERE".
-    match q.where_clause {
-        Some(w) => {
-            part("where");
-            part(w);
-        }
-        None => part("no where"),
-    }
-    for p in q.params {
-        part(p);
-    }
-    part("|");
-    for c in q.columns.unwrap_or(&[]) {
-        part(c);
-    }
-    part(if q.columns.is_some() { "cols" } else { "all" });
-    // The allow-list changes validation and the projection, so it keys the cache too.
-    for c in queryable.unwrap_or(&[]) {
-        part(c);
-    }
-    part(if queryable.is_some() {
-        "queryable"
-    } else {
-        "any"
-    });
-    part(&format!("{:?}{:?}{:?}", q.replica, q.log, q.params_error));
-    k
 }
 
 fn pg_error_response(e: &PgError) -> Response {
