@@ -44,17 +44,32 @@ fn sync(c: &Client, table: &str) -> Result<(BTreeMap<String, Value>, String), u1
     }
 }
 
-/// Positions `(payload start, payload length)` of the records in a `snapshot.data`.
-fn snapshot_records(bytes: &[u8]) -> Vec<(usize, usize)> {
+/// Positions `(payload start, payload length)` of the records of `kind` in a record file
+/// (`snapshot.data`: every record is a snapshot chunk, kind 4; `chunks.data`: CHUNK_DATA, kind
+/// 5, alternates with CHUNK_INDEX, kind 6).
+fn records(bytes: &[u8], kind: u8) -> Vec<(usize, usize)> {
     const HEADER: usize = 25;
     let mut out = Vec::new();
     let mut at = 0;
     while at + HEADER <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        out.push((at + HEADER, len));
+        if bytes[at + 8] == kind {
+            out.push((at + HEADER, len));
+        }
         at += HEADER + len;
     }
     out
+}
+
+/// Turns a row's `x` in the payload at `(start, len)` into `h`: still valid JSON, so only the
+/// record's checksum can tell.
+fn flip_an_x(bytes: &mut [u8], (start, len): (usize, usize)) {
+    let at = bytes[start..start + len]
+        .iter()
+        .position(|b| *b == b'x')
+        .expect("an x")
+        + start;
+    bytes[at] ^= 0x10;
 }
 
 #[test]
@@ -138,16 +153,9 @@ fn a_damaged_chunk_on_disk_gets_409_and_a_rebuilt_shape() {
 
     let path = support::crash::shape_dir(&server.storage, &handle).join("snapshot.data");
     let mut bytes = std::fs::read(&path).expect("snapshot.data");
-    let records = snapshot_records(&bytes);
-    assert!(records.len() >= 4, "{} chunks", records.len());
-    // Chunk 2's payload: a row's `x` becomes `h` (still valid JSON: only the checksum knows).
-    let (at, len) = records[2];
-    let flip = bytes[at..at + len]
-        .iter()
-        .position(|b| *b == b'x')
-        .expect("an x")
-        + at;
-    bytes[flip] ^= 0x10;
+    let chunks = records(&bytes, 4);
+    assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+    flip_an_x(&mut bytes, chunks[2]);
     std::fs::write(&path, &bytes).expect("write");
 
     server.restart();
@@ -213,24 +221,9 @@ fn a_damaged_real_log_chunk_after_a_restart_gets_409() {
 
     let path = support::crash::shape_dir(&server.storage, &handle).join("chunks.data");
     let mut bytes = std::fs::read(&path).expect("chunks.data");
-    // Record payloads: CHUNK_DATA (kind 5) and CHUNK_INDEX (kind 6) alternate.
-    let mut data = Vec::new();
-    let mut at = 0;
-    while at + 25 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        if bytes[at + 8] == 5 {
-            data.push((at + 25, len));
-        }
-        at += 25 + len;
-    }
+    let data = records(&bytes, 5);
     assert!(data.len() >= 4, "{} closed chunks", data.len());
-    let (start, len) = data[2];
-    let flip = bytes[start..start + len]
-        .iter()
-        .position(|b| *b == b'x')
-        .expect("an x")
-        + start;
-    bytes[flip] ^= 0x10;
+    flip_an_x(&mut bytes, data[2]);
     std::fs::write(&path, &bytes).expect("write");
 
     server.restart();

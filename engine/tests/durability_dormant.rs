@@ -102,8 +102,7 @@ fn dormant_shapes_wake_on_transactions_requests_and_deletes() {
     let (_, oa) = synced(&c, "a", "id = 1");
     server.stop();
 
-    server.spawn();
-    server.wait_active(Duration::from_secs(60));
+    server.restart();
     assert!(
         server.log().contains("found 4 stored shapes"),
         "{}",
@@ -165,8 +164,7 @@ fn the_shape_limit_counts_and_evicts_dormant_shapes_first() {
         .map(|k| synced(&c, "t", &format!("id = {k}")))
         .collect();
     server.stop();
-    server.spawn();
-    server.wait_active(Duration::from_secs(60));
+    server.restart();
     let c = server.client();
     // Shape 3 is used after the restart; a fourth shape then needs room: a dormant shape goes
     // (the oldest, shape 1), not the one in use.
@@ -205,8 +203,7 @@ fn a_type_change_while_dormant_invalidates_like_a_live_shape() {
     let (hl, _) = synced(&c, "live", "id > 0");
     let (hs, os) = synced(&c, "sleepy", "id > 0");
     server.stop();
-    server.spawn();
-    server.wait_active(Duration::from_secs(60));
+    server.restart();
     let c = server.client();
     // `live` is loaded by a request; `sleepy` stays dormant.
     let (hl2, ol) = synced(&c, "live", "id > 0");
@@ -256,8 +253,7 @@ fn the_shape_gauge_counts_a_woken_shape_once() {
     let (h, _) = synced(&c, "m", "id > 0");
     assert_eq!(shapes_gauge(metrics_port), 1.0);
     server.stop();
-    server.spawn();
-    server.wait_active(Duration::from_secs(60));
+    server.restart();
     assert_eq!(shapes_gauge(metrics_port), 1.0, "dormant");
     let c = server.client();
     let (h2, _) = synced(&c, "m", "id > 0");
@@ -286,8 +282,7 @@ fn a_transaction_wakes_every_stored_shape_of_its_table() {
         .map(|k| synced(&c, "c", &format!("id = {k}")))
         .collect();
     server.stop();
-    server.spawn();
-    server.wait_active(Duration::from_secs(60));
+    server.restart();
     let mut pg = Pg::connect(&db.url()).expect("connect");
     exec_stored(&mut pg, "UPDATE c SET v = 'changed-' || id");
     let c = server.client();

@@ -385,7 +385,7 @@ impl Core {
             let s = shape.borrow();
             (s.handle.clone(), s.def.canonical.clone(), s.def.clone())
         };
-        let created = |h: &str| protocol::handle::parse_handle(h).map_or(0, |(_, micros)| micros);
+        let created = super::dormant::created_micros;
         let existing = self.by_def.borrow().get(&canonical).cloned();
         if let Some(other) = existing {
             if created(&other) >= created(&handle) {
@@ -592,12 +592,8 @@ impl Core {
 
     /// The table's catalog entry (cached briefly); `Ok(None)` if it does not exist.
     pub async fn table(&self, schema: &str, name: &str) -> Result<Option<Arc<TableInfo>>, PgError> {
-        if let Some((t, at)) = self.tables.borrow().get(schema, name) {
-            if at.elapsed() < TABLE_CACHE_TTL {
-                return Ok(Some(t.clone()));
-            }
-        }
-        let key = (schema.to_string(), name.to_string());
+        // Built only past a cache hit (the common case allocates nothing).
+        let mut key = None;
         // One lookup per table at a time: when the cache entry expires under a burst (every
         // client of a shape re-requesting after a write), the others wait for it.
         let _loading = loop {
@@ -606,7 +602,8 @@ impl Core {
                     return Ok(Some(t.clone()));
                 }
             }
-            let pending = self.loading.borrow().get(&key).map(Event::listen);
+            let key = key.get_or_insert_with(|| (schema.to_string(), name.to_string()));
+            let pending = self.loading.borrow().get(key).map(Event::listen);
             match pending {
                 Some(listener) => listener.await,
                 None => break LoadingGuard::new(&self.loading, key.clone()),

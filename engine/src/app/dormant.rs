@@ -50,11 +50,10 @@ impl Dormant {
     /// newest of stored shapes with one definition (an invalidated shape whose removal a
     /// crash interrupted, next to its successor: the old handle must keep answering 409).
     pub fn new(stored: Vec<StoredShape>) -> (Self, Vec<StoredShape>) {
-        let created = |h: &str| protocol::handle::parse_handle(h).map_or(0, |(_, micros)| micros);
         let mut newest: HashMap<&crate::storage::DefinitionRecord, &str> = HashMap::new();
         for s in stored.iter().filter(|s| s.meta.snapshot_complete) {
             let e = newest.entry(&s.meta.definition).or_insert(&s.meta.handle);
-            if created(&s.meta.handle) > created(e) {
+            if created_micros(&s.meta.handle) > created_micros(e) {
                 *e = &s.meta.handle;
             }
         }
@@ -105,11 +104,10 @@ impl Dormant {
     /// Takes the dormant shape created first, if any (the shape limit evicts it first: it has
     /// not been used since the restart).
     pub fn pop_oldest(&mut self) -> Option<StoredShape> {
-        let created = |h: &str| protocol::handle::parse_handle(h).map_or(0, |(_, micros)| micros);
         let oldest = self
             .shapes
             .keys()
-            .min_by_key(|h| (created(h), (*h).clone()))?
+            .min_by_key(|h| (created_micros(h), (*h).clone()))?
             .clone();
         let s = self.shapes.remove(&oldest)?;
         self.forget(&oldest, s.meta.definition.table_oid);
@@ -174,6 +172,11 @@ impl Dormant {
             .cloned()
             .collect()
     }
+}
+
+/// When a shape was created, from its handle (0 for a handle that does not parse).
+pub(super) fn created_micros(handle: &str) -> u64 {
+    protocol::handle::parse_handle(handle).map_or(0, |(_, micros)| micros)
 }
 
 fn hash_of(handle: &str) -> u32 {

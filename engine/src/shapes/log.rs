@@ -226,8 +226,9 @@ impl ShapeLog {
 
     /// Rebuilds a log from storage: the snapshot chunks in `snapshot_file` and the closed
     /// real-log chunks in `chunk_file` (each checked against its record when first read), and
-    /// the entries recovery holds in memory: those of the open chunk (entries after the last
-    /// closed chunk) and of closed chunks without records (over the record limit).
+    /// the entries recovery holds in memory (`recover_shape_lazy`): those of the open chunk
+    /// (entries after the last closed chunk) and of closed chunks without records (over the
+    /// record limit).
     pub fn restore(
         threshold: u64,
         snapshot_file: &Rc<LazyFile>,
@@ -266,8 +267,11 @@ impl ShapeLog {
                 log.close_open_chunk();
                 continue;
             };
-            // A full recovery also returns the entries of chunks on disk: not needed here.
-            while entries.next_if(|(o, _)| *o <= c.last).is_some() {}
+            assert!(
+                entries.peek().is_none_or(|(o, _)| *o > c.last),
+                "entries of chunk {} are on disk, not in memory (recover_shape_lazy)",
+                c.last
+            );
             assert_eq!(
                 index.len,
                 u64::from(c.entries) * record::CHUNK_INDEX_ENTRY_LEN as u64,

@@ -29,8 +29,12 @@ pub type ScanResult = Result<RecoveredShape, ScanFailure>;
 /// Only for start-up: it trims files that a running [`ShapeStore`](super::ShapeStore) could be
 /// writing.
 pub fn scan(root: &Path) -> Result<Vec<ScanResult>, StorageError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    scan_with_threads(root, threads)
+    scan_with_threads(root, default_threads())
+}
+
+/// Threads for start-up's reads: one per CPU, at most 8 (the work is many small reads).
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 pub fn scan_with_threads(root: &Path, threads: usize) -> Result<Vec<ScanResult>, StorageError> {
@@ -58,9 +62,8 @@ pub struct StoredShape {
 /// data), in parallel. Shapes whose directory or metadata is bad come back as `Err` entries;
 /// leftover half-created shape directories are deleted. Sorted by directory.
 pub fn list_stored(root: &Path) -> Result<Vec<Result<StoredShape, ScanFailure>>, StorageError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let dirs = list_shape_dirs(root)?;
-    Ok(in_parallel(&dirs, threads, |dir| {
+    Ok(in_parallel(&dirs, default_threads(), |dir| {
         checked_dir(dir).and_then(|handle| {
             read_shape_meta(dir)
                 .map(|meta| StoredShape {
