@@ -85,6 +85,9 @@ pub struct CatchupCallgrindArgs {
     /// Append the tables as markdown to this file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Keep the callgrind dumps in this directory.
+    #[arg(long)]
+    pub keep_dumps: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +159,7 @@ pub fn catchup_callgrind(args: &CatchupCallgrindArgs) -> Result<Vec<Table>> {
         chunk_sizes: args.chunk_bytes.clone(),
         requests: args.requests,
         ampere_bin: locate_ampere(args.ampere_bin.as_deref())?,
+        keep_dumps: args.keep_dumps.clone(),
     })
 }
 

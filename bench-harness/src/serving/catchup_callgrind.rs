@@ -33,6 +33,8 @@ pub struct CallgrindOptions {
     /// Requests counted per measurement.
     pub requests: u64,
     pub ampere_bin: PathBuf,
+    /// Copy each callgrind dump here (for `callgrind_annotate --tree=caller` by hand).
+    pub keep_dumps: Option<PathBuf>,
 }
 
 /// Where the chunks are served from.
@@ -87,6 +89,61 @@ const EXCLUSIVE: &[(&str, &[&str])] = &[
     ("malloc/free (self)", &["malloc.c:", "arena.c:"]),
 ];
 
+/// The row counting calls into the allocator (not instructions).
+const ALLOCATIONS: &str = "heap allocations (calls, not instructions)";
+/// Entry points that hand out new memory; `free` is not counted.
+const ALLOCATORS: &[&str] = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "aligned_alloc",
+    "posix_memalign",
+    "memalign",
+];
+
+/// Calls to the allocator in a callgrind dump: the `calls=` lines under a `cfn=` naming one of
+/// [`ALLOCATORS`]. Function names are compressed in the dump (`(id) name` the first time, `(id)`
+/// after), so ids are resolved as they are defined.
+fn allocator_calls(dump: &str) -> u64 {
+    let mut names = std::collections::HashMap::new();
+    let mut callee_allocates = false;
+    let mut total = 0;
+    for line in dump.lines() {
+        if let Some(spec) = line.strip_prefix("cfn=") {
+            callee_allocates = is_allocator(&mut names, spec).unwrap_or(false);
+        } else if let Some(spec) = line.strip_prefix("fn=") {
+            is_allocator(&mut names, spec);
+        } else if let Some(calls) = line.strip_prefix("calls=") {
+            if callee_allocates {
+                total += calls
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Whether a compressed function name of the dump (`(id) name` or `(id)`) is an allocator;
+/// `None` for an id not defined yet.
+fn is_allocator<'a>(
+    names: &mut std::collections::HashMap<&'a str, &'a str>,
+    spec: &'a str,
+) -> Option<bool> {
+    let spec = spec.trim();
+    let name = match spec.split_once(") ") {
+        Some((id, name)) if id.starts_with('(') => {
+            names.insert(&id[1..], name.trim());
+            name.trim()
+        }
+        _ => names.get(spec.trim_start_matches('(').trim_end_matches(')'))?,
+    };
+    let bare = name.split(['\'', ' ']).next().unwrap_or(name);
+    Some(ALLOCATORS.contains(&bare))
+}
+
 pub fn run(options: &CallgrindOptions) -> Result<Vec<Table>> {
     ensure!(valgrind_available(), "valgrind is not installed");
     let cluster = Cluster::start().context("start Postgres")?;
@@ -134,7 +191,14 @@ pub fn run(options: &CallgrindOptions) -> Result<Vec<Table>> {
             }
             control(server.pid(), "-d")?;
             let dump = out_dir.join(format!("cg.{}.1", server.pid()));
-            let components = components(&dump)?;
+            if let Some(keep) = &options.keep_dumps {
+                std::fs::create_dir_all(keep)?;
+                std::fs::copy(&dump, keep.join(format!("cg{counter}.out")))
+                    .context("keep the callgrind dump")?;
+            }
+            let mut components = components(&dump)?;
+            let text = std::fs::read_to_string(&dump).context("read the callgrind dump")?;
+            components.push((ALLOCATIONS, allocator_calls(&text)));
             measurements.push(Measurement {
                 chunk_threshold: chunk_bytes,
                 body_bytes: chunk.body_len,
@@ -258,7 +322,7 @@ fn table(options: &CallgrindOptions, measurements: &[Measurement]) -> Table {
         "Catch-up responses under callgrind (epoll, 1 core)",
         &headers,
     );
-    let rows = INCLUSIVE.len() + EXCLUSIVE.len();
+    let rows = INCLUSIVE.len() + EXCLUSIVE.len() + 1;
     for i in 0..rows {
         let mut row = vec![measurements
             .first()
@@ -284,6 +348,13 @@ fn table(options: &CallgrindOptions, measurements: &[Measurement]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_calls_into_the_allocator() {
+        let dump = "fn=(1) engine::f\ncfn=(2) malloc\ncalls=3 0\n0 90\ncfn=(3) free\ncalls=2 0\n0 10\n\
+fn=(4) engine::g\ncfn=(2)\ncalls=4 0\n0 40\ncfn=(5) realloc'2\ncalls=1 0\n0 7\ncfn=(1)\ncalls=9 0\n0 1\n";
+        assert_eq!(allocator_calls(dump), 8);
+    }
 
     #[test]
     fn reads_callgrind_annotate_lines() {
