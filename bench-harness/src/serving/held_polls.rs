@@ -2,14 +2,16 @@
 //! one task per connection, each sending one request and reading one response.
 //!
 //! Progress is shared through atomics so the measuring thread can watch the server's memory
-//! while the connections are held, then trigger the write that completes them all.
+//! while the connections are held, then trigger the write that completes them all. Each
+//! connection that receives the row notes the [`Instant`] it did (a long-poll: its whole
+//! response read; SSE: the whole insert event read); the thread returns those instants.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use engine::runtime::{run_per_core, IoDriver};
@@ -45,22 +47,26 @@ impl Progress {
     }
 }
 
-/// Starts `count` long-polls for `path` on a client thread; join the handle for its result.
+/// Starts `count` long-polls for `path` on a client thread; join the handle for its result:
+/// the instant each connection that got a 200 with the row received it (one per such
+/// connection, in no particular order).
 pub fn hold(
     port: u16,
     path: String,
     count: u64,
     timeout: Duration,
-) -> (Arc<Progress>, JoinHandle<Result<()>>) {
+) -> (Arc<Progress>, JoinHandle<Result<Vec<Instant>>>) {
     let progress = Arc::new(Progress::default());
     let shared = progress.clone();
-    let handle = std::thread::spawn(move || -> Result<()> {
+    let handle = std::thread::spawn(move || -> Result<Vec<Instant>> {
         let request_text =
             Arc::new(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes());
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let (answers_tx, answers_rx) = mpsc::channel::<Vec<Instant>>();
         run_per_core(1, IoDriver::Epoll, move |_core| {
             let progress = shared.clone();
             let request: Rc<[u8]> = Rc::from(request_text.as_slice());
+            let answers_tx = answers_tx.clone();
             async move {
                 let mut handles = Vec::with_capacity(count as usize);
                 for started in 0..count {
@@ -78,31 +84,39 @@ pub fn hold(
                         let outcome =
                             monoio::time::timeout(timeout, one(addr, &request, &progress)).await;
                         match outcome {
-                            Ok(Ok(has_row)) => {
+                            Ok(Ok(answered)) => {
                                 progress.completed.fetch_add(1, Ordering::AcqRel);
-                                if has_row {
+                                if answered.is_some() {
                                     progress.with_row.fetch_add(1, Ordering::AcqRel);
                                 }
+                                answered
                             }
                             Ok(Err(_)) | Err(_) => {
                                 progress.failed.fetch_add(1, Ordering::AcqRel);
+                                None
                             }
                         }
                     }));
                 }
+                let mut answers = Vec::with_capacity(handles.len());
                 for handle in handles {
-                    handle.await;
+                    answers.extend(handle.await);
                 }
+                // The receiver outlives the runtime, so the send cannot fail.
+                let _ = answers_tx.send(answers);
             }
         })
         .map_err(|e| anyhow!("client runtime: {e}"))?;
-        Ok(())
+        answers_rx
+            .recv()
+            .map_err(|_| anyhow!("the client runtime exited without its answers"))
     });
     (progress, handle)
 }
 
-/// One long-poll: connect, send, read one response; whether it was a 200 with a row in it.
-async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<bool> {
+/// One long-poll: connect, send, read one response. When it was a 200 with a row in it, the
+/// instant the response (SSE: the insert event) had been read in full.
+async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<Option<Instant>> {
     let mut stream = monoio::net::TcpStream::connect(addr)
         .await
         .context("connect")?;
@@ -138,25 +152,33 @@ async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<bo
     while received.len() < head_len + body_len {
         buf = read_some(&mut stream, buf, &mut received).await?;
     }
+    let answered = Instant::now();
     let body = &received[head_len..head_len + body_len];
-    Ok(status == 200 && count_inserts(body) > 0)
+    Ok((status == 200 && count_inserts(body) > 0).then_some(answered))
 }
 
 /// Reads an SSE stream until an insert event and a later up-to-date event have arrived (the
-/// chunk framing is left in place: the markers are searched in the raw bytes).
+/// chunk framing is left in place: the markers are searched in the raw bytes); returns the
+/// instant the insert event had been read up to its terminating blank line.
 async fn read_stream_until_row(
     stream: &mut monoio::net::TcpStream,
     mut buf: Vec<u8>,
     mut received: Vec<u8>,
     head_len: usize,
-) -> Result<bool> {
+) -> Result<Option<Instant>> {
     const INSERT: &[u8] = br#""operation":"insert""#;
+    const EVENT_END: &[u8] = b"\n\n";
     const UP_TO_DATE: &[u8] = br#""control":"up-to-date""#;
+    let mut answered = None;
     loop {
         let body = &received[head_len..];
         if let Some(at) = find(body, INSERT) {
-            if find(&body[at..], UP_TO_DATE).is_some() {
-                return Ok(true);
+            if let Some(end) = find(&body[at..], EVENT_END) {
+                // Set by the first read that completed the event (this one or an earlier one).
+                let event_read = *answered.get_or_insert_with(Instant::now);
+                if find(&body[at + end..], UP_TO_DATE).is_some() {
+                    return Ok(Some(event_read));
+                }
             }
         }
         ensure!(

@@ -30,13 +30,18 @@ pub fn create_and_fill(db: &TestDb<'_>, rows: u64) -> Result<()> {
 
 /// Inserts rows `first..=last` (a 32-character title, a small int, a timestamp, a bool).
 pub fn insert_range(db: &TestDb<'_>, first: u64, last: u64) -> Result<()> {
-    db.psql(&format!(
+    db.psql(&insert_sql(first, last))
+        .with_context(|| format!("insert items {first}..={last}"))?;
+    Ok(())
+}
+
+/// The statement [`insert_range`] runs, for callers with their own connection.
+pub fn insert_sql(first: u64, last: u64) -> String {
+    format!(
         "INSERT INTO items SELECT i, md5(i::text), (i * 7) % 1000, \
          timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', i % 2 = 0 \
          FROM generate_series({first}, {last}) AS i"
-    ))
-    .with_context(|| format!("insert items {first}..={last}"))?;
-    Ok(())
+    )
 }
 
 pub fn count_rows(db: &TestDb<'_>) -> Result<u64> {
