@@ -1,5 +1,9 @@
 //! Many idle live long-polls from one small client: a single-thread monoio runtime (epoll) with
-//! one task per connection, each sending one request and reading one response.
+//! one task per connection, each sending one request and reading one response. As the official
+//! client does, a long-poll answered with the row sends its next long-poll (from the response's
+//! `electric-offset`, with its `electric-cursor`) on the same connection at once; connections
+//! (SSE streams too) stay open until every client has been answered, so the server's fan-out
+//! is measured with the re-polls it causes and without connection teardown.
 //!
 //! Progress is shared through atomics so the measuring thread can watch the server's memory
 //! while the connections are held, then trigger the write that completes them all. Each
@@ -66,6 +70,7 @@ pub fn hold(
         run_per_core(1, IoDriver::Epoll, move |_core| {
             let progress = shared.clone();
             let request: Rc<[u8]> = Rc::from(request_text.as_slice());
+            let path: Rc<str> = Rc::from(path.as_str());
             let answers_tx = answers_tx.clone();
             async move {
                 let mut handles = Vec::with_capacity(count as usize);
@@ -80,28 +85,35 @@ pub fn hold(
                     }
                     let progress = progress.clone();
                     let request = request.clone();
+                    let path = path.clone();
                     handles.push(monoio::spawn(async move {
                         let outcome =
-                            monoio::time::timeout(timeout, one(addr, &request, &progress)).await;
+                            monoio::time::timeout(timeout, one(addr, &request, &path, &progress))
+                                .await;
                         match outcome {
-                            Ok(Ok(answered)) => {
+                            Ok(Ok((answered, stream))) => {
                                 progress.completed.fetch_add(1, Ordering::AcqRel);
                                 if answered.is_some() {
                                     progress.with_row.fetch_add(1, Ordering::AcqRel);
                                 }
-                                answered
+                                (answered, Some(stream))
                             }
                             Ok(Err(_)) | Err(_) => {
                                 progress.failed.fetch_add(1, Ordering::AcqRel);
-                                None
+                                (None, None)
                             }
                         }
                     }));
                 }
                 let mut answers = Vec::with_capacity(handles.len());
+                // Closed only once every client is answered.
+                let mut open = Vec::with_capacity(handles.len());
                 for handle in handles {
-                    answers.extend(handle.await);
+                    let (answered, stream) = handle.await;
+                    answers.extend(answered);
+                    open.extend(stream);
                 }
+                drop(open);
                 // The receiver outlives the runtime, so the send cannot fail.
                 let _ = answers_tx.send(answers);
             }
@@ -115,8 +127,14 @@ pub fn hold(
 }
 
 /// One long-poll: connect, send, read one response. When it was a 200 with a row in it, the
-/// instant the response (SSE: the insert event) had been read in full.
-async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<Option<Instant>> {
+/// instant the response (SSE: the insert event) had been read in full; then (long-poll) the
+/// next long-poll is sent on the connection, which is returned open.
+async fn one(
+    addr: SocketAddr,
+    request: &[u8],
+    path: &str,
+    progress: &Progress,
+) -> Result<(Option<Instant>, monoio::net::TcpStream)> {
     let mut stream = monoio::net::TcpStream::connect(addr)
         .await
         .context("connect")?;
@@ -125,7 +143,7 @@ async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<Op
     progress.written.fetch_add(1, Ordering::AcqRel);
     let mut received: Vec<u8> = Vec::new();
     let mut buf = Vec::with_capacity(4096);
-    let (head_len, status, body_len) = loop {
+    let (head_len, status, body_len, next) = loop {
         if let Some(end) = find_head_end(&received) {
             let head = std::str::from_utf8(&received[..end]).context("head is UTF-8")?;
             let (status, headers) = parse_head(head)?;
@@ -138,13 +156,18 @@ async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<Op
             if header("transfer-encoding") == Some("chunked") {
                 // An SSE stream: read until the write's events and their up-to-date arrived.
                 ensure!(status == 200, "stream with status {status}");
-                return read_stream_until_row(&mut stream, buf, received, end).await;
+                let answered = read_stream_until_row(&mut stream, buf, received, end).await?;
+                return Ok((answered, stream));
             }
             let length: usize = header("content-length")
                 .and_then(|v| v.parse().ok())
                 .context("no content-length")?;
             ensure!(length <= MAX_BODY, "body over {MAX_BODY} bytes");
-            break (end, status, length);
+            let next = match (header("electric-offset"), header("electric-cursor")) {
+                (Some(offset), Some(cursor)) => Some(next_poll(path, offset, cursor)),
+                _ => None,
+            };
+            break (end, status, length, next);
         }
         ensure!(received.len() <= MAX_HEAD, "head over {MAX_HEAD} bytes");
         buf = read_some(&mut stream, buf, &mut received).await?;
@@ -154,7 +177,29 @@ async fn one(addr: SocketAddr, request: &[u8], progress: &Progress) -> Result<Op
     }
     let answered = Instant::now();
     let body = &received[head_len..head_len + body_len];
-    Ok((status == 200 && count_inserts(body) > 0).then_some(answered))
+    let with_row = status == 200 && count_inserts(body) > 0;
+    if let (true, Some(next)) = (with_row, next) {
+        let (written, _) = stream.write_all(next.into_bytes()).await;
+        written.context("write the next long-poll")?;
+    }
+    Ok((with_row.then_some(answered), stream))
+}
+
+/// The request following a long-poll answered at `offset`: the same query with that offset
+/// and the response's cursor.
+fn next_poll(path: &str, offset: &str, cursor: &str) -> String {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("offset=") && !p.starts_with("cursor="))
+        .map(str::to_string)
+        .collect();
+    pairs.push(format!("offset={offset}"));
+    pairs.push(format!("cursor={cursor}"));
+    format!(
+        "GET {route}?{} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        pairs.join("&")
+    )
 }
 
 /// Reads an SSE stream until an insert event and a later up-to-date event have arrived (the

@@ -92,6 +92,12 @@ pub struct Core {
     pub shutting_down: Cell<bool>,
     /// End LSN of the last transaction this core has applied.
     pub processed_lsn: Cell<u64>,
+    /// Rendered heads of catch-up responses (`head_cache`).
+    pub heads: RefCell<super::head_cache::HeadCache>,
+    /// Live requests of this core's connections waiting for a shape to change (`live`).
+    pub waits: super::live::Waits,
+    /// Cores waiting for shapes this core owns to change (`live`).
+    pub watchers: super::live::Watchers,
     /// Deadlines of held requests (one sweeper task per core).
     pub timers: crate::event::Timers,
     /// Shapes found on disk at start-up, made dormant on the first `Restore` message.
@@ -137,6 +143,9 @@ impl Core {
             dirty: RefCell::default(),
             sync_wake: Event::new(),
             syncing: Cell::new(false),
+            heads: Default::default(),
+            waits: Default::default(),
+            watchers: Default::default(),
             removals_pending: Cell::new(false),
             shutting_down: Cell::new(false),
             processed_lsn: Cell::new(0),
@@ -191,6 +200,13 @@ impl Core {
                         let _ = reply.send(resp);
                     });
                 }
+                CoreMsg::Watch {
+                    def,
+                    handle,
+                    after,
+                    from,
+                } => super::live::on_watch(&self, &def, handle, after, from),
+                CoreMsg::Batch(batch) => super::live::on_batch(&self, batch),
                 CoreMsg::Subset { call, reply } => {
                     let core = self.clone();
                     monoio::spawn(async move {
@@ -281,6 +297,9 @@ impl Core {
                 tracing::info!("shape {handle} invalidated: {why}");
                 self.remove(&handle);
             } else {
+                if matches!(applied, Applied::Appended(_)) && !self.watchers.is_empty() {
+                    super::live::shape_changed(self, &shape.borrow());
+                }
                 self.mark_dirty(&shape);
             }
         }
@@ -415,11 +434,14 @@ impl Core {
     /// The active shape for a definition, created (and its snapshot started) if there is none.
     /// Fails only when its storage cannot be created (disk full, read-only storage dir).
     pub fn get_or_create(self: &Rc<Self>, def: &Arc<ShapeDef>) -> Result<ShapeRef, String> {
-        let existing = self.by_def.borrow().get(&def.canonical).cloned();
-        if let Some(h) = existing {
-            if let Some(s) = self.shape(&h) {
-                return Ok(s);
-            }
+        // Looked up in place: no handle copied on the path of every request.
+        let existing = self
+            .by_def
+            .borrow()
+            .get(&def.canonical)
+            .and_then(|h| self.shapes.borrow().get(h).cloned());
+        if let Some(s) = existing {
+            return Ok(s);
         }
         self.evict_if_full();
         let handle = self.new_handle(def.hash);
@@ -538,6 +560,8 @@ impl Core {
             self.sync_wake.notify();
         }
         shape.borrow_mut().invalidate();
+        super::live::shape_removed(self, handle);
+        self.heads.borrow_mut().forget(handle);
     }
 
     fn purge(&self) {

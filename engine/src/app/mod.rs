@@ -7,6 +7,8 @@ pub mod core;
 pub mod def_cache;
 pub mod dormant;
 pub mod durability;
+pub mod head_cache;
+pub mod live;
 pub mod pool;
 pub mod responses;
 pub mod router;
@@ -127,6 +129,16 @@ pub enum CoreMsg {
         call: Box<ShapeCall>,
         reply: flume::Sender<Response>,
     },
+    /// A core holds live requests at `after` of `handle` (owned by the receiver): answer with a
+    /// `Batch` once the log is past it (`live`).
+    Watch {
+        def: Arc<ShapeDef>,
+        handle: String,
+        after: protocol::offset::LogOffset,
+        from: usize,
+    },
+    /// The owner's answer to a `Watch`, shared by every core waiting at that offset.
+    Batch(Arc<live::Batch>),
     Delete {
         target: DeleteTarget,
         reply: flume::Sender<Response>,

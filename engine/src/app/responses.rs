@@ -8,7 +8,7 @@ pub const JSON: &str = "application/json; charset=utf-8";
 
 pub fn json(status: u16, body: impl Into<Bytes>) -> Response {
     Response::new(status)
-        .with_header("content-type", JSON.to_string())
+        .with_header("content-type", JSON)
         .with_body(Body::Full(body.into()))
 }
 

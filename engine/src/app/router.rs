@@ -7,6 +7,7 @@ use crate::http::{Handler, Method, Request, Response};
 use crate::pg::PgError;
 use crate::shapes::def::{DefParams, ShapeDef};
 use protocol::headers as h;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -38,17 +39,25 @@ enum Route {
 /// Resolves the path as Plug does: percent-decoded, empty segments dropped, so `/v1//shape`,
 /// `/v1/shape/` and `/v1/%73hape` are all the shape route (and all need the secret).
 fn resolve(path: &str) -> Route {
-    let decoded: Vec<u8> = percent_decode(path.as_bytes());
-    let segs: Vec<&[u8]> = decoded
-        .split(|b| *b == b'/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    match segs.as_slice() {
-        [] => Route::Root,
-        [b"v1", b"health"] => Route::Health,
-        [b"v1", b"shape"] => Route::Shape,
+    // Decoded into a copy only when escaped (rare): every request comes through here.
+    let decoded;
+    let bytes = if path.contains('%') {
+        decoded = percent_decode(path.as_bytes());
+        &decoded[..]
+    } else {
+        path.as_bytes()
+    };
+    let mut segs = bytes.split(|b| *b == b'/').filter(|s| !s.is_empty());
+    let route = match (segs.next(), segs.next()) {
+        (None, _) => Route::Root,
+        (Some(b"v1"), Some(b"health")) => Route::Health,
+        (Some(b"v1"), Some(b"shape")) => Route::Shape,
         _ => Route::Other,
+    };
+    if route != Route::Root && segs.next().is_some() {
+        return Route::Other;
     }
+    route
 }
 
 fn percent_decode(s: &[u8]) -> Vec<u8> {
@@ -77,7 +86,11 @@ async fn route(core: &Rc<Core>, req: Request) -> Response {
     // Take what the final headers need now: the request (its headers and strings) is dropped
     // before a long-poll waits, keeping held connections small.
     let origins: Vec<&str> = req.headers_all("origin").collect();
-    let allow_origin = h::allow_origin(&origins).to_string();
+    // Owned only when it echoes the request's origin.
+    let allow_origin: Cow<'static, str> = match h::allow_origin(&origins) {
+        "*" => Cow::Borrowed("*"),
+        origin => Cow::Owned(origin.to_string()),
+    };
     let preflight_route = method == Method::Options && route == Route::Shape;
     let mut resp = match (&route, &method) {
         (Route::Root, Method::Get | Method::Head) => Response::new(200),
@@ -98,7 +111,7 @@ async fn route(core: &Rc<Core>, req: Request) -> Response {
         }
         _ => responses::not_found(),
     };
-    finish(core, &allow_origin, preflight_route, &route, &mut resp);
+    finish(core, allow_origin, preflight_route, &route, &mut resp);
     core.shared
         .metrics
         .core(core.id)
@@ -122,22 +135,16 @@ fn metrics_label(route: &Route, method: &Method) -> crate::metrics::RouteLabel {
 /// Headers on every response: server, request id, CORS (not on 401), default cache-control.
 fn finish(
     core: &Rc<Core>,
-    allow_origin: &str,
+    allow_origin: Cow<'static, str>,
     preflight: bool,
     route: &Route,
     resp: &mut Response,
 ) {
     let hs = &mut resp.headers;
     hs.push((h::ELECTRIC_SERVER.into(), h::ELECTRIC_SERVER_VALUE.into()));
-    hs.push((
-        "x-request-id".into(),
-        format!("{:016x}", core.random()).into(),
-    ));
+    resp.request_id = Some(core.random());
     if resp.status != 401 {
-        hs.push((
-            "access-control-allow-origin".into(),
-            allow_origin.to_string().into(),
-        ));
+        hs.push(("access-control-allow-origin".into(), allow_origin));
         hs.push((
             "access-control-expose-headers".into(),
             h::EXPOSE_HEADERS.into(),
@@ -147,7 +154,7 @@ fn finish(
             h::allow_methods(*route == Route::Shape).into(),
         ));
     }
-    let has_cc = hs.iter().any(|(k, _)| k == "cache-control");
+    let has_cc = resp.head_block.is_some() || hs.iter().any(|(k, _)| k == "cache-control");
     if !has_cc && !preflight {
         hs.push((
             "cache-control".into(),
@@ -323,13 +330,18 @@ pub(super) async fn serve_query(
         post,
         query: q,
     };
+    if super::live::eligible(&call) {
+        // Held here, woken by the owner's batch (`live`): not forwarded.
+        return Box::pin(super::live::hold(core, call, owner)).await;
+    }
     if owner == core.id {
         return Box::pin(super::serve::serve_shape(core, call)).await;
     }
-    ask_owner(core, owner, |reply| CoreMsg::Shape {
+    // Boxed, as the branches above: held requests keep this future alive.
+    Box::pin(ask_owner(core, owner, |reply| CoreMsg::Shape {
         call: Box::new(call),
         reply,
-    })
+    }))
     .await
 }
 

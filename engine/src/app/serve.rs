@@ -65,14 +65,14 @@ pub(super) fn active_shape(
     let shape = core
         .get_or_create(def)
         .map_err(|_| responses::fixed(protocol::errors::shape_creation_failed()))?;
-    let active = {
-        let mut s = shape.borrow_mut();
-        s.last_used = Instant::now();
-        s.handle.clone()
-    };
+    let mut s = shape.borrow_mut();
+    s.last_used = Instant::now();
     match requested {
-        Some(h) if h != active => Err(responses::must_refetch(Some(&active))),
-        _ => Ok(shape),
+        Some(h) if h != s.handle => Err(responses::must_refetch(Some(&s.handle))),
+        _ => {
+            drop(s);
+            Ok(shape)
+        }
     }
 }
 
@@ -206,6 +206,18 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         // `[` entries (`,` up-to-date) `]`: a whole closed chunk on disk is one file range.
         let tail = up_to_date.then(|| Bytes::from(protocol::message::up_to_date(global_lsn)));
         let parts = slice.into_body(tail);
+        if !q.live && !call.post && !up_to_date {
+            // A catch-up response: the same head for every client (`head_cache`).
+            let head = core
+                .heads
+                .borrow_mut()
+                .get_or_render(&handle, after, chunk_end, || {
+                    catch_up_head(core, call, &handle, after, chunk_end)
+                });
+            let mut r = Response::new(200).with_body(Body::Mixed(parts));
+            r.head_block = Some(head);
+            return r;
+        }
         let mut r = responses::json(200, Bytes::new()).with_body(Body::Mixed(parts));
         // The chunk end is formatted once, for `electric-offset` and the etag.
         let end = chunk_end.to_string();
@@ -260,8 +272,53 @@ fn stream_response(
     r
 }
 
+/// The head of a non-live GET 200 that is not up to date: what `add_shape_headers` writes for
+/// it, plus content type and etag, rendered once (see `head_cache`).
+fn catch_up_head(
+    core: &Core,
+    call: &ShapeCall,
+    handle: &str,
+    after: Option<LogOffset>,
+    chunk_end: LogOffset,
+) -> Bytes {
+    let cfg = &core.shared.config;
+    let end = chunk_end.to_string();
+    let mut head = Vec::with_capacity(256 + call.def.schema_header.len());
+    let mut line = |name: &str, value: &str| super::head_cache::line(&mut head, name, value);
+    line(h::CONTENT_TYPE, responses::JSON);
+    line(h::ELECTRIC_HANDLE, handle);
+    line(h::ELECTRIC_OFFSET, &end);
+    line(h::ELECTRIC_SCHEMA, &call.def.schema_header);
+    line(h::ELECTRIC_HAS_DATA, "true");
+    let cache_control = h::cache_control(&h::CacheCase {
+        method_is_get: true,
+        status: 200,
+        has_handle: true,
+        offset: Some(call.query.offset),
+        live: false,
+        live_sse: false,
+        max_age_secs: cfg.cache_max_age,
+        stale_age_secs: cfg.cache_stale_age,
+        sse_timeout_ms: cfg.sse_timeout.as_millis() as u64,
+        send_cache_headers: true,
+    });
+    if let Some(cc) = &cache_control {
+        line(h::CACHE_CONTROL, cc);
+    }
+    line(
+        h::ETAG,
+        &h::etag(handle, &offset_param_str(after), &end, None),
+    );
+    Bytes::from(head)
+}
+
 /// `offset=now`, and a live request that timed out: just an up-to-date, `has-data: false`.
-fn no_changes(core: &Rc<Core>, call: &ShapeCall, handle: &str, last: LogOffset) -> Response {
+pub(super) fn no_changes(
+    core: &Rc<Core>,
+    call: &ShapeCall,
+    handle: &str,
+    last: LogOffset,
+) -> Response {
     // SSE requests never get here: a live one always streams (`stream_response`).
     let global = core.last_lsn.get().max(last.tx);
     let body = format!(
@@ -312,6 +369,16 @@ fn offset_param_str(after: Option<LogOffset>) -> String {
     }
 }
 
+/// The `electric-cursor` of a live response (§4.4).
+pub(super) fn next_cursor(core: &Core, q: &protocol::request::ShapeQuery) -> u64 {
+    protocol::cursor::next_cursor(
+        unix_secs(),
+        core.shared.config.long_poll_timeout.as_millis() as u64,
+        q.cursor.as_deref(),
+        1 + core.random() % 3600,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn add_shape_headers(
     core: &Rc<Core>,
@@ -338,13 +405,10 @@ fn add_shape_headers(
         hs.push((h::ELECTRIC_UP_TO_DATE.into(), "".into()));
     }
     if q.live {
-        let cursor = protocol::cursor::next_cursor(
-            unix_secs(),
-            cfg.long_poll_timeout.as_millis() as u64,
-            q.cursor.as_deref(),
-            1 + core.random() % 3600,
-        );
-        hs.push((h::ELECTRIC_CURSOR.into(), cursor.to_string().into()));
+        hs.push((
+            h::ELECTRIC_CURSOR.into(),
+            next_cursor(core, q).to_string().into(),
+        ));
     }
     hs.push((
         h::ELECTRIC_HAS_DATA.into(),

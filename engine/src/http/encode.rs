@@ -303,6 +303,16 @@ fn encode_head(out: &mut Vec<u8>, response: &Response, framing: Framing, mode: P
         }
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(block) = &response.head_block {
+        out.extend_from_slice(block);
+    }
+    if let Some(id) = response.request_id {
+        out.extend_from_slice(b"x-request-id: ");
+        for shift in (0..16).rev() {
+            out.push(b"0123456789abcdef"[(id >> (shift * 4)) as usize & 0xf]);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
     match framing {
         Framing::None => {}
         Framing::Length(length) => {

@@ -115,6 +115,12 @@ pub struct Response {
     pub status: u16,
     /// Values are `Cow` so the many fixed ones (CORS, content types) cost no allocation.
     pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    /// Header lines rendered once and shared by many responses (`name: value\r\n` each),
+    /// written after `headers`. Trusted: only the server renders them. A response with a block
+    /// carries its own `cache-control` in it.
+    pub head_block: Option<Bytes>,
+    /// Written as `x-request-id` (16 hex digits) by the encoder, which formats it in place.
+    pub request_id: Option<u64>,
     pub body: Body,
 }
 
@@ -124,6 +130,8 @@ impl Response {
             status,
             // A shape response carries about 16 headers: room for them up front.
             headers: Vec::with_capacity(RESPONSE_HEADERS),
+            head_block: None,
+            request_id: None,
             body: Body::Empty,
         }
     }
@@ -140,6 +148,8 @@ impl Response {
                 ));
                 h
             },
+            head_block: None,
+            request_id: None,
             body: Body::Full(body.into()),
         }
     }
