@@ -1,50 +1,60 @@
-//! Decodes and validates an arbitrary query string as every shape route does (`protocol`):
-//! `parse_query_string`, `parse_shape_query` (GET/POST), `parse_delete_query` (DELETE),
-//! `query_has_subset`, and `split_request` without a body (a GET subset request).
+//! Decodes and validates an arbitrary query string as every shape route does (`protocol`): the
+//! router decodes once (`parse_query_string`) and hands those parameters to
+//! `validate_shape_query` (GET/POST), `validate_delete_query` (DELETE), `wants_subset`, and
+//! `split_params` without a body (a GET subset request); the one-call wrappers
+//! (`parse_shape_query`, `parse_delete_query`, `split_request`) decode themselves.
 //!
 //! Input layout: the whole input is the raw query (after `?`); bytes that are not UTF-8 are
 //! replaced, as the request target is a `String` by then.
 //! Oracle: no panic; every 400 body is a JSON object with `message` and `errors`; an
-//! undecodable query fails every route the same way; `query_has_subset` never misses a
-//! subset key; an accepted shape request keeps the rules it was validated by (a table, a
-//! handle exactly when the offset is a position, no `live` with `-1`/`now`, `live_sse` only
-//! with `live`) and its offset and table print back to the same values; without subset keys,
-//! `split_request` accepts exactly what `parse_shape_query` accepts, with the same result.
+//! undecodable query fails every wrapper the same way; the decoded keys are sorted and unique
+//! and each is found by lookup; `wants_subset` is true exactly for a `subset` or `subset__*`
+//! key; an accepted shape request keeps the rules it was validated by (a table, a handle
+//! exactly when the offset is a position, no `live` with `-1`/`now`, `live_sse` only with
+//! `live`) and its offset and table print back to the same values; validating the decoded
+//! parameters gives what the wrappers give; without subset keys, `split_params` (which
+//! rebuilds the parameters as a POST body merge does) accepts exactly what GET validation
+//! accepts, with the same result.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use protocol::ident::{parse_table, quote_table};
 use protocol::offset::OffsetParam;
-use protocol::query_string::parse_query_string;
-use protocol::request::{parse_delete_query, parse_shape_query, RequestError, ShapeQuery};
-use protocol::subset::{query_has_subset, split_request, SplitError};
+use protocol::query_string::{parse_query_string, QueryParams};
+use protocol::request::{
+    parse_delete_query, parse_shape_query, validate_delete_query, validate_shape_query,
+    RequestError, ShapeQuery,
+};
+use protocol::subset::{split_params, split_request, wants_subset, SplitError};
 
 fuzz_target!(|data: &[u8]| {
     let raw = String::from_utf8_lossy(data);
-    let decoded = parse_query_string(&raw);
-    let has_subset_key = decoded.as_ref().is_ok_and(|params| {
-        params
-            .keys()
-            .any(|key| key == "subset" || key.starts_with("subset__"))
-    });
-    if has_subset_key {
-        assert!(
-            query_has_subset(&raw),
-            "query_has_subset missed a subset key"
-        );
-    }
+    let params = match parse_query_string(&raw) {
+        Ok(params) => params,
+        Err(error) => {
+            let malformed = RequestError::MalformedQueryString(error);
+            assert_eq!(parse_shape_query(&raw).err(), Some(malformed.clone()));
+            assert_eq!(parse_delete_query(&raw).err(), Some(malformed.clone()));
+            assert_eq!(
+                split_request(&raw, None).err(),
+                Some(SplitError::Request(malformed))
+            );
+            return;
+        }
+    };
+    check_lookup(&params);
+    let has_subset_key = params
+        .keys()
+        .any(|key| key == "subset" || key.starts_with("subset__"));
+    assert_eq!(wants_subset(&params), has_subset_key, "wants_subset");
 
-    let shape = parse_shape_query(&raw);
-    let delete = parse_delete_query(&raw);
-    let split = split_request(&raw, None);
-    if let Err(error) = &decoded {
-        let malformed = RequestError::MalformedQueryString(error.clone());
-        assert_eq!(shape.as_ref().err(), Some(&malformed));
-        assert_eq!(delete.as_ref().err(), Some(&malformed));
-        assert_eq!(split.as_ref().err(), Some(&SplitError::Request(malformed)));
-        return;
-    }
+    let shape = validate_shape_query(&params).map_err(RequestError::Invalid);
+    let delete = validate_delete_query(&params).map_err(RequestError::Invalid);
+    let split = split_params(&params, None);
+    assert_eq!(parse_shape_query(&raw), shape, "GET wrapper");
+    assert_eq!(parse_delete_query(&raw), delete, "DELETE wrapper");
+    assert_eq!(split_request(&raw, None), split, "split wrapper");
 
     match &shape {
         Ok(query) => check_shape(query),
@@ -72,6 +82,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Keys come sorted and once each (lookups are a binary search), and each is found.
+fn check_lookup(params: &QueryParams<'_>) {
+    let keys: Vec<&str> = params.keys().collect();
+    assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "{keys:?}");
+    for (key, value) in params.iter() {
+        assert_eq!(params.get(key), Some(value));
+        assert!(params.has_key_starting_with(key));
+    }
+}
 
 fn check_shape(query: &ShapeQuery) {
     let table = query

@@ -8,28 +8,44 @@
 //!   list, `a[b][c]=x` nests deeper;
 //! - when a key repeats, the later pair wins (maps are merged key by key).
 //!
+//! The router decodes a request's query string once and authorization, admission, subset
+//! detection and validation all read that one [`QueryParams`]; so decoding borrows: a key or
+//! value is a slice of the raw query unless it was escaped, and the parameters are one `Vec`
+//! (a request has a handful), not a map with a node and a `String` per key.
+//!
 //! The caller bounds the query length (HTTP request-line limit); nesting depth is bounded here
 //! so a hostile key cannot recurse deeply.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::btree_map::{BTreeMap, Entry};
 
 /// Maximum number of `[...]` segments in one key; far above anything a client sends.
 pub const MAX_KEY_DEPTH: usize = 16;
 
-/// One decoded parameter value.
+/// Room for the parameters of a typical shape request, so decoding allocates once.
+const TYPICAL_PAIRS: usize = 8;
+
+/// One decoded parameter value; its text borrows from the query string unless it was escaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    String(String),
-    List(Vec<Value>),
-    Map(BTreeMap<String, Value>),
+pub enum Value<'a> {
+    String(Cow<'a, str>),
+    List(Vec<Value<'a>>),
+    Map(BTreeMap<Cow<'a, str>, Value<'a>>),
 }
 
-impl Value {
+impl Value<'_> {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
             _ => None,
         }
+    }
+}
+
+/// The empty string, as Plug starts every value (and what `mem::take` leaves behind).
+impl Default for Value<'_> {
+    fn default() -> Self {
+        Value::String(Cow::Borrowed(""))
     }
 }
 
@@ -46,13 +62,18 @@ pub enum QueryStringError {
 
 /// Decoded query parameters: top-level key → value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueryParams {
-    entries: BTreeMap<String, Value>,
+pub struct QueryParams<'a> {
+    /// Sorted by key, each key once: lookups are a binary search and iteration is in key order,
+    /// as it was when this was a map.
+    entries: Vec<(Cow<'a, str>, Value<'a>)>,
 }
 
-impl QueryParams {
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.get(key)
+impl<'a> QueryParams<'a> {
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.entries
+            .binary_search_by(|(entry, _)| entry.as_ref().cmp(key))
+            .ok()
+            .map(|index| &self.entries[index].1)
     }
 
     /// The value of `key` if it is a plain string.
@@ -61,11 +82,27 @@ impl QueryParams {
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
+        self.get(key).is_some()
     }
 
+    /// Whether some key starts with `prefix` (the keys sharing a prefix are adjacent).
+    pub fn has_key_starting_with(&self, prefix: &str) -> bool {
+        let first = self
+            .entries
+            .partition_point(|(key, _)| key.as_ref() < prefix);
+        self.entries
+            .get(first)
+            .is_some_and(|(key, _)| key.starts_with(prefix))
+    }
+
+    /// Keys in sorted order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
+        self.entries.iter().map(|(key, _)| key.as_ref())
+    }
+
+    /// Keys and values, keys in sorted order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
+        self.entries.iter().map(|(key, value)| (key.as_ref(), value))
     }
 
     /// The API secret sent by the client: `secret`, or the legacy `api_secret` when `secret` is
@@ -78,87 +115,116 @@ impl QueryParams {
     }
 }
 
-/// Parameters already decoded (a POST body's, merged with the query's).
-impl FromIterator<(String, Value)> for QueryParams {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(pairs: I) -> Self {
-        QueryParams {
-            entries: pairs.into_iter().collect(),
-        }
+/// Parameters already decoded (a POST body's, merged with the query's); a repeated key
+/// replaces the earlier value.
+impl<'a> FromIterator<(Cow<'a, str>, Value<'a>)> for QueryParams<'a> {
+    fn from_iter<I: IntoIterator<Item = (Cow<'a, str>, Value<'a>)>>(pairs: I) -> Self {
+        let mut entries: Vec<_> = pairs.into_iter().collect();
+        // Stable, so the pairs of one key stay in order and the last one is kept.
+        entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+        entries.dedup_by(|(later_key, later), (key, kept)| {
+            let same = later_key == key;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        QueryParams { entries }
     }
 }
 
 /// Decodes a raw query string (without the leading `?`).
-pub fn parse_query_string(raw: &str) -> Result<QueryParams, QueryStringError> {
-    let mut params = QueryParams::default();
+///
+/// Each pair becomes its own entry first (`a[b][c]=x` as `a` → `{b: {c: x}}`); the entries are
+/// then sorted by key (stably, so a key's pairs stay in arrival order) and the pairs of one key
+/// merged in order. This is Plug's pair-by-pair fold, without a quadratic search for the key of
+/// every pair in a hostile query of thousands of keys.
+pub fn parse_query_string(raw: &str) -> Result<QueryParams<'_>, QueryStringError> {
+    let mut entries = Vec::with_capacity(TYPICAL_PAIRS);
     for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = decode_component(raw_key)?;
-        let value = decode_component(raw_value)?;
-        let path = split_key(&key)?;
-        let Some((first, rest)) = path.split_first() else {
-            continue;
+        let value = Value::String(decode_component(raw_value)?);
+        entries.push(nest(key, value)?);
+    }
+    entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+    entries.dedup_by(|(later_key, later), (key, kept)| {
+        let same = later_key == key;
+        if same {
+            merge(kept, std::mem::take(later));
+        }
+        same
+    });
+    Ok(QueryParams { entries })
+}
+
+/// Splits a nested key into its top-level key and the value it stands for:
+/// `users[address][street]`, `x` → `users`, `{address: {street: x}}`; `a[]`, `x` → `a`, `[x]`.
+/// Only keys ending in `]` are nested, as in Plug; `a]` is the plain key `a` there too.
+fn nest<'a>(
+    key: Cow<'a, str>,
+    value: Value<'a>,
+) -> Result<(Cow<'a, str>, Value<'a>), QueryStringError> {
+    if !key.ends_with(']') {
+        return Ok((key, value));
+    }
+    match key {
+        Cow::Borrowed(key) => nest_parts(key, value, Cow::Borrowed),
+        // An escaped nested key: its parts are copied out of the decoded key (rare).
+        Cow::Owned(key) => nest_parts(&key, value, |part| Cow::Owned(part.to_owned())),
+    }
+}
+
+/// [`nest`] of a key ending in `]`; `part` turns a slice of `key` into a stored key.
+fn nest_parts<'k, 'a>(
+    key: &'k str,
+    value: Value<'a>,
+    part: impl Fn(&'k str) -> Cow<'a, str>,
+) -> Result<(Cow<'a, str>, Value<'a>), QueryStringError> {
+    let without_bracket = &key[..key.len() - 1];
+    let Some((head, segments)) = without_bracket.split_once('[') else {
+        return Ok((part(without_bracket), value));
+    };
+    if segments.matches("][").count() >= MAX_KEY_DEPTH {
+        return Err(QueryStringError::TooDeep);
+    }
+    let mut nested = value;
+    for segment in segments.rsplit("][") {
+        nested = if segment.is_empty() {
+            // `[]`: one element, appended to whatever list the key already has.
+            Value::List(vec![nested])
+        } else {
+            Value::Map(BTreeMap::from([(part(segment), nested)]))
         };
-        let slot = params
-            .entries
-            .entry((*first).to_owned())
-            .or_insert(Value::String(String::new()));
-        assign(slot, rest, value);
     }
-    Ok(params)
+    Ok((part(head), nested))
 }
 
-/// `users[address][street]` → `["users", "address", "street"]`; `a[]` → `["a", ""]`. Only keys
-/// ending in `]` are nested, as in Plug; `a]` is the plain key `a` there too.
-fn split_key(key: &str) -> Result<Vec<&str>, QueryStringError> {
-    let Some(without_bracket) = key.strip_suffix(']') else {
-        return Ok(vec![key]);
-    };
-    let Some((head, rest)) = without_bracket.split_once('[') else {
-        return Ok(vec![without_bracket]);
-    };
-    let mut path = vec![head];
-    for segment in rest.split("][") {
-        if path.len() > MAX_KEY_DEPTH {
-            return Err(QueryStringError::TooDeep);
+/// Applies a later pair of the same key (as [`nest`] made it) over the value so far: a string
+/// replaces it, a list element is appended to its list, a map is merged key by key; a value
+/// of another kind is replaced.
+fn merge<'a>(slot: &mut Value<'a>, later: Value<'a>) {
+    match (slot, later) {
+        (Value::List(items), Value::List(more)) => items.extend(more),
+        (Value::Map(map), Value::Map(more)) => {
+            for (key, value) in more {
+                match map.entry(key) {
+                    Entry::Occupied(mut entry) => merge(entry.get_mut(), value),
+                    Entry::Vacant(entry) => {
+                        entry.insert(value);
+                    }
+                }
+            }
         }
-        path.push(segment);
-    }
-    Ok(path)
-}
-
-/// Stores `value` at `path` below `slot`; a later assignment replaces a conflicting earlier one.
-fn assign(slot: &mut Value, path: &[&str], value: String) {
-    let Some((segment, rest)) = path.split_first() else {
-        *slot = Value::String(value);
-        return;
-    };
-    if segment.is_empty() {
-        // `[]`: append a new element to a list.
-        if !matches!(slot, Value::List(_)) {
-            *slot = Value::List(Vec::new());
-        }
-        if let Value::List(items) = slot {
-            let mut element = Value::String(String::new());
-            assign(&mut element, rest, value);
-            items.push(element);
-        }
-        return;
-    }
-    if !matches!(slot, Value::Map(_)) {
-        *slot = Value::Map(BTreeMap::new());
-    }
-    if let Value::Map(map) = slot {
-        let child = map
-            .entry((*segment).to_owned())
-            .or_insert(Value::String(String::new()));
-        assign(child, rest, value);
+        (slot, later) => *slot = later,
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding of one key or value.
-fn decode_component(raw: &str) -> Result<String, QueryStringError> {
+/// `application/x-www-form-urlencoded` decoding of one key or value; borrows it when it has
+/// nothing to decode.
+fn decode_component(raw: &str) -> Result<Cow<'_, str>, QueryStringError> {
     if !raw.bytes().any(|b| b == b'%' || b == b'+') {
-        return Ok(raw.to_owned());
+        return Ok(Cow::Borrowed(raw));
     }
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -179,7 +245,9 @@ fn decode_component(raw: &str) -> Result<String, QueryStringError> {
         }
         i += 1;
     }
-    String::from_utf8(decoded).map_err(|_| QueryStringError::InvalidUtf8)
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| QueryStringError::InvalidUtf8)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {

@@ -11,6 +11,10 @@
 //! lists, WHERE typing, `params` numbering) come after step 6 and are the engine's job; this
 //! module provides their messages (see [`crate::validation`]) and the `params` check
 //! ([`ShapeQuery::params_error`]).
+//!
+//! Validation reads parameters decoded once by the caller ([`QueryParams`], borrowed from the
+//! query string); the validated request is owned, as it travels to the core owning the shape,
+//! and copies only the text it keeps.
 
 use crate::elixir_int::{parse_elixir_int, ElixirInt};
 use crate::ident::{parse_table, QualifiedTable};
@@ -75,8 +79,6 @@ pub struct ShapeQuery {
     pub replica: Replica,
     pub log: LogMode,
     pub experimental_compaction: bool,
-    /// `secret`, or legacy `api_secret` (see [`QueryParams::secret`]).
-    pub secret: Option<String>,
     /// Any `subset__*` parameter is present (a subset snapshot request, §2.6).
     pub has_subset: bool,
 }
@@ -106,7 +108,6 @@ pub struct DeleteQuery {
     pub replica: Replica,
     pub log: LogMode,
     pub experimental_compaction: bool,
-    pub secret: Option<String>,
 }
 
 /// A request that cannot be served.
@@ -120,7 +121,8 @@ pub enum RequestError {
     Invalid(#[from] ValidationErrors),
 }
 
-/// Decodes and validates a `GET`/`POST /v1/shape` query string.
+/// Decodes and validates a `GET`/`POST /v1/shape` query string (the router decodes once and
+/// calls [`validate_shape_query`] itself).
 pub fn parse_shape_query(raw_query: &str) -> Result<ShapeQuery, RequestError> {
     Ok(validate_shape_query(&parse_query_string(raw_query)?)?)
 }
@@ -130,12 +132,12 @@ pub fn parse_delete_query(raw_query: &str) -> Result<DeleteQuery, RequestError> 
     Ok(validate_delete_query(&parse_query_string(raw_query)?)?)
 }
 
-/// Parameters shared by GET and DELETE after the cast phase.
-struct Cast {
-    table: Option<String>,
-    offset: Option<String>,
-    handle: Option<String>,
-    where_clause: Option<String>,
+/// Parameters shared by GET and DELETE after the cast phase, text still borrowed.
+struct Cast<'p> {
+    table: Option<&'p str>,
+    offset: Option<&'p str>,
+    handle: Option<&'p str>,
+    where_clause: Option<&'p str>,
     params: Vec<String>,
     params_error: Option<ParamsError>,
     columns: Option<Vec<String>>,
@@ -145,7 +147,7 @@ struct Cast {
     experimental_compaction: bool,
 }
 
-fn cast_common(params: &QueryParams, errors: &mut ValidationErrors) -> Cast {
+fn cast_common<'p>(params: &'p QueryParams<'_>, errors: &mut ValidationErrors) -> Cast<'p> {
     let raw_params = cast_string_map(params, "params", errors);
     let (positional, params_error) = match positional_params(raw_params) {
         Ok(values) => (values, None),
@@ -182,7 +184,7 @@ fn cast_common(params: &QueryParams, errors: &mut ValidationErrors) -> Cast {
 }
 
 /// Validates decoded query parameters of a shape request.
-pub fn validate_shape_query(params: &QueryParams) -> Result<ShapeQuery, ValidationErrors> {
+pub fn validate_shape_query(params: &QueryParams<'_>) -> Result<ShapeQuery, ValidationErrors> {
     let mut errors = ValidationErrors::new();
     let cast = cast_common(params, &mut errors);
     let live = truthy_unless_false(params.get("live"));
@@ -199,16 +201,16 @@ pub fn validate_shape_query(params: &QueryParams) -> Result<ShapeQuery, Validati
     if !errors.is_empty() {
         return Err(errors);
     }
-    let offset_text = cast.offset.as_deref().unwrap_or_default();
     let offset: OffsetParam =
-        offset_text
+        cast.offset
+            .unwrap_or_default()
             .parse()
             .map_err(|err: crate::offset::InvalidOffset| {
                 ValidationErrors::single("offset", err.to_string())
             })?;
     let handle = match offset {
         OffsetParam::BeforeAll | OffsetParam::Now => None,
-        OffsetParam::At(_) => Some(cast.handle.clone().ok_or_else(|| {
+        OffsetParam::At(_) => Some(cast.handle.map(str::to_owned).ok_or_else(|| {
             ValidationErrors::single("handle", "can't be blank when offset != -1")
         })?),
     };
@@ -233,7 +235,7 @@ pub fn validate_shape_query(params: &QueryParams) -> Result<ShapeQuery, Validati
             "can't be true unless live is also true",
         ));
     }
-    let table = required_table(cast.table.as_deref())?;
+    let table = required_table(cast.table)?;
     Ok(ShapeQuery {
         table: Some(table),
         offset,
@@ -241,7 +243,7 @@ pub fn validate_shape_query(params: &QueryParams) -> Result<ShapeQuery, Validati
         live,
         live_sse,
         cursor: params.get_str("cursor").map(str::to_owned),
-        where_clause: cast.where_clause,
+        where_clause: cast.where_clause.map(str::to_owned),
         params: cast.params,
         params_error: cast.params_error,
         columns: cast.columns,
@@ -249,8 +251,7 @@ pub fn validate_shape_query(params: &QueryParams) -> Result<ShapeQuery, Validati
         replica: cast.replica,
         log: cast.log,
         experimental_compaction: cast.experimental_compaction,
-        secret: params.secret().map(str::to_owned),
-        has_subset: params.keys().any(|key| key.starts_with("subset__")),
+        has_subset: params.has_key_starting_with("subset__"),
     })
 }
 
@@ -261,13 +262,13 @@ fn required_table(table: Option<&str>) -> Result<QualifiedTable, ValidationError
 
 /// Validates decoded query parameters of a DELETE request. `offset`/`live` are not checked
 /// beyond their types (upstream casts them with the same schema but never uses them).
-pub fn validate_delete_query(params: &QueryParams) -> Result<DeleteQuery, ValidationErrors> {
+pub fn validate_delete_query(params: &QueryParams<'_>) -> Result<DeleteQuery, ValidationErrors> {
     let mut errors = ValidationErrors::new();
     let cast = cast_common(params, &mut errors);
     // No GET-style truthiness here: DELETE casts these as strict booleans.
     cast_bool(params, "live", &mut errors);
     cast_bool(params, "live_sse", &mut errors);
-    let table = match cast.table.as_deref() {
+    let table = match cast.table {
         Some(text) => {
             if !errors.is_empty() {
                 return Err(errors);
@@ -286,8 +287,8 @@ pub fn validate_delete_query(params: &QueryParams) -> Result<DeleteQuery, Valida
     };
     Ok(DeleteQuery {
         table,
-        handle: cast.handle,
-        where_clause: cast.where_clause,
+        handle: cast.handle.map(str::to_owned),
+        where_clause: cast.where_clause.map(str::to_owned),
         params: cast.params,
         params_error: cast.params_error,
         columns: cast.columns,
@@ -295,18 +296,15 @@ pub fn validate_delete_query(params: &QueryParams) -> Result<DeleteQuery, Valida
         replica: cast.replica,
         log: cast.log,
         experimental_compaction: cast.experimental_compaction,
-        secret: params.secret().map(str::to_owned),
     })
 }
 
 /// Orders `params` by numeric key and checks the keys are exactly `1..=n` (keys are parsed
 /// like Elixir's `Integer.parse`, so `01` and `+1` both mean 1 and then collide).
-fn positional_params(
-    raw: std::collections::BTreeMap<String, String>,
-) -> Result<Vec<String>, ParamsError> {
+fn positional_params(raw: Vec<(&str, &str)>) -> Result<Vec<String>, ParamsError> {
     let mut numbered = Vec::with_capacity(raw.len());
     for (key, value) in raw {
-        let number = match parse_elixir_int(&key) {
+        let number = match parse_elixir_int(key) {
             ElixirInt::Value(number) => Some(number),
             // Well-formed but huge: a number, just never the next in sequence.
             ElixirInt::Overflow { .. } => None,
@@ -322,7 +320,10 @@ fn positional_params(
     if !sequential {
         return Err(ParamsError::NotSequential);
     }
-    Ok(numbered.into_iter().map(|(_, value)| value).collect())
+    Ok(numbered
+        .into_iter()
+        .map(|(_, value)| value.to_owned())
+        .collect())
 }
 
 #[cfg(test)]

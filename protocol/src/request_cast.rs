@@ -6,9 +6,8 @@
 //! - booleans accept exactly `true`/`false`/`1`/`0`; enums their exact lower-case names.
 //!
 //! All cast errors are collected together, which is the only phase where several fields can
-//! fail in one response.
-
-use std::collections::BTreeMap;
+//! fail in one response. Text is returned borrowed from the decoded parameters: the caller
+//! copies only what the validated request keeps.
 
 use crate::ident::{parse_columns, ZERO_LENGTH_LIST_ELEMENT_MESSAGE};
 use crate::query_string::{QueryParams, Value};
@@ -17,22 +16,22 @@ use crate::validation::ValidationErrors;
 pub(crate) const IS_INVALID: &str = "is invalid";
 
 /// Ecto's `empty_trimmed_string?`: only strings can be "empty".
-fn is_empty_value(value: &Value) -> bool {
+fn is_empty_value(value: &Value<'_>) -> bool {
     matches!(value, Value::String(s) if s.trim().is_empty())
 }
 
 /// The value of `field`, treating Ecto-empty values as absent.
-fn present<'a>(params: &'a QueryParams, field: &str) -> Option<&'a Value> {
+fn present<'p, 'a>(params: &'p QueryParams<'a>, field: &str) -> Option<&'p Value<'a>> {
     params.get(field).filter(|value| !is_empty_value(value))
 }
 
-pub(crate) fn cast_string(
-    params: &QueryParams,
+pub(crate) fn cast_string<'p>(
+    params: &'p QueryParams<'_>,
     field: &str,
     errors: &mut ValidationErrors,
-) -> Option<String> {
+) -> Option<&'p str> {
     match present(params, field)? {
-        Value::String(text) => Some(text.clone()),
+        Value::String(text) => Some(text),
         _ => {
             errors.add(field, IS_INVALID);
             None
@@ -42,7 +41,7 @@ pub(crate) fn cast_string(
 
 /// Ecto `:boolean` cast of `value`, reporting failures under `field`; absent means `false`.
 pub(crate) fn cast_bool_value(
-    value: Option<&Value>,
+    value: Option<&Value<'_>>,
     field: &str,
     errors: &mut ValidationErrors,
 ) -> bool {
@@ -57,13 +56,13 @@ pub(crate) fn cast_bool_value(
     }
 }
 
-pub(crate) fn cast_bool(params: &QueryParams, field: &str, errors: &mut ValidationErrors) -> bool {
+pub(crate) fn cast_bool(params: &QueryParams<'_>, field: &str, errors: &mut ValidationErrors) -> bool {
     cast_bool_value(params.get(field), field, errors)
 }
 
 /// Upstream's `live` pre-processing on GET/POST: present with any value other than the string
 /// `false` means true, so a bare `&live` is true.
-pub(crate) fn truthy_unless_false(value: Option<&Value>) -> bool {
+pub(crate) fn truthy_unless_false(value: Option<&Value<'_>>) -> bool {
     match value {
         None => false,
         Some(Value::String(text)) => text != "false",
@@ -73,7 +72,7 @@ pub(crate) fn truthy_unless_false(value: Option<&Value>) -> bool {
 
 /// Ecto.Enum cast: `allowed` maps accepted strings to values; absent gives `default`.
 pub(crate) fn cast_enum<T: Copy>(
-    params: &QueryParams,
+    params: &QueryParams<'_>,
     field: &str,
     allowed: &[(&str, T)],
     default: T,
@@ -98,7 +97,7 @@ pub(crate) fn cast_enum<T: Copy>(
 /// identifiers; the list form `columns[]=a&columns[]=b` is taken verbatim (only empty names are
 /// rejected, as upstream does).
 pub(crate) fn cast_columns(
-    params: &QueryParams,
+    params: &QueryParams<'_>,
     field: &str,
     errors: &mut ValidationErrors,
 ) -> Option<Vec<String>> {
@@ -116,40 +115,41 @@ pub(crate) fn cast_columns(
     }
 }
 
-fn list_of_names(items: &[Value]) -> Result<Vec<String>, String> {
+fn list_of_names(items: &[Value<'_>]) -> Result<Vec<String>, String> {
     let mut names = Vec::with_capacity(items.len());
     for item in items {
         match item {
             Value::String(name) if name.is_empty() => {
                 return Err(ZERO_LENGTH_LIST_ELEMENT_MESSAGE.to_owned())
             }
-            Value::String(name) => names.push(name.clone()),
+            Value::String(name) => names.push(name.to_string()),
             _ => return Err(IS_INVALID.to_owned()),
         }
     }
     Ok(names)
 }
 
-/// `params`: must be a map of strings (`params[1]=a`); a plain string is invalid.
-pub(crate) fn cast_string_map(
-    params: &QueryParams,
+/// `params`: must be a map of strings (`params[1]=a`); a plain string is invalid. Pairs in key
+/// order.
+pub(crate) fn cast_string_map<'p>(
+    params: &'p QueryParams<'_>,
     field: &str,
     errors: &mut ValidationErrors,
-) -> BTreeMap<String, String> {
+) -> Vec<(&'p str, &'p str)> {
     let Some(value) = present(params, field) else {
-        return BTreeMap::new();
+        return Vec::new();
     };
     let Value::Map(entries) = value else {
         errors.add(field, IS_INVALID);
-        return BTreeMap::new();
+        return Vec::new();
     };
-    let mut strings = BTreeMap::new();
+    let mut strings = Vec::with_capacity(entries.len());
     for (key, entry) in entries {
         let Value::String(text) = entry else {
             errors.add(field, IS_INVALID);
-            return BTreeMap::new();
+            return Vec::new();
         };
-        strings.insert(key.clone(), text.clone());
+        strings.push((key.as_ref(), text.as_ref()));
     }
     strings
 }

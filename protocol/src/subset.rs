@@ -26,7 +26,7 @@ mod order_by;
 #[path = "subset_request.rs"]
 mod request;
 
-pub use request::{query_has_subset, split_request, ShapeRequest, SplitError};
+pub use request::{split_params, split_request, wants_subset, ShapeRequest, SplitError};
 
 const IS_INVALID: &str = "is invalid";
 

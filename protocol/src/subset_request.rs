@@ -16,7 +16,11 @@
 //! cannot express) are treated as absent. Keys stay literal: a body key `params[1]` or a query
 //! key `params]` is not the `params` map (they are not encoded back into a query string and
 //! decoded again, which would nest them).
+//!
+//! The router hands over the query parameters it already decoded ([`split_params`]); the
+//! merged parameters are a second, owned map, built only for subset and POST requests.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value as Json};
@@ -59,30 +63,27 @@ pub enum SplitError {
     Body(ErrorResponse),
 }
 
-/// Whether a GET query string asks for a subset (any `subset__*` key, or a `subset[...]` map).
-/// Cheap: decodes the query only when it contains escapes.
-pub fn query_has_subset(raw_query: &str) -> bool {
-    if raw_query.contains("subset") {
-        return true;
-    }
-    raw_query.contains('%')
-        && parse_query_string(raw_query).is_ok_and(|params| {
-            params
-                .keys()
-                .any(|k| k == "subset" || k.starts_with(PREFIX))
-        })
+/// Whether query parameters ask for a subset (any `subset__*` key, or a `subset[...]` map).
+pub fn wants_subset(params: &QueryParams<'_>) -> bool {
+    params.contains("subset") || params.has_key_starting_with(PREFIX)
 }
 
-/// Splits a request; `body` is the POST body (empty or `None` for GET).
+/// Decodes a query string and splits the request ([`split_params`]).
 pub fn split_request(raw_query: &str, body: Option<&[u8]>) -> Result<ShapeRequest, SplitError> {
     let params = parse_query_string(raw_query).map_err(RequestError::from)?;
+    split_params(&params, body)
+}
+
+/// Splits a request from its decoded query parameters; `body` is the POST body (empty or
+/// `None` for GET).
+pub fn split_params(
+    params: &QueryParams<'_>,
+    body: Option<&[u8]>,
+) -> Result<ShapeRequest, SplitError> {
     let mut shape: BTreeMap<String, Json> = BTreeMap::new();
     let mut prefixed: Map<String, Json> = Map::new();
     let mut plain_subset: Option<Json> = None;
-    for key in params.keys() {
-        let Some(value) = params.get(key) else {
-            continue;
-        };
+    for (key, value) in params.iter() {
         if let Some(name) = key.strip_prefix(PREFIX) {
             prefixed.insert(name.to_owned(), query_to_json(value));
         } else if key == "subset" {
@@ -97,9 +98,9 @@ pub fn split_request(raw_query: &str, body: Option<&[u8]>) -> Result<ShapeReques
         let object = parse_body(body)?;
         merge_body(&mut shape, &mut subset, object);
     }
-    let params: QueryParams = shape
+    let params: QueryParams<'_> = shape
         .iter()
-        .filter_map(|(key, value)| Some((key.clone(), json_to_query(value)?)))
+        .filter_map(|(key, value)| Some((Cow::Borrowed(key.as_str()), json_to_query(value)?)))
         .collect();
     let query = validate_shape_query(&params).map_err(RequestError::from)?;
     Ok(ShapeRequest { query, subset })
@@ -154,13 +155,13 @@ fn merge_body(
     *subset = Some(Json::Object(merged));
 }
 
-fn query_to_json(value: &Query) -> Json {
+fn query_to_json(value: &Query<'_>) -> Json {
     match value {
-        Query::String(text) => Json::String(text.clone()),
+        Query::String(text) => Json::String(text.to_string()),
         Query::List(items) => Json::Array(items.iter().map(query_to_json).collect()),
         Query::Map(map) => Json::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), query_to_json(v)))
+                .map(|(k, v)| (k.to_string(), query_to_json(v)))
                 .collect(),
         ),
     }
@@ -168,21 +169,25 @@ fn query_to_json(value: &Query) -> Json {
 
 /// A shape parameter from the query or the body as the query-string decoder holds values:
 /// scalars as their text; `None` for `null` and for arrays and objects with nothing else in
-/// them (a query string cannot express them).
-fn json_to_query(value: &Json) -> Option<Query> {
+/// them (a query string cannot express them). Text borrows from `value`.
+fn json_to_query(value: &Json) -> Option<Query<'_>> {
     match value {
         Json::Null => None,
-        Json::String(text) => Some(Query::String(text.clone())),
-        Json::Bool(flag) => Some(Query::String(flag.to_string())),
-        Json::Number(number) => Some(Query::String(number.to_string())),
+        Json::String(text) => Some(Query::String(Cow::Borrowed(text))),
+        Json::Bool(flag) => Some(Query::String(Cow::Borrowed(if *flag {
+            "true"
+        } else {
+            "false"
+        }))),
+        Json::Number(number) => Some(Query::String(Cow::Owned(number.to_string()))),
         Json::Array(items) => {
-            let items: Vec<Query> = items.iter().filter_map(json_to_query).collect();
+            let items: Vec<Query<'_>> = items.iter().filter_map(json_to_query).collect();
             (!items.is_empty()).then_some(Query::List(items))
         }
         Json::Object(map) => {
-            let map: BTreeMap<String, Query> = map
+            let map: BTreeMap<Cow<'_, str>, Query<'_>> = map
                 .iter()
-                .filter_map(|(key, item)| Some((key.clone(), json_to_query(item)?)))
+                .filter_map(|(key, item)| Some((Cow::Borrowed(key.as_str()), json_to_query(item)?)))
                 .collect();
             (!map.is_empty()).then_some(Query::Map(map))
         }

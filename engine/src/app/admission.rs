@@ -12,6 +12,7 @@
 use super::core::Core;
 use crate::http::Response;
 use crate::metrics::AdmissionKind;
+use protocol::query_string::QueryParams;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Holds one admission slot until dropped.
@@ -23,12 +24,11 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// The kind of a shape request, from its raw query string.
-pub fn kind_of(query: &str) -> AdmissionKind {
-    let has_handle = query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("handle"));
-    if has_handle {
+/// The kind of a shape request, from its decoded query parameters: a `handle` key, whatever
+/// its value, makes it existing. An undecodable query (`None`, answered 400 once admitted)
+/// names no handle.
+pub fn kind_of(params: Option<&QueryParams<'_>>) -> AdmissionKind {
+    if params.is_some_and(|params| params.contains("handle")) {
         AdmissionKind::Existing
     } else {
         AdmissionKind::Initial
@@ -68,12 +68,15 @@ mod tests {
 
     #[test]
     fn kind_from_query() {
-        assert_eq!(kind_of("table=t&offset=-1"), AdmissionKind::Initial);
-        assert_eq!(
-            kind_of("table=t&handle=1-2&offset=0_0"),
-            AdmissionKind::Existing
-        );
-        assert_eq!(kind_of("handle=&table=t"), AdmissionKind::Existing);
-        assert_eq!(kind_of("table=t&xhandle=1"), AdmissionKind::Initial);
+        let kind = |query: &str| {
+            let params = protocol::query_string::parse_query_string(query);
+            kind_of(params.as_ref().ok())
+        };
+        assert_eq!(kind("table=t&offset=-1"), AdmissionKind::Initial);
+        assert_eq!(kind("table=t&handle=1-2&offset=0_0"), AdmissionKind::Existing);
+        assert_eq!(kind("handle=&table=t"), AdmissionKind::Existing);
+        assert_eq!(kind("table=t&xhandle=1"), AdmissionKind::Initial);
+        assert_eq!(kind("h%61ndle=1-2&table=t"), AdmissionKind::Existing);
+        assert_eq!(kind("handle=1-2&table=%zz"), AdmissionKind::Initial);
     }
 }

@@ -1,12 +1,20 @@
 //! HTTP routing on every core (§1): health, CORS preflight, authentication, and shape requests,
 //! which are validated here and handed to the core that owns the shape.
+//!
+//! A shape request goes one way through here: its query string is decoded once ([`accept`]),
+//! and authorization, admission, subset detection and validation read those parameters; the
+//! validated request is owned, the request itself is dropped, and the shape is served.
 
+use super::admission::{self, Permit};
 use super::core::Core;
 use super::{responses, CoreMsg, DeleteTarget, ShapeCall, Status};
 use crate::http::{Handler, Method, Request, Response};
 use crate::pg::PgError;
 use crate::shapes::def::{DefParams, ShapeDef};
 use protocol::headers as h;
+use protocol::query_string::{parse_query_string, QueryParams};
+use protocol::request::{DeleteQuery, RequestError, ShapeQuery};
+use protocol::subset::{ShapeRequest, SplitError};
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -97,17 +105,7 @@ async fn route(core: &Rc<Core>, req: Request) -> Response {
         (Route::Health, Method::Get | Method::Head) => health(core),
         (Route::Shape, Method::Options) => preflight(&req),
         (Route::Shape, Method::Get | Method::Head | Method::Post | Method::Delete) => {
-            if !authorized(core, &req) {
-                responses::unauthorized()
-            } else if method == Method::Delete {
-                Box::pin(delete(core, req)).await
-            } else {
-                match super::admission::try_acquire(core, super::admission::kind_of(&req.query)) {
-                    // Held until the response is ready (see `admission`).
-                    Ok(_permit) => shape(core, req).await,
-                    Err(refused) => refused,
-                }
-            }
+            shape(core, req).await
         }
         _ => responses::not_found(),
     };
@@ -187,13 +185,14 @@ fn preflight(req: &Request) -> Response {
     r
 }
 
-/// Constant-time comparison of the `secret` (or legacy `api_secret`) param. Runs before any
-/// other validation: a 401 wins over a 400.
-fn authorized(core: &Rc<Core>, req: &Request) -> bool {
+/// Constant-time comparison of the `secret` (or legacy `api_secret`) param; `params` is `None`
+/// when the query string is undecodable. Runs before any other validation: a 401 wins over a
+/// 400.
+fn authorized(core: &Core, params: Option<&QueryParams<'_>>) -> bool {
     let Some(secret) = core.shared.config.secret.as_deref() else {
         return true;
     };
-    let Ok(params) = protocol::query_string::parse_query_string(&req.query) else {
+    let Some(params) = params else {
         return false;
     };
     let given = params.secret().unwrap_or_default();
@@ -278,22 +277,75 @@ fn pg_error_response(e: &PgError) -> Response {
     }
 }
 
+/// A shape request whose parameters validated; its admission permit, if any, is held until
+/// the response is ready (see `admission`).
+enum Accepted<'c> {
+    /// A log request (catch-up or live): the hot path.
+    Log(ShapeQuery, Permit<'c>),
+    /// A subset snapshot or a POST with a body (`subset.rs`), split or refused.
+    Subset(Result<ShapeRequest, SplitError>, Permit<'c>),
+    Delete(DeleteQuery),
+}
+
+/// `GET`, `HEAD`, `POST` and `DELETE` of the shape route.
 async fn shape(core: &Rc<Core>, req: Request) -> Response {
-    // Subset snapshots and POST bodies: `subset.rs`.
-    if super::subset::wanted(&req) {
-        return Box::pin(super::subset::serve(core, req)).await;
-    }
-    let q = match protocol::request::parse_shape_query(&req.query) {
-        Ok(q) => q,
-        Err(e) => return responses::request_error(&e),
+    let (accepted, if_none_match, head, post) = {
+        let req = req;
+        let accepted = match accept(core, &req) {
+            Ok(accepted) => accepted,
+            Err(refused) => return refused,
+        };
+        let if_none_match: Vec<String> = req
+            .headers_all("if-none-match")
+            .map(str::to_string)
+            .collect();
+        (accepted, if_none_match, req.method == Method::Head, req.method == Method::Post)
     };
-    let if_none_match: Vec<String> = req
-        .headers_all("if-none-match")
-        .map(str::to_string)
-        .collect();
-    let (head, post) = (req.method == Method::Head, req.method == Method::Post);
-    drop(req);
-    serve_query(core, q, if_none_match, head, post).await
+    match accepted {
+        Accepted::Log(q, _permit) => serve_query(core, q, if_none_match, head, post).await,
+        Accepted::Subset(split, _permit) => {
+            Box::pin(super::subset::serve(core, split, if_none_match, head, post)).await
+        }
+        Accepted::Delete(q) => Box::pin(delete(core, q)).await,
+    }
+}
+
+/// Decodes the query string once; then, reading those parameters, authorization (a 401 wins
+/// over everything, even an undecodable query), admission, subset detection and validation.
+fn accept<'c>(core: &'c Core, req: &Request) -> Result<Accepted<'c>, Response> {
+    let decoded = parse_query_string(&req.query);
+    if !authorized(core, decoded.as_ref().ok()) {
+        return Err(responses::unauthorized());
+    }
+    let malformed = |e| responses::request_error(&RequestError::MalformedQueryString(e));
+    if req.method == Method::Delete {
+        if !core.shared.config.enable_integration_testing {
+            return Err(responses::delete_not_allowed());
+        }
+        return match decoded {
+            Ok(params) => protocol::request::validate_delete_query(&params)
+                .map(Accepted::Delete)
+                .map_err(|e| no_cache(responses::validation(&e))),
+            Err(e) => Err(no_cache(malformed(e))),
+        };
+    }
+    let permit = admission::try_acquire(core, admission::kind_of(decoded.as_ref().ok()))?;
+    let post = req.method == Method::Post;
+    let body = (post && !req.body.is_empty()).then_some(&req.body[..]);
+    let params = match decoded {
+        Ok(params) => params,
+        // The subset path answers a POST with a body, and never caches a POST.
+        Err(e) if body.is_some() => return Err(no_cache(malformed(e))),
+        Err(e) => return Err(malformed(e)),
+    };
+    if body.is_some() || protocol::subset::wants_subset(&params) {
+        let split = protocol::subset::split_params(&params, body);
+        return Ok(Accepted::Subset(split, permit));
+    }
+    match protocol::request::validate_shape_query(&params) {
+        Ok(q) => Ok(Accepted::Log(q, permit)),
+        Err(e) => Err(responses::validation(&e)),
+    }
 }
 
 /// Serves a validated shape (log) request: resolves its definition and hands it to the owner.
@@ -364,14 +416,8 @@ pub(super) async fn ask_owner(
         .unwrap_or_else(|_| responses::internal_error())
 }
 
-async fn delete(core: &Rc<Core>, req: Request) -> Response {
-    if !core.shared.config.enable_integration_testing {
-        return responses::delete_not_allowed();
-    }
-    let q = match protocol::request::parse_delete_query(&req.query) {
-        Ok(q) => q,
-        Err(e) => return no_cache(responses::request_error(&e)),
-    };
+/// A validated `DELETE` (allowed only with integration testing enabled, see [`accept`]).
+async fn delete(core: &Rc<Core>, q: DeleteQuery) -> Response {
     if let Some(r) = Box::pin(wait_ready(core)).await {
         return r;
     }

@@ -15,14 +15,14 @@
 
 use super::core::{Core, ShapeRef};
 use super::{responses, router, CoreMsg};
-use crate::http::{Body, Method, Request, Response};
+use crate::http::{Body, Response};
 use crate::shapes::def::{DefParams, ShapeDef};
 use crate::shapes::subset_query::{self, SubsetQueryError, SubsetRows};
 use bytes::Bytes;
 use protocol::headers as h;
 use protocol::offset::{LogOffset, OffsetParam};
 use protocol::request::ShapeQuery;
-use protocol::subset::{SplitError, Subset};
+use protocol::subset::{ShapeRequest, SplitError, Subset};
 use protocol::where_clause::ColumnType;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -38,17 +38,21 @@ pub struct SubsetCall {
     pub subset: Subset,
 }
 
-/// Whether the router hands this request here: a POST with a body, or subset query keys.
-pub fn wanted(req: &Request) -> bool {
-    (req.method == Method::Post && !req.body.is_empty())
-        || protocol::subset::query_has_subset(&req.query)
-}
-
-/// Validates a subset (or POST) request on the receiving core and forwards it to the owner.
-/// POST responses are never cached (§4.2 rule 1).
-pub async fn serve(core: &Rc<Core>, req: Request) -> Response {
-    let post = req.method == Method::Post;
-    let response = validate_and_forward(core, req).await;
+/// Serves a request the router split into shape parameters and subset (it goes here for
+/// subset query keys or a POST body), forwarding it to the owner. POST responses are never
+/// cached (§4.2 rule 1).
+pub async fn serve(
+    core: &Rc<Core>,
+    split: Result<ShapeRequest, SplitError>,
+    if_none_match: Vec<String>,
+    head: bool,
+    post: bool,
+) -> Response {
+    let response = match split {
+        Ok(split) => validate_and_forward(core, split, if_none_match, head, post).await,
+        Err(SplitError::Request(e)) => responses::request_error(&e),
+        Err(SplitError::Body(e)) => responses::fixed(e),
+    };
     if post {
         router::no_cache(response)
     } else {
@@ -56,20 +60,13 @@ pub async fn serve(core: &Rc<Core>, req: Request) -> Response {
     }
 }
 
-async fn validate_and_forward(core: &Rc<Core>, req: Request) -> Response {
-    let post = req.method == Method::Post;
-    let body = post.then(|| req.body.clone());
-    let split = match protocol::subset::split_request(&req.query, body.as_deref()) {
-        Ok(split) => split,
-        Err(SplitError::Request(e)) => return responses::request_error(&e),
-        Err(SplitError::Body(e)) => return responses::fixed(e),
-    };
-    let if_none_match: Vec<String> = req
-        .headers_all("if-none-match")
-        .map(str::to_string)
-        .collect();
-    let head = req.method == Method::Head;
-    drop(req);
+async fn validate_and_forward(
+    core: &Rc<Core>,
+    split: ShapeRequest,
+    if_none_match: Vec<String>,
+    head: bool,
+    post: bool,
+) -> Response {
     let Some(raw_subset) = split.subset else {
         // A POST body with no subset keys: an ordinary shape request with merged parameters.
         return router::serve_query(core, split.query, if_none_match, head, post).await;
