@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod embedded_pg;
 pub mod event;
+pub mod fast_map;
 pub mod fault;
 pub mod http;
 pub mod ingest;

@@ -32,7 +32,7 @@ impl Drop for DropFlag {
 fn handle(request: Request) -> ResponseFuture {
     Box::pin(async move {
         let text = |body: &'static str| Response::new(200).with_body(Body::Full(body.into()));
-        let response = match request.path.as_str() {
+        let response = match request.path() {
             "/hello" => text("hello"),
             "/echo" => Response::new(200).with_body(Body::Full(request.body.clone())),
             "/parts" => Response::new(200).with_body(Body::Parts(vec![
@@ -45,12 +45,12 @@ fn handle(request: Request) -> ResponseFuture {
             )),
             "/big" => Response::new(200).with_body(Body::Full(vec![b'a'; 4 << 20].into())),
             "/sleep" => {
-                let millis = request.query.parse().unwrap_or(10);
+                let millis = request.query().parse().unwrap_or(10);
                 monoio::time::sleep(Duration::from_millis(millis)).await;
                 text("slept")
             }
             "/forever" => {
-                let _flag = DropFlag(request.query.clone());
+                let _flag = DropFlag(request.query().to_owned());
                 std::future::pending::<()>().await;
                 unreachable!("pending never completes")
             }
@@ -61,7 +61,7 @@ fn handle(request: Request) -> ResponseFuture {
         let all: Vec<&str> = request.headers_all("x-test").collect();
         response
             .with_header("x-method", request.method.as_str().to_owned())
-            .with_header("x-query", request.query.clone())
+            .with_header("x-query", request.query().to_owned())
             .with_header("x-test", all.join(","))
     })
 }

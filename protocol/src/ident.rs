@@ -92,8 +92,16 @@ fn is_valid_unquoted(text: &str) -> bool {
     let Some(first) = chars.next() else {
         return false;
     };
-    let is_letter = |c: char| c.general_category_group() == GeneralCategoryGroup::Letter;
-    let is_mark = |c: char| c.general_category_group() == GeneralCategoryGroup::Mark;
+    // ASCII answers without the Unicode tables (every name a request usually carries).
+    let is_letter = |c: char| {
+        if c.is_ascii() {
+            c.is_ascii_alphabetic()
+        } else {
+            c.general_category_group() == GeneralCategoryGroup::Letter
+        }
+    };
+    let is_mark =
+        |c: char| !c.is_ascii() && c.general_category_group() == GeneralCategoryGroup::Mark;
     (first == '_' || is_letter(first))
         && chars.all(|c| c == '_' || c == '$' || c.is_ascii_digit() || is_letter(c) || is_mark(c))
 }

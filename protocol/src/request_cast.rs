@@ -56,7 +56,11 @@ pub(crate) fn cast_bool_value(
     }
 }
 
-pub(crate) fn cast_bool(params: &QueryParams<'_>, field: &str, errors: &mut ValidationErrors) -> bool {
+pub(crate) fn cast_bool(
+    params: &QueryParams<'_>,
+    field: &str,
+    errors: &mut ValidationErrors,
+) -> bool {
     cast_bool_value(params.get(field), field, errors)
 }
 

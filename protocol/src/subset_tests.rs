@@ -165,7 +165,8 @@ fn get_subset_keys_are_gathered() {
     assert!(!split.query.has_subset);
     let plain = split_request("table=items&offset=-1", None).unwrap();
     assert_eq!(plain.subset, None);
-    let wants = |query: &str| wants_subset(&crate::query_string::parse_query_string(query).unwrap());
+    let wants =
+        |query: &str| wants_subset(&crate::query_string::parse_query_string(query).unwrap());
     assert!(wants("a=1&subset__limit=1"));
     assert!(wants("a=1&%73ubset__limit=1"));
     assert!(wants("a=1&subset[limit]=1"));

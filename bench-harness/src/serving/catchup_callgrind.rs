@@ -64,8 +64,8 @@ const INCLUSIVE: &[(&str, &str)] = &[
         "engine::app::router::route::{{closure}}",
     ),
     (
-        "  query parsing and validation",
-        "protocol::request::parse_shape_query",
+        "  query decoding, auth, admission and validation",
+        "engine::app::router::accept",
     ),
     (
         "  shape definition lookup",
@@ -73,7 +73,7 @@ const INCLUSIVE: &[(&str, &str)] = &[
     ),
     (
         "  serving (app/serve.rs)",
-        "engine/src/app/serve.rs:engine::app::router::serve_query::{{closure}}",
+        "engine::app::serve::serve_shape::{{closure}}",
     ),
     (
         "response head encoding",

@@ -73,7 +73,10 @@ mod tests {
             kind_of(params.as_ref().ok())
         };
         assert_eq!(kind("table=t&offset=-1"), AdmissionKind::Initial);
-        assert_eq!(kind("table=t&handle=1-2&offset=0_0"), AdmissionKind::Existing);
+        assert_eq!(
+            kind("table=t&handle=1-2&offset=0_0"),
+            AdmissionKind::Existing
+        );
         assert_eq!(kind("handle=&table=t"), AdmissionKind::Existing);
         assert_eq!(kind("table=t&xhandle=1"), AdmissionKind::Initial);
         assert_eq!(kind("h%61ndle=1-2&table=t"), AdmissionKind::Existing);

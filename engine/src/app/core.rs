@@ -9,6 +9,7 @@ use super::table_routes::TableShapes;
 use super::{CoreMsg, DeleteTarget, Shared};
 use crate::catalog::{self, quote_literal, TableInfo};
 use crate::event::Event;
+use crate::fast_map::FastMap;
 use crate::http::Response;
 use crate::ingest::setup::DISPLAY_SETTINGS;
 use crate::ingest::txn::Txn;
@@ -34,7 +35,7 @@ pub type ShapeRef = Rc<RefCell<Shape>>;
 /// Catalog cache: schema → table → entry and when it was read (nested, so a lookup by `&str`
 /// allocates nothing: it is on every request's path).
 #[derive(Default)]
-struct TableCache(HashMap<String, HashMap<String, (Arc<TableInfo>, Instant)>>);
+struct TableCache(FastMap<String, FastMap<String, (Arc<TableInfo>, Instant)>>);
 
 impl TableCache {
     fn get(&self, schema: &str, name: &str) -> Option<&(Arc<TableInfo>, Instant)> {
@@ -60,10 +61,10 @@ impl TableCache {
 pub struct Core {
     pub id: usize,
     pub shared: Arc<Shared>,
-    shapes: RefCell<HashMap<String, ShapeRef>>,
-    by_def: RefCell<HashMap<String, String>>,
+    shapes: RefCell<FastMap<String, ShapeRef>>,
+    by_def: RefCell<FastMap<String, String>>,
     /// Shapes by table OID, with each table's routing index.
-    by_table: RefCell<HashMap<u32, TableShapes>>,
+    by_table: RefCell<FastMap<u32, TableShapes>>,
     tables: RefCell<TableCache>,
     /// Catalog lookups in flight, woken when they finish.
     loading: RefCell<HashMap<(String, String), Event>>,
@@ -615,6 +616,14 @@ impl Core {
     }
 
     /// The table's catalog entry (cached briefly); `Ok(None)` if it does not exist.
+    /// The catalog entry of a table if the cache holds a fresh one: the synchronous fast path
+    /// of [`Core::table`], which callers try first so the common case builds no future.
+    pub fn cached_table(&self, schema: &str, name: &str) -> Option<Arc<TableInfo>> {
+        let tables = self.tables.borrow();
+        let (t, at) = tables.get(schema, name)?;
+        (at.elapsed() < TABLE_CACHE_TTL).then(|| t.clone())
+    }
+
     pub async fn table(&self, schema: &str, name: &str) -> Result<Option<Arc<TableInfo>>, PgError> {
         // Built only past a cache hit (the common case allocates nothing).
         let mut key = None;

@@ -9,7 +9,6 @@
 use crate::shapes::def::{DefParams, ShapeDef};
 use protocol::request::{LogMode, ParamsError, Replica};
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Definitions cached per core; past this the cache starts over (a bound, not an LRU).
@@ -81,7 +80,7 @@ impl Entry {
 pub struct DefCache {
     by_hash: HashMap<u64, Vec<Entry>>,
     len: usize,
-    hasher: std::hash::RandomState,
+    hasher: crate::fast_map::FastState,
 }
 
 impl DefCache {

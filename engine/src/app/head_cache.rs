@@ -25,7 +25,7 @@ struct Entry {
 #[derive(Default)]
 pub struct HeadCache {
     entries: HashMap<u64, Entry>,
-    hasher: std::hash::RandomState,
+    hasher: crate::fast_map::FastState,
 }
 
 impl HeadCache {

@@ -23,6 +23,7 @@
 use super::core::Core;
 use super::{responses, router, CoreMsg, ShapeCall};
 use crate::event::Event;
+use crate::fast_map::FastMap;
 use crate::http::{Body, Part, Response};
 use crate::shapes::def::ShapeDef;
 use crate::shapes::shape::Shape;
@@ -30,7 +31,6 @@ use bytes::Bytes;
 use protocol::headers as h;
 use protocol::offset::{LogOffset, OffsetParam};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,7 +84,7 @@ struct Group {
 /// Held live requests of this core's connections, by `(handle, offset)`.
 #[derive(Default)]
 pub struct Waits {
-    groups: RefCell<HashMap<(String, LogOffset), Rc<Group>>>,
+    groups: RefCell<FastMap<(String, LogOffset), Rc<Group>>>,
 }
 
 impl Waits {
@@ -232,7 +232,7 @@ pub fn on_batch(core: &Core, batch: Arc<Batch>) {
 /// Watches of the shapes this core owns: handle → (waiting core, offset).
 #[derive(Default)]
 pub struct Watchers {
-    by_handle: RefCell<HashMap<String, Vec<(usize, LogOffset)>>>,
+    by_handle: RefCell<FastMap<String, Vec<(usize, LogOffset)>>>,
 }
 
 impl Watchers {

@@ -88,7 +88,7 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
 
 async fn route(core: &Rc<Core>, req: Request) -> Response {
     let started = Instant::now();
-    let route = resolve(&req.path);
+    let route = resolve(req.path());
     let method = req.method.clone();
     let label = metrics_label(&route, &method);
     // Take what the final headers need now: the request (its headers and strings) is dropped
@@ -209,6 +209,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Whether [`wait_ready`] would return at once with nothing to say.
+fn ready_now(core: &Core) -> bool {
+    core.shared.ever_active() || core.shared.status() == Status::Active
+}
+
 pub(super) async fn wait_ready(core: &Rc<Core>) -> Option<Response> {
     if core.shared.ever_active() {
         // Shapes were restored: keep serving what the cores hold while replication reconnects
@@ -242,7 +247,12 @@ pub(super) async fn definition(
     let table_name = q.table;
     // Boxed: the lookup (which may connect to Postgres) has a large future that would
     // otherwise be part of every held request's state.
-    let table = match Box::pin(core.table(&table_name.schema, &table_name.name)).await {
+    let cached = core.cached_table(&table_name.schema, &table_name.name);
+    let looked_up = match cached {
+        Some(t) => Ok(Some(t)),
+        None => Box::pin(core.table(&table_name.schema, &table_name.name)).await,
+    };
+    let table = match looked_up {
         Ok(Some(t)) => t,
         Ok(None) => {
             return Err(responses::validation(
@@ -299,7 +309,12 @@ async fn shape(core: &Rc<Core>, req: Request) -> Response {
             .headers_all("if-none-match")
             .map(str::to_string)
             .collect();
-        (accepted, if_none_match, req.method == Method::Head, req.method == Method::Post)
+        (
+            accepted,
+            if_none_match,
+            req.method == Method::Head,
+            req.method == Method::Post,
+        )
     };
     match accepted {
         Accepted::Log(q, _permit) => serve_query(core, q, if_none_match, head, post).await,
@@ -313,7 +328,7 @@ async fn shape(core: &Rc<Core>, req: Request) -> Response {
 /// Decodes the query string once; then, reading those parameters, authorization (a 401 wins
 /// over everything, even an undecodable query), admission, subset detection and validation.
 fn accept<'c>(core: &'c Core, req: &Request) -> Result<Accepted<'c>, Response> {
-    let decoded = parse_query_string(&req.query);
+    let decoded = parse_query_string(req.query());
     if !authorized(core, decoded.as_ref().ok()) {
         return Err(responses::unauthorized());
     }
@@ -356,9 +371,12 @@ pub(super) async fn serve_query(
     head: bool,
     post: bool,
 ) -> Response {
-    // Boxed: its sleep would otherwise be part of every held request's state.
-    if let Some(r) = Box::pin(wait_ready(core)).await {
-        return r;
+    // Boxed (past the synchronous check): its sleep would otherwise be part of every held
+    // request's state.
+    if !ready_now(core) {
+        if let Some(r) = Box::pin(wait_ready(core)).await {
+            return r;
+        }
     }
     let Some(params) = DefParams::of_shape(&q) else {
         return responses::validation(&protocol::validation::ValidationErrors::single(
@@ -501,13 +519,7 @@ mod future_size {
             Vec::new(),
             crate::app::durability::start_worker(0).expect("storage worker"),
         );
-        let req = Request {
-            method: Method::Get,
-            path: "/v1/shape".into(),
-            query: String::new(),
-            headers: Vec::new(),
-            body: bytes::Bytes::new(),
-        };
+        let req = Request::new(Method::Get, "/v1/shape", "", &[]);
         let fut = route(&core, req);
         let size = std::mem::size_of_val(&fut);
         eprintln!("route future: {size} bytes");

@@ -2,16 +2,16 @@
 //! row, the shapes whose WHERE clause holds (`protocol::routing`), so a change costs work in
 //! proportion to the shapes it reaches rather than to every shape of its table.
 
+use crate::fast_map::FastMap;
 use crate::shapes::def::ShapeDef;
 use protocol::routing::Router;
-use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct TableShapes {
     pub router: Router,
     /// Route id → handle, and back.
-    handles: HashMap<u64, String>,
-    ids: HashMap<String, u64>,
+    handles: FastMap<u64, String>,
+    ids: FastMap<String, u64>,
     next_id: u64,
 }
 

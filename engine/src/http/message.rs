@@ -40,34 +40,119 @@ impl Method {
     }
 }
 
+/// A range of bytes inside a [`Request`]'s head text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span of `part`, a slice of `whole`.
+    pub(crate) fn within(whole: &str, part: &str) -> Self {
+        let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+        assert!(
+            start <= whole.len() && part.len() <= whole.len() - start,
+            "part lies outside the head"
+        );
+        // Heads are bounded far below 4 GiB (`Limits::max_head`).
+        Self {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+}
+
 /// One parsed request with its complete body.
+///
+/// The head is kept as one string (the request as received, invalid UTF-8 replaced) and the
+/// path, query and headers are ranges of it: parsing a request costs two allocations (the text
+/// and the header index) instead of one per header name and value.
 #[derive(Clone, Debug)]
 pub struct Request {
     pub method: Method,
-    /// The raw (still percent-encoded) path, without the query.
-    pub path: String,
-    /// The raw query, without the leading `?`; empty when absent.
-    pub query: String,
-    /// Header names lower-cased, in arrival order, repeated names kept.
-    pub headers: Vec<(String, String)>,
+    head: String,
+    /// `None` stands for `/` (an absolute-form target with an empty path).
+    path: Option<Span>,
+    query: Span,
+    /// Names as sent (compared without regard to case), in arrival order, repeats kept.
+    headers: Vec<(Span, Span)>,
     pub body: Bytes,
 }
 
 impl Request {
-    /// The first value of header `name` (give it lower-cased).
+    /// A request from its head text and the ranges of it the parser found.
+    pub(crate) fn from_head(
+        method: Method,
+        head: String,
+        path: Option<Span>,
+        query: Span,
+        headers: Vec<(Span, Span)>,
+    ) -> Self {
+        Self {
+            method,
+            head,
+            path,
+            query,
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    /// A request built from its parts (tests, and requests a server makes up).
+    pub fn new(method: Method, path: &str, query: &str, headers: &[(&str, &str)]) -> Self {
+        let mut head = String::with_capacity(path.len() + query.len() + 64);
+        let span = |head: &mut String, text: &str| {
+            let start = head.len() as u32;
+            head.push_str(text);
+            Span {
+                start,
+                end: head.len() as u32,
+            }
+        };
+        let path_span = span(&mut head, path);
+        let query_span = span(&mut head, query);
+        let header_spans = headers
+            .iter()
+            .map(|(name, value)| (span(&mut head, name), span(&mut head, value)))
+            .collect();
+        Self::from_head(method, head, Some(path_span), query_span, header_spans)
+    }
+
+    fn text(&self, span: Span) -> &str {
+        &self.head[span.start as usize..span.end as usize]
+    }
+
+    /// The raw (still percent-encoded) path, without the query.
+    pub fn path(&self) -> &str {
+        self.path.map_or("/", |span| self.text(span))
+    }
+
+    /// The raw query, without the leading `?`; empty when absent.
+    pub fn query(&self) -> &str {
+        self.text(self.query)
+    }
+
+    /// Every header as (name as sent, value), in arrival order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .map(|&(name, value)| (self.text(name), self.text(value)))
+    }
+
+    /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers_all(name).next()
     }
 
-    /// Every value of header `name` (give it lower-cased), in arrival order.
+    /// Every value of header `name` (case-insensitive), in arrival order.
     pub fn headers_all<'a, 'n>(
         &'a self,
         name: &'n str,
     ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-        self.headers
-            .iter()
-            .filter(move |(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.headers()
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
     }
 }
 

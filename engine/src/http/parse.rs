@@ -1,10 +1,8 @@
 //! Request-head parsing on top of `httparse`: framing, persistence and the typed errors that map
 //! to error responses. Pure functions over byte slices; the connection owns the buffer.
 
-use bytes::Bytes;
-
 use super::limits::MAX_HEADERS;
-use super::message::{Method, Request};
+use super::message::{Method, Request, Span};
 
 /// How the request body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +64,15 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Parses the complete head `bytes` (as delimited by [`find_head_end`]).
 pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
+    // The request keeps the head as text and refers to its parts by range; invalid UTF-8 (in
+    // header values) is replaced first, so every range lies on character boundaries.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut slots);
-    match parsed.parse(bytes) {
+    match parsed.parse(text.as_bytes()) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HeadError::Malformed("incomplete head")),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
@@ -77,19 +81,17 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
     let method = Method::from_token(parsed.method.ok_or(HeadError::Malformed("no method"))?);
     let target = parsed.path.ok_or(HeadError::Malformed("no target"))?;
     let (path, query) = split_target(target)?;
+    let path = path.map(|path| Span::within(&text, path));
+    let query = Span::within(&text, query);
     let version = parsed.version.ok_or(HeadError::Malformed("no version"))?;
     let mut headers = Vec::with_capacity(parsed.headers.len());
     for header in parsed.headers.iter() {
-        let value = String::from_utf8_lossy(header.value).into_owned();
-        headers.push((header.name.to_ascii_lowercase(), value));
+        // Whole characters: the text is UTF-8 and httparse cuts only at ASCII bytes.
+        let value = std::str::from_utf8(header.value)
+            .map_err(|_| HeadError::Malformed("invalid header value"))?;
+        headers.push((Span::within(&text, header.name), Span::within(&text, value)));
     }
-    let request = Request {
-        method,
-        path,
-        query,
-        headers,
-        body: Bytes::new(),
-    };
+    let request = Request::from_head(method, text.into_owned(), path, query, headers);
     let framing = framing(&request, version)?;
     let keep_alive = keep_alive(&request, version);
     let expect_continue = request
@@ -105,18 +107,21 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
 }
 
 /// Splits a request target into raw path and query. Absolute-form targets
-/// (`http://host/path?q`) are reduced to their path; `*` (for OPTIONS) is kept as the path.
-fn split_target(target: &str) -> Result<(String, String), HeadError> {
+/// (`http://host/path?q`) are reduced to their path (`None`: empty, which means `/`); `*`
+/// (for OPTIONS) is kept as the path.
+fn split_target(target: &str) -> Result<(Option<&str>, &str), HeadError> {
     let origin = if target.starts_with('/') || target == "*" {
         target
     } else if let Some(rest) = target.split_once("://").map(|(_, rest)| rest) {
-        rest.find(['/', '?']).map_or("/", |at| &rest[at..])
+        rest.find(['/', '?'])
+            .map_or(&rest[rest.len()..], |at| &rest[at..])
     } else {
         return Err(HeadError::Malformed("invalid request target"));
     };
-    let (path, query) = origin.split_once('?').unwrap_or((origin, ""));
-    let path = if path.is_empty() { "/" } else { path };
-    Ok((path.to_owned(), query.to_owned()))
+    let (path, query) = origin
+        .split_once('?')
+        .unwrap_or((origin, &origin[origin.len()..]));
+    Ok(((!path.is_empty()).then_some(path), query))
 }
 
 /// Determines body framing, refusing the ambiguous combinations request smuggling relies on.

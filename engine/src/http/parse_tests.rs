@@ -26,8 +26,8 @@ fn parses_path_query_and_headers() {
         head("GET /v1/shape?table=items&offset=-1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\n")
             .unwrap();
     assert_eq!(parsed.request.method, Method::Get);
-    assert_eq!(parsed.request.path, "/v1/shape");
-    assert_eq!(parsed.request.query, "table=items&offset=-1");
+    assert_eq!(parsed.request.path(), "/v1/shape");
+    assert_eq!(parsed.request.query(), "table=items&offset=-1");
     assert_eq!(parsed.request.header("host"), Some("x"));
     assert_eq!(
         parsed.request.headers_all("x-a").collect::<Vec<_>>(),
@@ -42,11 +42,30 @@ fn parses_path_query_and_headers() {
 fn reduces_absolute_targets_to_their_path() {
     let parsed = head("GET http://example.com/a/b?c=d HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(
-        (parsed.request.path.as_str(), parsed.request.query.as_str()),
+        (parsed.request.path(), parsed.request.query()),
         ("/a/b", "c=d")
     );
     let parsed = head("GET http://example.com HTTP/1.1\r\n\r\n").unwrap();
-    assert_eq!(parsed.request.path, "/");
+    assert_eq!(parsed.request.path(), "/");
+    let parsed = head("GET http://example.com?x=1 HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(
+        (parsed.request.path(), parsed.request.query()),
+        ("/", "x=1")
+    );
+}
+
+#[test]
+fn invalid_utf8_in_header_values_is_replaced_and_the_rest_still_read() {
+    let bytes = b"GET /p?q=1 HTTP/1.1\r\nX-Bin: a\xff\xfeb\r\nHost: h\r\n\r\n";
+    let parsed = parse_head(bytes).unwrap();
+    assert_eq!(parsed.request.header("x-bin"), Some("a\u{fffd}\u{fffd}b"));
+    assert_eq!(parsed.request.header("HOST"), Some("h"));
+    assert_eq!(
+        (parsed.request.path(), parsed.request.query()),
+        ("/p", "q=1")
+    );
+    let names: Vec<_> = parsed.request.headers().map(|(name, _)| name).collect();
+    assert_eq!(names, ["X-Bin", "Host"]);
 }
 
 #[test]

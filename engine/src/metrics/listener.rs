@@ -17,7 +17,7 @@ pub fn handler(shared: Arc<Shared>) -> Rc<dyn http::Handler> {
 }
 
 fn answer(shared: &Shared, req: &Request) -> Response {
-    if req.path != "/metrics" {
+    if req.path() != "/metrics" {
         return Response::json(404, Bytes::from_static(br#"{"message":"Not found"}"#));
     }
     if !matches!(req.method, Method::Get | Method::Head) {
