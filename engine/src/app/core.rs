@@ -95,6 +95,8 @@ pub struct Core {
     pub processed_lsn: Cell<u64>,
     /// Rendered heads of catch-up responses (`head_cache`).
     pub heads: RefCell<super::head_cache::HeadCache>,
+    /// Closed chunks of any core's shapes, answered here (`closed_chunks`).
+    pub closed: RefCell<super::closed_chunks::ClosedChunks>,
     /// Live requests of this core's connections waiting for a shape to change (`live`).
     pub waits: super::live::Waits,
     /// Cores waiting for shapes this core owns to change (`live`).
@@ -145,6 +147,7 @@ impl Core {
             sync_wake: Event::new(),
             syncing: Cell::new(false),
             heads: Default::default(),
+            closed: Default::default(),
             waits: Default::default(),
             watchers: Default::default(),
             removals_pending: Cell::new(false),
@@ -208,6 +211,12 @@ impl Core {
                     from,
                 } => super::live::on_watch(&self, &def, handle, after, from),
                 CoreMsg::Batch(batch) => super::live::on_batch(&self, batch),
+                CoreMsg::Forget(handle) => self.closed.borrow_mut().forget(&handle),
+                CoreMsg::Touch(handle) => {
+                    if let Some(shape) = self.shapes.borrow().get(&handle) {
+                        shape.borrow_mut().last_used = Instant::now();
+                    }
+                }
                 CoreMsg::Subset { call, reply } => {
                     let core = self.clone();
                     monoio::spawn(async move {
@@ -563,6 +572,11 @@ impl Core {
         shape.borrow_mut().invalidate();
         super::live::shape_removed(self, handle);
         self.heads.borrow_mut().forget(handle);
+        self.closed.borrow_mut().forget(handle);
+        let handle: Arc<str> = handle.into();
+        for to in (0..self.shared.cores).filter(|&to| to != self.id) {
+            super::live::send(self, to, CoreMsg::Forget(handle.clone()));
+        }
     }
 
     fn purge(&self) {

@@ -56,7 +56,7 @@ pub struct Rendered {
     /// `name: value\r\n` lines: content type, handle, offset, up-to-date, has-data,
     /// cache-control, etag.
     pub head: Bytes,
-    pub body: Vec<Part>,
+    pub body: Arc<[Part]>,
 }
 
 /// Whether a request is held through [`hold`]: a live long-poll GET of a known handle, past
@@ -126,7 +126,7 @@ pub async fn hold(core: &Rc<Core>, call: ShapeCall, owner: usize) -> Response {
     let joined = {
         let mut groups = core.waits.groups.borrow_mut();
         match groups.get(&key) {
-            Some(g) if same_def(&g.def, &call.def) => Some((g.clone(), false)),
+            Some(g) if ShapeDef::same(&g.def, &call.def) => Some((g.clone(), false)),
             // A handle named with another definition: the owner answers it (409).
             Some(_) => None,
             None => {
@@ -170,7 +170,7 @@ pub async fn hold(core: &Rc<Core>, call: ShapeCall, owner: usize) -> Response {
 
 /// The response for one request from a shared render: only the cursor is its own.
 fn respond(core: &Core, call: &ShapeCall, r: &Rendered) -> Response {
-    let mut resp = Response::new(200).with_body(Body::Mixed(r.body.clone()));
+    let mut resp = Response::new_bare(200).with_body(Body::Shared(r.body.clone()));
     resp.head_block = Some(r.head.clone());
     resp.headers.push((
         h::ELECTRIC_CURSOR.into(),
@@ -190,10 +190,6 @@ async fn ask(core: &Rc<Core>, call: ShapeCall, owner: usize) -> Response {
         reply,
     })
     .await
-}
-
-fn same_def(a: &Arc<ShapeDef>, b: &Arc<ShapeDef>) -> bool {
-    Arc::ptr_eq(a, b) || (a.hash == b.hash && a.canonical == b.canonical)
 }
 
 fn watch(core: &Rc<Core>, owner: usize, def: &Arc<ShapeDef>, handle: String, after: LogOffset) {
@@ -247,7 +243,7 @@ pub fn on_watch(core: &Core, def: &Arc<ShapeDef>, handle: String, after: LogOffs
         // Unknown here (removed, or stored and not loaded yet), or the handle of another
         // definition: the owner path answers (409, or loads the stored shape).
         None => Some(Answer::AskOwner),
-        Some(shape) if !same_def(&shape.borrow().def, def) => Some(Answer::AskOwner),
+        Some(shape) if !ShapeDef::same(&shape.borrow().def, def) => Some(Answer::AskOwner),
         Some(shape) => {
             let mut s = shape.borrow_mut();
             s.last_used = Instant::now();
@@ -344,7 +340,7 @@ fn render(core: &Core, s: &Shape, after: LogOffset) -> Answer {
         core.last_lsn.get().max(chunk_end.tx)
     };
     let tail = up_to_date.then(|| Bytes::from(protocol::message::up_to_date(global_lsn)));
-    let body = slice.into_body(tail);
+    let body: Arc<[Part]> = slice.into_body(tail).into();
     let end = chunk_end.to_string();
     let cfg = &core.shared.config;
     let cache_control = h::cache_control(&h::CacheCase {
@@ -388,7 +384,7 @@ fn deliver(core: &Core, to: usize, batch: Arc<Batch>) {
 
 /// Sends without waiting (callers run inside a transaction's processing); a full inbox gets
 /// the message from a task instead.
-fn send(core: &Core, to: usize, msg: CoreMsg) {
+pub(super) fn send(core: &Core, to: usize, msg: CoreMsg) {
     match core.shared.inboxes[to].try_send(msg) {
         Ok(()) => {}
         Err(flume::TrySendError::Full(msg)) => {

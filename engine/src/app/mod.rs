@@ -3,6 +3,7 @@
 //! and talk through bounded channels; the only shared mutable state is a few atomics.
 
 pub mod admission;
+pub mod closed_chunks;
 pub mod core;
 pub mod def_cache;
 pub mod dormant;
@@ -139,6 +140,11 @@ pub enum CoreMsg {
     },
     /// The owner's answer to a `Watch`, shared by every core waiting at that offset.
     Batch(Arc<live::Batch>),
+    /// The owner removed this shape: drop what this core keeps of it (`closed_chunks`).
+    Forget(Arc<str>),
+    /// Another core answered a request of this shape (owned by the receiver) from its
+    /// `closed_chunks`: the shape is in use.
+    Touch(String),
     Delete {
         target: DeleteTarget,
         reply: flume::Sender<Response>,

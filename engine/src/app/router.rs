@@ -12,6 +12,7 @@ use crate::http::{Handler, Method, Request, Response};
 use crate::pg::PgError;
 use crate::shapes::def::{DefParams, ShapeDef};
 use protocol::headers as h;
+use protocol::offset::OffsetParam;
 use protocol::query_string::{parse_query_string, QueryParams};
 use protocol::request::{DeleteQuery, RequestError, ShapeQuery};
 use protocol::subset::{ShapeRequest, SplitError};
@@ -19,6 +20,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -393,6 +395,24 @@ pub(super) async fn serve_query(
         return responses::validation(&e);
     }
     let owner = def.owner_core(core.shared.cores);
+    // A closed chunk this core has answered before is answered again from here, whichever
+    // core owns the shape (`closed_chunks`).
+    let reuse = match (q.offset, q.handle.as_deref()) {
+        (OffsetParam::At(after), Some(handle)) if !q.live && !post && if_none_match.is_empty() => {
+            let hit = core.closed.borrow_mut().get(&def, handle, after);
+            if let Some(hit) = hit {
+                core.stats()
+                    .closed_chunk_hits
+                    .fetch_add(1, Ordering::Relaxed);
+                if hit.touch {
+                    touch(core, owner, handle);
+                }
+                return hit.response;
+            }
+            Some((def.clone(), handle.to_owned(), after))
+        }
+        _ => None,
+    };
     let call = ShapeCall {
         def,
         if_none_match,
@@ -404,15 +424,34 @@ pub(super) async fn serve_query(
         // Held here, woken by the owner's batch (`live`): not forwarded.
         return Box::pin(super::live::hold(core, call, owner)).await;
     }
-    if owner == core.id {
-        return Box::pin(super::serve::serve_shape(core, call)).await;
+    let response = if owner == core.id {
+        Box::pin(super::serve::serve_shape(core, call)).await
+    } else {
+        // Boxed, as the branches above: held requests keep this future alive.
+        Box::pin(ask_owner(core, owner, |reply| CoreMsg::Shape {
+            call: Box::new(call),
+            reply,
+        }))
+        .await
+    };
+    if let Some((def, handle, after)) = reuse {
+        core.closed
+            .borrow_mut()
+            .insert(&def, &handle, after, &response);
     }
-    // Boxed, as the branches above: held requests keep this future alive.
-    Box::pin(ask_owner(core, owner, |reply| CoreMsg::Shape {
-        call: Box::new(call),
-        reply,
-    }))
-    .await
+    response
+}
+
+/// Tells the owner that a shape answered from `closed_chunks` is in use (least recently used
+/// eviction would otherwise not see these clients).
+fn touch(core: &Core, owner: usize, handle: &str) {
+    if owner == core.id {
+        if let Some(shape) = core.shape(handle) {
+            shape.borrow_mut().last_used = Instant::now();
+        }
+    } else {
+        super::live::send(core, owner, CoreMsg::Touch(handle.to_owned()));
+    }
 }
 
 /// Hands a request to the core that owns its shape and waits for that core's response.

@@ -214,8 +214,10 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 .get_or_render(&handle, after, chunk_end, || {
                     catch_up_head(core, call, &handle, after, chunk_end)
                 });
-            let mut r = Response::new(200).with_body(Body::Mixed(parts));
+            let mut r = Response::new_bare(200).with_body(Body::Shared(parts.into()));
             r.head_block = Some(head);
+            // Not up to date: the chunk is closed and these bytes are final for this handle.
+            r.reusable = true;
             return r;
         }
         let mut r = responses::json(200, Bytes::new()).with_body(Body::Mixed(parts));

@@ -82,6 +82,7 @@ impl Outgoing {
                 Body::Full(bytes) => outgoing.parts.push(Part::Mem(bytes)),
                 Body::Parts(parts) => outgoing.parts.extend(parts.into_iter().map(Part::Mem)),
                 Body::Mixed(parts) => outgoing.parts.extend(parts),
+                Body::Shared(parts) => outgoing.parts.extend(parts.iter().cloned()),
                 // Streamed by the connection after the head.
                 Body::Stream(_) => {}
             }

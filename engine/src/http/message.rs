@@ -166,6 +166,8 @@ pub enum Body {
     Parts(Vec<Bytes>),
     /// Memory and file ranges: file parts are sent from the page cache (`sendfile`).
     Mixed(Vec<super::Part>),
+    /// As `Mixed`, shared by many responses (a closed chunk answered again and again).
+    Shared(std::sync::Arc<[super::Part]>),
     /// A body of unknown length, written as it arrives (chunked transfer coding, or until close
     /// for HTTP/1.0 clients). Each received item is written as one chunk; the body ends when
     /// every sender is gone. The channel is bounded by its producer, so a slow client stalls
@@ -181,6 +183,7 @@ impl Body {
             Self::Full(bytes) => Some(bytes.len() as u64),
             Self::Parts(parts) => Some(parts.iter().map(|part| part.len() as u64).sum()),
             Self::Mixed(parts) => Some(parts.iter().map(super::Part::len).sum()),
+            Self::Shared(parts) => Some(parts.iter().map(super::Part::len).sum()),
             Self::Stream(_) => None,
         }
     }
@@ -206,6 +209,9 @@ pub struct Response {
     pub head_block: Option<Bytes>,
     /// Written as `x-request-id` (16 hex digits) by the encoder, which formats it in place.
     pub request_id: Option<u64>,
+    /// The same request may be answered with this response again, by any core, for the life
+    /// of the shape's handle (a closed chunk; see `app::closed_chunks`).
+    pub reusable: bool,
     pub body: Body,
 }
 
@@ -217,6 +223,20 @@ impl Response {
             headers: Vec::with_capacity(RESPONSE_HEADERS),
             head_block: None,
             request_id: None,
+            reusable: false,
+            body: Body::Empty,
+        }
+    }
+
+    /// A response whose head is a rendered block (`head_block`): no room reserved for
+    /// separate headers.
+    pub fn new_bare(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            head_block: None,
+            request_id: None,
+            reusable: false,
             body: Body::Empty,
         }
     }
@@ -235,6 +255,7 @@ impl Response {
             },
             head_block: None,
             request_id: None,
+            reusable: false,
             body: Body::Full(body.into()),
         }
     }

@@ -86,6 +86,8 @@ pub struct CoreStats {
     /// Bytes and entries appended to shape logs (snapshots included).
     pub log_bytes: AtomicU64,
     pub log_entries: AtomicU64,
+    /// Catch-up requests answered from this core's `closed_chunks` (no hop to the owner).
+    pub closed_chunk_hits: AtomicU64,
     /// Requests refused by admission control, by kind.
     pub rejected_initial: AtomicU64,
     pub rejected_existing: AtomicU64,

@@ -127,6 +127,20 @@ pub fn render(m: &Metrics, info: &Info<'_>) -> String {
     );
     header(
         &mut out,
+        "ampere_closed_chunk_hits_total",
+        "counter",
+        "Catch-up requests answered from the closed chunks kept by the core holding the connection.",
+    );
+    let _ = writeln!(
+        out,
+        "ampere_closed_chunk_hits_total {}",
+        m.cores
+            .iter()
+            .map(|c| c.closed_chunk_hits.load(Relaxed))
+            .sum::<u64>()
+    );
+    header(
+        &mut out,
         "ampere_admission_in_flight",
         "gauge",
         "Shape requests holding an admission permit, by kind.",

@@ -75,6 +75,12 @@ pub struct ShapeDef {
 }
 
 impl ShapeDef {
+    /// Whether two definitions are the same shape definition (the same `Arc`, or equal
+    /// canonical forms).
+    pub fn same(a: &Arc<ShapeDef>, b: &Arc<ShapeDef>) -> bool {
+        Arc::ptr_eq(a, b) || (a.hash == b.hash && a.canonical == b.canonical)
+    }
+
     /// Checks a parsed request against the table and builds the canonical definition.
     pub fn build(q: &DefParams<'_>, table: Arc<TableInfo>) -> Result<Self, ValidationErrors> {
         Self::build_with_queryable(q, None, table)
@@ -311,4 +317,43 @@ fn canonical_string(
         LogMode::ChangesOnly => "changes_only",
     });
     s
+}
+
+#[cfg(test)]
+impl ShapeDef {
+    /// A definition on `public.t (id int4 primary key)` with an optional WHERE, for unit tests
+    /// that need a real definition but no database.
+    pub fn for_tests(where_clause: Option<&str>) -> Self {
+        let query = match where_clause {
+            Some(w) => format!("table=t&offset=-1&where={}", w.replace(' ', "+")),
+            None => "table=t&offset=-1".to_owned(),
+        };
+        let q = protocol::request::parse_shape_query(&query).expect("a valid test query");
+        let table = Arc::new(TableInfo {
+            oid: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![TableColumn {
+                info: protocol::schema::ColumnInfo {
+                    name: "id".into(),
+                    type_oid: 23,
+                    type_name: "int4".into(),
+                    dims: 0,
+                    is_array: false,
+                    pk_index: Some(0),
+                    not_null: true,
+                    type_mod: -1,
+                    type_kind: protocol::schema::TypeKind::Base,
+                    element_kind: None,
+                    is_generated: false,
+                    formatted_type: "integer".into(),
+                },
+                type_oid: 23,
+                is_enum: false,
+            }],
+            pk: vec![0],
+            generated: Vec::new(),
+        });
+        Self::build(&DefParams::of_shape(&q).expect("a table"), table).expect("a valid definition")
+    }
 }
