@@ -133,3 +133,35 @@ fn closed_chunks_from_files_epoll() {
 fn closed_chunks_from_files_uring() {
     closed_chunks_answered_everywhere("uring", false);
 }
+
+#[test]
+fn a_kept_chunk_is_only_answered_to_its_own_url_with_the_secret() {
+    let cluster = cluster();
+    let metrics = support::lease_port();
+    let mut opts = opts("epoll", &metrics, true);
+    opts.secret = Some("s3cret".to_string());
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL);
+         INSERT INTO items SELECT i, repeat('y', 40) || i FROM generate_series(1, 200) i;",
+        opts,
+    );
+    let (mut f, _) = Follower::start(env.client(), "table=items&secret=s3cret");
+    let url = f.url(false);
+    let first = f.next(false);
+    first.expect(200);
+    assert!(!first.has("electric-up-to-date"), "a closed chunk");
+    let before = metric(metrics.port(), HITS);
+    for _ in 0..REPEATS {
+        let r = env.client().get(&url);
+        r.expect(200);
+        assert_eq!(r.body, first.body);
+    }
+    assert!(metric(metrics.port(), HITS) > before, "repeats were kept");
+    for wrong in ["secret=wrong", "secret=", "api_secret=wrong"] {
+        let r = env.client().get(&url.replace("secret=s3cret", wrong));
+        r.expect(401);
+    }
+    let r = env.client().get(&url.replace("&secret=s3cret", ""));
+    r.expect(401);
+}

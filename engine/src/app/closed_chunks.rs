@@ -4,8 +4,9 @@
 //! of its handle those bytes never change, and every client that catches up asks for them. The
 //! owner core marks such a response `reusable`; whichever core holds the connection keeps its
 //! rendered head and body parts here (an `Arc`'d list of memory and file ranges, no copy of the
-//! bytes) and answers the next request for the same handle and offset itself: no message to
-//! the owner and back, no log read, no rendering.
+//! bytes), keyed by the request's raw query string, and answers the next request with the same
+//! URL itself, as a caching proxy in front would: no query decoding, no definition lookup, no
+//! message to the owner and back, no log read, no rendering.
 //!
 //! Freshness: when the owner removes a shape (DELETE, invalidation, eviction, a damaged log) it
 //! tells every core (`CoreMsg::Forget`) and their entries go. A request that races that message
@@ -20,9 +21,7 @@
 
 use crate::fast_map::{FastMap, FastState};
 use crate::http::{Body, Part, Response};
-use crate::shapes::def::ShapeDef;
 use bytes::Bytes;
-use protocol::offset::LogOffset;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +29,17 @@ use std::time::{Duration, Instant};
 const CAPACITY: usize = 4096;
 /// Bytes of in-memory body parts kept alive per core.
 const MEMORY_BUDGET: usize = 64 << 20;
+/// Longest query string kept (longer ones are served the ordinary way).
+const MAX_QUERY: usize = 2048;
 /// How often a hit tells the owner that its shape is used.
 pub const TOUCH_EVERY: Duration = Duration::from_secs(1);
 
 struct Entry {
-    def: Arc<ShapeDef>,
+    /// The request's raw query string: the same URL asks for the same chunk of the same
+    /// definition and handle (and carries the same secret, so it was authorized as well).
+    query: Box<str>,
     handle: Box<str>,
-    after: LogOffset,
+    owner: usize,
     head: Bytes,
     parts: Arc<[Part]>,
     memory: usize,
@@ -46,8 +49,8 @@ struct Entry {
 /// What a hit answers with.
 pub struct Hit {
     pub response: Response,
-    /// The owner should be told its shape is used (see [`TOUCH_EVERY`]).
-    pub touch: bool,
+    /// Tell this owner core that the shape with this handle is used (see [`TOUCH_EVERY`]).
+    pub touch: Option<(usize, Box<str>)>,
 }
 
 #[derive(Default)]
@@ -58,39 +61,27 @@ pub struct ClosedChunks {
 }
 
 impl ClosedChunks {
-    fn key(&self, handle: &str, after: LogOffset) -> u64 {
-        self.hasher.hash_one((handle, after))
-    }
-
-    /// The response for `handle` from `after`, if this core holds it and `def` is the
-    /// definition the handle was created for (another definition gets its 409 from the owner).
-    pub fn get(&mut self, def: &Arc<ShapeDef>, handle: &str, after: LogOffset) -> Option<Hit> {
-        let key = self.key(handle, after);
-        let entry = self.entries.get_mut(&key)?;
-        let same =
-            &*entry.handle == handle && entry.after == after && ShapeDef::same(&entry.def, def);
-        if !same {
+    /// The response kept for a `GET`/`HEAD` with this raw query string (the caller checks that
+    /// the request carries no `if-none-match`: revalidation is the owner's).
+    pub fn get(&mut self, query: &str) -> Option<Hit> {
+        let entry = self.entries.get_mut(&self.hasher.hash_one(query))?;
+        if &*entry.query != query {
             return None;
         }
         let now = Instant::now();
-        let touch = now.duration_since(entry.touched) >= TOUCH_EVERY;
-        if touch {
+        let touch = (now.duration_since(entry.touched) >= TOUCH_EVERY).then(|| {
             entry.touched = now;
-        }
+            (entry.owner, entry.handle.clone())
+        });
         let mut response = Response::new_bare(200).with_body(Body::Shared(entry.parts.clone()));
         response.head_block = Some(entry.head.clone());
         response.reusable = true;
         Some(Hit { response, touch })
     }
 
-    /// Keeps a response the owner marked reusable. Anything else is ignored.
-    pub fn insert(
-        &mut self,
-        def: &Arc<ShapeDef>,
-        handle: &str,
-        after: LogOffset,
-        response: &Response,
-    ) {
+    /// Keeps a response the owner marked reusable, answered to `query` for the shape `handle`
+    /// owned by `owner`. Anything else is ignored.
+    pub fn insert(&mut self, query: &str, handle: &str, owner: usize, response: &Response) {
         let (true, 200, Some(head)) = (response.reusable, response.status, &response.head_block)
         else {
             return;
@@ -107,25 +98,24 @@ impl ClosedChunks {
                 Part::File(_) => 0,
             })
             .sum::<usize>();
+        if memory > MEMORY_BUDGET || query.len() > MAX_QUERY {
+            return;
+        }
         if self.entries.len() >= CAPACITY || self.memory + memory > MEMORY_BUDGET {
             self.entries.clear();
             self.memory = 0;
         }
-        if memory > MEMORY_BUDGET {
-            return;
-        }
-        let key = self.key(handle, after);
         let entry = Entry {
-            def: def.clone(),
+            query: query.into(),
             handle: handle.into(),
-            after,
+            owner,
             head: head.clone(),
             parts,
             memory,
             touched: Instant::now(),
         };
         self.memory += memory;
-        if let Some(old) = self.entries.insert(key, entry) {
+        if let Some(old) = self.entries.insert(self.hasher.hash_one(query), entry) {
             self.memory -= old.memory;
         }
     }
@@ -153,10 +143,6 @@ impl ClosedChunks {
 mod tests {
     use super::*;
 
-    fn def(where_clause: &str) -> Arc<ShapeDef> {
-        Arc::new(ShapeDef::for_tests(Some(where_clause)))
-    }
-
     fn reusable(body: &'static [u8]) -> Response {
         let mut r = Response::new_bare(200)
             .with_body(Body::Mixed(vec![Part::Mem(Bytes::from_static(body))]));
@@ -178,52 +164,66 @@ mod tests {
             .collect()
     }
 
+    const Q1: &str = "table=t&handle=h1&offset=5_2";
+
     #[test]
-    fn answers_the_same_handle_offset_and_definition_only() {
-        let (a, b) = (def("id = 1"), def("id = 2"));
-        let at = LogOffset::new(5, 2);
+    fn answers_the_same_query_only() {
         let mut cache = ClosedChunks::default();
-        cache.insert(&a, "h1", at, &reusable(b"[1]"));
-        let hit = cache.get(&a, "h1", at).expect("a hit");
+        cache.insert(Q1, "h1", 1, &reusable(b"[1]"));
+        let hit = cache.get(Q1).expect("a hit");
         assert_eq!(body_of(&hit.response), b"[1]");
         assert_eq!(
             hit.response.head_block.as_deref(),
             Some(&b"electric-handle: h\r\n"[..])
         );
-        assert!(!hit.touch, "just inserted: no touch yet");
-        // An equal definition built again still matches; another one, offset or handle not.
-        assert!(cache.get(&def("id = 1"), "h1", at).is_some());
-        assert!(cache.get(&b, "h1", at).is_none());
-        assert!(cache.get(&a, "h1", LogOffset::new(5, 3)).is_none());
-        assert!(cache.get(&a, "h2", at).is_none());
+        assert!(hit.response.reusable);
+        assert!(hit.touch.is_none(), "just inserted: no touch yet");
+        for other in [
+            "table=t&handle=h1&offset=5_3",
+            "table=t&handle=h1&offset=5_2&where=x",
+            "handle=h1&table=t&offset=5_2",
+            "",
+        ] {
+            assert!(cache.get(other).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn touches_the_owner_at_most_once_per_period() {
+        let mut cache = ClosedChunks::default();
+        cache.insert(Q1, "h1", 1, &reusable(b"[1]"));
+        cache.entries.values_mut().for_each(|e| {
+            e.touched = Instant::now() - TOUCH_EVERY;
+        });
+        let touch = cache.get(Q1).and_then(|hit| hit.touch);
+        assert_eq!(touch, Some((1, "h1".into())));
+        assert!(cache.get(Q1).and_then(|hit| hit.touch).is_none());
     }
 
     #[test]
     fn ignores_what_is_not_reusable_and_forgets_removed_shapes() {
-        let a = def("id = 1");
-        let at = LogOffset::new(1, 0);
         let mut cache = ClosedChunks::default();
         let mut not_reusable = reusable(b"[]");
         not_reusable.reusable = false;
-        cache.insert(&a, "h1", at, &not_reusable);
+        cache.insert(Q1, "h1", 0, &not_reusable);
         let mut not_ok = reusable(b"[]");
         not_ok.status = 304;
-        cache.insert(&a, "h1", at, &not_ok);
+        cache.insert(Q1, "h1", 0, &not_ok);
+        cache.insert(&"x".repeat(MAX_QUERY + 1), "h1", 0, &reusable(b"[]"));
         assert_eq!(cache.len(), 0);
-        cache.insert(&a, "h1", at, &reusable(b"[1]"));
-        cache.insert(&a, "h2", at, &reusable(b"[2]"));
+        cache.insert(Q1, "h1", 0, &reusable(b"[1]"));
+        cache.insert("table=t&handle=h2&offset=5_2", "h2", 0, &reusable(b"[2]"));
         cache.forget("h1");
-        assert!(cache.get(&a, "h1", at).is_none());
-        assert!(cache.get(&a, "h2", at).is_some());
+        assert!(cache.get(Q1).is_none());
+        assert!(cache.get("table=t&handle=h2&offset=5_2").is_some());
         assert_eq!(cache.memory, 3);
     }
 
     #[test]
     fn stays_within_its_bounds() {
-        let a = def("id = 1");
         let mut cache = ClosedChunks::default();
-        for i in 0..(CAPACITY as u64 + 10) {
-            cache.insert(&a, "h", LogOffset::new(i, 0), &reusable(b"[x]"));
+        for i in 0..(CAPACITY + 10) {
+            cache.insert(&format!("offset={i}_0"), "h", 0, &reusable(b"[x]"));
         }
         assert!(cache.len() <= CAPACITY);
         assert_eq!(cache.memory, cache.len() * 3);

@@ -301,11 +301,18 @@ enum Accepted<'c> {
 
 /// `GET`, `HEAD`, `POST` and `DELETE` of the shape route.
 async fn shape(core: &Rc<Core>, req: Request) -> Response {
-    let (accepted, if_none_match, head, post) = {
+    if let Some(r) = closed_chunk(core, &req) {
+        return r;
+    }
+    let (accepted, if_none_match, head, post, keep_as) = {
         let req = req;
         let accepted = match accept(core, &req) {
             Ok(accepted) => accepted,
             Err(refused) => return refused,
+        };
+        let keep_as = match &accepted {
+            Accepted::Log(q, _) => reusable_as(&req, q),
+            _ => None,
         };
         let if_none_match: Vec<String> = req
             .headers_all("if-none-match")
@@ -316,10 +323,11 @@ async fn shape(core: &Rc<Core>, req: Request) -> Response {
             if_none_match,
             req.method == Method::Head,
             req.method == Method::Post,
+            keep_as,
         )
     };
     match accepted {
-        Accepted::Log(q, _permit) => serve_query(core, q, if_none_match, head, post).await,
+        Accepted::Log(q, _permit) => serve_query(core, q, if_none_match, head, post, keep_as).await,
         Accepted::Subset(split, _permit) => {
             Box::pin(super::subset::serve(core, split, if_none_match, head, post)).await
         }
@@ -372,6 +380,7 @@ pub(super) async fn serve_query(
     if_none_match: Vec<String>,
     head: bool,
     post: bool,
+    keep_as: Option<Box<str>>,
 ) -> Response {
     // Boxed (past the synchronous check): its sleep would otherwise be part of every held
     // request's state.
@@ -395,24 +404,6 @@ pub(super) async fn serve_query(
         return responses::validation(&e);
     }
     let owner = def.owner_core(core.shared.cores);
-    // A closed chunk this core has answered before is answered again from here, whichever
-    // core owns the shape (`closed_chunks`).
-    let reuse = match (q.offset, q.handle.as_deref()) {
-        (OffsetParam::At(after), Some(handle)) if !q.live && !post && if_none_match.is_empty() => {
-            let hit = core.closed.borrow_mut().get(&def, handle, after);
-            if let Some(hit) = hit {
-                core.stats()
-                    .closed_chunk_hits
-                    .fetch_add(1, Ordering::Relaxed);
-                if hit.touch {
-                    touch(core, owner, handle);
-                }
-                return hit.response;
-            }
-            Some((def.clone(), handle.to_owned(), after))
-        }
-        _ => None,
-    };
     let call = ShapeCall {
         def,
         if_none_match,
@@ -424,6 +415,10 @@ pub(super) async fn serve_query(
         // Held here, woken by the owner's batch (`live`): not forwarded.
         return Box::pin(super::live::hold(core, call, owner)).await;
     }
+    let handle = keep_as
+        .is_some()
+        .then(|| call.query.handle.clone())
+        .flatten();
     let response = if owner == core.id {
         Box::pin(super::serve::serve_shape(core, call)).await
     } else {
@@ -434,12 +429,39 @@ pub(super) async fn serve_query(
         }))
         .await
     };
-    if let Some((def, handle, after)) = reuse {
+    if let (Some(query), Some(handle)) = (keep_as, handle) {
         core.closed
             .borrow_mut()
-            .insert(&def, &handle, after, &response);
+            .insert(&query, &handle, owner, &response);
     }
     response
+}
+
+/// A `GET`/`HEAD` answered from the closed chunks this core keeps (`closed_chunks`), if its
+/// URL was answered with one before. Revalidation (`if-none-match`) is left to the owner.
+fn closed_chunk(core: &Core, req: &Request) -> Option<Response> {
+    if !matches!(req.method, Method::Get | Method::Head) || req.header("if-none-match").is_some() {
+        return None;
+    }
+    let hit = core.closed.borrow_mut().get(req.query())?;
+    core.stats()
+        .closed_chunk_hits
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some((owner, handle)) = hit.touch {
+        touch(core, owner, &handle);
+    }
+    Some(hit.response)
+}
+
+/// The raw query a log request's response may be kept under (`closed_chunks`): a catch-up
+/// request (not live, not a POST, no revalidation) from an offset of a known handle.
+fn reusable_as(req: &Request, q: &ShapeQuery) -> Option<Box<str>> {
+    let candidate = req.method != Method::Post
+        && !q.live
+        && q.handle.is_some()
+        && matches!(q.offset, OffsetParam::At(_))
+        && req.header("if-none-match").is_none();
+    candidate.then(|| req.query().into())
 }
 
 /// Tells the owner that a shape answered from `closed_chunks` is in use (least recently used
