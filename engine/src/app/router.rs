@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 /// How long a shape request waits for replication to become active before a 503.
@@ -140,19 +140,13 @@ fn finish(
     route: &Route,
     resp: &mut Response,
 ) {
+    resp.request_id = std::num::NonZeroU64::new(core.random() | 1);
+    let cors = resp.status != 401;
+    let any_origin = allow_origin == "*";
+    resp.prelude = Some(prelude(cors, any_origin, *route == Route::Shape));
     let hs = &mut resp.headers;
-    hs.push((h::ELECTRIC_SERVER.into(), h::ELECTRIC_SERVER_VALUE.into()));
-    resp.request_id = Some(core.random());
-    if resp.status != 401 {
+    if cors && !any_origin {
         hs.push(("access-control-allow-origin".into(), allow_origin));
-        hs.push((
-            "access-control-expose-headers".into(),
-            h::EXPOSE_HEADERS.into(),
-        ));
-        hs.push((
-            "access-control-allow-methods".into(),
-            h::allow_methods(*route == Route::Shape).into(),
-        ));
     }
     let has_cc = resp.head_block.is_some() || hs.iter().any(|(k, _)| k == "cache-control");
     if !has_cc && !preflight {
@@ -161,6 +155,42 @@ fn finish(
             "max-age=0, private, must-revalidate".into(),
         ));
     }
+}
+
+/// The constant lines `finish` gives a response, rendered once: `electric-server`, and with
+/// `cors` the CORS lines (`access-control-allow-origin: *` only when `any_origin`; another
+/// origin is a header of its own).
+fn prelude(cors: bool, any_origin: bool, shape_route: bool) -> &'static String {
+    static PRELUDES: LazyLock<[String; 5]> = LazyLock::new(|| {
+        let server = format!("{}: {}\r\n", h::ELECTRIC_SERVER, h::ELECTRIC_SERVER_VALUE);
+        let cors = |any_origin: bool, shape_route: bool| {
+            format!(
+                "{server}{}access-control-expose-headers: {}\r\naccess-control-allow-methods: {}\r\n",
+                if any_origin {
+                    "access-control-allow-origin: *\r\n"
+                } else {
+                    ""
+                },
+                h::EXPOSE_HEADERS,
+                h::allow_methods(shape_route),
+            )
+        };
+        [
+            server.clone(),
+            cors(true, true),
+            cors(true, false),
+            cors(false, true),
+            cors(false, false),
+        ]
+    });
+    let index = match (cors, any_origin, shape_route) {
+        (false, _, _) => 0,
+        (true, true, true) => 1,
+        (true, true, false) => 2,
+        (true, false, true) => 3,
+        (true, false, false) => 4,
+    };
+    &PRELUDES[index]
 }
 
 fn health(core: &Rc<Core>) -> Response {

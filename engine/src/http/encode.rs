@@ -57,9 +57,7 @@ impl Outgoing {
     /// Encodes `response`; for HEAD requests (`send_body == false`) the body is dropped but its
     /// length still announced.
     pub(crate) fn new(response: Response, send_body: bool, persistence: Persistence) -> Self {
-        let (mut head, parts) = POOL
-            .with(|pool| pool.borrow_mut().pop())
-            .unwrap_or_default();
+        let (mut head, parts, iovecs) = pooled();
         let forbids_body = status_forbids_body(response.status);
         let framing = match response.body.len() {
             _ if forbids_body => Framing::None,
@@ -72,7 +70,7 @@ impl Outgoing {
         let mut outgoing = Self {
             head,
             parts,
-            iovecs: Vec::new(),
+            iovecs,
             written: 0,
             total: 0,
         };
@@ -195,9 +193,7 @@ impl Outgoing {
     /// The next chunk of a streamed body: its size line, `parts`, and the chunk's CRLF; with
     /// `chunked == false` (HTTP/1.0, close-delimited) just the parts.
     pub(crate) fn chunk(parts: Vec<Bytes>, chunked: bool) -> Self {
-        let (mut head, mut list) = POOL
-            .with(|pool| pool.borrow_mut().pop())
-            .unwrap_or_default();
+        let (mut head, mut list, iovecs) = pooled();
         let size: usize = parts.iter().map(Bytes::len).sum();
         if chunked {
             let _ = write!(head, "{size:x}\r\n");
@@ -215,7 +211,7 @@ impl Outgoing {
             total: head.len() + list.iter().map(|part| part.len() as usize).sum::<usize>(),
             head,
             parts: list,
-            iovecs: Vec::new(),
+            iovecs,
             written: 0,
         };
         outgoing.rebuild_window();
@@ -224,15 +220,13 @@ impl Outgoing {
 
     /// The last chunk of a streamed body (no trailers).
     pub(crate) fn last_chunk() -> Self {
-        let (mut head, parts) = POOL
-            .with(|pool| pool.borrow_mut().pop())
-            .unwrap_or_default();
+        let (mut head, parts, iovecs) = pooled();
         head.extend_from_slice(b"0\r\n\r\n");
         let mut outgoing = Self {
             total: head.len(),
             head,
             parts,
-            iovecs: Vec::new(),
+            iovecs,
             written: 0,
         };
         outgoing.rebuild_window();
@@ -246,19 +240,30 @@ impl Outgoing {
         }
         self.head.clear();
         self.parts.clear();
+        // No pointer into this response's buffers outlives it.
+        self.iovecs.clear();
         POOL.with(|pool| {
             let mut pool = pool.borrow_mut();
             if pool.len() < POOL_BUFFERS {
-                pool.push((self.head, self.parts));
+                pool.push((self.head, self.parts, self.iovecs));
             }
         });
     }
 }
 
+/// Empty buffers for one response: from this core's pool, or new.
+fn pooled() -> Pooled {
+    POOL.with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// A response's head buffer, part list and iovec list.
+type Pooled = (Vec<u8>, Vec<Part>, Vec<libc::iovec>);
+
 thread_local! {
     /// Head buffers and part lists reused across responses on this core: no lock, no per-request
     /// allocation once warm, and nothing held by idle connections.
-    static POOL: RefCell<Vec<(Vec<u8>, Vec<Part>)>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Pooled>> = const { RefCell::new(Vec::new()) };
     /// The `date` header value, recomputed at most once per second.
     static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
 }
@@ -284,6 +289,9 @@ fn encode_head(out: &mut Vec<u8>, response: &Response, framing: Framing, mode: P
     out.extend_from_slice(b"\r\ndate: ");
     DATE.with(|date| out.extend_from_slice(&current_date(&mut date.borrow_mut())));
     out.extend_from_slice(b"\r\n");
+    if let Some(prelude) = response.prelude {
+        out.extend_from_slice(prelude.as_bytes());
+    }
     for (name, value) in &response.headers {
         if is_server_owned(name) {
             continue;
@@ -307,7 +315,7 @@ fn encode_head(out: &mut Vec<u8>, response: &Response, framing: Framing, mode: P
     if let Some(block) = &response.head_block {
         out.extend_from_slice(block);
     }
-    if let Some(id) = response.request_id {
+    if let Some(id) = response.request_id.map(std::num::NonZeroU64::get) {
         out.extend_from_slice(b"x-request-id: ");
         for shift in (0..16).rev() {
             out.push(b"0123456789abcdef"[(id >> (shift * 4)) as usize & 0xf]);

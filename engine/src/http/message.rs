@@ -203,12 +203,16 @@ pub struct Response {
     pub status: u16,
     /// Values are `Cow` so the many fixed ones (CORS, content types) cost no allocation.
     pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    /// Constant header lines (`name: value\r\n` each) written before `headers`, such as the
+    /// CORS lines every response of a route carries. Trusted, as `head_block`. (A reference to
+    /// a `String` is one pointer: `Response` stays small enough to be moved around cheaply.)
+    pub prelude: Option<&'static String>,
     /// Header lines rendered once and shared by many responses (`name: value\r\n` each),
     /// written after `headers`. Trusted: only the server renders them. A response with a block
     /// carries its own `cache-control` in it.
     pub head_block: Option<Bytes>,
     /// Written as `x-request-id` (16 hex digits) by the encoder, which formats it in place.
-    pub request_id: Option<u64>,
+    pub request_id: Option<std::num::NonZeroU64>,
     /// The same request may be answered with this response again, by any core, for the life
     /// of the shape's handle (a closed chunk; see `app::closed_chunks`).
     pub reusable: bool,
@@ -221,6 +225,7 @@ impl Response {
             status,
             // A shape response carries about 16 headers: room for them up front.
             headers: Vec::with_capacity(RESPONSE_HEADERS),
+            prelude: None,
             head_block: None,
             request_id: None,
             reusable: false,
@@ -234,6 +239,7 @@ impl Response {
         Self {
             status,
             headers: Vec::new(),
+            prelude: None,
             head_block: None,
             request_id: None,
             reusable: false,
@@ -253,6 +259,7 @@ impl Response {
                 ));
                 h
             },
+            prelude: None,
             head_block: None,
             request_id: None,
             reusable: false,
