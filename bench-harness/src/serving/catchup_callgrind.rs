@@ -50,6 +50,8 @@ pub struct Measurement {
     pub chunk_threshold: u64,
     pub body_bytes: usize,
     pub from_file: bool,
+    /// Every request had a URL of its own (a miss in the server's closed-chunk cache).
+    pub distinct_urls: bool,
     pub requests: u64,
     /// (component label, instructions) over all counted requests.
     pub components: Vec<(&'static str, u64)>,
@@ -153,7 +155,14 @@ pub fn run(options: &CallgrindOptions) -> Result<Vec<Table>> {
     let mut measurements = Vec::new();
     let mut counter = 0;
     for &chunk_bytes in &options.chunk_sizes {
-        for source in [Source::File, Source::Memory] {
+        // The same URL again and again (what a catch-up storm asks), and a new URL per request
+        // (an unknown parameter that changes nothing but the URL): the path a first request
+        // for a chunk takes.
+        for (source, distinct_urls) in [
+            (Source::File, false),
+            (Source::Memory, false),
+            (Source::Memory, true),
+        ] {
             counter += 1;
             let out_dir = scratch.dir(&format!("cg{counter}"))?;
             let wrapper = wrapper_script(&out_dir, &options.ampere_bin)?;
@@ -179,13 +188,22 @@ pub fn run(options: &CallgrindOptions) -> Result<Vec<Table>> {
             );
             let chunk = &fetch.chunks[fetch.chunks.len() / 2];
             let mut client = HttpClient::connect(server.port)?;
+            let mut n = 0u64;
+            let mut url = || {
+                n += 1;
+                if distinct_urls {
+                    format!("{}&bench-url={n}", chunk.path)
+                } else {
+                    chunk.path.clone()
+                }
+            };
             // Warm the connection and the chunk (its checksum check, descriptor, page cache).
             for _ in 0..20 {
-                ensure!(client.get(&chunk.path)?.status == 200, "warm-up request");
+                ensure!(client.get(&url())?.status == 200, "warm-up request");
             }
             control(server.pid(), "-z")?;
             for _ in 0..options.requests {
-                let response = client.get(&chunk.path)?;
+                let response = client.get(&url())?;
                 ensure!(response.status == 200, "status {}", response.status);
                 ensure!(response.body.len() == chunk.body_len, "body length changed");
             }
@@ -203,6 +221,7 @@ pub fn run(options: &CallgrindOptions) -> Result<Vec<Table>> {
                 chunk_threshold: chunk_bytes,
                 body_bytes: chunk.body_len,
                 from_file: source == Source::File,
+                distinct_urls,
                 requests: options.requests,
                 components,
             });
@@ -311,9 +330,14 @@ fn table(options: &CallgrindOptions, measurements: &[Measurement]) -> Table {
         .iter()
         .map(|m| {
             format!(
-                "{} B body, {}",
+                "{} B body, {}{}",
                 grouped(m.body_bytes as f64),
-                if m.from_file { "file" } else { "memory" }
+                if m.from_file { "file" } else { "memory" },
+                if m.distinct_urls {
+                    ", every URL new"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -340,7 +364,7 @@ fn table(options: &CallgrindOptions, measurements: &[Measurement]) -> Table {
         options.requests,
     ));
     table.note(
-        "file: AMPERE_CHUNK_CACHE_BYTES=0 (sendfile from snapshot.data); memory: budget 1 GiB (writev of the chunk's buffer). Inclusive counts, except the (self) rows; indented rows are inside the handler.",
+        "file: AMPERE_CHUNK_CACHE_BYTES=0 (sendfile from snapshot.data); memory: budget 1 GiB (writev of the chunk's buffer); every URL new: an extra `bench-url=<n>` parameter makes each request miss the closed-chunk cache (the first request for a chunk). Inclusive counts, except the (self) rows; indented rows are inside the handler.",
     );
     table
 }
