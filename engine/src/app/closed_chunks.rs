@@ -25,8 +25,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Entries kept per core.
-const CAPACITY: usize = 4096;
+/// Entries kept per core (an entry is about 200 bytes besides the shared head and parts).
+const CAPACITY: usize = 16_384;
 /// Bytes of in-memory body parts kept alive per core.
 const MEMORY_BUDGET: usize = 64 << 20;
 /// Longest query string kept (longer ones are served the ordinary way).
