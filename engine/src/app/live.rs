@@ -141,7 +141,7 @@ pub async fn hold(core: &Rc<Core>, call: ShapeCall, owner: usize) -> Response {
         }
     };
     let Some((group, first)) = joined else {
-        return ask(core, call, owner).await;
+        return Box::pin(ask(core, call, owner)).await;
     };
     let member = Member {
         waits: &core.waits,
@@ -160,9 +160,9 @@ pub async fn hold(core: &Rc<Core>, call: ShapeCall, owner: usize) -> Response {
     match batch {
         Some(b) => match &b.answer {
             Answer::Ready(r) => respond(core, &call, r),
-            Answer::AskOwner => ask(core, call, owner).await,
+            Answer::AskOwner => Box::pin(ask(core, call, owner)).await,
         },
-        None if answered => ask(core, call, owner).await,
+        None if answered => Box::pin(ask(core, call, owner)).await,
         // Nothing changed within the long-poll: up to date at the request's own offset.
         None => super::serve::no_changes(core, &call, &key.0, after),
     }

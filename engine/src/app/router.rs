@@ -276,6 +276,34 @@ pub(super) async fn definition(
     q: &DefParams<'_>,
     queryable: Option<&[String]>,
 ) -> Result<Arc<ShapeDef>, Response> {
+    // The common case (catalog entry and definition cached) without a future: a held request
+    // keeps its caller's future alive, and this one's state would be part of it.
+    if let Some(def) = cached_definition(core, q, queryable) {
+        return Ok(def);
+    }
+    Box::pin(resolve_definition(core, q, queryable)).await
+}
+
+/// The definition from the per-core caches, if both the catalog entry it was built on and the
+/// definition itself are there.
+fn cached_definition(
+    core: &Core,
+    q: &DefParams<'_>,
+    queryable: Option<&[String]>,
+) -> Option<Arc<ShapeDef>> {
+    let table = core.cached_table(&q.table.schema, &q.table.name)?;
+    let asked = super::def_cache::Asked::of(q, queryable);
+    let defs = core.defs.borrow();
+    let def = defs.get(&asked)?;
+    Arc::ptr_eq(&def.table, &table).then(|| def.clone())
+}
+
+/// [`definition`] past the caches: the catalog lookup may query Postgres.
+async fn resolve_definition(
+    core: &Rc<Core>,
+    q: &DefParams<'_>,
+    queryable: Option<&[String]>,
+) -> Result<Arc<ShapeDef>, Response> {
     let table_name = q.table;
     // Boxed: the lookup (which may connect to Postgres) has a large future that would
     // otherwise be part of every held request's state.
@@ -329,39 +357,95 @@ enum Accepted<'c> {
     Delete(DeleteQuery),
 }
 
+/// A shape request once validated and resolved: what remains is to answer it.
+enum Next<'c> {
+    Done(Response),
+    /// A log request with its definition and owner; `keep_as` is the URL its answer may be
+    /// kept under (`closed_chunks`).
+    Log {
+        call: ShapeCall,
+        owner: usize,
+        keep_as: Option<Box<str>>,
+        permit: Permit<'c>,
+    },
+    Subset {
+        split: Result<ShapeRequest, SplitError>,
+        if_none_match: Vec<String>,
+        head: bool,
+        post: bool,
+        permit: Permit<'c>,
+    },
+    Delete(DeleteQuery),
+}
+
 /// `GET`, `HEAD`, `POST` and `DELETE` of the shape route.
 async fn shape(core: &Rc<Core>, req: Request) -> Response {
     if let Some(r) = closed_chunk(core, &req) {
         return r;
     }
-    let (accepted, if_none_match, head, post, keep_as) = {
-        let req = req;
-        let accepted = match accept(core, &req) {
-            Ok(accepted) => accepted,
-            Err(refused) => return refused,
-        };
-        let keep_as = match &accepted {
-            Accepted::Log(q, _) => reusable_as(&req, q),
-            _ => None,
-        };
-        let if_none_match: Vec<String> = req
-            .headers_all("if-none-match")
-            .map(str::to_string)
-            .collect();
-        (
-            accepted,
-            if_none_match,
-            req.method == Method::Head,
-            req.method == Method::Post,
+    // Boxed, and finished before the answer is awaited: validation and resolution have large
+    // states, which every held long-poll would otherwise keep for its whole wait.
+    let next = Box::pin(prepare(core, req)).await;
+    // Admission permits are held until the response is ready (see `admission`).
+    match next {
+        Next::Done(r) => r,
+        Next::Log {
+            call,
+            owner,
             keep_as,
-        )
-    };
-    match accepted {
-        Accepted::Log(q, _permit) => serve_query(core, q, if_none_match, head, post, keep_as).await,
-        Accepted::Subset(split, _permit) => {
-            Box::pin(super::subset::serve(core, split, if_none_match, head, post)).await
+            permit: _permit,
+        } => {
+            if super::live::eligible(&call) {
+                // Held here, woken by the owner's batch (`live`): not forwarded.
+                return Box::pin(super::live::hold(core, call, owner)).await;
+            }
+            Box::pin(answer_log(core, call, owner, keep_as)).await
         }
-        Accepted::Delete(q) => Box::pin(delete(core, q)).await,
+        Next::Subset {
+            split,
+            if_none_match,
+            head,
+            post,
+            permit: _permit,
+        } => Box::pin(super::subset::serve(core, split, if_none_match, head, post)).await,
+        Next::Delete(q) => Box::pin(delete(core, q)).await,
+    }
+}
+
+/// Reads the request once (`accept`), then resolves a log request's definition and owner.
+async fn prepare(core: &Rc<Core>, req: Request) -> Next<'_> {
+    let accepted = match accept(core, &req) {
+        Ok(accepted) => accepted,
+        Err(refused) => return Next::Done(refused),
+    };
+    let keep_as = match &accepted {
+        Accepted::Log(q, _) => reusable_as(&req, q),
+        _ => None,
+    };
+    let if_none_match: Vec<String> = req
+        .headers_all("if-none-match")
+        .map(str::to_string)
+        .collect();
+    let (head, post) = (req.method == Method::Head, req.method == Method::Post);
+    drop(req);
+    match accepted {
+        Accepted::Log(q, permit) => match resolve_log(core, q, if_none_match, head, post).await {
+            Ok((call, owner)) => Next::Log {
+                call,
+                owner,
+                keep_as,
+                permit,
+            },
+            Err(r) => Next::Done(r),
+        },
+        Accepted::Subset(split, permit) => Next::Subset {
+            split,
+            if_none_match,
+            head,
+            post,
+            permit,
+        },
+        Accepted::Delete(q) => Next::Delete(q),
     }
 }
 
@@ -403,35 +487,46 @@ fn accept<'c>(core: &'c Core, req: &Request) -> Result<Accepted<'c>, Response> {
     }
 }
 
-/// Serves a validated shape (log) request: resolves its definition and hands it to the owner.
+/// Serves a validated shape (log) request: resolves its definition and hands it to the owner
+/// (a POST body without subset keys comes here from `subset`).
 pub(super) async fn serve_query(
     core: &Rc<Core>,
-    q: protocol::request::ShapeQuery,
+    q: ShapeQuery,
     if_none_match: Vec<String>,
     head: bool,
     post: bool,
-    keep_as: Option<Box<str>>,
 ) -> Response {
-    // Boxed (past the synchronous check): its sleep would otherwise be part of every held
-    // request's state.
+    match resolve_log(core, q, if_none_match, head, post).await {
+        Ok((call, owner)) => answer_log(core, call, owner, None).await,
+        Err(r) => r,
+    }
+}
+
+/// A validated log request's definition and owner, or the response that ends it (not ready,
+/// unknown table, invalid definition, unsupported option).
+async fn resolve_log(
+    core: &Rc<Core>,
+    q: ShapeQuery,
+    if_none_match: Vec<String>,
+    head: bool,
+    post: bool,
+) -> Result<(ShapeCall, usize), Response> {
+    // Boxed (past the synchronous check): its sleep would otherwise be part of every caller's
+    // state.
     if !ready_now(core) {
         if let Some(r) = Box::pin(wait_ready(core)).await {
-            return r;
+            return Err(r);
         }
     }
     let Some(params) = DefParams::of_shape(&q) else {
-        return responses::validation(&protocol::validation::ValidationErrors::single(
-            "table",
-            "can't be blank",
+        return Err(responses::validation(
+            &protocol::validation::ValidationErrors::single("table", "can't be blank"),
         ));
     };
-    let def = match definition(core, &params, q.queryable_columns.as_deref()).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let def = definition(core, &params, q.queryable_columns.as_deref()).await?;
     // Upstream refuses unsupported options only once the shape itself validated.
     if let Some(e) = q.unsupported_option() {
-        return responses::validation(&e);
+        return Err(responses::validation(&e));
     }
     let owner = def.owner_core(core.shared.cores);
     let call = ShapeCall {
@@ -441,6 +536,17 @@ pub(super) async fn serve_query(
         post,
         query: q,
     };
+    Ok((call, owner))
+}
+
+/// Answers a resolved log request: held here when it is a live long-poll (`live`), otherwise
+/// served by the owner; a reusable answer is kept under `keep_as` (`closed_chunks`).
+async fn answer_log(
+    core: &Rc<Core>,
+    call: ShapeCall,
+    owner: usize,
+    keep_as: Option<Box<str>>,
+) -> Response {
     if super::live::eligible(&call) {
         // Held here, woken by the owner's batch (`live`): not forwarded.
         return Box::pin(super::live::hold(core, call, owner)).await;
@@ -452,7 +558,7 @@ pub(super) async fn serve_query(
     let response = if owner == core.id {
         Box::pin(super::serve::serve_shape(core, call)).await
     } else {
-        // Boxed, as the branches above: held requests keep this future alive.
+        // Boxed, as the branch above: held requests keep this future alive.
         Box::pin(ask_owner(core, owner, |reply| CoreMsg::Shape {
             call: Box::new(call),
             reply,
@@ -614,6 +720,6 @@ mod future_size {
         let fut = route(&core, req);
         let size = std::mem::size_of_val(&fut);
         eprintln!("route future: {size} bytes");
-        assert!(size < 2048, "route future is {size} bytes");
+        assert!(size < 1400, "route future is {size} bytes");
     }
 }

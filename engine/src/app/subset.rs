@@ -69,7 +69,7 @@ async fn validate_and_forward(
 ) -> Response {
     let Some(raw_subset) = split.subset else {
         // A POST body with no subset keys: an ordinary shape request with merged parameters.
-        return router::serve_query(core, split.query, if_none_match, head, post, None).await;
+        return router::serve_query(core, split.query, if_none_match, head, post).await;
     };
     if let Some(r) = Box::pin(router::wait_ready(core)).await {
         return r;
