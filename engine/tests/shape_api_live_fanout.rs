@@ -180,3 +180,66 @@ fn a_handle_named_with_another_definition_gets_409_while_its_own_are_held() {
         assert_eq!(r.handle(), a.handle);
     }
 }
+
+/// A transaction reaching many shapes applies those with waiting requests first and yields
+/// before the passive ones (`Core::on_txn`): the waiting client gets the change, and every
+/// passive shape still gets it too, once, in order with the next transaction.
+#[test]
+fn a_transaction_reaching_many_passive_shapes_reaches_all_of_them() {
+    let cluster = cluster();
+    let metrics = support::lease_port();
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, title text);
+         INSERT INTO items VALUES (1, 'one');",
+        opts("epoll", &metrics),
+    );
+    // 200 distinct definitions that all match every row (more than the 64 passive shapes
+    // after which a core yields, on either core).
+    let followers: Vec<Follower> = (0..200)
+        .map(|i| {
+            caught_up(
+                &env,
+                &format!("table=items&where={}", enc(&format!("id > -{i}"))),
+            )
+        })
+        .collect();
+    let waiting = hold(&metrics, &followers[7], 3);
+    env.sql("INSERT INTO items VALUES (2, 'first'), (3, 'first too');");
+    env.sql("UPDATE items SET title = 'second' WHERE id = 2;");
+    for w in waiting {
+        let r = w.join();
+        r.expect(200);
+        assert!(r.body_str().contains("first"), "{}", r.body_str());
+    }
+    for f in &followers {
+        // Everything after the follower's up-to-date offset: both transactions, in order,
+        // each change once.
+        let mut g = Follower {
+            client: f.client,
+            def: f.def.clone(),
+            handle: f.handle.clone(),
+            offset: f.offset.clone(),
+        };
+        let mut ops = Vec::new();
+        for _ in 0..10 {
+            if ops.len() >= 3 {
+                break;
+            }
+            let r = g.next(true);
+            r.expect(200);
+            for item in r.items() {
+                if let Some(op) = item["headers"]["operation"].as_str() {
+                    ops.push((
+                        op.to_string(),
+                        item["key"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            }
+        }
+        assert_eq!(ops.len(), 3, "{}: {ops:?}", f.def);
+        assert_eq!(ops[0].0, "insert");
+        assert_eq!(ops[1].0, "insert");
+        assert_eq!(ops[2].0, "update", "{}: {ops:?}", f.def);
+    }
+}

@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 /// How long a catalog lookup is trusted before it is read again (DDL that replication does not
 /// announce, such as a NOT NULL change, shows up after this).
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
+/// A transaction that reaches more passive shapes than this yields once after the shapes with
+/// waiting requests (`Core::on_txn`); for fewer, the yield would cost more than it saves.
+const PASSIVE_SHAPES_BEFORE_YIELD: usize = 64;
 
 pub type ShapeRef = Rc<RefCell<Shape>>;
 /// Catalog cache: schema → table → entry and when it was read (nested, so a lookup by `&str`
@@ -194,7 +197,7 @@ impl Core {
                     // Stored shapes of the tables it touches are loaded first (in order: the
                     // inbox waits), so none misses a change.
                     super::dormant::wake_for_txn(&self, &txn).await;
-                    self.on_txn(&txn);
+                    self.on_txn(&txn).await;
                 }
                 CoreMsg::Shape { call, reply } => {
                     let core = self.clone();
@@ -281,18 +284,53 @@ impl Core {
         }
     }
 
-    fn on_txn(&self, txn: &Arc<Txn>) {
-        self.last_lsn.set(txn.commit_lsn);
+    /// Applies a committed transaction to every shape it reaches on this core.
+    ///
+    /// Shapes with requests waiting on them (held long-polls, SSE streams, other cores'
+    /// watchers) go first. When many more shapes follow, the core yields once between the two
+    /// groups, so the waiting requests are answered before the rest of the work: a client's
+    /// latency then does not grow with the number of passive shapes the transaction also
+    /// reaches. Requests served during that yield see the passive shapes as they were before
+    /// the transaction (as if it had arrived a moment later); `last_lsn` moves only at the end,
+    /// so no response claims a transaction its shape does not hold yet.
+    async fn on_txn(&self, txn: &Arc<Txn>) {
         if !txn.relations.is_empty() {
             self.tables
                 .borrow_mut()
                 .forget(|oid| txn.relations.iter().any(|r| r.oid == oid));
         }
-        let targets = self.route(txn);
+        let (waited, passive): (Vec<_>, Vec<_>) = self
+            .route(txn)
+            .into_iter()
+            .partition(|(shape, _)| self.is_waited_on(&shape.borrow()));
+        self.encode_cache.borrow_mut().clear();
+        let yields = !waited.is_empty() && passive.len() > PASSIVE_SHAPES_BEFORE_YIELD;
+        self.apply_txn(txn, waited);
+        if yields {
+            crate::pg::yield_now().await;
+        }
+        self.apply_txn(txn, passive);
+        self.last_lsn.set(txn.commit_lsn);
+        self.processed_lsn.set(txn.end_lsn);
+        if self.dirty.borrow().is_empty() && !self.syncing.get() && !self.removals_pending.get() {
+            // Nothing of this transaction (or before) waits for a sync on this core.
+            self.publish_durable(txn.end_lsn);
+        }
+    }
+
+    /// Whether requests wait for this shape to change: held here, or watched by another core.
+    fn is_waited_on(&self, shape: &Shape) -> bool {
+        shape.changed.waiters() > 0 || self.watchers.contains(&shape.handle)
+    }
+
+    /// Applies `txn` to `targets` (see [`Core::route`]); a shape removed meanwhile is skipped.
+    fn apply_txn(&self, txn: &Arc<Txn>, targets: Vec<(ShapeRef, Option<Vec<usize>>)>) {
         let mut cache = self.encode_cache.borrow_mut();
-        cache.clear();
         let stats = self.stats();
         for (shape, only) in targets {
+            if shape.borrow().invalidated {
+                continue;
+            }
             let before = shape.borrow().log.bytes_total();
             let applied = shape.borrow_mut().on_txn(txn, &mut cache, only.as_deref());
             if let Applied::Appended(n) = applied {
@@ -312,12 +350,6 @@ impl Core {
                 }
                 self.mark_dirty(&shape);
             }
-        }
-        drop(cache);
-        self.processed_lsn.set(txn.end_lsn);
-        if self.dirty.borrow().is_empty() && !self.syncing.get() && !self.removals_pending.get() {
-            // Nothing of this transaction (or before) waits for a sync on this core.
-            self.publish_durable(txn.end_lsn);
         }
     }
 
@@ -341,7 +373,7 @@ impl Core {
             }
         }
         // (table, route id) → change indexes, in change order.
-        let mut hits: HashMap<(u32, u64), Vec<usize>> = HashMap::new();
+        let mut hits: FastMap<(u32, u64), Vec<usize>> = FastMap::default();
         let mut routed = Vec::new();
         for (i, change) in txn.changes.iter().enumerate() {
             let oid = change.relation.oid;

@@ -235,6 +235,11 @@ impl Watchers {
     pub fn is_empty(&self) -> bool {
         self.by_handle.borrow().is_empty()
     }
+
+    /// Whether some core waits for this shape.
+    pub fn contains(&self, handle: &str) -> bool {
+        self.by_handle.borrow().contains_key(handle)
+    }
 }
 
 /// A core waits at `after` of `handle`: answer now if the log is past it, else remember it.

@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod error;
 mod io;
+pub(crate) use io::yield_now;
 mod query;
 mod replication;
 mod stream;

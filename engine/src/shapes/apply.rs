@@ -14,7 +14,6 @@ use bytes::Bytes;
 use protocol::message::{self, Change as ChangeMessage, Column, Operation};
 use protocol::offset::LogOffset;
 use protocol::request::Replica;
-use std::collections::HashMap;
 
 /// Column values of an entry, by table column index, borrowed from the transaction.
 pub type Vals<'t> = Vec<(usize, Option<&'t [u8]>)>;
@@ -258,7 +257,7 @@ type EncodeKey = (u64, u8, bool, bool, u64);
 /// table that differ only in their WHERE clause share the bytes.
 #[derive(Default)]
 pub struct EncodeCache {
-    map: HashMap<EncodeKey, (Vec<usize>, Bytes)>,
+    map: crate::fast_map::FastMap<EncodeKey, (Vec<usize>, Bytes)>,
     buf: Vec<u8>,
 }
 
