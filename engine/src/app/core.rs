@@ -22,6 +22,7 @@ use crate::storage::{ShapeMeta, ShapeStore, StoredShape};
 use protocol::ident::quote_ident;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -30,9 +31,42 @@ use std::time::{Duration, Instant};
 /// How long a catalog lookup is trusted before it is read again (DDL that replication does not
 /// announce, such as a NOT NULL change, shows up after this).
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
-/// A transaction that reaches more passive shapes than this yields once after the shapes with
-/// waiting requests (`Core::on_txn`); for fewer, the yield would cost more than it saves.
-const PASSIVE_SHAPES_BEFORE_YIELD: usize = 64;
+/// Passive shapes applied between two looks at the inbox for live answers (`Core::on_txn`);
+/// a transaction reaching fewer is applied without yielding (a yield would cost more than it
+/// saves).
+const PASSIVE_SLICE: usize = 64;
+
+/// A core's inbox while `run_inbox` handles it.
+struct Inbox {
+    rx: flume::Receiver<CoreMsg>,
+    /// Messages taken out of order by [`Inbox::take_live`], handled next, in arrival order.
+    deferred: VecDeque<CoreMsg>,
+}
+
+impl Inbox {
+    /// Handles the live-request messages waiting in the inbox (answers from owners, watches)
+    /// now, keeping every other message for later in its order; whether an answer came (its
+    /// requests are ready to be written).
+    fn take_live(&mut self, core: &Core) -> bool {
+        let mut answered = false;
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                CoreMsg::Batch(batch) => {
+                    super::live::on_batch(core, batch);
+                    answered = true;
+                }
+                CoreMsg::Watch {
+                    def,
+                    handle,
+                    after,
+                    from,
+                } => super::live::on_watch(core, &def, handle, after, from),
+                other => self.deferred.push_back(other),
+            }
+        }
+        answered
+    }
+}
 
 pub type ShapeRef = Rc<RefCell<Shape>>;
 /// Catalog cache: schema → table → entry and when it was read (nested, so a lookup by `&str`
@@ -191,13 +225,24 @@ impl Core {
 
     /// Handles messages from other cores until the process ends.
     pub async fn run_inbox(self: Rc<Self>, rx: flume::Receiver<CoreMsg>) {
-        while let Ok(msg) = rx.recv_async().await {
+        let mut inbox = Inbox {
+            rx,
+            deferred: VecDeque::new(),
+        };
+        loop {
+            let msg = match inbox.deferred.pop_front() {
+                Some(msg) => msg,
+                None => match inbox.rx.recv_async().await {
+                    Ok(msg) => msg,
+                    Err(_) => return,
+                },
+            };
             match msg {
                 CoreMsg::Txn(txn) => {
                     // Stored shapes of the tables it touches are loaded first (in order: the
                     // inbox waits), so none misses a change.
                     super::dormant::wake_for_txn(&self, &txn).await;
-                    self.on_txn(&txn).await;
+                    self.on_txn(&txn, &mut inbox).await;
                 }
                 CoreMsg::Shape { call, reply } => {
                     let core = self.clone();
@@ -287,29 +332,39 @@ impl Core {
     /// Applies a committed transaction to every shape it reaches on this core.
     ///
     /// Shapes with requests waiting on them (held long-polls, SSE streams, other cores'
-    /// watchers) go first. When many more shapes follow, the core yields once between the two
-    /// groups, so the waiting requests are answered before the rest of the work: a client's
-    /// latency then does not grow with the number of passive shapes the transaction also
-    /// reaches. Requests served during that yield see the passive shapes as they were before
-    /// the transaction (as if it had arrived a moment later); `last_lsn` moves only at the end,
-    /// so no response claims a transaction its shape does not hold yet.
-    async fn on_txn(&self, txn: &Arc<Txn>) {
+    /// watchers) go first, then the core yields so those requests are answered before the rest
+    /// of the work. The passive shapes follow in slices of [`PASSIVE_SLICE`]; between slices
+    /// the core takes the answers other cores' owners sent for requests held here
+    /// (`CoreMsg::Batch`, see [`Inbox::take_live`]) and yields if there were any. A client's
+    /// latency then does not grow with the number of passive shapes a transaction also
+    /// reaches, on its owner core or on the core holding its connection. Requests served
+    /// meanwhile see the passive shapes as they were before the transaction (as if it had
+    /// arrived a moment later); `last_lsn` moves only at the end, so no response claims a
+    /// transaction its shape does not hold yet.
+    async fn on_txn(&self, txn: &Arc<Txn>, inbox: &mut Inbox) {
         if !txn.relations.is_empty() {
             self.tables
                 .borrow_mut()
                 .forget(|oid| txn.relations.iter().any(|r| r.oid == oid));
         }
-        let (waited, passive): (Vec<_>, Vec<_>) = self
+        let (waited, mut passive): (Vec<_>, Vec<_>) = self
             .route(txn)
             .into_iter()
             .partition(|(shape, _)| self.is_waited_on(&shape.borrow()));
         self.encode_cache.borrow_mut().clear();
-        let yields = !waited.is_empty() && passive.len() > PASSIVE_SHAPES_BEFORE_YIELD;
+        let many = passive.len() > PASSIVE_SLICE;
+        let answered = !waited.is_empty();
         self.apply_txn(txn, waited);
-        if yields {
+        if many && answered {
             crate::pg::yield_now().await;
         }
-        self.apply_txn(txn, passive);
+        while !passive.is_empty() {
+            if many && inbox.take_live(self) {
+                crate::pg::yield_now().await;
+            }
+            let rest = passive.split_off(passive.len().min(PASSIVE_SLICE));
+            self.apply_txn(txn, std::mem::replace(&mut passive, rest));
+        }
         self.last_lsn.set(txn.commit_lsn);
         self.processed_lsn.set(txn.end_lsn);
         if self.dirty.borrow().is_empty() && !self.syncing.get() && !self.removals_pending.get() {
