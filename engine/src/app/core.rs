@@ -356,11 +356,11 @@ impl Core {
         let answered = !waited.is_empty();
         self.apply_txn(txn, waited);
         if many && answered {
-            crate::pg::yield_now().await;
+            self.let_answers_out().await;
         }
         while !passive.is_empty() {
             if many && inbox.take_live(self) {
-                crate::pg::yield_now().await;
+                self.let_answers_out().await;
             }
             let rest = passive.split_off(passive.len().min(PASSIVE_SLICE));
             self.apply_txn(txn, std::mem::replace(&mut passive, rest));
@@ -370,6 +370,18 @@ impl Core {
         if self.dirty.borrow().is_empty() && !self.syncing.get() && !self.removals_pending.get() {
             // Nothing of this transaction (or before) waits for a sync on this core.
             self.publish_durable(txn.end_lsn);
+        }
+    }
+
+    /// Lets the requests answered so far go out before this core goes on with passive shapes.
+    /// On epoll, running their tasks writes them (a non-blocking write happens in the task). On
+    /// io_uring a task only queues its write, which the runtime submits once its run queue is
+    /// empty, so the core waits on a timer instead of yielding: the queue empties, the runtime
+    /// submits and reaps, and the timer brings the core back (within its 1 ms resolution).
+    async fn let_answers_out(&self) {
+        match self.shared.config.io_driver {
+            crate::runtime::IoDriver::Epoll => crate::pg::yield_now().await,
+            _ => monoio::time::sleep(Duration::from_micros(1)).await,
         }
     }
 
