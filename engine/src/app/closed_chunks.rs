@@ -17,7 +17,10 @@
 //! [`TOUCH_EVERY`] per entry, so least-recently-used eviction counts these clients too.
 //!
 //! Bounded per core by entries and by the bytes of in-memory parts (those would otherwise stay
-//! alive after the owner's chunk cache let them go); past either bound the cache is emptied.
+//! alive after the owner's chunk cache let them go); past either bound the cache is emptied. A
+//! file part keeps its file open, outside the per-core descriptor cache (`storage::fd_cache`),
+//! so the distinct files the entries refer to are bounded too: an answer that would add one
+//! past [`MAX_FILES`] is not kept.
 
 use crate::fast_map::{FastMap, FastState};
 use crate::http::{Body, Part, Response};
@@ -29,6 +32,8 @@ use std::time::{Duration, Instant};
 const CAPACITY: usize = 16_384;
 /// Bytes of in-memory body parts kept alive per core.
 const MEMORY_BUDGET: usize = 64 << 20;
+/// Distinct files the entries of one core may keep open (a quarter of the descriptor cache).
+const MAX_FILES: usize = crate::storage::fd_cache::CAPACITY / 4;
 /// Longest query string kept (longer ones are served the ordinary way).
 const MAX_QUERY: usize = 2048;
 /// How often a hit tells the owner that its shape is used.
@@ -58,6 +63,24 @@ pub struct ClosedChunks {
     entries: FastMap<u64, Entry>,
     hasher: FastState,
     memory: usize,
+    /// Files the entries' parts refer to (by the address of their shared `File`), with the
+    /// number of entries referring to each.
+    files: FastMap<usize, usize>,
+}
+
+/// The distinct files of an entry's parts (by address; the entry holds them, so an address
+/// cannot be reused while it is counted).
+fn files_of(parts: &[Part]) -> Vec<usize> {
+    let mut files: Vec<usize> = parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::File(range) => Some(Arc::as_ptr(&range.file) as usize),
+            Part::Mem(_) => None,
+        })
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    files
 }
 
 impl ClosedChunks {
@@ -104,6 +127,18 @@ impl ClosedChunks {
         if self.entries.len() >= CAPACITY || self.memory + memory > MEMORY_BUDGET {
             self.entries.clear();
             self.memory = 0;
+            self.files.clear();
+        }
+        let files = files_of(&parts);
+        let new_files = files
+            .iter()
+            .filter(|file| !self.files.contains_key(file))
+            .count();
+        if self.files.len() + new_files > MAX_FILES {
+            return;
+        }
+        for file in files {
+            *self.files.entry(file).or_default() += 1;
         }
         let entry = Entry {
             query: query.into(),
@@ -116,21 +151,36 @@ impl ClosedChunks {
         };
         self.memory += memory;
         if let Some(old) = self.entries.insert(self.hasher.hash_one(query), entry) {
-            self.memory -= old.memory;
+            self.release(&old);
+        }
+    }
+
+    /// Stops counting what a removed entry held.
+    fn release(&mut self, entry: &Entry) {
+        self.memory -= entry.memory;
+        for file in files_of(&entry.parts) {
+            if let Some(count) = self.files.get_mut(&file) {
+                *count -= 1;
+                if *count == 0 {
+                    self.files.remove(&file);
+                }
+            }
         }
     }
 
     /// Drops a removed shape's entries.
     pub fn forget(&mut self, handle: &str) {
-        let mut freed = 0;
-        self.entries.retain(|_, e| {
-            let keep = &*e.handle != handle;
-            if !keep {
-                freed += e.memory;
+        let gone: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| &*e.handle == handle)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in gone {
+            if let Some(entry) = self.entries.remove(&key) {
+                self.release(&entry);
             }
-            keep
-        });
-        self.memory -= freed;
+        }
     }
 
     #[cfg(test)]
@@ -217,6 +267,49 @@ mod tests {
         assert!(cache.get(Q1).is_none());
         assert!(cache.get("table=t&handle=h2&offset=5_2").is_some());
         assert_eq!(cache.memory, 3);
+    }
+
+    #[test]
+    fn keeps_few_files_open() {
+        let mut cache = ClosedChunks::default();
+        let dir = std::env::temp_dir().join(format!("closed-chunks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file_answer = |i: usize| {
+            let path = dir.join(format!("f{i}"));
+            std::fs::write(&path, b"[1]").unwrap();
+            let file = Arc::new(std::fs::File::open(&path).unwrap());
+            let range = |offset| {
+                Part::File(crate::http::FileRange {
+                    file: file.clone(),
+                    offset,
+                    len: 1,
+                })
+            };
+            let mut r = Response::new_bare(200).with_body(Body::Mixed(vec![range(0), range(1)]));
+            r.head_block = Some(Bytes::from_static(b"x: y\r\n"));
+            r.reusable = true;
+            r
+        };
+        for i in 0..MAX_FILES + 5 {
+            cache.insert(&format!("q{i}"), &format!("h{i}"), 0, &file_answer(i));
+        }
+        assert_eq!(
+            cache.files.len(),
+            MAX_FILES,
+            "one file per entry, up to the bound"
+        );
+        assert_eq!(cache.len(), MAX_FILES);
+        assert!(
+            cache.get(&format!("q{}", MAX_FILES + 1)).is_none(),
+            "not kept"
+        );
+        // Forgetting a shape frees its file for another one.
+        cache.forget("h0");
+        assert_eq!(cache.files.len(), MAX_FILES - 1);
+        cache.insert("q-new", "h-new", 0, &file_answer(10_000));
+        assert!(cache.get("q-new").is_some());
+        assert_eq!(cache.files.len(), MAX_FILES);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
