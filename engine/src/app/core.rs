@@ -134,6 +134,10 @@ pub struct Core {
     pub heads: RefCell<super::head_cache::HeadCache>,
     /// Closed chunks of any core's shapes, answered here (`closed_chunks`).
     pub closed: RefCell<super::closed_chunks::ClosedChunks>,
+    /// Views of other cores' shapes, answering their immutable data here (`views`).
+    pub views: super::views::Views,
+    /// Changes to this core's shapes, published to the other cores (`views`).
+    pub outbox: super::views::Outbox,
     /// Live requests of this core's connections waiting for a shape to change (`live`).
     pub waits: super::live::Waits,
     /// Cores waiting for shapes this core owns to change (`live`).
@@ -185,6 +189,8 @@ impl Core {
             syncing: Cell::new(false),
             heads: Default::default(),
             closed: Default::default(),
+            views: Default::default(),
+            outbox: Default::default(),
             waits: Default::default(),
             watchers: Default::default(),
             removals_pending: Cell::new(false),
@@ -259,7 +265,11 @@ impl Core {
                     from,
                 } => super::live::on_watch(&self, &def, handle, after, from),
                 CoreMsg::Batch(batch) => super::live::on_batch(&self, batch),
-                CoreMsg::Forget(handle) => self.closed.borrow_mut().forget(&handle),
+                CoreMsg::Views(update) => self.views.on_update(&update),
+                CoreMsg::Forget(handle) => {
+                    self.closed.borrow_mut().forget(&handle);
+                    self.views.forget(&handle);
+                }
                 CoreMsg::Touch(handle) => {
                     if let Some(shape) = self.shapes.borrow().get(&handle) {
                         shape.borrow_mut().last_used = Instant::now();
@@ -366,6 +376,7 @@ impl Core {
             self.apply_txn(txn, std::mem::replace(&mut passive, rest));
         }
         self.last_lsn.set(txn.commit_lsn);
+        super::views::flush(self);
         self.processed_lsn.set(txn.end_lsn);
         if self.dirty.borrow().is_empty() && !self.syncing.get() && !self.removals_pending.get() {
             // Nothing of this transaction (or before) waits for a sync on this core.
@@ -412,8 +423,11 @@ impl Core {
                 tracing::info!("shape {handle} invalidated: {why}");
                 self.remove(&handle);
             } else {
-                if matches!(applied, Applied::Appended(_)) && !self.watchers.is_empty() {
-                    super::live::shape_changed(self, &shape.borrow());
+                if matches!(applied, Applied::Appended(_)) {
+                    if !self.watchers.is_empty() {
+                        super::live::shape_changed(self, &shape.borrow());
+                    }
+                    super::views::note(self, &mut shape.borrow_mut());
                 }
                 self.mark_dirty(&shape);
             }
@@ -526,7 +540,9 @@ impl Core {
             tracing::info!("shape {other} was superseded by {handle}; dropping it");
             self.remove(&other);
         }
-        self.shapes.borrow_mut().insert(handle.clone(), shape);
+        self.shapes
+            .borrow_mut()
+            .insert(handle.clone(), shape.clone());
         self.count_shapes();
         self.by_def.borrow_mut().insert(canonical, handle.clone());
         self.by_table
@@ -534,6 +550,10 @@ impl Core {
             .entry(def.table.oid)
             .or_default()
             .insert(&handle, &def);
+        let mut s = shape.borrow_mut();
+        super::views::note(self, &mut s);
+        drop(s);
+        super::views::flush(self);
     }
 
     pub fn shape(&self, handle: &str) -> Option<ShapeRef> {
@@ -911,6 +931,8 @@ impl Core {
                     self.remove(&handle);
                 } else {
                     self.mark_dirty(&shape);
+                    super::views::note(&self, &mut shape.borrow_mut());
+                    super::views::flush(&self);
                 }
             }
             Err(e) => {

@@ -19,6 +19,7 @@ pub mod sse;
 pub mod sse_stream;
 pub mod subset;
 pub mod table_routes;
+pub mod views;
 
 use crate::config::Config;
 use crate::http::Response;
@@ -140,7 +141,10 @@ pub enum CoreMsg {
     },
     /// The owner's answer to a `Watch`, shared by every core waiting at that offset.
     Batch(Arc<live::Batch>),
-    /// The owner removed this shape: drop what this core keeps of it (`closed_chunks`).
+    /// The owner's view of shapes it changed (`views`).
+    Views(Arc<views::Update>),
+    /// The owner removed this shape: drop what this core keeps of it (`closed_chunks`,
+    /// `views`).
     Forget(Arc<str>),
     /// Another core answered a request of this shape (owned by the receiver) from its
     /// `closed_chunks`: the shape is in use.

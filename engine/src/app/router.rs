@@ -539,7 +539,8 @@ async fn resolve_log(
     Ok((call, owner))
 }
 
-/// Answers a resolved log request: held here when it is a live long-poll (`live`), otherwise
+/// Answers a resolved log request: held here when it is a live long-poll (`live`), answered
+/// here from the owner's published view when it asks for immutable data (`views`), otherwise
 /// served by the owner; a reusable answer is kept under `keep_as` (`closed_chunks`).
 async fn answer_log(
     core: &Rc<Core>,
@@ -557,6 +558,9 @@ async fn answer_log(
         .flatten();
     let response = if owner == core.id {
         Box::pin(super::serve::serve_shape(core, call)).await
+    } else if let Some(r) = super::views::answer(core, &call) {
+        // Immutable data of the owner's published view, answered here (`views`).
+        r
     } else {
         // Boxed, as the branch above: held requests keep this future alive.
         Box::pin(ask_owner(core, owner, |reply| CoreMsg::Shape {

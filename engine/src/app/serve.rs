@@ -4,6 +4,7 @@ use super::core::{Core, ShapeRef};
 use super::responses;
 use super::ShapeCall;
 use crate::http::{Body, Response};
+use crate::shapes::log::Slice;
 use bytes::Bytes;
 use protocol::headers as h;
 use protocol::offset::{LogOffset, OffsetParam};
@@ -193,50 +194,66 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 Woken::TimedOut => return no_changes(core, call, &handle, last),
             }
         }
-        let up_to_date = match after {
-            None => false,
-            Some(a) => slice.chunk_end >= last.max(a),
-        };
         let global_lsn = if q.live && slice.chunk_end.tx > 0 {
             slice.chunk_end.tx
         } else {
             core.last_lsn.get().max(slice.chunk_end.tx)
         };
-        let chunk_end = slice.chunk_end;
-        // `[` entries (`,` up-to-date) `]`: a whole closed chunk on disk is one file range.
-        let tail = up_to_date.then(|| Bytes::from(protocol::message::up_to_date(global_lsn)));
-        let parts = slice.into_body(tail);
-        if !q.live && !call.post && !up_to_date {
-            // A catch-up response: the same head for every client (`head_cache`).
-            let head = core
-                .heads
-                .borrow_mut()
-                .get_or_render(&handle, after, chunk_end, || {
-                    catch_up_head(core, call, &handle, after, chunk_end)
-                });
-            let mut r = Response::new_bare(200).with_body(Body::Shared(parts.into()));
-            r.head_block = Some(head);
-            // Not up to date: the chunk is closed and these bytes are final for this handle.
-            r.reusable = true;
-            return r;
-        }
-        let mut r = responses::json(200, Bytes::new()).with_body(Body::Mixed(parts));
-        // The chunk end is formatted once, for `electric-offset` and the etag.
-        let end = chunk_end.to_string();
-        let tag = h::etag(&handle, &offset_param_str(after), &end, None);
-        add_shape_headers(
-            core,
-            call,
-            &mut r,
-            &handle,
-            end,
-            Some(up_to_date),
-            true,
-            true,
-        );
-        r.headers.push(("etag".into(), tag.into()));
+        return log_response(core, call, &handle, after, last, slice, global_lsn);
+    }
+}
+
+/// The 200 answering `call` with `slice` of a log whose end is `last` (up to date when the
+/// slice reaches it, with `global_lsn` as its `global_last_seen_lsn`). The owner answers this
+/// way (`serve_from`), and so does another core from its view of the shape (`views`).
+pub(super) fn log_response(
+    core: &Core,
+    call: &ShapeCall,
+    handle: &str,
+    after: Option<LogOffset>,
+    last: LogOffset,
+    slice: Slice,
+    global_lsn: u64,
+) -> Response {
+    let q = &call.query;
+    let up_to_date = match after {
+        None => false,
+        Some(a) => slice.chunk_end >= last.max(a),
+    };
+    let chunk_end = slice.chunk_end;
+    // `[` entries (`,` up-to-date) `]`: a whole closed chunk on disk is one file range.
+    let tail = up_to_date.then(|| Bytes::from(protocol::message::up_to_date(global_lsn)));
+    let parts = slice.into_body(tail);
+    if !q.live && !call.post && !up_to_date {
+        // A catch-up response: the same head for every client (`head_cache`).
+        let head = core
+            .heads
+            .borrow_mut()
+            .get_or_render(handle, after, chunk_end, || {
+                catch_up_head(core, call, handle, after, chunk_end)
+            });
+        let mut r = Response::new_bare(200).with_body(Body::Shared(parts.into()));
+        r.head_block = Some(head);
+        // Not up to date: the chunk is closed and these bytes are final for this handle.
+        r.reusable = true;
         return r;
     }
+    let mut r = responses::json(200, Bytes::new()).with_body(Body::Mixed(parts));
+    // The chunk end is formatted once, for `electric-offset` and the etag.
+    let end = chunk_end.to_string();
+    let tag = h::etag(handle, &offset_param_str(after), &end, None);
+    add_shape_headers(
+        core,
+        call,
+        &mut r,
+        handle,
+        end,
+        Some(up_to_date),
+        true,
+        true,
+    );
+    r.headers.push(("etag".into(), tag.into()));
+    r
 }
 
 /// A live SSE request: the head now (naming the request's offset), then events as they come
@@ -383,7 +400,7 @@ pub(super) fn next_cursor(core: &Core, q: &protocol::request::ShapeQuery) -> u64
 
 #[allow(clippy::too_many_arguments)]
 fn add_shape_headers(
-    core: &Rc<Core>,
+    core: &Core,
     call: &ShapeCall,
     r: &mut Response,
     handle: &str,

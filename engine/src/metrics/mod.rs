@@ -88,6 +88,8 @@ pub struct CoreStats {
     pub log_entries: AtomicU64,
     /// Catch-up requests answered from this core's `closed_chunks` (no hop to the owner).
     pub closed_chunk_hits: AtomicU64,
+    /// Requests of other cores' shapes answered from this core's published views (`views`).
+    pub view_answers: AtomicU64,
     /// Requests refused by admission control, by kind.
     pub rejected_initial: AtomicU64,
     pub rejected_existing: AtomicU64,

@@ -141,6 +141,20 @@ pub fn render(m: &Metrics, info: &Info<'_>) -> String {
     );
     header(
         &mut out,
+        "ampere_view_answers_total",
+        "counter",
+        "Catch-up and up-to-date requests of a shape answered from the view its owner core published to the core holding the connection.",
+    );
+    let _ = writeln!(
+        out,
+        "ampere_view_answers_total {}",
+        m.cores
+            .iter()
+            .map(|c| c.view_answers.load(Relaxed))
+            .sum::<u64>()
+    );
+    header(
+        &mut out,
         "ampere_admission_in_flight",
         "gauge",
         "Shape requests holding an admission permit, by kind.",

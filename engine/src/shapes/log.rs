@@ -51,6 +51,39 @@ impl Slice {
         }
     }
 
+    /// Nothing after `chunk_end`: the answer at the log end.
+    pub fn empty(chunk_end: LogOffset) -> Self {
+        Self::new(Vec::new(), chunk_end, 0)
+    }
+
+    /// A whole closed chunk served from its record's payload at `payload_at` in `file`
+    /// (see [`PublishedChunk`]).
+    pub fn whole_chunk(
+        file: std::sync::Arc<std::fs::File>,
+        payload_at: u64,
+        len: u64,
+        framed: bool,
+        chunk_end: LogOffset,
+    ) -> Self {
+        let (offset, len) = if framed {
+            assert!(len >= 2, "a framed chunk payload holds its brackets");
+            (payload_at + 1, len - 2)
+        } else {
+            (payload_at, len)
+        };
+        if len == 0 {
+            return Self::new(Vec::new(), chunk_end, 0);
+        }
+        Self {
+            file_brackets: (framed, framed),
+            ..Self::new(
+                vec![Part::File(FileRange { file, offset, len })],
+                chunk_end,
+                1,
+            )
+        }
+    }
+
     /// The response body: a JSON array of the entries, then `tail` (a control message) if
     /// given. When the file holds the brackets right next to the range they are sent with it:
     /// a whole chunk is then a single file range (one `sendfile`, nothing written after it),
@@ -90,6 +123,30 @@ impl Slice {
         }
         body
     }
+}
+
+/// A closed chunk whose checked record lies in one of the shape's files, as the shape's owner
+/// publishes it to the other cores (`app::views`): those serve requests for the whole chunk
+/// from the file themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishedChunk {
+    /// The offset a request names to get exactly this chunk (`None`: `-1`).
+    pub after: Option<LogOffset>,
+    /// The chunk end (`electric-offset` of its response).
+    pub end: LogOffset,
+    /// In `snapshot.data` (else `chunks.data`).
+    pub in_snapshot: bool,
+    pub payload_at: u64,
+    pub len: u64,
+    /// The payload holds its brackets (`record::encode_chunk`).
+    pub framed: bool,
+}
+
+/// How far a log's chunks have been published: chunks before these counts were.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublishCursor {
+    pub snapshot: usize,
+    pub closed: usize,
 }
 
 /// A snapshot chunk that cannot be served: its file is unreadable or its bytes are not the
@@ -464,6 +521,59 @@ impl ShapeLog {
             protocol::offset::snapshot_chunk(self.snapshot_chunks.len() as u64 - 1)
         } else {
             protocol::offset::LAST_BEFORE_REAL_LOG
+        }
+    }
+
+    /// The chunks past `cursor` that may be served from their files by any core: in each part
+    /// of the log (snapshot, real), those on disk with a checked record, up to the first that is
+    /// not (still in memory, or recovered and not read yet: it is published once the owner has
+    /// checked it). Advances `cursor` past what it returns.
+    pub fn publishable(&self, cursor: &mut PublishCursor, out: &mut Vec<PublishedChunk>) {
+        if !self.snapshot_done {
+            return;
+        }
+        for n in cursor.snapshot..self.snapshot_chunks.len() {
+            let SnapshotChunk::Disk(d) = &self.snapshot_chunks[n] else {
+                break;
+            };
+            let framed = match d.checked.get() {
+                Checked::No => break,
+                Checked::Framed => true,
+                Checked::Bare => false,
+            };
+            out.push(PublishedChunk {
+                after: n
+                    .checked_sub(1)
+                    .map(|p| protocol::offset::snapshot_chunk(p as u64)),
+                end: protocol::offset::snapshot_chunk(n as u64),
+                in_snapshot: true,
+                payload_at: d.pos.payload_at(),
+                len: d.pos.len,
+                framed,
+            });
+            cursor.snapshot = n + 1;
+        }
+        let snapshot_end = protocol::offset::snapshot_chunk(self.snapshot_chunks.len() as u64 - 1);
+        for ci in cursor.closed..self.closed.len() {
+            let c = &self.closed[ci];
+            let ChunkBody::Disk(_, pos, _) = &c.body else {
+                break;
+            };
+            if !c.verified.get() {
+                break;
+            }
+            out.push(PublishedChunk {
+                after: Some(
+                    ci.checked_sub(1)
+                        .map_or(snapshot_end, |p| self.closed[p].last),
+                ),
+                end: c.last,
+                in_snapshot: false,
+                payload_at: pos.payload_at(),
+                len: pos.len,
+                framed: true,
+            });
+            cursor.closed = ci + 1;
         }
     }
 

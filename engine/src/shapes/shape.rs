@@ -106,6 +106,9 @@ pub struct Shape {
     unspilled_chunks: Vec<(protocol::offset::LogOffset, ChunkPos, ChunkPos)>,
     /// `chunks.data`, once a chunk is served from it.
     chunk_file: Option<Rc<LazyFile>>,
+    /// How much of the shape its owner has published to the other cores (`app::views`);
+    /// `None` until its view is introduced there.
+    pub published: Option<crate::shapes::log::PublishCursor>,
 }
 
 /// Log entries `(after, end]` framed once for a live response.
@@ -141,6 +144,7 @@ impl Shape {
             snapshot_file: None,
             unspilled_chunks: Vec::new(),
             chunk_file: None,
+            published: None,
         }
     }
 
@@ -173,6 +177,7 @@ impl Shape {
             snapshot_file: None,
             unspilled_chunks: Vec::new(),
             chunk_file: None,
+            published: None,
         }
     }
 
