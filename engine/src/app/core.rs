@@ -134,6 +134,8 @@ pub struct Core {
     pub heads: RefCell<super::head_cache::HeadCache>,
     /// Closed chunks of any core's shapes, answered here (`closed_chunks`).
     pub closed: RefCell<super::closed_chunks::ClosedChunks>,
+    /// Per other core: messages waiting for room in its inbox, kept in order (`live::send`).
+    pub overflow: Vec<Rc<super::live::Overflow>>,
     /// Views of other cores' shapes, answering their immutable data here (`views`).
     pub views: super::views::Views,
     /// Changes to this core's shapes, published to the other cores (`views`).
@@ -168,6 +170,7 @@ impl Core {
             .unwrap_or(1)
             ^ ((id as u64 + 1) << 32);
         let pool_size = shared.config.db_pool_size_per_core();
+        let cores = shared.cores;
         Rc::new(Self {
             id,
             shared,
@@ -190,6 +193,7 @@ impl Core {
             heads: Default::default(),
             closed: Default::default(),
             views: Default::default(),
+            overflow: (0..cores).map(|_| Rc::default()).collect(),
             outbox: Default::default(),
             waits: Default::default(),
             watchers: Default::default(),

@@ -387,17 +387,92 @@ fn deliver(core: &Core, to: usize, batch: Arc<Batch>) {
     }
 }
 
-/// Sends without waiting (callers run inside a transaction's processing); a full inbox gets
-/// the message from a task instead.
+/// Sends without waiting (callers run inside a transaction's processing), in order: when the
+/// inbox is full the message joins this core's queue for that inbox, which one task drains,
+/// and every later message to that inbox queues behind it until the queue is empty. Order
+/// matters: a view's introduction must not arrive after its shape's `Forget` (`views`).
 pub(super) fn send(core: &Core, to: usize, msg: CoreMsg) {
+    let overflow = &core.overflow[to];
+    if overflow.draining.get() {
+        overflow.queue.borrow_mut().push_back(msg);
+        return;
+    }
     match core.shared.inboxes[to].try_send(msg) {
         Ok(()) => {}
         Err(flume::TrySendError::Full(msg)) => {
+            overflow.queue.borrow_mut().push_back(msg);
+            overflow.draining.set(true);
             let tx = core.shared.inboxes[to].clone();
+            let overflow = overflow.clone();
             monoio::spawn(async move {
-                let _ = tx.send_async(msg).await;
+                loop {
+                    let next = overflow.queue.borrow_mut().pop_front();
+                    let Some(msg) = next else { break };
+                    if tx.send_async(msg).await.is_err() {
+                        overflow.queue.borrow_mut().clear();
+                        break;
+                    }
+                }
+                overflow.draining.set(false);
             });
         }
         Err(flume::TrySendError::Disconnected(_)) => {}
+    }
+}
+
+/// Messages for one other core's inbox that waited for room (see [`send`]).
+#[derive(Default)]
+pub struct Overflow {
+    queue: RefCell<std::collections::VecDeque<CoreMsg>>,
+    draining: std::cell::Cell<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Messages to a full inbox wait in order, and later ones queue behind them instead of
+    /// overtaking when room appears.
+    #[test]
+    fn sends_to_a_full_inbox_keep_their_order() {
+        let config =
+            crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
+        let (tx0, _rx0) = flume::bounded(1);
+        let (tx1, rx1) = flume::bounded(1);
+        let shared = Arc::new(super::super::Shared::new(
+            config,
+            String::new(),
+            vec![tx0, tx1],
+        ));
+        let core = Core::new(
+            0,
+            shared,
+            Vec::new(),
+            crate::app::durability::start_worker(0).expect("storage worker"),
+        );
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                let touch = |h: &str| CoreMsg::Touch(h.to_string());
+                send(&core, 1, touch("a"));
+                send(&core, 1, touch("b"));
+                send(&core, 1, touch("c"));
+                let mut got = Vec::new();
+                // Take one, let the drain task refill, then send more: they must not overtake.
+                if let Ok(CoreMsg::Touch(h)) = rx1.recv_async().await {
+                    got.push(h);
+                }
+                send(&core, 1, touch("d"));
+                for _ in 0..3 {
+                    if let Ok(CoreMsg::Touch(h)) = rx1.recv_async().await {
+                        got.push(h);
+                    }
+                }
+                assert_eq!(got, ["a", "b", "c", "d"]);
+                assert!(!core.overflow[1].draining.get(), "the queue drained");
+            });
     }
 }

@@ -23,8 +23,14 @@
 //! so a view holds everything up to that LSN, and a client that retires subset snapshots by that
 //! LSN never retires one early. A removed shape's view goes with the owner's `Forget`.
 //!
-//! Bounds: views per core by [`MAX_VIEWS`], chunks per view by [`MAX_CHUNKS`]; past either,
-//! requests go to the owner. A view opens its
+//! Bounds: views per core by [`MAX_VIEWS`], chunks per view by [`MAX_CHUNKS`] and for all views
+//! of a core by [`CHUNK_BUDGET`]; past any of them, requests go to the owner. Updates keep their
+//! order (`live::send` queues behind a full inbox instead of overtaking), so a view is never
+//! introduced after its shape's `Forget`. Publication is per transaction and per other core:
+//! one message, whatever number of shapes it changed. A chunk is published at the first change
+//! of its shape after it is on disk and checked (a restored chunk once its owner has read it);
+//! a chunk that never is (over the record limit, a failed write) stops the publication of its
+//! shape's later chunks, which its owner then serves. A view opens its
 //! files through the per-core descriptor cache (`storage::fd_cache`).
 
 use super::core::Core;
@@ -41,13 +47,18 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Chunks one view keeps (about 48 bytes each): a log of 10 KB chunks up to about 2.5 GB.
 const MAX_CHUNKS: usize = 256 * 1024;
 /// Views one core holds (about 200 bytes each besides their chunks); shapes introduced past it
 /// are served by their owners.
 const MAX_VIEWS: usize = 256 * 1024;
+/// Chunk entries all views of one core hold together (about 48 bytes each: 96 MiB).
+const CHUNK_BUDGET: usize = 2 * 1024 * 1024;
+/// How often an owner whose shapes did not change still tells the others how far it is, so
+/// the up-to-date answers of their views do not carry an old `global_last_seen_lsn`.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// What an owner sends the other cores after a change to its shapes.
 pub struct Update {
@@ -78,6 +89,8 @@ pub struct Intro {
 #[derive(Default)]
 pub struct Outbox {
     pending: RefCell<Vec<ShapeUpdate>>,
+    /// `through` of the last update sent, and when.
+    sent: Cell<(u64, Option<Instant>)>,
 }
 
 /// Notes a change to `shape` (owned here, its snapshot done) for the other cores.
@@ -107,15 +120,25 @@ pub fn note(core: &Core, shape: &mut Shape) {
     });
 }
 
-/// Sends what was noted to every other core, stamped with the owner's last commit LSN.
+/// Sends what was noted to every other core, stamped with the owner's last commit LSN; with
+/// nothing noted, only that LSN, at most every [`PROGRESS_EVERY`].
 pub fn flush(core: &Core) {
-    let shapes = std::mem::take(&mut *core.outbox.pending.borrow_mut());
-    if shapes.is_empty() {
+    if core.shared.cores < 2 {
         return;
     }
+    let shapes = std::mem::take(&mut *core.outbox.pending.borrow_mut());
+    let through = core.last_lsn.get();
+    let (sent_through, sent_at) = core.outbox.sent.get();
+    if shapes.is_empty() {
+        let due = sent_at.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+        if through <= sent_through || !due {
+            return;
+        }
+    }
+    core.outbox.sent.set((through, Some(Instant::now())));
     let update = Arc::new(Update {
         from: core.id,
-        through: core.last_lsn.get(),
+        through,
         shapes,
     });
     for to in (0..core.shared.cores).filter(|&to| to != core.id) {
@@ -143,6 +166,8 @@ pub struct Views {
     shapes: RefCell<FastMap<Arc<str>, View>>,
     /// Per owner core: `through` of its last update.
     through: RefCell<Vec<u64>>,
+    /// Chunk entries held by all views (bounded by [`CHUNK_BUDGET`]).
+    chunks: Cell<usize>,
 }
 
 impl Views {
@@ -183,19 +208,21 @@ impl Views {
             };
             view.end = view.end.max(u.end);
             for c in &u.chunks {
-                if view.chunks.len() >= MAX_CHUNKS {
+                if view.chunks.len() >= MAX_CHUNKS || self.chunks.get() >= CHUNK_BUDGET {
                     break;
                 }
-                match view.chunks.binary_search_by(|v| v.after.cmp(&c.after)) {
-                    Ok(_) => {}
-                    Err(i) => view.chunks.insert(i, *c),
+                if let Err(i) = view.chunks.binary_search_by(|v| v.after.cmp(&c.after)) {
+                    view.chunks.insert(i, *c);
+                    self.chunks.set(self.chunks.get() + 1);
                 }
             }
         }
     }
 
     pub fn forget(&self, handle: &str) {
-        self.shapes.borrow_mut().remove(handle);
+        if let Some(view) = self.shapes.borrow_mut().remove(handle) {
+            self.chunks.set(self.chunks.get() - view.chunks.len());
+        }
     }
 
     /// Number of views held.
@@ -241,6 +268,10 @@ pub fn answer(core: &Core, call: &ShapeCall) -> Option<Response> {
     } else {
         let i = view.chunks.binary_search_by(|c| c.after.cmp(&after)).ok()?;
         let chunk = view.chunks[i];
+        if chunk.framed && chunk.len < 2 {
+            // Not a chunk record this core can frame: the owner's to answer.
+            return None;
+        }
         if chunk.end >= view.end {
             // The chunk reaches the log end: its answer is up to date, rendered by the owner.
             return None;
