@@ -109,6 +109,12 @@ pub struct Config {
     #[arg(long, env = "AMPERE_CORES")]
     pub cores: Option<usize>,
 
+    /// A CA certificate (PEM) to verify the database server's certificate with: the
+    /// connection then requires TLS and checks the certificate and host name (unless the URL
+    /// asks for `sslmode=verify-ca`).
+    #[arg(long, env = "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE")]
+    pub database_ca_certificate_file: Option<std::path::PathBuf>,
+
     /// I/O driver: epoll is faster for small requests on virtualized kernels; uring and auto
     /// (io_uring when available) are there to measure.
     #[arg(long, env = "AMPERE_IO_DRIVER", default_value = "epoll")]
@@ -116,6 +122,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// The Postgres connection settings for `url` (the `DATABASE_URL`) with this
+    /// configuration's TLS settings applied. With a CA file, the default `sslmode=prefer`
+    /// becomes `verify-full`: a CA given to verify the server must not fall back to plaintext.
+    pub fn pg_connect_config(
+        &self,
+        url: &str,
+    ) -> Result<crate::pg::ConnectConfig, crate::pg::PgError> {
+        use crate::pg::tls::SslMode;
+        let mut cfg = crate::pg::ConnectConfig::from_url(url)?;
+        if let Some(ca) = &self.database_ca_certificate_file {
+            cfg.tls.ca_file = Some(ca.clone());
+            if matches!(cfg.tls.mode, SslMode::Prefer | SslMode::Allow) {
+                cfg.tls.mode = SslMode::VerifyFull;
+            }
+        }
+        Ok(cfg)
+    }
+
     /// Checks cross-field rules; the message is one line for the user.
     pub fn validate(&self) -> Result<(), String> {
         match (&self.secret, self.insecure) {

@@ -86,7 +86,7 @@ impl EmbeddedPostgres {
                 "pg_ctl start (see server.log in the storage dir)",
             )?;
         }
-        let url = format!("postgresql://postgres@127.0.0.1:{port}/postgres");
+        let url = format!("postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
         Ok(Self { data, bin, url })
     }
 

@@ -51,6 +51,10 @@ fn main() {
             }
         },
     };
+    if let Err(e) = check_database_url(&config, &db_url) {
+        eprintln!("ampere: invalid DATABASE_URL: {e}");
+        std::process::exit(1);
+    }
     let result = engine::server::run(config, db_url, storage_lock);
     if let Some(pg) = embedded {
         pg.stop();
@@ -103,4 +107,23 @@ fn fixed_mmap_threshold() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
+}
+
+/// A `DATABASE_URL` that cannot work stops the start (one line), instead of a replication loop
+/// retrying it forever; parameters Ampere does not use get one warning each, as Electric
+/// ignores them; a CA file that cannot be read is found now, not at the first connection.
+fn check_database_url(config: &engine::config::Config, url: &str) -> Result<(), String> {
+    let cfg = config.pg_connect_config(url).map_err(|e| e.to_string())?;
+    for key in &cfg.ignored_params {
+        tracing::warn!("DATABASE_URL parameter {key:?} is not used by Ampere; ignoring it");
+    }
+    if cfg.tls.mode != engine::pg::tls::SslMode::Disable {
+        cfg.tls.client_config().map_err(|e| e.to_string())?;
+    } else if cfg.tls.ca_file.is_some() {
+        tracing::warn!(
+            "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE is set but DATABASE_URL has sslmode=disable: \
+             the CA is not used"
+        );
+    }
+    Ok(())
 }

@@ -152,6 +152,8 @@ pub struct Options {
     pub host_auth: String,
     /// Password of the `postgres` superuser (needed for non-trust host auth).
     pub superuser_password: Option<String>,
+    /// TLS: the server's certificate (chain) and key, PEM. The server then has `ssl=on`.
+    pub tls: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -160,6 +162,7 @@ impl Default for Options {
             settings: Vec::new(),
             host_auth: "trust".into(),
             superuser_password: None,
+            tls: None,
         }
     }
 }
@@ -230,6 +233,19 @@ impl Cluster {
         }
         run(&mut initdb, "initdb")?;
         let _ = std::fs::remove_file(&pwfile);
+        let mut tls_settings = Vec::new();
+        if let Some((cert, key)) = &opts.tls {
+            let (cert_path, key_path) = (data.join("server.crt"), data.join("server.key"));
+            std::fs::write(&cert_path, cert).map_err(|e| err(format!("write cert: {e}")))?;
+            std::fs::write(&key_path, key).map_err(|e| err(format!("write key: {e}")))?;
+            // Postgres refuses a key others can read.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| err(format!("chmod key: {e}")))?;
+            chown_postgres(&cert_path)?;
+            chown_postgres(&key_path)?;
+            tls_settings.push(("ssl".to_string(), "on".to_string()));
+        }
 
         // Retry on a port race: another process may grab the port between probe and bind.
         let mut last_err = None;
@@ -253,6 +269,7 @@ impl Cluster {
             .collect();
             defaults.push(("port".into(), port.to_string()));
             defaults.push(("unix_socket_directories".into(), dir.display().to_string()));
+            defaults.extend(tls_settings.iter().cloned());
             defaults.extend(opts.settings.iter().cloned());
             for (k, v) in &defaults {
                 conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));

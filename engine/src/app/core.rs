@@ -13,7 +13,7 @@ use crate::fast_map::FastMap;
 use crate::http::Response;
 use crate::ingest::setup::DISPLAY_SETTINGS;
 use crate::ingest::txn::Txn;
-use crate::pg::{ConnectConfig, Connection, PgError};
+use crate::pg::{Connection, PgError};
 use crate::shapes::apply::EncodeCache;
 use crate::shapes::def::ShapeDef;
 use crate::shapes::shape::{Applied, Shape};
@@ -736,7 +736,7 @@ impl Core {
     pub async fn conn(&self) -> Result<Pooled, PgError> {
         self.pool
             .get(|| async {
-                let mut cfg = ConnectConfig::from_url(&self.shared.db_url)?;
+                let mut cfg = self.shared.config.pg_connect_config(&self.shared.db_url)?;
                 cfg.application_name = Some(format!("ampere_core_{}", self.id));
                 let mut c = Connection::connect(&cfg).await?;
                 for s in DISPLAY_SETTINGS {

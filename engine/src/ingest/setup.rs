@@ -5,7 +5,7 @@
 use super::assemble::Assembler;
 use crate::app::{CoreMsg, Shared, Status};
 use crate::catalog::quote_literal;
-use crate::pg::{ConnectConfig, Connection};
+use crate::pg::Connection;
 use anyhow::{Context, Result};
 use pgwire::types::Lsn;
 use protocol::ident::quote_ident;
@@ -53,12 +53,21 @@ pub async fn run(shared: Arc<Shared>) {
 async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) -> Result<()> {
     let slot = shared.config.slot_name();
     let publication = shared.config.publication_name();
-    let mut cfg = ConnectConfig::from_url(&shared.db_url).context("parse DATABASE_URL")?;
+    let mut cfg = shared
+        .config
+        .pg_connect_config(&shared.db_url)
+        .context("parse DATABASE_URL")?;
     cfg.replication = true;
     cfg.application_name = Some("ampere_replication".into());
     let mut conn = Connection::connect(&cfg)
         .await
         .context("connect for replication")?;
+    tracing::info!(
+        "replication connection to {}:{}: {}",
+        cfg.host,
+        cfg.port,
+        conn.security(&cfg)
+    );
     let system = conn.identify_system().await.context("IDENTIFY_SYSTEM")?;
     for s in DISPLAY_SETTINGS {
         conn.execute(s).await.context("apply display settings")?;

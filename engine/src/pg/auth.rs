@@ -2,10 +2,12 @@
 
 use pgwire::frame::{Authentication, BackendMessage};
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use postgres_protocol::message::frontend;
 
-use super::config::ConnectConfig;
+use super::config::{ChannelBindingMode, ConnectConfig};
 use super::connection::{BackendKey, Connection};
 use super::error::PgError;
 
@@ -73,6 +75,14 @@ impl Connection {
             self.write_buf.clear();
             match request {
                 Authentication::Ok => return Ok(()),
+                Authentication::CleartextPassword | Authentication::Md5Password { .. }
+                    if config.channel_binding == ChannelBindingMode::Require =>
+                {
+                    return Err(PgError::Auth(
+                        "channel_binding=require, but the server asks for a password without SCRAM"
+                            .into(),
+                    ));
+                }
                 Authentication::CleartextPassword => {
                     let pw = password(config)?;
                     frontend::password_message(pw.as_bytes(), &mut self.write_buf)
@@ -102,17 +112,40 @@ impl Connection {
         }
     }
 
-    /// Runs the SCRAM-SHA-256 exchange. Without TLS there is no channel binding.
+    /// Runs the SCRAM-SHA-256 exchange, bound to the TLS channel (`SCRAM-SHA-256-PLUS`,
+    /// `tls-server-end-point`) when the server offers it over TLS and `channel_binding` allows.
     async fn scram(&mut self, config: &ConnectConfig, offered: &[String]) -> Result<(), PgError> {
-        if !offered.iter().any(|m| m == SCRAM_SHA_256) {
+        let plus_offered = offered.iter().any(|m| m == SCRAM_SHA_256_PLUS);
+        let binding_data = match config.channel_binding {
+            ChannelBindingMode::Disable => None,
+            _ => self.channel_binding_data(),
+        };
+        let (mechanism, binding) = match binding_data {
+            Some(data) if plus_offered => (
+                SCRAM_SHA_256_PLUS,
+                ChannelBinding::tls_server_end_point(data),
+            ),
+            _ if config.channel_binding == ChannelBindingMode::Require => {
+                return Err(PgError::Auth(
+                    "channel_binding=require, but the server does not offer SCRAM-SHA-256-PLUS \
+                     over TLS"
+                        .into(),
+                ));
+            }
+            // Over TLS the client could bind: it says so ("y"), which lets the server detect a
+            // man in the middle that stripped the PLUS mechanism.
+            Some(_) => (SCRAM_SHA_256, ChannelBinding::unrequested()),
+            None => (SCRAM_SHA_256, ChannelBinding::unsupported()),
+        };
+        if !offered.iter().any(|m| m == mechanism) {
             return Err(PgError::Auth(format!(
                 "server offers SASL mechanisms {offered:?}, none of which is supported"
             )));
         }
         let pw = password(config)?;
-        let mut scram = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+        let mut scram = ScramSha256::new(pw.as_bytes(), binding);
         self.write_buf.clear();
-        frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut self.write_buf)
+        frontend::sasl_initial_response(mechanism, scram.message(), &mut self.write_buf)
             .map_err(encode_err)?;
         self.flush().await?;
 

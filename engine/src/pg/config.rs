@@ -4,6 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::error::PgError;
+use super::tls::{RootCerts, SslMode, TlsOptions};
 
 /// Where and how to connect. Build it with [`ConnectConfig::from_url`] (or `str::parse`).
 #[derive(Clone, PartialEq, Eq)]
@@ -20,6 +21,21 @@ pub struct ConnectConfig {
     pub connect_timeout: Duration,
     /// Bound on any one message after startup (length field included).
     pub max_message_len: usize,
+    /// `sslmode`, `sslrootcert` and the CA file from the environment (`tls`).
+    pub tls: TlsOptions,
+    pub channel_binding: ChannelBindingMode,
+    /// URL parameters Ampere does not use, ignored as Electric does (the caller warns).
+    pub ignored_params: Vec<String>,
+}
+
+/// `channel_binding`, as libpq: `prefer` binds SCRAM to the TLS channel when the server offers
+/// it, `require` refuses to authenticate otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChannelBindingMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
 }
 
 /// Startup-phase messages (authentication, parameters, startup errors) are small; a much lower
@@ -41,6 +57,8 @@ impl std::fmt::Debug for ConnectConfig {
             .field("application_name", &self.application_name)
             .field("replication", &self.replication)
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .field("channel_binding", &self.channel_binding)
             .finish()
     }
 }
@@ -103,8 +121,10 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), PgError> {
 impl ConnectConfig {
     /// Parses `postgresql://user:pass@host:port/db?sslmode=disable&application_name=x`.
     /// `postgres://` is accepted too. Query parameters: `host`, `port`, `user`, `password`,
-    /// `dbname`, `sslmode` (`disable`, `allow` or `prefer`: TLS is not implemented),
-    /// `application_name`, `connect_timeout` (seconds) and `replication` (`database`).
+    /// `dbname`, `sslmode` (libpq's six modes, default `prefer`), `sslrootcert` (a PEM file, or
+    /// `system`), `channel_binding`, `application_name`, `connect_timeout` (seconds) and
+    /// `replication` (`database`). Any other parameter is ignored and listed in
+    /// `ignored_params`, as Electric ignores what it does not use.
     pub fn from_url(url: &str) -> Result<Self, PgError> {
         if url.len() > MAX_URL_LEN {
             return Err(config_err("connection URL too long"));
@@ -143,6 +163,9 @@ impl ConnectConfig {
             replication: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_message_len: pgwire::frame::MAX_MESSAGE_LEN,
+            tls: TlsOptions::default(),
+            channel_binding: ChannelBindingMode::default(),
+            ignored_params: Vec::new(),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -168,15 +191,30 @@ impl ConnectConfig {
             "password" => self.password = Some(value),
             "dbname" => self.dbname = value,
             "application_name" => self.application_name = Some(value),
-            "sslmode" => match value.as_str() {
-                "disable" | "allow" | "prefer" => {}
-                "require" | "verify-ca" | "verify-full" => {
-                    return Err(config_err(format!(
-                        "TLS is not supported yet (sslmode={value}); use sslmode=disable"
-                    )));
-                }
-                _ => return Err(config_err(format!("unknown sslmode {value:?}"))),
-            },
+            "sslmode" => {
+                self.tls.mode = SslMode::parse(&value).ok_or_else(|| {
+                    config_err(format!(
+                        "unknown sslmode {value:?} (disable, allow, prefer, require, verify-ca \
+                         or verify-full)"
+                    ))
+                })?;
+            }
+            "sslrootcert" if value == "system" => self.tls.root_cert = Some(RootCerts::System),
+            "sslrootcert" if !value.is_empty() => {
+                self.tls.root_cert = Some(RootCerts::File(value.into()));
+            }
+            "channel_binding" => {
+                self.channel_binding = match value.as_str() {
+                    "disable" => ChannelBindingMode::Disable,
+                    "prefer" => ChannelBindingMode::Prefer,
+                    "require" => ChannelBindingMode::Require,
+                    _ => {
+                        return Err(config_err(format!(
+                            "unknown channel_binding {value:?} (disable, prefer or require)"
+                        )))
+                    }
+                };
+            }
             "connect_timeout" => {
                 let secs: u64 = value
                     .parse()
@@ -192,7 +230,11 @@ impl ConnectConfig {
                     _ => return Err(config_err("only replication=database is supported")),
                 }
             }
-            _ => return Err(config_err(format!("unknown URL parameter {key:?}"))),
+            _ => {
+                if self.ignored_params.len() < 64 && !self.ignored_params.iter().any(|k| k == key) {
+                    self.ignored_params.push(key.to_string());
+                }
+            }
         }
         Ok(())
     }
@@ -244,12 +286,36 @@ mod tests {
     #[test]
     fn rejects_unsupported_or_malformed_urls() {
         let err = |u: &str| ConnectConfig::from_url(u).unwrap_err().to_string();
-        assert!(err("postgresql://a@h/db?sslmode=require").contains("TLS is not supported yet"));
+        assert!(err("postgresql://a@h/db?sslmode=required").contains("unknown sslmode"));
+        assert!(err("postgresql://a@h/db?channel_binding=maybe").contains("channel_binding"));
         assert!(err("mysql://a@h/db").contains("postgresql://"));
         assert!(err("postgresql://a@h:99999/db").contains("port"));
         assert!(err("postgresql://a%zz@h/db").contains("percent"));
         assert!(err("postgresql://h/db").contains("user"));
-        assert!(err("postgresql://a@h/db?bogus=1").contains("bogus"));
         assert!(err("postgresql://a@h/db?host=/var/run").contains("Unix"));
+    }
+
+    #[test]
+    fn tls_settings_and_provider_parameters() {
+        let c = ConnectConfig::from_url(
+            "postgresql://u:p@db.neon.tech/app?sslmode=verify-full&sslrootcert=/etc/ca.pem\
+             &channel_binding=require&options=endpoint%3Dep-1&sslcert=x&options=y",
+        )
+        .unwrap();
+        assert_eq!(c.tls.mode, SslMode::VerifyFull);
+        assert_eq!(c.tls.root_cert, Some(RootCerts::File("/etc/ca.pem".into())));
+        assert_eq!(c.channel_binding, ChannelBindingMode::Require);
+        // Ignored (each named once), as Electric ignores what it does not use.
+        assert_eq!(c.ignored_params, ["options", "sslcert"]);
+        let c = ConnectConfig::from_url("postgresql://u@h/db?sslrootcert=system").unwrap();
+        assert_eq!(c.tls.root_cert, Some(RootCerts::System));
+        // Electric's default: TLS when offered.
+        assert_eq!(
+            ConnectConfig::from_url("postgresql://u@h/db")
+                .unwrap()
+                .tls
+                .mode,
+            SslMode::Prefer
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use bytes::BytesMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use pgwire::frame::{BackendMessage, PgErrorFields};
 use postgres_protocol::message::frontend;
@@ -11,6 +12,8 @@ use super::config::{ConnectConfig, MAX_STARTUP_MESSAGE_LEN};
 use super::error::PgError;
 use super::io::{read_frame, write_buf};
 use super::query::{column_names, SimpleQueryResult, SimpleRow};
+use super::tls::{self, SslMode, TlsReader};
+use super::transport::Transport;
 
 /// The key a CancelRequest needs, from BackendKeyData.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +24,7 @@ pub struct BackendKey {
 
 /// One authenticated session. Not `Send`: it belongs to the monoio runtime that created it.
 pub struct Connection {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Transport,
     pub(super) read_buf: BytesMut,
     pub(super) write_buf: BytesMut,
     pub(super) max_message_len: usize,
@@ -44,12 +47,79 @@ impl Connection {
         }
     }
 
+    /// Connects as `sslmode` says (see `tls::SslMode`): `allow` tries plaintext first and TLS
+    /// when the server refuses it; `prefer` tries TLS first and plaintext when the server has
+    /// none or the handshake fails; the verify modes and `require` take TLS or nothing.
     async fn establish(config: &ConnectConfig) -> Result<Self, PgError> {
+        match config.tls.mode {
+            SslMode::Disable => Self::open(config, Wire::Plain).await,
+            SslMode::Allow => match Self::open(config, Wire::Plain).await {
+                Err(PgError::Db(e)) if e.code == "28000" => {
+                    tracing::debug!("plaintext refused ({}); trying TLS", e.message);
+                    Self::open(config, Wire::Tls).await
+                }
+                other => other,
+            },
+            SslMode::Prefer => {
+                match Self::open(config, Wire::TlsIfOffered).await {
+                    Err(PgError::Tls(why)) => {
+                        tracing::warn!("TLS to Postgres failed ({why}); sslmode=prefer: connecting in plaintext");
+                        Self::open(config, Wire::Plain).await
+                    }
+                    other => other,
+                }
+            }
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                Self::open(config, Wire::Tls).await
+            }
+        }
+    }
+
+    /// One connection attempt over the given wire.
+    async fn open(config: &ConnectConfig, wire: Wire) -> Result<Self, PgError> {
         // Host names resolve through the blocking system resolver (monoio has no async DNS);
         // an IP address, as in every deployment so far, resolves without a lookup.
-        let stream = TcpStream::connect((config.host.as_str(), config.port)).await?;
+        let mut tcp = TcpStream::connect((config.host.as_str(), config.port)).await?;
         // Queries and status updates are small and latency-bound.
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream = match wire {
+            Wire::Plain => Transport::Plain(tcp),
+            Wire::Tls | Wire::TlsIfOffered => {
+                let (r, _) = tcp.write_all(tls::SSL_REQUEST.to_vec()).await;
+                r?;
+                // Exactly one byte: nothing the server (or a man in the middle) sends after the
+                // `S` may be taken as part of the TLS stream unencrypted.
+                let (r, answer) = tcp.read(vec![0u8; 1]).await;
+                if r? == 0 {
+                    return Err(PgError::Closed);
+                }
+                match answer[0] {
+                    b'S' => {
+                        let tls_config = config.tls.client_config()?;
+                        let mut session = rustls::ClientConnection::new(
+                            tls_config,
+                            tls::server_name(&config.host)?,
+                        )
+                        .map_err(|e| PgError::Tls(e.to_string()))?;
+                        tls::handshake(&mut tcp, &mut session).await?;
+                        let session = std::rc::Rc::new(std::cell::RefCell::new(session));
+                        Transport::Tls(tcp, TlsReader::new(session))
+                    }
+                    b'N' if wire == Wire::TlsIfOffered => Transport::Plain(tcp),
+                    b'N' => {
+                        return Err(PgError::Tls(format!(
+                            "the server does not accept TLS connections (sslmode={})",
+                            config.tls.mode.as_str()
+                        )))
+                    }
+                    other => {
+                        return Err(PgError::Protocol(format!(
+                            "unexpected answer {other:#04x} to SSLRequest"
+                        )))
+                    }
+                }
+            }
+        };
         let mut conn = Self {
             stream,
             read_buf: BytesMut::with_capacity(8 * 1024),
@@ -62,6 +132,38 @@ impl Connection {
         conn.startup(config).await?;
         conn.max_message_len = config.max_message_len;
         Ok(conn)
+    }
+
+    /// How the connection is protected, for logs: `TLS 1.3 (TLS13_AES_256_GCM_SHA384,
+    /// verify-full)` or `plaintext`.
+    pub fn security(&self, config: &ConnectConfig) -> String {
+        let Some(session) = self.stream.session() else {
+            return "plaintext".into();
+        };
+        let s = session.borrow();
+        let version = match s.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
+            _ => "TLS",
+        };
+        let suite = s
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default();
+        let checks = match config.tls.verification().0 {
+            tls::Verify::Nothing => "certificate not verified",
+            tls::Verify::Chain => "certificate chain verified",
+            tls::Verify::ChainAndName => "certificate and host name verified",
+        };
+        format!("{version} ({suite}, {checks})")
+    }
+
+    /// The `tls-server-end-point` channel binding data, over TLS.
+    pub(super) fn channel_binding_data(&self) -> Option<Vec<u8>> {
+        let session = self.stream.session()?;
+        let s = session.borrow();
+        let cert = s.peer_certificates()?.first()?;
+        Some(tls::server_end_point(cert))
     }
 
     /// A run-time parameter the server reported (`server_version`, `TimeZone`...).
@@ -281,7 +383,17 @@ pub(super) fn log_notice(notice: &PgErrorFields) {
 impl Connection {
     /// Hands the socket, any already-buffered bytes and the message bound to the replication
     /// stream.
-    pub(super) fn into_parts(self) -> (TcpStream, BytesMut, usize) {
+    pub(super) fn into_parts(self) -> (Transport, BytesMut, usize) {
         (self.stream, self.read_buf, self.max_message_len)
     }
+}
+
+/// What a connection attempt speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Plain,
+    /// TLS, or an error if the server has none.
+    Tls,
+    /// TLS if the server has it, else plaintext on the same socket.
+    TlsIfOffered,
 }

@@ -16,6 +16,10 @@ pub enum PgError {
     Protocol(String),
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// TLS could not be set up: refused by the server while required, a failed handshake, a
+    /// certificate that does not verify, an unreadable CA file.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The connection string or settings are invalid or ask for something unsupported.
     #[error("invalid connection configuration: {0}")]
     Config(String),

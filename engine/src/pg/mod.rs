@@ -1,7 +1,8 @@
 //! Postgres client on monoio: queries, COPY OUT and logical replication.
 //!
 //! Written against `monoio::net::TcpStream` and the rent-style I/O traits only, so it runs on
-//! both the io_uring and the epoll (legacy) driver. No TLS and no Unix-domain sockets yet.
+//! both the io_uring and the epoll (legacy) driver, in plaintext or TLS (`tls`, rustls driven by
+//! hand). No Unix-domain sockets yet.
 //! Message framing and parsing live in the sans-IO `pgwire` crate; this module does the I/O.
 
 mod auth;
@@ -13,6 +14,8 @@ pub(crate) use io::yield_now;
 mod query;
 mod replication;
 mod stream;
+pub mod tls;
+mod transport;
 
 pub use config::{ConnectConfig, MAX_STARTUP_MESSAGE_LEN};
 pub use connection::{BackendKey, Connection};

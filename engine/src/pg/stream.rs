@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
+
 use pgwire::frame::{BackendMessage, Frame};
 use pgwire::replication::{
     encode_standby_status, parse_copy_data, ReplicationMessage, STANDBY_STATUS_FRAME_LEN,
@@ -189,7 +189,7 @@ struct ReaderTask {
 }
 
 impl ReaderTask {
-    async fn run<R: AsyncReadRent>(
+    async fn run<R: super::transport::ReadBytes>(
         self,
         mut reader: R,
         mut buf: BytesMut,
@@ -263,7 +263,7 @@ impl ReaderTask {
 }
 
 /// Sends a standby status update every `interval` and whenever woken.
-async fn run_writer<W: AsyncWriteRent>(
+async fn run_writer<W: super::transport::WriteBytes>(
     mut writer: W,
     progress: Rc<Progress>,
     wake: flume::Receiver<()>,
