@@ -208,6 +208,30 @@ impl Config {
     }
 }
 
+/// Variables of Electric's that Ampere reads outside `Config` (the log filter in `main`).
+const READ_ELSEWHERE: &[&str] = &["ELECTRIC_LOG_LEVEL"];
+
+/// Of the environment's variable names, those that look like Electric's settings
+/// (`ELECTRIC_*`, and `CLEANUP_REPLICATION_SLOTS_ON_SHUTDOWN`) but that Ampere does not read:
+/// each gets a warning at start instead of being silently ignored.
+pub fn unimplemented_settings(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let command = Config::command();
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .chain(READ_ELSEWHERE.iter().map(|s| s.to_string()))
+        .collect();
+    let mut unused: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("ELECTRIC_") || n == "CLEANUP_REPLICATION_SLOTS_ON_SHUTDOWN")
+        .filter(|n| !known.contains(n))
+        .collect();
+    unused.sort();
+    unused
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -291,6 +315,31 @@ fn parse_stream_id(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn settings_ampere_does_not_read_are_listed() {
+        let names = [
+            "ELECTRIC_PORT",
+            "ELECTRIC_LOG_LEVEL",
+            "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE",
+            "ELECTRIC_OTLP_ENDPOINT",
+            "ELECTRIC_PORTT",
+            "CLEANUP_REPLICATION_SLOTS_ON_SHUTDOWN",
+            "DATABASE_URL",
+            "AMPERE_CORES",
+            "HOME",
+        ]
+        .map(String::from);
+        assert_eq!(
+            unimplemented_settings(names),
+            [
+                "CLEANUP_REPLICATION_SLOTS_ON_SHUTDOWN",
+                "ELECTRIC_OTLP_ENDPOINT",
+                "ELECTRIC_PORTT"
+            ]
+        );
+    }
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, String> {

@@ -13,6 +13,10 @@ fn main() {
         eprintln!("ampere: invalid configuration: {msg}");
         std::process::exit(2);
     }
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    for name in engine::config::unimplemented_settings(names) {
+        tracing::warn!("{name} is set, but Ampere does not implement it: ignoring it");
+    }
     // Before anything under the storage directory is touched (the embedded cluster lives there
     // too): a second instance on the same directory stops here.
     let storage_lock = match engine::storage::StorageLock::acquire(&config.storage_dir) {
