@@ -115,6 +115,36 @@ pub struct Config {
     #[arg(long, env = "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE")]
     pub database_ca_certificate_file: Option<std::path::PathBuf>,
 
+    /// Try a database host's IPv6 addresses first (its IPv4 ones follow).
+    #[arg(long, env = "ELECTRIC_DATABASE_USE_IPV6", value_parser = parse_bool, default_value = "false",
+          action = clap::ArgAction::Set)]
+    pub database_use_ipv6: bool,
+
+    /// TCP keepalive on database connections: idle time before the first probe (`10s`, `1m`,
+    /// `500ms`; a bare number is milliseconds). Unset: the OS default (keepalive off).
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_KEEPALIVE_IDLE", value_parser = parse_human_time)]
+    pub database_tcp_keepalive_idle: Option<Duration>,
+
+    /// TCP keepalive: time between probes.
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_KEEPALIVE_INTERVAL", value_parser = parse_human_time)]
+    pub database_tcp_keepalive_interval: Option<Duration>,
+
+    /// TCP keepalive: unanswered probes before the connection is dropped.
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_KEEPALIVE_COUNT",
+          value_parser = clap::value_parser!(u32).range(1..=127))]
+    pub database_tcp_keepalive_count: Option<u32>,
+
+    /// TCP_USER_TIMEOUT on database connections: how long sent data may stay unacknowledged
+    /// before the connection is dropped.
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_USER_TIMEOUT", value_parser = parse_human_time)]
+    pub database_tcp_user_timeout: Option<Duration>,
+
+    /// A replication connection that brings nothing (no data, no keepalive answering Ampere's
+    /// status updates) for this long is declared dead and replaced.
+    #[arg(long, env = "AMPERE_REPLICATION_SILENCE_TIMEOUT", default_value = "30s",
+          value_parser = parse_human_time)]
+    pub replication_silence_timeout: Duration,
+
     /// I/O driver: epoll is faster for small requests on virtualized kernels; uring and auto
     /// (io_uring when available) are there to measure.
     #[arg(long, env = "AMPERE_IO_DRIVER", default_value = "epoll")]
@@ -131,6 +161,13 @@ impl Config {
     ) -> Result<crate::pg::ConnectConfig, crate::pg::PgError> {
         use crate::pg::tls::SslMode;
         let mut cfg = crate::pg::ConnectConfig::from_url(url)?;
+        cfg.prefer_ipv6 = self.database_use_ipv6;
+        cfg.tcp = crate::pg::TcpLiveness {
+            keepalive_idle: self.database_tcp_keepalive_idle,
+            keepalive_interval: self.database_tcp_keepalive_interval,
+            keepalive_count: self.database_tcp_keepalive_count,
+            user_timeout: self.database_tcp_user_timeout,
+        };
         if let Some(ca) = &self.database_ca_certificate_file {
             cfg.tls.ca_file = Some(ca.clone());
             if matches!(cfg.tls.mode, SslMode::Prefer | SslMode::Allow) {
@@ -232,6 +269,30 @@ pub fn unimplemented_settings(names: impl IntoIterator<Item = String>) -> Vec<St
     unused
 }
 
+/// Electric's human-readable times: a positive number with an optional unit, `ms`/`msec`
+/// (the default), `s`/`sec`, `m`/`min`.
+fn parse_human_time(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid time {s:?} (e.g. 500ms, 10s, 2m)"))?;
+    let ms_per = match unit.trim() {
+        "" | "ms" | "msec" => 1.0,
+        "s" | "sec" => 1000.0,
+        "m" | "min" => 60_000.0,
+        other => return Err(format!("invalid time unit {other:?} in {s:?} (ms, s or m)")),
+    };
+    let ms = value * ms_per;
+    if !(ms >= 1.0 && ms <= 7.0 * 86_400_000.0) {
+        return Err(format!("time {s:?} out of range (1 ms to 7 days)"));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -315,6 +376,17 @@ fn parse_stream_id(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn human_times_as_electric() {
+        assert_eq!(parse_human_time("500"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_human_time("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_human_time("1.5 min"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_human_time("250msec"), Ok(Duration::from_millis(250)));
+        for bad in ["", "s", "-1s", "0", "10h", "1e9", "nan", "99999999m"] {
+            assert!(parse_human_time(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn settings_ampere_does_not_read_are_listed() {

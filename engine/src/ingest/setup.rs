@@ -135,14 +135,19 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
     }
     std::fs::write(&state_file, &state)
         .with_context(|| format!("write {}", state_file.display()))?;
+    let settings = crate::pg::StreamSettings {
+        silence_timeout: shared.config.replication_silence_timeout,
+        ..Default::default()
+    };
     let mut stream = conn
-        .start_replication(
+        .start_replication_with(
             &slot,
             Lsn(0),
             &[
                 ("proto_version", "1"),
                 ("publication_names", publication.as_str()),
             ],
+            settings,
         )
         .await
         .context("START_REPLICATION")?;

@@ -26,6 +26,29 @@ pub struct ConnectConfig {
     pub channel_binding: ChannelBindingMode,
     /// URL parameters Ampere does not use, ignored as Electric does (the caller warns).
     pub ignored_params: Vec<String>,
+    /// Of a host name's addresses, try the IPv6 ones first (`ELECTRIC_DATABASE_USE_IPV6`);
+    /// otherwise IPv4 first. Every address is tried, in that order.
+    pub prefer_ipv6: bool,
+    /// TCP keepalive and user timeout, so a connection a NAT or load balancer dropped silently
+    /// is found (`ELECTRIC_DATABASE_TCP_*`); unset: the OS defaults.
+    pub tcp: TcpLiveness,
+}
+
+/// Socket options that find dead connections (see [`ConnectConfig::tcp`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TcpLiveness {
+    pub keepalive_idle: Option<Duration>,
+    pub keepalive_interval: Option<Duration>,
+    pub keepalive_count: Option<u32>,
+    pub user_timeout: Option<Duration>,
+}
+
+impl TcpLiveness {
+    pub fn keepalive(&self) -> bool {
+        self.keepalive_idle.is_some()
+            || self.keepalive_interval.is_some()
+            || self.keepalive_count.is_some()
+    }
 }
 
 /// `channel_binding`, as libpq: `prefer` binds SCRAM to the TLS channel when the server offers
@@ -59,6 +82,8 @@ impl std::fmt::Debug for ConnectConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("tls", &self.tls)
             .field("channel_binding", &self.channel_binding)
+            .field("prefer_ipv6", &self.prefer_ipv6)
+            .field("tcp", &self.tcp)
             .finish()
     }
 }
@@ -166,6 +191,8 @@ impl ConnectConfig {
             tls: TlsOptions::default(),
             channel_binding: ChannelBindingMode::default(),
             ignored_params: Vec::new(),
+            prefer_ipv6: false,
+            tcp: TcpLiveness::default(),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));

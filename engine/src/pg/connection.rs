@@ -41,10 +41,7 @@ impl Connection {
     /// Connects, authenticates and waits until the server is ready for queries, all within
     /// `config.connect_timeout`.
     pub async fn connect(config: &ConnectConfig) -> Result<Self, PgError> {
-        match monoio::time::timeout(config.connect_timeout, Self::establish(config)).await {
-            Ok(result) => result,
-            Err(_) => Err(PgError::Timeout("connecting to Postgres")),
-        }
+        Self::establish(config).await
     }
 
     /// Connects as `sslmode` says (see `tls::SslMode`): `allow` tries plaintext first and TLS
@@ -75,13 +72,26 @@ impl Connection {
         }
     }
 
-    /// One connection attempt over the given wire.
+    /// One connection attempt over the given wire: the socket (each address of the host in
+    /// turn, see [`connect_tcp`]), then TLS and the startup, within `connect_timeout`.
     async fn open(config: &ConnectConfig, wire: Wire) -> Result<Self, PgError> {
-        // Host names resolve through the blocking system resolver (monoio has no async DNS);
-        // an IP address, as in every deployment so far, resolves without a lookup.
-        let mut tcp = TcpStream::connect((config.host.as_str(), config.port)).await?;
-        // Queries and status updates are small and latency-bound.
-        tcp.set_nodelay(true)?;
+        let tcp = connect_tcp(config).await?;
+        match monoio::time::timeout(
+            config.connect_timeout,
+            Self::start_session(config, wire, tcp),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(PgError::Timeout("connecting to Postgres")),
+        }
+    }
+
+    async fn start_session(
+        config: &ConnectConfig,
+        wire: Wire,
+        mut tcp: TcpStream,
+    ) -> Result<Self, PgError> {
         let stream = match wire {
             Wire::Plain => Transport::Plain(tcp),
             Wire::Tls | Wire::TlsIfOffered => {
@@ -396,4 +406,157 @@ enum Wire {
     Tls,
     /// TLS if the server has it, else plaintext on the same socket.
     TlsIfOffered,
+}
+
+/// Connects to the first of the host's addresses that answers, in the order
+/// [`ConnectConfig::prefer_ipv6`] says, each within `connect_timeout`; the error names every
+/// address tried. Sets the socket options every connection gets.
+async fn connect_tcp(config: &ConnectConfig) -> Result<TcpStream, PgError> {
+    use std::net::ToSocketAddrs;
+    // Host names resolve through the blocking system resolver (monoio has no async DNS); an IP
+    // address resolves without a lookup.
+    let mut addrs: Vec<std::net::SocketAddr> = (config.host.as_str(), config.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            PgError::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot resolve {:?}: {e}", config.host),
+            ))
+        })?
+        .collect();
+    order_addresses(&mut addrs, config.prefer_ipv6);
+    connect_any(&addrs, config).await
+}
+
+/// The preferred family first; within each, the resolver's order (stable sort).
+fn order_addresses(addrs: &mut Vec<std::net::SocketAddr>, prefer_ipv6: bool) {
+    addrs.sort_by_key(|a| a.is_ipv6() != prefer_ipv6);
+    addrs.dedup();
+}
+
+/// Connects to the first of `addrs` that answers (see [`connect_tcp`]).
+async fn connect_any(
+    addrs: &[std::net::SocketAddr],
+    config: &ConnectConfig,
+) -> Result<TcpStream, PgError> {
+    let mut failures = Vec::new();
+    for addr in addrs {
+        let attempt = monoio::time::timeout(config.connect_timeout, TcpStream::connect_addr(*addr));
+        match attempt.await {
+            Ok(Ok(tcp)) => {
+                if !failures.is_empty() {
+                    tracing::info!(
+                        "connected to Postgres at {addr} after {}",
+                        failures.join("; ")
+                    );
+                }
+                // Queries and status updates are small and latency-bound.
+                tcp.set_nodelay(true)?;
+                set_liveness(&tcp, &config.tcp)?;
+                return Ok(tcp);
+            }
+            Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
+            Err(_) => failures.push(format!("{addr}: timed out")),
+        }
+    }
+    Err(PgError::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        if failures.is_empty() {
+            format!("{:?} has no address", config.host)
+        } else {
+            format!("cannot connect to Postgres: {}", failures.join("; "))
+        },
+    )))
+}
+
+/// TCP keepalive and user timeout (see [`super::config::TcpLiveness`]).
+fn set_liveness(tcp: &TcpStream, liveness: &super::config::TcpLiveness) -> Result<(), PgError> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    if !liveness.keepalive() && liveness.user_timeout.is_none() {
+        return Ok(());
+    }
+    // SAFETY: the descriptor belongs to `tcp`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    let socket = socket2::SockRef::from(&fd);
+    if liveness.keepalive() {
+        let mut keepalive = socket2::TcpKeepalive::new();
+        if let Some(idle) = liveness.keepalive_idle {
+            keepalive = keepalive.with_time(idle.max(std::time::Duration::from_secs(1)));
+        }
+        if let Some(interval) = liveness.keepalive_interval {
+            keepalive = keepalive.with_interval(interval.max(std::time::Duration::from_secs(1)));
+        }
+        if let Some(count) = liveness.keepalive_count {
+            keepalive = keepalive.with_retries(count.max(1));
+        }
+        socket.set_tcp_keepalive(&keepalive)?;
+    }
+    if let Some(timeout) = liveness.user_timeout {
+        socket.set_tcp_user_timeout(Some(timeout))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn preferred_family_first_resolver_order_kept() {
+        let a = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        let resolved = vec![
+            a("10.0.0.1:5432"),
+            a("[2001:db8::1]:5432"),
+            a("10.0.0.2:5432"),
+            a("[2001:db8::2]:5432"),
+        ];
+        let mut v4 = resolved.clone();
+        order_addresses(&mut v4, false);
+        assert_eq!(
+            v4,
+            [
+                a("10.0.0.1:5432"),
+                a("10.0.0.2:5432"),
+                a("[2001:db8::1]:5432"),
+                a("[2001:db8::2]:5432")
+            ]
+        );
+        let mut v6 = resolved;
+        order_addresses(&mut v6, true);
+        assert_eq!(
+            v6,
+            [
+                a("[2001:db8::1]:5432"),
+                a("[2001:db8::2]:5432"),
+                a("10.0.0.1:5432"),
+                a("10.0.0.2:5432")
+            ]
+        );
+    }
+
+    /// An address that refuses, then one that answers: the second is used; none answering is
+    /// one error naming each.
+    #[test]
+    fn every_address_is_tried_in_order() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let good = listener.local_addr().expect("addr");
+        let closed = {
+            let l = std::net::TcpListener::bind("[::1]:0").expect("bind ::1");
+            l.local_addr().expect("addr")
+        };
+        let config = ConnectConfig::from_url("postgresql://u@h/db").expect("url");
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let tcp = connect_any(&[closed, good], &config)
+                    .await
+                    .expect("second address");
+                assert_eq!(tcp.peer_addr().expect("peer"), good);
+                let e = connect_any(&[closed], &config).await.expect_err("refused");
+                assert!(e.to_string().contains(&closed.to_string()), "{e}");
+            });
+    }
 }

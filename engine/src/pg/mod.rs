@@ -17,7 +17,7 @@ mod stream;
 pub mod tls;
 mod transport;
 
-pub use config::{ConnectConfig, MAX_STARTUP_MESSAGE_LEN};
+pub use config::{ChannelBindingMode, ConnectConfig, TcpLiveness, MAX_STARTUP_MESSAGE_LEN};
 pub use connection::{BackendKey, Connection};
 pub use error::PgError;
 pub use pgwire::frame::PgErrorFields;

@@ -34,6 +34,11 @@ pub struct StreamSettings {
     pub status_interval: Duration,
     /// XLogData messages buffered between the reader task and the consumer.
     pub channel_capacity: usize,
+    /// A connection that brings no message for this long is declared dead (the stream ends
+    /// with [`PgError::Timeout`]). Each periodic status update asks the server for a reply, so
+    /// a healthy idle server answers at least every `status_interval`; the interval is
+    /// shortened to a third of this bound when it is longer.
+    pub silence_timeout: Duration,
 }
 
 impl Default for StreamSettings {
@@ -41,6 +46,7 @@ impl Default for StreamSettings {
         Self {
             status_interval: Duration::from_secs(10),
             channel_capacity: 256,
+            silence_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -109,9 +115,13 @@ impl ReplicationStream {
             messages: message_tx,
             wake_writer: wake_writer.clone(),
             max_message_len,
+            silence_timeout: settings.silence_timeout,
         };
         monoio::spawn(task.run(reader, read_buf, stop_rx.clone()));
-        let interval = settings.status_interval;
+        let interval = settings
+            .status_interval
+            .min(settings.silence_timeout / 3)
+            .max(Duration::from_millis(10));
         monoio::spawn(run_writer(
             writer,
             progress.clone(),
@@ -186,6 +196,7 @@ struct ReaderTask {
     messages: flume::Sender<Result<XLogData, PgError>>,
     wake_writer: flume::Sender<()>,
     max_message_len: usize,
+    silence_timeout: Duration,
 }
 
 impl ReaderTask {
@@ -199,7 +210,13 @@ impl ReaderTask {
             let frame = monoio::select! {
                 biased;
                 _ = stop.recv_async() => return,
-                frame = read_frame(&mut reader, &mut buf, self.max_message_len) => frame,
+                frame = monoio::time::timeout(
+                    self.silence_timeout,
+                    read_frame(&mut reader, &mut buf, self.max_message_len),
+                ) => frame.unwrap_or(Err(PgError::Timeout(
+                    "the replication connection brought nothing (no data, no keepalive) for its \
+                     silence bound; it is presumed dead",
+                ))),
             };
             let outcome = frame.and_then(|frame| self.handle(frame));
             let failed = outcome.is_err();
@@ -272,16 +289,18 @@ async fn run_writer<W: super::transport::WriteBytes>(
 ) {
     let mut buf = BytesMut::with_capacity(STANDBY_STATUS_FRAME_LEN);
     loop {
-        monoio::select! {
+        // A periodic update asks for a reply: the server's answer shows the connection alive
+        // (the reader's silence bound).
+        let periodic = monoio::select! {
             biased;
             _ = stop.recv_async() => return,
-            woken = wake.recv_async() => if woken.is_err() { return },
-            _ = monoio::time::sleep(interval) => {},
-        }
+            woken = wake.recv_async() => if woken.is_err() { return } else { false },
+            _ = monoio::time::sleep(interval) => true,
+        };
         let flushed = progress.flushed.get();
         let written = progress.received.get().max(flushed);
         let now = now_micros_since_2000();
-        encode_standby_status(&mut buf, written, flushed, flushed, now, false);
+        encode_standby_status(&mut buf, written, flushed, flushed, now, periodic);
         if let Err(e) = write_buf(&mut writer, &mut buf).await {
             tracing::warn!("failed to send standby status update: {e}");
             *progress.writer_error.borrow_mut() = Some(e);
