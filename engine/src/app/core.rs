@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 /// How long a catalog lookup is trusted before it is read again (DDL that replication does not
 /// announce, such as a NOT NULL change, shows up after this).
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Longest catalog lookup (a few queries on a pooled connection).
+const CATALOG_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Passive shapes applied between two looks at the inbox for live answers (`Core::on_txn`);
 /// a transaction reaching fewer is applied without yielding (a yield would cost more than it
 /// saves).
@@ -779,13 +781,17 @@ impl Core {
                 None => break LoadingGuard::new(&self.loading, key.clone()),
             }
         };
-        let loaded = async {
+        // Bounded: a pooled connection can be dead without the kernel knowing (a NAT or load
+        // balancer dropped it), and a lookup waiting on it would hold every request of the
+        // table. Past the bound the connection is dropped and the cached entry, if any, serves.
+        let loaded = monoio::time::timeout(CATALOG_LOOKUP_TIMEOUT, async {
             let mut conn = self.conn().await?;
             let t = catalog::load_table(&mut conn, schema, name).await?;
             self.put_conn(conn);
             Ok::<_, PgError>(t)
-        }
-        .await;
+        })
+        .await
+        .unwrap_or(Err(PgError::Timeout("looking up a table in the catalog")));
         let t = match loaded {
             Ok(t) => t,
             Err(e) => {

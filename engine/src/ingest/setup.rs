@@ -30,8 +30,9 @@ const ACK_INTERVAL: Duration = Duration::from_millis(100);
 pub async fn run(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(200);
     let mut last_system: Option<(String, u32)> = None;
+    let mut previous_backend: Option<i32> = None;
     loop {
-        let outcome = session(&shared, &mut last_system).await;
+        let outcome = session(&shared, &mut last_system, &mut previous_backend).await;
         if crate::server::shutting_down() {
             // The process is stopping (and may have stopped the embedded Postgres itself): an
             // ended stream is expected, and reconnecting would only delay the exit.
@@ -50,7 +51,11 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) -> Result<()> {
+async fn session(
+    shared: &Arc<Shared>,
+    last_system: &mut Option<(String, u32)>,
+    previous_backend: &mut Option<i32>,
+) -> Result<()> {
     let slot = shared.config.slot_name();
     let publication = shared.config.publication_name();
     let mut cfg = shared
@@ -68,6 +73,10 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
         cfg.port,
         conn.security(&cfg)
     );
+    if let Some(pid) = previous_backend.take() {
+        end_previous_session(&mut conn, pid).await;
+    }
+    *previous_backend = conn.backend_key().map(|k| k.process_id);
     let system = conn.identify_system().await.context("IDENTIFY_SYSTEM")?;
     for s in DISPLAY_SETTINGS {
         conn.execute(s).await.context("apply display settings")?;
@@ -191,5 +200,38 @@ async fn session(shared: &Arc<Shared>, last_system: &mut Option<(String, u32)>) 
                     .context("hand transaction to a core")?;
             }
         }
+    }
+}
+
+/// Ends this process's previous replication session on the server if it is still there: a
+/// connection Ampere gave up on (silent, presumed dead behind a NAT or load balancer) may live
+/// on in Postgres, holding the slot and the advisory lock until `wal_sender_timeout`, and the
+/// new session would wait for both. Only that backend is ended (its PID and Ampere's
+/// replication `application_name`), never another instance's.
+async fn end_previous_session(conn: &mut Connection, pid: i32) {
+    let sql = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE pid = {pid} AND application_name = 'ampere_replication'"
+    );
+    match conn.simple_query(&sql).await {
+        Ok(results) if results.iter().any(|r| !r.rows.is_empty()) => {
+            tracing::info!(
+                "ended the previous replication session (backend {pid}) still open on the server"
+            );
+            // The slot is released once that backend has exited.
+            for _ in 0..50 {
+                let gone = conn
+                    .simple_query(&format!("SELECT 1 FROM pg_stat_activity WHERE pid = {pid}"))
+                    .await
+                    .map(|r| r.iter().all(|r| r.rows.is_empty()))
+                    .unwrap_or(true);
+                if gone {
+                    break;
+                }
+                monoio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("could not check for the previous replication session: {e}"),
     }
 }
