@@ -287,7 +287,7 @@ fn parse_human_time(s: &str) -> Result<Duration, String> {
         other => return Err(format!("invalid time unit {other:?} in {s:?} (ms, s or m)")),
     };
     let ms = value * ms_per;
-    if !(ms >= 1.0 && ms <= 7.0 * 86_400_000.0) {
+    if !(1.0..=7.0 * 86_400_000.0).contains(&ms) {
         return Err(format!("time {s:?} out of range (1 ms to 7 days)"));
     }
     Ok(Duration::from_millis(ms as u64))

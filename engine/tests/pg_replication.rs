@@ -139,6 +139,7 @@ async fn survives_a_busy_consumer() {
     let settings = StreamSettings {
         status_interval: Duration::from_millis(300),
         channel_capacity: 8,
+        ..StreamSettings::default()
     };
     let mut stream = conn
         .start_replication_with(&slot, Lsn(0), &OPTIONS, settings)
