@@ -139,6 +139,25 @@ pub struct Config {
     #[arg(long, env = "ELECTRIC_DATABASE_TCP_USER_TIMEOUT", value_parser = parse_human_time)]
     pub database_tcp_user_timeout: Option<Duration>,
 
+    /// Never create the publication, add tables to it or change a table's replica identity: an
+    /// administrator does (least privilege). A table that is not ready gets a clear error.
+    #[arg(long, env = "ELECTRIC_MANUAL_TABLE_PUBLISHING", value_parser = parse_bool,
+          default_value = "false", action = clap::ArgAction::Set)]
+    pub manual_table_publishing: bool,
+
+    /// Use a temporary replication slot, which Postgres drops when the replication connection
+    /// closes (shutdown, crash, reconnect): nothing is left behind, and stored shapes do not
+    /// survive a restart (their changes were not kept).
+    #[arg(long, env = "CLEANUP_REPLICATION_SLOTS_ON_SHUTDOWN", value_parser = parse_bool,
+          default_value = "false", action = clap::ArgAction::Set)]
+    pub cleanup_replication_slots_on_shutdown: bool,
+
+    /// A temporary slot with a random name, so instances of one stream id (a rolling deploy)
+    /// do not wait for each other's slot.
+    #[arg(long, env = "ELECTRIC_TEMPORARY_REPLICATION_SLOT_USE_RANDOM_NAME", value_parser = parse_bool,
+          default_value = "false", action = clap::ArgAction::Set)]
+    pub temporary_replication_slot_use_random_name: bool,
+
     /// A replication connection that brings nothing (no data, no keepalive answering Ampere's
     /// status updates) for this long is declared dead and replaced.
     #[arg(long, env = "AMPERE_REPLICATION_SILENCE_TIMEOUT", default_value = "30s",
@@ -240,8 +259,27 @@ impl Config {
         format!("electric_publication_{}", self.replication_stream_id)
     }
 
+    /// The slot's name; with a random name, a new one per call (the caller keeps it).
     pub fn slot_name(&self) -> String {
+        if self.temporary_replication_slot_use_random_name {
+            let random = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                ^ (u64::from(std::process::id()) << 40);
+            return format!(
+                "electric_slot_{}_{:012x}",
+                self.replication_stream_id,
+                random & 0xffff_ffff_ffff
+            );
+        }
         format!("electric_slot_{}", self.replication_stream_id)
+    }
+
+    /// Whether the slot is temporary (dropped by Postgres when its connection closes).
+    pub fn temporary_slot(&self) -> bool {
+        self.cleanup_replication_slots_on_shutdown
+            || self.temporary_replication_slot_use_random_name
     }
 }
 

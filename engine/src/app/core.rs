@@ -844,6 +844,25 @@ impl Core {
                 )
             })
             .unwrap_or_default();
+        if self.shared.config.manual_table_publishing {
+            let table = t.quoted();
+            let publication = quote_ident(&publication);
+            if !published {
+                return Err(PgError::Misconfigured(format!(
+                    "Database table {table} is missing from the publication {publication} and \
+                     the ELECTRIC_MANUAL_TABLE_PUBLISHING setting prevents Ampere from adding it; \
+                     add it with: ALTER PUBLICATION {publication} ADD TABLE {table}"
+                )));
+            }
+            if identity != "f" {
+                return Err(PgError::Misconfigured(format!(
+                    "Database table {table} does not have its replica identity set to FULL; set \
+                     it with: ALTER TABLE {table} REPLICA IDENTITY FULL"
+                )));
+            }
+            self.published.borrow_mut().insert(t.oid);
+            return Ok(());
+        }
         if !published {
             let sql = format!(
                 "ALTER PUBLICATION {} ADD TABLE {}",

@@ -31,8 +31,10 @@ pub async fn run(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(200);
     let mut last_system: Option<(String, u32)> = None;
     let mut previous_backend: Option<i32> = None;
+    // Chosen once: a random name stays this process's for every reconnect.
+    let slot = shared.config.slot_name();
     loop {
-        let outcome = session(&shared, &mut last_system, &mut previous_backend).await;
+        let outcome = session(&shared, &mut last_system, &mut previous_backend, &slot).await;
         if crate::server::shutting_down() {
             // The process is stopping (and may have stopped the embedded Postgres itself): an
             // ended stream is expected, and reconnecting would only delay the exit.
@@ -55,8 +57,9 @@ async fn session(
     shared: &Arc<Shared>,
     last_system: &mut Option<(String, u32)>,
     previous_backend: &mut Option<i32>,
+    slot: &str,
 ) -> Result<()> {
-    let slot = shared.config.slot_name();
+    let slot = slot.to_string();
     let publication = shared.config.publication_name();
     let mut cfg = shared
         .config
@@ -89,25 +92,48 @@ async fn session(
     .await
     .context("take the slot's advisory lock")?;
     let mut purge = false;
-    match conn
-        .execute(&format!("CREATE PUBLICATION {}", quote_ident(&publication)))
-        .await
-    {
-        Ok(_) => {
-            // A new publication means a new stream: an old slot would replay without the
-            // publication's history, so it is recreated.
-            purge = true;
-            let _ = conn
-                .simple_query(&format!(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
-                    quote_literal(&slot)
-                ))
-                .await;
+    let manual = shared.config.manual_table_publishing;
+    if manual {
+        let exists = conn
+            .simple_query(&format!(
+                "SELECT 1 FROM pg_publication WHERE pubname = {}",
+                quote_literal(&publication)
+            ))
+            .await
+            .context("look up the publication")?
+            .iter()
+            .any(|r| !r.rows.is_empty());
+        if !exists {
+            anyhow::bail!(
+                "publication {} does not exist and ELECTRIC_MANUAL_TABLE_PUBLISHING prevents \
+                 Ampere from creating it; create it with: CREATE PUBLICATION {}",
+                quote_ident(&publication),
+                quote_ident(&publication)
+            );
         }
-        Err(e) if e.code() == Some(DUPLICATE_OBJECT) => {}
-        Err(e) => return Err(e).context("create publication"),
     }
-    match conn.create_logical_slot(&slot, false).await {
+    if !manual {
+        match conn
+            .execute(&format!("CREATE PUBLICATION {}", quote_ident(&publication)))
+            .await
+        {
+            Ok(_) => {
+                // A new publication means a new stream: an old slot would replay without the
+                // publication's history, so it is recreated.
+                purge = true;
+                let _ = conn
+                    .simple_query(&format!(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
+                        quote_literal(&slot)
+                    ))
+                    .await;
+            }
+            Err(e) if e.code() == Some(DUPLICATE_OBJECT) => {}
+            Err(e) => return Err(e).context("create publication"),
+        }
+    }
+    let temporary = shared.config.temporary_slot();
+    match conn.create_logical_slot(&slot, temporary).await {
         Ok(_) => purge = true,
         Err(e) if e.code() == Some(DUPLICATE_OBJECT) => {}
         Err(e) => return Err(e).context("create replication slot"),

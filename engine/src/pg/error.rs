@@ -16,6 +16,10 @@ pub enum PgError {
     Protocol(String),
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The database is not set up as Ampere needs and Ampere may not change it (manual
+    /// publishing): the message names the fix.
+    #[error("{0}")]
+    Misconfigured(String),
     /// TLS could not be set up: refused by the server while required, a failed handshake, a
     /// certificate that does not verify, an unreadable CA file.
     #[error("TLS: {0}")]

@@ -230,6 +230,20 @@ pub struct Restartable {
 impl Restartable {
     /// Starts the server and waits until it is active.
     pub fn start(db_url: &str, opts: CrashOpts) -> Self {
+        let mut s = Self::new(db_url, opts);
+        s.restart();
+        s
+    }
+
+    /// Starts the server without waiting for it to become active.
+    #[allow(dead_code)]
+    pub fn start_detached(db_url: &str, opts: CrashOpts) -> Self {
+        let mut s = Self::new(db_url, opts);
+        s.spawn();
+        s
+    }
+
+    fn new(db_url: &str, opts: CrashOpts) -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let stream_id = format!("d{}_{n}", std::process::id());
@@ -243,7 +257,7 @@ impl Restartable {
         // Leased for the life of the test, so no other test server takes the port while this one
         // is down between a kill and its restart (`testkit::ports`).
         let lease = testkit::ports::lease();
-        let mut s = Self {
+        Self {
             child: None,
             port: lease.port(),
             _lease: lease,
@@ -254,9 +268,7 @@ impl Restartable {
             stream_id,
             opts,
             starts: 0,
-        };
-        s.restart();
-        s
+        }
     }
 
     pub fn client(&self) -> Client {
