@@ -15,6 +15,15 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// A pooled connection URL (PgBouncer in transaction mode, a provider's pooler) for snapshot
+    /// and catalog queries; replication always uses `DATABASE_URL`. TLS settings apply to both.
+    #[arg(long, env = "ELECTRIC_POOLED_DATABASE_URL")]
+    pub pooled_database_url: Option<String>,
+
+    /// The older name of `ELECTRIC_POOLED_DATABASE_URL`.
+    #[arg(long, env = "ELECTRIC_QUERY_DATABASE_URL", hide = true)]
+    pub query_database_url: Option<String>,
+
     /// HTTP port.
     #[arg(long, env = "ELECTRIC_PORT", default_value_t = 3000)]
     pub port: u16,
@@ -171,6 +180,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The URL for snapshot and catalog queries: the pooled one when given, else `db_url`.
+    pub fn query_url<'a>(&'a self, db_url: &'a str) -> &'a str {
+        self.pooled_database_url
+            .as_deref()
+            .or(self.query_database_url.as_deref())
+            .unwrap_or(db_url)
+    }
+
     /// The Postgres connection settings for `url` (the `DATABASE_URL`) with this
     /// configuration's TLS settings applied. With a CA file, the default `sslmode=prefer`
     /// becomes `verify-full`: a CA given to verify the server must not fall back to plaintext.

@@ -59,6 +59,13 @@ fn main() {
         eprintln!("ampere: invalid DATABASE_URL: {e}");
         std::process::exit(1);
     }
+    let query_url = config.query_url(&db_url);
+    if query_url != db_url {
+        if let Err(e) = check_database_url(&config, query_url) {
+            eprintln!("ampere: invalid ELECTRIC_POOLED_DATABASE_URL: {e}");
+            std::process::exit(1);
+        }
+    }
     let result = engine::server::run(config, db_url, storage_lock);
     if let Some(pg) = embedded {
         pg.stop();

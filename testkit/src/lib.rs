@@ -14,6 +14,7 @@
 //! SQL is run through `psql` so that this crate does not depend on the client under test.
 
 pub mod capture;
+pub mod pgbouncer;
 pub mod ports;
 
 use std::fmt;

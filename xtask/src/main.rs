@@ -19,6 +19,8 @@ const APT_PACKAGES: &[&str] = &[
     "wrk",
     "nginx",
     "hyperfine",
+    // The pooled-connection tests (`engine/tests/pg_pooled.rs`).
+    "pgbouncer",
 ];
 
 fn main() -> Result<()> {

@@ -11,7 +11,6 @@ use crate::catalog::{self, quote_literal, TableInfo};
 use crate::event::Event;
 use crate::fast_map::FastMap;
 use crate::http::Response;
-use crate::ingest::setup::DISPLAY_SETTINGS;
 use crate::ingest::txn::Txn;
 use crate::pg::{Connection, PgError};
 use crate::shapes::apply::EncodeCache;
@@ -733,18 +732,18 @@ impl Core {
         }
     }
 
-    /// A pooled connection with the display settings applied; waits while the core's share of
-    /// `ELECTRIC_DB_POOL_SIZE` is in use.
+    /// A pooled connection (to `ELECTRIC_POOLED_DATABASE_URL` when given); waits while the
+    /// core's share of `ELECTRIC_DB_POOL_SIZE` is in use. No session settings: behind a pooler
+    /// in transaction mode they would land on a server connection other clients share, so the
+    /// transactions that need the display settings set them locally
+    /// (`snapshot::begin_snapshot_sql`).
     pub async fn conn(&self) -> Result<Pooled, PgError> {
         self.pool
             .get(|| async {
-                let mut cfg = self.shared.config.pg_connect_config(&self.shared.db_url)?;
+                let config = &self.shared.config;
+                let mut cfg = config.pg_connect_config(config.query_url(&self.shared.db_url))?;
                 cfg.application_name = Some(format!("ampere_core_{}", self.id));
-                let mut c = Connection::connect(&cfg).await?;
-                for s in DISPLAY_SETTINGS {
-                    c.execute(s).await?;
-                }
-                Ok(c)
+                Connection::connect(&cfg).await
             })
             .await
     }

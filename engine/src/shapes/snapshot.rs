@@ -68,6 +68,25 @@ pub fn filtered_select(def: &ShapeDef, extra_where: Option<&str>) -> (String, Ve
     (sql, needed)
 }
 
+/// Opens a snapshot transaction with the display settings (`ingest::setup::DISPLAY_SETTINGS`)
+/// set for it alone, in the same round trip: behind a pooler in transaction mode
+/// (`ELECTRIC_POOLED_DATABASE_URL`) the session's own settings may belong to another client's
+/// server connection, so a snapshot must not rely on them.
+pub fn begin_snapshot_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        for s in crate::ingest::setup::DISPLAY_SETTINGS {
+            let local = s
+                .strip_prefix("SET ")
+                .expect("display settings are SET statements");
+            sql.push_str("; SET LOCAL ");
+            sql.push_str(local);
+        }
+        sql
+    });
+    &SQL
+}
+
 /// Runs the snapshot transaction. `on_snapshot` gets the xid snapshot before any row;
 /// `on_row` gets each row's JSON. Returns the snapshot and the row count.
 pub async fn run(
@@ -75,8 +94,7 @@ pub async fn run(
     def: &ShapeDef,
     mut on_row: impl FnMut(&[u8]),
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
+    conn.execute(begin_snapshot_sql()).await?;
     let result = run_in_txn(conn, def, &mut on_row).await;
     // Ending a read-only transaction cannot lose anything; a failed one must be rolled back
     // before the connection goes back to the pool.

@@ -44,8 +44,7 @@ pub async fn run(
     mark: u32,
 ) -> Result<SubsetRows, SubsetQueryError> {
     assert!(mark < 1 << 31, "snapshot marks are 31-bit, as upstream's");
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
+    conn.execute(super::snapshot::begin_snapshot_sql()).await?;
     let result = run_in_txn(conn, def, subset, mark).await;
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     conn.execute(end).await?;
