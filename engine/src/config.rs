@@ -32,6 +32,20 @@ pub struct Config {
     #[arg(long, env = "AMPERE_LISTEN_ADDR", default_value = "0.0.0.0")]
     pub listen_addr: std::net::IpAddr,
 
+    /// With the default listen address, listen on IPv6 too (`::`, dual stack).
+    #[arg(long, env = "ELECTRIC_LISTEN_ON_IPV6", value_parser = parse_bool, default_value = "false",
+          action = clap::ArgAction::Set)]
+    pub listen_on_ipv6: bool,
+
+    /// How long a client connection may go without sending (waiting for its next request, or
+    /// within one). Unset: 60 s between requests, 30 s within one.
+    #[arg(long, env = "ELECTRIC_TCP_READ_TIMEOUT", value_parser = parse_human_time)]
+    pub tcp_read_timeout: Option<Duration>,
+
+    /// How long a response write may stall (a client that stops reading). Unset: 60 s.
+    #[arg(long, env = "ELECTRIC_TCP_SEND_TIMEOUT", value_parser = parse_human_time)]
+    pub tcp_send_timeout: Option<Duration>,
+
     /// Secret clients must pass as `?secret=`. Exactly one of this and --insecure is required.
     #[arg(long, env = "ELECTRIC_SECRET")]
     pub secret: Option<String>,
@@ -180,6 +194,31 @@ pub struct Config {
 }
 
 impl Config {
+    /// The address the HTTP server binds: `::` (both families) for the default address with
+    /// `ELECTRIC_LISTEN_ON_IPV6`.
+    pub fn http_listen_ip(&self) -> std::net::IpAddr {
+        let unspecified_v4 = self.listen_addr == std::net::IpAddr::from([0, 0, 0, 0]);
+        if self.listen_on_ipv6 && unspecified_v4 {
+            std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            self.listen_addr
+        }
+    }
+
+    /// The HTTP server's bounds, with the configured TCP timeouts.
+    pub fn http_limits(&self) -> crate::http::Limits {
+        let mut limits = crate::http::Limits::default();
+        if let Some(t) = self.tcp_read_timeout {
+            limits.idle_timeout = t;
+            limits.header_timeout = t;
+            limits.body_timeout = t;
+        }
+        if let Some(t) = self.tcp_send_timeout {
+            limits.write_timeout = t;
+        }
+        limits
+    }
+
     /// The URL for snapshot and catalog queries: the pooled one when given, else `db_url`.
     pub fn query_url<'a>(&'a self, db_url: &'a str) -> &'a str {
         self.pooled_database_url

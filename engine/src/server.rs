@@ -5,7 +5,7 @@ use crate::app::core::Core;
 use crate::app::router::App;
 use crate::app::{CoreMsg, Shared, INBOX_CAPACITY};
 use crate::config::Config;
-use crate::http::{self, Limits};
+use crate::http;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -105,14 +105,14 @@ pub fn shutdown() {
 /// directory (it stays locked while the process lives).
 pub fn run(config: Config, db_url: String, _owner: crate::storage::StorageLock) -> Result<()> {
     let cores = config.cores();
-    let addr = SocketAddr::new(config.listen_addr, config.port);
+    let addr = SocketAddr::new(config.http_listen_ip(), config.port);
     http::ensure_port_free(addr).with_context(|| format!("listen on {addr}"))?;
     let listeners =
         http::bind_reuseport_group(addr, cores).with_context(|| format!("listen on {addr}"))?;
     raise_fd_limit();
     let metrics_listener = match config.prometheus_port {
         Some(port) => {
-            let addr = SocketAddr::new(config.listen_addr, port);
+            let addr = SocketAddr::new(config.http_listen_ip(), port);
             http::ensure_port_free(addr)
                 .with_context(|| format!("listen on {addr} (ELECTRIC_PROMETHEUS_PORT)"))?;
             let l = http::bind_reuseport(addr)
@@ -159,6 +159,7 @@ pub fn run(config: Config, db_url: String, _owner: crate::storage::StorageLock) 
         let metrics_listener = metrics_listener.clone();
         async move {
             let (listener, inbox, found, worker) = taken.expect("each core starts once");
+            let limits = shared.config.http_limits();
             let cache_share = shared.config.chunk_cache_bytes / cores as u64;
             crate::storage::chunk_cache::set_budget(
                 usize::try_from(cache_share).unwrap_or(usize::MAX),
@@ -175,7 +176,7 @@ pub fn run(config: Config, db_url: String, _owner: crate::storage::StorageLock) 
                     match monoio::net::TcpListener::from_std(l) {
                         Ok(l) => {
                             let handler = crate::metrics::listener::handler(shared.clone());
-                            monoio::spawn(http::serve(l, handler, Limits::default()));
+                            monoio::spawn(http::serve(l, handler, limits));
                         }
                         Err(e) => tracing::error!("cannot use the metrics listener: {e}"),
                     }
@@ -191,7 +192,7 @@ pub fn run(config: Config, db_url: String, _owner: crate::storage::StorageLock) 
                 }
             };
             let app: Rc<dyn http::Handler> = Rc::new(App { core });
-            http::serve(listener, app, Limits::default()).await;
+            http::serve(listener, app, limits).await;
         }
     })
     .context("run cores")

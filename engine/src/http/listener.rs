@@ -13,6 +13,7 @@ const BACKLOG: i32 = 4096;
 /// the same address; turn each into a `monoio::net::TcpListener` on its core with `from_std`.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    dual_stack(&socket, addr)?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
@@ -29,6 +30,7 @@ pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
         return Ok(());
     }
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    dual_stack(&socket, addr)?;
     // SO_REUSEADDR only skips TIME_WAIT leftovers of our own earlier run; a listener still fails.
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into()).map_err(|e| {
@@ -41,6 +43,14 @@ pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
             e
         }
     })
+}
+
+/// `::` serves IPv4 too (mapped addresses), whatever the system's `bindv6only` default.
+fn dual_stack(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    if addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) {
+        socket.set_only_v6(false)?;
+    }
+    Ok(())
 }
 
 /// Binds `count` listeners on `addr` with [`bind_reuseport`]. Port 0 is resolved by the first
