@@ -491,6 +491,7 @@ mod tests {
             "ELECTRIC_OTLP_ENDPOINT",
             "ELECTRIC_PORTT",
             "CLEANUP_REPLICATION_SLOTS_ON_SHUTDOWN",
+            "ELECTRIC_STATSD_HOST",
             "DATABASE_URL",
             "AMPERE_CORES",
             "HOME",
@@ -499,9 +500,9 @@ mod tests {
         assert_eq!(
             unimplemented_settings(names),
             [
-                "CLEANUP_REPLICATION_SLOTS_ON_SHUTDOWN",
                 "ELECTRIC_OTLP_ENDPOINT",
-                "ELECTRIC_PORTT"
+                "ELECTRIC_PORTT",
+                "ELECTRIC_STATSD_HOST"
             ]
         );
     }
