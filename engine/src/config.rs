@@ -181,6 +181,12 @@ pub struct Config {
           default_value = "false", action = clap::ArgAction::Set)]
     pub temporary_replication_slot_use_random_name: bool,
 
+    /// Close every database connection once replication has brought no transaction for this
+    /// long (at least 30 s; unset or 0: never), so a scale-to-zero database can sleep; the
+    /// next shape request reconnects.
+    #[arg(long, env = "ELECTRIC_REPLICATION_IDLE_TIMEOUT", value_parser = parse_idle_timeout)]
+    pub replication_idle_timeout: Option<Duration>,
+
     /// A replication connection that brings nothing (no data, no keepalive answering Ampere's
     /// status updates) for this long is declared dead and replaced.
     #[arg(long, env = "AMPERE_REPLICATION_SILENCE_TIMEOUT", default_value = "30s",
@@ -385,6 +391,19 @@ fn parse_human_time(s: &str) -> Result<Duration, String> {
         return Err(format!("time {s:?} out of range (1 ms to 7 days)"));
     }
     Ok(Duration::from_millis(ms as u64))
+}
+
+/// `ELECTRIC_REPLICATION_IDLE_TIMEOUT`: 0 is off; otherwise at least 30 s, as upstream (shorter
+/// would churn connections; providers take minutes to scale down anyway).
+fn parse_idle_timeout(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let t = parse_human_time(s)?;
+    if t < Duration::from_secs(30) {
+        return Err(format!("{s:?} is below the minimum of 30s"));
+    }
+    Ok(t)
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {

@@ -221,3 +221,69 @@ fn replicates_over_ipv6_loopback() {
     r.expect(200);
     assert!(r.body_str().contains("\"two\""), "{}", r.body_str());
 }
+
+/// Connections Ampere holds to the test database.
+fn ampere_connections(db: &testkit::TestDb<'_>) -> usize {
+    db.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+         AND application_name LIKE 'ampere%'",
+        db.name()
+    ))
+    .expect("pg_stat_activity")
+    .trim()
+    .parse()
+    .expect("a count")
+}
+
+/// `ELECTRIC_REPLICATION_IDLE_TIMEOUT`: with no transaction for the timeout every database
+/// connection is closed (a scale-to-zero database may sleep), health stays `active`, and the
+/// next shape request reconnects; a change made meanwhile arrives.
+#[test]
+fn idle_replication_releases_every_connection_and_wakes_on_request() {
+    let cluster = support::cluster();
+    let db = cluster.create_database().expect("db");
+    db.psql(
+        "CREATE TABLE items (id int PRIMARY KEY, title text); INSERT INTO items VALUES (1, 'one');",
+    )
+    .expect("schema");
+    let server = Server::start(
+        &db.url(),
+        Opts {
+            cores: 2,
+            env: vec![("ELECTRIC_REPLICATION_IDLE_TIMEOUT", "30s".to_string())],
+            ..Opts::default()
+        },
+    );
+    let (mut f, _) = Follower::start(server.client(), "table=items");
+    while !f.next(false).has("electric-up-to-date") {}
+    assert!(ampere_connections(&db) >= 1);
+    support::wait_until("every connection closed", Duration::from_secs(90), || {
+        ampere_connections(&db) == 0
+    });
+    assert!(server
+        .stderr_text()
+        .contains("closing all database connections"));
+    let health = server.client().get("/v1/health");
+    health.expect(200);
+    assert!(
+        health.body_str().contains("active"),
+        "{}",
+        health.body_str()
+    );
+    // A change while Ampere sleeps, then a request: replication resumes from the slot.
+    db.psql("INSERT INTO items VALUES (2, 'while asleep');")
+        .expect("insert");
+    let started = Instant::now();
+    let mut seen = false;
+    while !seen {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            server.stderr_text()
+        );
+        let r = f.next(true);
+        r.expect(200);
+        seen = r.body_str().contains("while asleep");
+    }
+    assert!(ampere_connections(&db) >= 1, "replication is back");
+}

@@ -271,6 +271,13 @@ impl Core {
                 } => super::live::on_watch(&self, &def, handle, after, from),
                 CoreMsg::Batch(batch) => super::live::on_batch(&self, batch),
                 CoreMsg::Views(update) => self.views.on_update(&update),
+                CoreMsg::ReleaseConnections => {
+                    let closed = self.pool.release_idle();
+                    tracing::debug!(
+                        "core {}: closed {closed} idle database connections",
+                        self.id
+                    );
+                }
                 CoreMsg::Forget(handle) => {
                     self.closed.borrow_mut().forget(&handle);
                     self.views.forget(&handle);
@@ -750,6 +757,10 @@ impl Core {
 
     /// Returns a healthy connection to the pool (drop it instead after an error).
     pub fn put_conn(&self, c: Pooled) {
+        if self.shared.status() == super::Status::Sleeping {
+            // Closed: a sleeping Ampere holds no database connection.
+            return;
+        }
         self.pool.put(c);
     }
 

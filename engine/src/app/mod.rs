@@ -39,6 +39,10 @@ pub enum Status {
     /// Waiting for the slot's advisory lock (another instance holds it).
     Waiting = 1,
     Active = 2,
+    /// `ELECTRIC_REPLICATION_IDLE_TIMEOUT`: no transaction for that long, so every database
+    /// connection was closed (a scale-to-zero database may sleep); the next shape request
+    /// wakes replication. Shapes are served meanwhile; health says `active`, as upstream.
+    Sleeping = 3,
 }
 
 /// State shared by all cores (read-mostly).
@@ -54,11 +58,17 @@ pub struct Shared {
     /// Per core: end LSN of the last transaction it has made durable (or had nothing to store).
     durable: Vec<AtomicU64>,
     pub metrics: crate::metrics::Metrics,
+    /// Wakes replication from [`Status::Sleeping`] (capacity 1: wake-ups collapse).
+    wake_tx: flume::Sender<()>,
+    pub wake_rx: flume::Receiver<()>,
 }
 
 impl Shared {
     pub fn new(config: Config, db_url: String, inboxes: Vec<flume::Sender<CoreMsg>>) -> Self {
+        let (wake_tx, wake_rx) = flume::bounded(1);
         Self {
+            wake_tx,
+            wake_rx,
             cores: inboxes.len(),
             config,
             db_url,
@@ -87,8 +97,16 @@ impl Shared {
             .unwrap_or(0)
     }
 
+    /// Asks a sleeping replication to reconnect (see [`Status::Sleeping`]).
+    pub fn wake(&self) {
+        if self.status() == Status::Sleeping {
+            let _ = self.wake_tx.try_send(());
+        }
+    }
+
     pub fn status(&self) -> Status {
         match self.status.load(Ordering::Acquire) {
+            3 => Status::Sleeping,
             2 => Status::Active,
             1 => Status::Waiting,
             _ => Status::Starting,
@@ -158,6 +176,8 @@ pub enum CoreMsg {
         call: Box<subset::SubsetCall>,
         reply: flume::Sender<Response>,
     },
+    /// Replication went to sleep: close the idle pooled connections.
+    ReleaseConnections,
     /// Orderly shutdown: write every shape's buffers and pending metadata, then reply.
     Shutdown { reply: flume::Sender<()> },
     /// Before replication starts: bring back (or, with `purge`, discard) the shapes recovered

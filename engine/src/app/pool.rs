@@ -81,6 +81,12 @@ impl Pool {
     }
 
     /// Returns a healthy connection for reuse.
+    /// Closes every idle connection (connections in use close when they come back while the
+    /// caller says so, see [`Core::put_conn`](super::core::Core::put_conn)).
+    pub fn release_idle(&self) -> usize {
+        std::mem::take(&mut *self.idle.borrow_mut()).len()
+    }
+
     pub fn put(&self, mut pooled: Pooled) {
         if let Some(c) = pooled.conn.take() {
             let mut idle = self.idle.borrow_mut();

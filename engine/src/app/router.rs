@@ -195,7 +195,8 @@ fn prelude(cors: bool, any_origin: bool, shape_route: bool) -> &'static String {
 
 fn health(core: &Rc<Core>) -> Response {
     let (status, word) = match core.shared.status() {
-        Status::Active => (200, "active"),
+        // Upstream's answer while its connections sleep: the service is up.
+        Status::Active | Status::Sleeping => (200, "active"),
         Status::Waiting => (202, "waiting"),
         Status::Starting => (202, "starting"),
     };
@@ -380,6 +381,8 @@ enum Next<'c> {
 
 /// `GET`, `HEAD`, `POST` and `DELETE` of the shape route.
 async fn shape(core: &Rc<Core>, req: Request) -> Response {
+    // Any shape request wakes a sleeping replication (`Status::Sleeping`).
+    core.shared.wake();
     if let Some(r) = closed_chunk(core, &req) {
         return r;
     }

@@ -42,7 +42,20 @@ pub async fn run(shared: Arc<Shared>) {
             return;
         }
         match outcome {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => {
+                // Idle (`ELECTRIC_REPLICATION_IDLE_TIMEOUT`): every connection is closed until a
+                // shape request wakes replication.
+                backoff = Duration::from_millis(200);
+                shared.set_status(Status::Sleeping);
+                for inbox in &shared.inboxes {
+                    let _ = inbox.send_async(CoreMsg::ReleaseConnections).await;
+                }
+                while shared.wake_rx.try_recv().is_ok() {}
+                let _ = shared.wake_rx.recv_async().await;
+                tracing::info!("a shape request woke replication; reconnecting");
+                shared.set_status(Status::Starting);
+                continue;
+            }
             Err(e) => {
                 shared.set_status(Status::Starting);
                 tracing::warn!("replication stopped: {e:#}; reconnecting in {backoff:?}");
@@ -190,6 +203,11 @@ async fn session(
     tracing::info!("replicating from slot {slot} (publication {publication})");
     let mut asm = Assembler::new(usize::try_from(shared.config.max_txn_size).unwrap_or(usize::MAX));
     let mut last_report = std::time::Instant::now();
+    let idle_after = shared
+        .config
+        .replication_idle_timeout
+        .filter(|t| !t.is_zero());
+    let mut last_txn = std::time::Instant::now();
     loop {
         // Wake up now and then even without data, to acknowledge what became durable.
         let next = monoio::time::timeout(ACK_INTERVAL, stream.next()).await;
@@ -208,6 +226,19 @@ async fn session(
             // Nothing for a while: everything the server announced has been handled.
             let received = stream.received_lsn().0;
             stats.note_positions(received, received, shared.metrics.started);
+            if let Some(idle) = idle_after {
+                if last_txn.elapsed() >= idle {
+                    // Acknowledge what is durable before the connection goes.
+                    stream.request_status_update();
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::info!(
+                        "closing all database connections after the replication stream has been \
+                         idle for {} seconds",
+                        idle.as_secs()
+                    );
+                    return Ok(());
+                }
+            }
             continue;
         };
         let x = x.context("read replication stream")?;
@@ -215,6 +246,7 @@ async fn session(
         let server_end = x.wal_end.0.max(stream.received_lsn().0);
         stats.note_positions(server_end, 0, shared.metrics.started);
         if let Some(txn) = asm.push(&x.data)? {
+            last_txn = std::time::Instant::now();
             stats.transactions.fetch_add(1, Relaxed);
             stats.changes.fetch_add(txn.changes.len() as u64, Relaxed);
             stats.note_positions(server_end, txn.end_lsn, shared.metrics.started);
