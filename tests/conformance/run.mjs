@@ -5,9 +5,11 @@
 // failure. Everything it starts is stopped on success, failure, timeout and SIGINT/SIGTERM.
 //
 // Environment knobs (all optional):
-//   CONFORMANCE_RUNS=epoll:long-poll,uring:long-poll,epoll:sse
-//                                     server runs as <io driver>:<client live mode> (the default;
-//                                     in sse mode every client follows with `liveSse: true`)
+//   CONFORMANCE_RUNS=epoll:long-poll,uring:long-poll,epoll:sse,epoll:long-poll:tls
+//                                     server runs as <io driver>:<client live mode>[:tls] (the
+//                                     default; in sse mode every client follows with
+//                                     `liveSse: true`; a tls run uses a second cluster that
+//                                     accepts only TLS, reached with sslmode=verify-full)
 //   CONFORMANCE_DRIVERS=epoll,uring   shorthand: these drivers, long-poll mode only
 //   CONFORMANCE_FILTER=substring      only test files whose name contains it
 //   CONFORMANCE_TIMEOUT_S=360         bound on the whole run after the binary exists
@@ -27,19 +29,20 @@ const HERE = import.meta.dirname;
 const RUNS = (process.env.CONFORMANCE_RUNS
   ?? (process.env.CONFORMANCE_DRIVERS
     ? process.env.CONFORMANCE_DRIVERS.split(',').map((d) => `${d}:long-poll`).join(',')
-    : 'epoll:long-poll,uring:long-poll,epoll:sse'))
+    : 'epoll:long-poll,uring:long-poll,epoll:sse,epoll:long-poll:tls'))
   .split(',').filter(Boolean).map((r) => {
-    const [driver, mode = 'long-poll'] = r.split(':');
-    if (!['epoll', 'uring'].includes(driver) || !['long-poll', 'sse'].includes(mode)) {
-      throw new Error(`CONFORMANCE_RUNS: bad entry ${r} (want epoll|uring:long-poll|sse)`);
+    const [driver, mode = 'long-poll', tls = ''] = r.split(':');
+    if (!['epoll', 'uring'].includes(driver) || !['long-poll', 'sse'].includes(mode)
+      || !['', 'tls'].includes(tls)) {
+      throw new Error(`CONFORMANCE_RUNS: bad entry ${r} (want epoll|uring:long-poll|sse[:tls])`);
     }
-    return { driver, mode };
+    return { driver, mode, tls: tls === 'tls' };
   });
 const TIMEOUT_S = Number(process.env.CONFORMANCE_TIMEOUT_S ?? 360);
 const CONCURRENCY = Number(process.env.CONFORMANCE_CONCURRENCY ?? 3);
 
 // Everything that must be torn down, in reverse order of creation.
-const live = { pg: null, server: null, testPid: null, runDir: null };
+const live = { pg: null, tlsPg: null, server: null, testPid: null, runDir: null };
 let totals = { passed: 0, failed: 0 };
 let finished = false;
 
@@ -48,6 +51,8 @@ function cleanupSync() {
   live.server?.killNow();
   live.pg?.stop();
   live.pg = null;
+  live.tlsPg?.stop();
+  live.tlsPg = null;
   live.server = null;
 }
 
@@ -131,10 +136,11 @@ function runTests({ server, databaseUrl, driver, mode }) {
   });
 }
 
-async function runDriver({ bin, pg, driver, mode, runDir }) {
-  console.log(`\n=== conformance: io driver ${driver}, live mode ${mode} ===`);
+async function runDriver({ bin, pg, driver, mode, tls, runDir }) {
+  const over = tls ? ', Postgres over TLS only' : '';
+  console.log(`\n=== conformance: io driver ${driver}, live mode ${mode}${over} ===`);
   // A fresh database and stream id per server run, so replication slots never clash.
-  const tag = `${driver}_${mode.replace('-', '')}`;
+  const tag = `${driver}_${mode.replace('-', '')}${tls ? '_tls' : ''}`;
   const databaseUrl = pg.createDatabase(`conformance_${tag}`);
   const server = await AmpereServer.start({
     bin, databaseUrl, driver, streamId: `conf_${tag}_${process.pid}`, runDir,
@@ -160,7 +166,7 @@ async function runDriver({ bin, pg, driver, mode, runDir }) {
     console.log(server.logTail(120));
     console.log('--- end of log tail ---');
   }
-  console.log(`conformance: ${driver} ${mode}: ${result.passed} passed, ${result.failed} failed`);
+  console.log(`conformance: ${driver} ${mode}${tls ? ' tls' : ''}: ${result.passed} passed, ${result.failed} failed`);
   return result;
 }
 
@@ -179,8 +185,13 @@ async function main() {
   live.runDir = mkdtempSync(join(tmpdir(), 'ampere-conf-run-'));
   live.pg = await PgCluster.start();
   console.log(`conformance: postgres on port ${live.pg.port}, binary ${bin}`);
-  for (const { driver, mode } of RUNS) {
-    const r = await runDriver({ bin, pg: live.pg, driver, mode, runDir: live.runDir });
+  for (const { driver, mode, tls } of RUNS) {
+    if (tls && !live.tlsPg) {
+      live.tlsPg = await PgCluster.start({ tls: true });
+      console.log(`conformance: TLS-only postgres on port ${live.tlsPg.port}`);
+    }
+    const pg = tls ? live.tlsPg : live.pg;
+    const r = await runDriver({ bin, pg, driver, mode, tls, runDir: live.runDir });
     totals.passed += r.passed;
     totals.failed += r.failed;
   }

@@ -21,6 +21,8 @@ const APT_PACKAGES: &[&str] = &[
     "hyperfine",
     // The pooled-connection tests (`engine/tests/pg_pooled.rs`).
     "pgbouncer",
+    // Certificates for the conformance run against a TLS-only Postgres.
+    "openssl",
 ];
 
 fn main() -> Result<()> {
