@@ -30,6 +30,7 @@ pub mod request;
 mod request_cast;
 pub mod routing;
 pub mod schema;
+pub mod subquery;
 pub mod subset;
 pub mod validation;
 pub mod where_clause;
