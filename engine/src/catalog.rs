@@ -49,9 +49,15 @@ impl TableInfo {
     }
 }
 
-/// SQL literal quoting for values we interpolate into catalog queries (names only).
+/// SQL literal quoting for values we interpolate into catalog queries (names only). A name
+/// with a backslash becomes an escape string (`E'…'`), whose meaning does not depend on the
+/// server's `standard_conforming_strings` (off, a plain literal would let `\'` end it).
 pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
 }
 
 /// Looks a table up; `Ok(None)` when it does not exist.
@@ -114,4 +120,14 @@ pub async fn load_table(
     pk.sort_unstable();
     t.pk = pk.into_iter().map(|(_, i)| i).collect();
     Ok(Some(t))
+}
+
+#[cfg(test)]
+mod quote_tests {
+    #[test]
+    fn literals_are_safe_whatever_standard_conforming_strings() {
+        assert_eq!(super::quote_literal("it's"), "'it''s'");
+        // With standard_conforming_strings off, a plain literal would end at the `\'`.
+        assert_eq!(super::quote_literal(r"a\' ;--"), r"E'a\\'' ;--'");
+    }
 }

@@ -148,6 +148,18 @@ fn every_sslmode_against_a_tls_only_server() {
                 "{mode}: {s}"
             );
         }
+        // Messages larger than TLS's buffers both ways: a 200 KB query, a 200 KB row.
+        let (mut conn, _) = try_connect(&url(&cluster, "127.0.0.1", "sslmode=require"))
+            .await
+            .expect("connect");
+        let big = "y".repeat(200_000);
+        let results = conn
+            .simple_query(&format!("SELECT length('{big}'), repeat('z', 200000)"))
+            .await
+            .expect("a large query over TLS");
+        let row = &results[0].rows[0];
+        assert_eq!(row.get(0), Some("200000"));
+        assert_eq!(row.get(1).map(str::len), Some(200_000));
         // No sslmode: Electric's default, TLS first.
         assert!(security(&url(&cluster, "127.0.0.1", ""))
             .await
@@ -265,6 +277,13 @@ fn sslmode_against_a_server_without_tls() {
         ))
         .await;
         assert!(e.contains("TLS"), "{e}");
+        // A server that asks for no authentication at all cannot satisfy channel_binding=require
+        // (a man in the middle answering `N` and `AuthenticationOk` would otherwise be trusted).
+        let e = refused(&format!(
+            "{base}{sep}sslmode=prefer&channel_binding=require"
+        ))
+        .await;
+        assert!(e.contains("without channel binding"), "{e}");
     });
 }
 

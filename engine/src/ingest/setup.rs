@@ -46,11 +46,12 @@ pub async fn run(shared: Arc<Shared>) {
                 // Idle (`ELECTRIC_REPLICATION_IDLE_TIMEOUT`): every connection is closed until a
                 // shape request wakes replication.
                 backoff = Duration::from_millis(200);
+                // Stale wake-ups go first: one that arrives from now on must not be lost.
+                while shared.wake_rx.try_recv().is_ok() {}
                 shared.set_status(Status::Sleeping);
                 for inbox in &shared.inboxes {
                     let _ = inbox.send_async(CoreMsg::ReleaseConnections).await;
                 }
-                while shared.wake_rx.try_recv().is_ok() {}
                 let _ = shared.wake_rx.recv_async().await;
                 tracing::info!("a shape request woke replication; reconnecting");
                 shared.set_status(Status::Starting);
@@ -90,7 +91,7 @@ async fn session(
         conn.security(&cfg)
     );
     if let Some(pid) = previous_backend.take() {
-        end_previous_session(&mut conn, pid).await;
+        end_previous_session(&mut conn, pid, &slot).await;
     }
     *previous_backend = conn.backend_key().map(|k| k.process_id);
     let system = conn.identify_system().await.context("IDENTIFY_SYSTEM")?;
@@ -266,10 +267,16 @@ async fn session(
 /// on in Postgres, holding the slot and the advisory lock until `wal_sender_timeout`, and the
 /// new session would wait for both. Only that backend is ended (its PID and Ampere's
 /// replication `application_name`), never another instance's.
-async fn end_previous_session(conn: &mut Connection, pid: i32) {
+async fn end_previous_session(conn: &mut Connection, pid: i32, slot: &str) {
+    // Ours only: Ampere's replication application name, and holding this stream's slot or an
+    // advisory lock (after a failover or a PID reuse, the PID alone could name another
+    // session).
     let sql = format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE pid = {pid} AND application_name = 'ampere_replication'"
+        "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a \
+         WHERE a.pid = {pid} AND a.application_name = 'ampere_replication' \
+         AND (a.pid IN (SELECT active_pid FROM pg_replication_slots WHERE slot_name = {slot}) \
+           OR a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted))",
+        slot = quote_literal(slot)
     );
     match conn.simple_query(&sql).await {
         Ok(results) if results.iter().any(|r| !r.rows.is_empty()) => {

@@ -63,6 +63,10 @@ impl Connection {
 
     /// Answers authentication requests until AuthenticationOk.
     async fn authenticate(&mut self, config: &ConnectConfig) -> Result<(), PgError> {
+        // Whether a SCRAM-SHA-256-PLUS exchange completed: with `channel_binding=require`
+        // nothing else may end in AuthenticationOk (a server, or a man in the middle, that
+        // asks for nothing would otherwise be trusted).
+        let mut bound = false;
         loop {
             let request = match self.recv().await? {
                 BackendMessage::Authentication(request) => request,
@@ -74,7 +78,16 @@ impl Connection {
             };
             self.write_buf.clear();
             match request {
-                Authentication::Ok => return Ok(()),
+                Authentication::Ok => {
+                    if config.channel_binding == ChannelBindingMode::Require && !bound {
+                        return Err(PgError::Auth(
+                            "channel_binding=require, but the server authenticated the \
+                             connection without channel binding"
+                                .into(),
+                        ));
+                    }
+                    return Ok(());
+                }
                 Authentication::CleartextPassword | Authentication::Md5Password { .. }
                     if config.channel_binding == ChannelBindingMode::Require =>
                 {
@@ -95,7 +108,7 @@ impl Connection {
                         .map_err(encode_err)?;
                 }
                 Authentication::Sasl { mechanisms } => {
-                    self.scram(config, &mechanisms).await?;
+                    bound = self.scram(config, &mechanisms).await?;
                     continue;
                 }
                 Authentication::SaslContinue(_) | Authentication::SaslFinal(_) => {
@@ -114,7 +127,8 @@ impl Connection {
 
     /// Runs the SCRAM-SHA-256 exchange, bound to the TLS channel (`SCRAM-SHA-256-PLUS`,
     /// `tls-server-end-point`) when the server offers it over TLS and `channel_binding` allows.
-    async fn scram(&mut self, config: &ConnectConfig, offered: &[String]) -> Result<(), PgError> {
+    /// Returns whether the exchange was bound to the channel.
+    async fn scram(&mut self, config: &ConnectConfig, offered: &[String]) -> Result<bool, PgError> {
         let plus_offered = offered.iter().any(|m| m == SCRAM_SHA_256_PLUS);
         let binding_data = match config.channel_binding {
             ChannelBindingMode::Disable => None,
@@ -161,7 +175,8 @@ impl Connection {
         // Verifies the server's signature: the server must prove it knows the password too.
         scram
             .finish(&server_final)
-            .map_err(|e| PgError::Auth(format!("SCRAM server verification failed: {e}")))
+            .map_err(|e| PgError::Auth(format!("SCRAM server verification failed: {e}")))?;
+        Ok(mechanism == SCRAM_SHA_256_PLUS)
     }
 
     /// Waits for SASLContinue (or SASLFinal when `last`); a wrong password surfaces here as an

@@ -111,9 +111,12 @@ impl Connection {
                             tls::server_name(&config.host)?,
                         )
                         .map_err(|e| PgError::Tls(e.to_string()))?;
-                        tls::handshake(&mut tcp, &mut session).await?;
+                        // Writes of any size: the caller bounds its messages, and `tls::write`
+                        // hands every record to the socket at once.
+                        session.set_buffer_limit(None);
+                        let pending = tls::handshake(&mut tcp, &mut session).await?;
                         let session = std::rc::Rc::new(std::cell::RefCell::new(session));
-                        Transport::Tls(tcp, TlsReader::new(session))
+                        Transport::Tls(tcp, TlsReader::new(session, pending))
                     }
                     b'N' if wire == Wire::TlsIfOffered => Transport::Plain(tcp),
                     b'N' => {

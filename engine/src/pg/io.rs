@@ -31,6 +31,32 @@ pub(crate) async fn read_frame<R: ReadBytes>(
     }
 }
 
+/// [`read_frame`], where every read must bring something within `silence` (a bound on a
+/// connection that went quiet, not on a large message that is still arriving).
+pub(crate) async fn read_frame_within<R: ReadBytes>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    max_len: usize,
+    silence: std::time::Duration,
+) -> Result<Frame, PgError> {
+    loop {
+        if let Some(frame) = split_frame(buf, max_len)? {
+            return Ok(frame);
+        }
+        match monoio::time::timeout(silence, io.read_bytes(buf)).await {
+            Err(_) => {
+                return Err(PgError::Timeout(
+                    "the replication connection brought nothing (no data, no keepalive) for its \
+                     silence bound; it is presumed dead",
+                ))
+            }
+            Ok(Ok(0)) => return Err(PgError::Closed),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(PgError::Io(e)),
+        }
+    }
+}
+
 /// Writes all of `buf` and leaves it empty (keeping its allocation) for the next message.
 pub(crate) async fn write_buf<W: WriteBytes>(
     io: &mut W,

@@ -24,7 +24,7 @@ use pgwire::types::Lsn;
 
 use super::connection::{log_notice, Connection};
 use super::error::PgError;
-use super::io::{read_frame, write_buf};
+use super::io::{read_frame_within, write_buf};
 
 /// Tuning of a [`ReplicationStream`].
 #[derive(Clone, Debug)]
@@ -210,13 +210,12 @@ impl ReaderTask {
             let frame = monoio::select! {
                 biased;
                 _ = stop.recv_async() => return,
-                frame = monoio::time::timeout(
+                frame = read_frame_within(
+                    &mut reader,
+                    &mut buf,
+                    self.max_message_len,
                     self.silence_timeout,
-                    read_frame(&mut reader, &mut buf, self.max_message_len),
-                ) => frame.unwrap_or(Err(PgError::Timeout(
-                    "the replication connection brought nothing (no data, no keepalive) for its \
-                     silence bound; it is presumed dead",
-                ))),
+                ) => frame,
             };
             let outcome = frame.and_then(|frame| self.handle(frame));
             let failed = outcome.is_err();

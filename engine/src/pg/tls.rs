@@ -102,8 +102,18 @@ pub struct TlsOptions {
 }
 
 impl TlsOptions {
-    /// The checks and the roots they use.
+    /// The checks and the roots they use. Against the system's (public) roots the name is
+    /// always checked: anyone can get a publicly trusted certificate for a domain of their
+    /// own, so a chain check alone would prove nothing (libpq refuses that combination).
     pub fn verification(&self) -> (Verify, Option<RootCerts>) {
+        let (verify, roots) = self.requested_verification();
+        match (verify, &roots) {
+            (Verify::Chain, Some(RootCerts::System)) => (Verify::ChainAndName, roots),
+            _ => (verify, roots),
+        }
+    }
+
+    fn requested_verification(&self) -> (Verify, Option<RootCerts>) {
         if let Some(file) = &self.ca_file {
             let verify = match self.mode {
                 SslMode::VerifyCa => Verify::Chain,
@@ -328,11 +338,12 @@ pub const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// Bytes of ciphertext read from the socket at once.
 const CIPHER_READ: usize = 32 * 1024;
 
-/// Drives the handshake of `session` over `tcp` to its end.
+/// Drives the handshake of `session` over `tcp` to its end; returns the ciphertext read past
+/// it (for [`TlsReader::new`]).
 pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
     tcp: &mut S,
     session: &mut ClientConnection,
-) -> Result<(), PgError> {
+) -> Result<BytesMut, PgError> {
     let mut out = Vec::new();
     let mut pending = BytesMut::new();
     while session.is_handshaking() {
@@ -357,7 +368,12 @@ pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
                 }
                 pending.extend_from_slice(&buf[..n]);
             }
-            feed(session, &mut pending)?;
+            if feed(session, &mut pending)? == 0 {
+                // The session takes nothing more (the peer closed it): no progress is possible.
+                return Err(tls_err(
+                    "the server ended the TLS session during the handshake",
+                ));
+            }
             if let Err(e) = session.process_new_packets() {
                 // Tell the server why (an alert), then give up.
                 out.clear();
@@ -367,24 +383,18 @@ pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
             }
         }
     }
-    // Whatever arrived with the last handshake records stays in the session.
-    while !pending.is_empty() {
-        feed(session, &mut pending)?;
-        session
-            .process_new_packets()
-            .map_err(|e| tls_err(format!("TLS: {e}")))?;
-    }
-    Ok(())
+    // Whatever arrived with the last handshake records is read as application data.
+    Ok(pending)
 }
 
-/// Hands buffered ciphertext to the session (as much as it takes now).
-fn feed(session: &mut ClientConnection, pending: &mut BytesMut) -> Result<(), PgError> {
+/// Hands buffered ciphertext to the session (as much as it takes now); returns how much.
+fn feed(session: &mut ClientConnection, pending: &mut BytesMut) -> Result<usize, PgError> {
     let mut slice: &[u8] = pending;
     let before = slice.len();
     session.read_tls(&mut slice).map_err(PgError::Io)?;
     let used = before - slice.len();
     let _ = pending.split_to(used);
-    Ok(())
+    Ok(used)
 }
 
 /// The shared session of a TLS connection (both halves of a split one).
@@ -397,11 +407,9 @@ pub struct TlsReader {
 }
 
 impl TlsReader {
-    pub fn new(session: Session) -> Self {
-        Self {
-            session,
-            pending: BytesMut::new(),
-        }
+    /// `pending`: ciphertext already read past the handshake.
+    pub fn new(session: Session, pending: BytesMut) -> Self {
+        Self { session, pending }
     }
 
     /// Appends plaintext to `out`: at least one byte, or `Ok(0)` at the end of the stream.
@@ -415,9 +423,12 @@ impl TlsReader {
                 let mut session = self.session.borrow_mut();
                 let mut total = 0;
                 loop {
-                    out.reserve(16 * 1024);
+                    // One record at most per read: zero only that much, not the whole spare
+                    // capacity (a frame reserves its full length, up to a gigabyte).
+                    const RECORD: usize = 16 * 1024;
+                    out.reserve(RECORD);
                     let start = out.len();
-                    out.resize(out.capacity(), 0);
+                    out.resize(start + RECORD, 0);
                     let r = session.reader().read(&mut out[start..]);
                     match r {
                         Ok(0) => {
@@ -449,6 +460,10 @@ impl TlsReader {
                     let used = before - slice.len();
                     let _ = self.pending.split_to(used);
                     session.process_new_packets().map_err(io::Error::other)?;
+                    if used == 0 {
+                        // The session takes nothing more: the peer ended it.
+                        return Ok(0);
+                    }
                     continue;
                 }
             }
@@ -495,6 +510,7 @@ pub async fn write<W: AsyncWriteRent>(
 pub fn server_end_point(cert: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     match signature_hash(cert) {
+        Some(Hash::Sha224) => sha2::Sha224::digest(cert).to_vec(),
         Some(Hash::Sha384) => sha2::Sha384::digest(cert).to_vec(),
         Some(Hash::Sha512) => sha2::Sha512::digest(cert).to_vec(),
         _ => sha2::Sha256::digest(cert).to_vec(),
@@ -502,6 +518,7 @@ pub fn server_end_point(cert: &[u8]) -> Vec<u8> {
 }
 
 enum Hash {
+    Sha224,
     Sha256,
     Sha384,
     Sha512,
@@ -514,6 +531,10 @@ fn signature_hash(cert: &[u8]) -> Option<Hash> {
     let (_, rest) = der_any(body)?;
     let (alg, _) = der_element(rest, 0x30)?;
     let (oid, _) = der_element(alg, 0x06)?;
+    const SHA224: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0e], // sha224WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x01],       // ecdsa-with-SHA224
+    ];
     const SHA384: [&[u8]; 3] = [
         &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
         &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
@@ -524,7 +545,9 @@ fn signature_hash(cert: &[u8]) -> Option<Hash> {
         &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
         &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03], // id-sha512
     ];
-    if SHA384.contains(&oid) {
+    if SHA224.contains(&oid) {
+        Some(Hash::Sha224)
+    } else if SHA384.contains(&oid) {
         Some(Hash::Sha384)
     } else if SHA512.contains(&oid) {
         Some(Hash::Sha512)
@@ -614,6 +637,17 @@ mod tests {
         assert_eq!(
             opts(SslMode::VerifyCa, file(), None).verification().0,
             Verify::Chain
+        );
+        // Public roots: the name is checked whatever the mode.
+        assert_eq!(
+            opts(SslMode::VerifyCa, None, None).verification().0,
+            Verify::ChainAndName
+        );
+        assert_eq!(
+            opts(SslMode::Require, Some(RootCerts::System), None)
+                .verification()
+                .0,
+            Verify::ChainAndName
         );
     }
 
