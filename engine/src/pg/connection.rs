@@ -415,20 +415,50 @@ enum Wire {
 /// [`ConnectConfig::prefer_ipv6`] says, each within `connect_timeout`; the error names every
 /// address tried. Sets the socket options every connection gets.
 async fn connect_tcp(config: &ConnectConfig) -> Result<TcpStream, PgError> {
-    use std::net::ToSocketAddrs;
-    // Host names resolve through the blocking system resolver (monoio has no async DNS); an IP
-    // address resolves without a lookup.
-    let mut addrs: Vec<std::net::SocketAddr> = (config.host.as_str(), config.port)
-        .to_socket_addrs()
-        .map_err(|e| {
-            PgError::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot resolve {:?}: {e}", config.host),
-            ))
-        })?
-        .collect();
+    let mut addrs = resolve(&config.host, config.port, config.connect_timeout).await?;
     order_addresses(&mut addrs, config.prefer_ipv6);
     connect_any(&addrs, config).await
+}
+
+/// The addresses of `host`: an IP address as it is; a name through the system resolver, which
+/// blocks, on a thread of its own (a slow DNS server must not stall the core's requests),
+/// within `timeout`.
+async fn resolve(
+    host: &str,
+    port: u16,
+    timeout: std::time::Duration,
+) -> Result<Vec<std::net::SocketAddr>, PgError> {
+    use std::net::ToSocketAddrs;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = flume::bounded(1);
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("ampere-dns".into())
+        .spawn(move || {
+            let found = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>());
+            let _ = tx.send(found);
+        })
+        .map_err(PgError::Io)?;
+    let found = match monoio::time::timeout(timeout, rx.recv_async()).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(_)) => {
+            return Err(PgError::Io(std::io::Error::other(
+                "the resolver thread died",
+            )))
+        }
+        Err(_) => return Err(PgError::Timeout("resolving the database host name")),
+    };
+    found.map_err(|e| {
+        PgError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot resolve {host:?}: {e}"),
+        ))
+    })
 }
 
 /// The preferred family first; within each, the resolver's order (stable sort).
@@ -536,6 +566,30 @@ mod address_tests {
                 a("10.0.0.2:5432")
             ]
         );
+    }
+
+    #[test]
+    fn names_resolve_off_the_core_and_literals_without_a_lookup() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let t = std::time::Duration::from_secs(10);
+                let v6 = resolve("[::1]", 5432, t).await.expect("literal");
+                assert_eq!(v6, ["[::1]:5432".parse::<SocketAddr>().expect("addr")]);
+                let local = resolve("localhost", 5432, t).await.expect("localhost");
+                assert!(local.iter().all(|a| a.ip().is_loopback()), "{local:?}");
+                let e = resolve("no-such-host.invalid", 5432, t)
+                    .await
+                    .expect_err("unknown name");
+                // NXDOMAIN names the host; a resolver that cannot answer hits the bound.
+                let text = e.to_string();
+                assert!(
+                    text.contains("no-such-host.invalid") || matches!(e, PgError::Timeout(_)),
+                    "{text}"
+                );
+            });
     }
 
     /// An address that refuses, then one that answers: the second is used; none answering is

@@ -287,15 +287,22 @@ async fn run_writer<W: super::transport::WriteBytes>(
     interval: Duration,
 ) {
     let mut buf = BytesMut::with_capacity(STANDBY_STATUS_FRAME_LEN);
+    // Periodic updates keep their own schedule: updates the consumer asks for in between do
+    // not postpone them.
+    let mut next_periodic = std::time::Instant::now() + interval;
     loop {
         // A periodic update asks for a reply: the server's answer shows the connection alive
         // (the reader's silence bound).
+        let wait = next_periodic.saturating_duration_since(std::time::Instant::now());
         let periodic = monoio::select! {
             biased;
             _ = stop.recv_async() => return,
             woken = wake.recv_async() => if woken.is_err() { return } else { false },
-            _ = monoio::time::sleep(interval) => true,
+            _ = monoio::time::sleep(wait) => true,
         };
+        if periodic {
+            next_periodic = std::time::Instant::now() + interval;
+        }
         let flushed = progress.flushed.get();
         let written = progress.received.get().max(flushed);
         let now = now_micros_since_2000();
