@@ -48,13 +48,26 @@ fn catch_up(client: Client, def: &str) -> (String, Vec<(String, Resp)>) {
     }
 }
 
-/// Rows (inserts, updates, deletes) in a catch-up's answers.
-fn changes(answers: &[(String, Resp)]) -> usize {
-    answers
+/// Rows (inserts, updates, deletes) in one answer.
+fn rows(r: &Resp) -> usize {
+    r.items()
         .iter()
-        .flat_map(|(_, r)| r.items())
         .filter(|i| i["headers"]["operation"].is_string())
         .count()
+}
+
+/// Rows in a catch-up's answers.
+fn changes(answers: &[(String, Resp)]) -> usize {
+    answers.iter().map(|(_, r)| rows(r)).sum()
+}
+
+/// Follows `live` with long-polls until `n` more rows have arrived.
+fn wait_for_rows(live: &mut Follower, n: usize) {
+    let mut seen = 0;
+    wait_until("the live rows arrived", Duration::from_secs(20), || {
+        seen += rows(&live.next(true));
+        seen >= n
+    });
 }
 
 /// Asks every URL again (`REPEATS` times, a new `cursor` each) and checks each answer equals
@@ -116,16 +129,7 @@ fn views_answer_as_the_owner(io_driver: &'static str) {
             from + 39
         ));
     }
-    let mut seen = 0;
-    wait_until("the live rows arrived", Duration::from_secs(20), || {
-        let r = live.next(true);
-        seen += r
-            .items()
-            .iter()
-            .filter(|i| i["headers"]["operation"].is_string())
-            .count();
-        seen >= 120
-    });
+    wait_for_rows(&mut live, 120);
     let (handle, answers) = catch_up(env.client(), &def);
     assert_eq!(handle, live.handle);
     assert_eq!(changes(&answers), 420);
@@ -213,16 +217,7 @@ fn restored_chunks_are_answered_the_same_after_a_restart() {
     while !live.next(false).has("electric-up-to-date") {}
     db.psql("INSERT INTO items SELECT i, repeat('z', 40) || i FROM generate_series(1000, 1079) i;")
         .expect("insert");
-    let mut seen = 0;
-    wait_until("the live rows arrived", Duration::from_secs(20), || {
-        let r = live.next(true);
-        seen += r
-            .items()
-            .iter()
-            .filter(|i| i["headers"]["operation"].is_string())
-            .count();
-        seen >= 80
-    });
+    wait_for_rows(&mut live, 80);
     let (handle, before) = catch_up(server.client(), def);
     assert_eq!(changes(&before), 380);
     server.stop();

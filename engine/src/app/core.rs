@@ -986,6 +986,20 @@ impl Core {
     }
 }
 
+#[cfg(test)]
+impl Core {
+    /// Core 0 of an insecure default configuration whose cores have these inboxes, with no
+    /// stored shapes: for unit tests of what a core does without a database.
+    pub(crate) fn for_tests(inboxes: Vec<flume::Sender<CoreMsg>>) -> Rc<Self> {
+        use clap::Parser;
+        let config =
+            crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
+        let shared = Arc::new(super::Shared::new(config, String::new(), inboxes));
+        let worker = super::durability::start_worker(0).expect("storage worker");
+        Core::new(0, shared, Vec::new(), worker)
+    }
+}
+
 /// Marks a catalog lookup in flight; on drop (done, failed or cancelled) it is removed and its
 /// waiters are woken to look at the cache again.
 struct LoadingGuard<'a> {

@@ -430,27 +430,14 @@ pub struct Overflow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     /// Messages to a full inbox wait in order, and later ones queue behind them instead of
     /// overtaking when room appears.
     #[test]
     fn sends_to_a_full_inbox_keep_their_order() {
-        let config =
-            crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
         let (tx0, _rx0) = flume::bounded(1);
         let (tx1, rx1) = flume::bounded(1);
-        let shared = Arc::new(super::super::Shared::new(
-            config,
-            String::new(),
-            vec![tx0, tx1],
-        ));
-        let core = Core::new(
-            0,
-            shared,
-            Vec::new(),
-            crate::app::durability::start_worker(0).expect("storage worker"),
-        );
+        let core = Core::for_tests(vec![tx0, tx1]);
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()

@@ -708,21 +708,12 @@ mod tests {
 #[cfg(test)]
 mod future_size {
     use super::*;
-    use clap::Parser;
 
     /// Every held long-poll keeps one `route` future alive: keep it small.
     #[test]
     fn route_future_is_small() {
-        let config =
-            crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
         let (tx, _rx) = flume::bounded(1);
-        let shared = Arc::new(super::super::Shared::new(config, String::new(), vec![tx]));
-        let core = Core::new(
-            0,
-            shared,
-            Vec::new(),
-            crate::app::durability::start_worker(0).expect("storage worker"),
-        );
+        let core = Core::for_tests(vec![tx]);
         let req = Request::new(Method::Get, "/v1/shape", "", &[]);
         let fut = route(&core, req);
         let size = std::mem::size_of_val(&fut);

@@ -454,22 +454,13 @@ mod future_size {
     use super::*;
     use crate::catalog::{TableColumn, TableInfo};
     use crate::shapes::def::{DefParams, ShapeDef};
-    use clap::Parser;
     use std::sync::Arc;
 
     /// A held long-poll keeps one `serve_shape` future alive on the owner core.
     #[test]
     fn serve_future_is_small() {
-        let config =
-            crate::config::Config::try_parse_from(["ampere", "--insecure"]).expect("config");
         let (tx, _rx) = flume::bounded(1);
-        let shared = Arc::new(super::super::Shared::new(config, String::new(), vec![tx]));
-        let core = Core::new(
-            0,
-            shared,
-            Vec::new(),
-            crate::app::durability::start_worker(0).expect("storage worker"),
-        );
+        let core = Core::for_tests(vec![tx]);
         let q = protocol::request::parse_shape_query("table=t&offset=-1").expect("query");
         let table = Arc::new(TableInfo {
             oid: 1,

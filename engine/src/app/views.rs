@@ -224,15 +224,6 @@ impl Views {
             self.chunks.set(self.chunks.get() - view.chunks.len());
         }
     }
-
-    /// Number of views held.
-    pub fn len(&self) -> usize {
-        self.shapes.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Answers a resolved log request of a shape another core owns from this core's view of it,

@@ -131,13 +131,11 @@ pub fn render(m: &Metrics, info: &Info<'_>) -> String {
         "counter",
         "Catch-up requests answered from the closed chunks kept by the core holding the connection.",
     );
+    let sum = |f: fn(&super::CoreStats) -> u64| m.cores.iter().map(f).sum::<u64>();
     let _ = writeln!(
         out,
         "ampere_closed_chunk_hits_total {}",
-        m.cores
-            .iter()
-            .map(|c| c.closed_chunk_hits.load(Relaxed))
-            .sum::<u64>()
+        sum(|c| c.closed_chunk_hits.load(Relaxed))
     );
     header(
         &mut out,
@@ -148,10 +146,7 @@ pub fn render(m: &Metrics, info: &Info<'_>) -> String {
     let _ = writeln!(
         out,
         "ampere_view_answers_total {}",
-        m.cores
-            .iter()
-            .map(|c| c.view_answers.load(Relaxed))
-            .sum::<u64>()
+        sum(|c| c.view_answers.load(Relaxed))
     );
     header(
         &mut out,
@@ -175,7 +170,6 @@ pub fn render(m: &Metrics, info: &Info<'_>) -> String {
         "counter",
         "Shape requests refused with 503 by admission control, by kind.",
     );
-    let sum = |f: fn(&super::CoreStats) -> u64| m.cores.iter().map(f).sum::<u64>();
     let _ = writeln!(
         out,
         "ampere_admission_rejected_total{{kind=\"initial\"}} {}",

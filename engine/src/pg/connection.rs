@@ -38,16 +38,14 @@ pub struct Connection {
 const COPY_YIELD_EVERY: u64 = 1024;
 
 impl Connection {
-    /// Connects, authenticates and waits until the server is ready for queries, all within
-    /// `config.connect_timeout`.
+    /// Connects, authenticates and waits until the server is ready for queries, as `sslmode`
+    /// says (see `tls::SslMode`): `allow` tries plaintext first and TLS when the server refuses
+    /// it; `prefer` tries TLS first and plaintext when the server has none or the handshake
+    /// fails; the verify modes and `require` take TLS or nothing. Each attempt is bounded by
+    /// `config.connect_timeout` per address and again for TLS and the startup (see [`open`]).
+    ///
+    /// [`open`]: Self::open
     pub async fn connect(config: &ConnectConfig) -> Result<Self, PgError> {
-        Self::establish(config).await
-    }
-
-    /// Connects as `sslmode` says (see `tls::SslMode`): `allow` tries plaintext first and TLS
-    /// when the server refuses it; `prefer` tries TLS first and plaintext when the server has
-    /// none or the handshake fails; the verify modes and `require` take TLS or nothing.
-    async fn establish(config: &ConnectConfig) -> Result<Self, PgError> {
         match config.tls.mode {
             SslMode::Disable => Self::open(config, Wire::Plain).await,
             SslMode::Allow => match Self::open(config, Wire::Plain).await {
@@ -207,7 +205,12 @@ impl Connection {
     /// recorded and notifications dropped here, since they can arrive at any time.
     pub(super) async fn recv(&mut self) -> Result<BackendMessage, PgError> {
         loop {
-            let frame = read_frame(&mut self.stream, &mut self.read_buf, self.max_message_len);
+            let frame = read_frame(
+                &mut self.stream,
+                &mut self.read_buf,
+                self.max_message_len,
+                None,
+            );
             let result = frame.await.and_then(|f| Ok(BackendMessage::parse(f)?));
             match self.track(result)? {
                 BackendMessage::NoticeResponse(notice) => log_notice(&notice),

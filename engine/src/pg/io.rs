@@ -10,7 +10,9 @@ use pgwire::frame::{split_frame, Frame};
 use super::error::PgError;
 use super::transport::{ReadBytes, WriteBytes};
 
-/// Reads until one complete message (bounded by `max_len`) can be split off `buf`.
+/// Reads until one complete message (bounded by `max_len`) can be split off `buf`. With
+/// `silence`, every read must bring something within it (a bound on a connection that went
+/// quiet, not on a large message that is still arriving).
 ///
 /// Not cancel-safe: if the future is dropped mid-read the buffered bytes are lost, so callers
 /// only cancel it when they abandon the connection.
@@ -18,41 +20,28 @@ pub(crate) async fn read_frame<R: ReadBytes>(
     io: &mut R,
     buf: &mut BytesMut,
     max_len: usize,
+    silence: Option<std::time::Duration>,
 ) -> Result<Frame, PgError> {
     loop {
         if let Some(frame) = split_frame(buf, max_len)? {
             return Ok(frame);
         }
-        match io.read_bytes(buf).await {
+        let read = match silence {
+            None => io.read_bytes(buf).await,
+            Some(bound) => match monoio::time::timeout(bound, io.read_bytes(buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    return Err(PgError::Timeout(
+                        "the replication connection brought nothing (no data, no keepalive) \
+                         for its silence bound; it is presumed dead",
+                    ))
+                }
+            },
+        };
+        match read {
             Ok(0) => return Err(PgError::Closed),
             Ok(_) => {}
             Err(e) => return Err(PgError::Io(e)),
-        }
-    }
-}
-
-/// [`read_frame`], where every read must bring something within `silence` (a bound on a
-/// connection that went quiet, not on a large message that is still arriving).
-pub(crate) async fn read_frame_within<R: ReadBytes>(
-    io: &mut R,
-    buf: &mut BytesMut,
-    max_len: usize,
-    silence: std::time::Duration,
-) -> Result<Frame, PgError> {
-    loop {
-        if let Some(frame) = split_frame(buf, max_len)? {
-            return Ok(frame);
-        }
-        match monoio::time::timeout(silence, io.read_bytes(buf)).await {
-            Err(_) => {
-                return Err(PgError::Timeout(
-                    "the replication connection brought nothing (no data, no keepalive) for its \
-                     silence bound; it is presumed dead",
-                ))
-            }
-            Ok(Ok(0)) => return Err(PgError::Closed),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(PgError::Io(e)),
         }
     }
 }

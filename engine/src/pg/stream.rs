@@ -24,7 +24,7 @@ use pgwire::types::Lsn;
 
 use super::connection::{log_notice, Connection};
 use super::error::PgError;
-use super::io::{read_frame_within, write_buf};
+use super::io::{read_frame, write_buf};
 
 /// Tuning of a [`ReplicationStream`].
 #[derive(Clone, Debug)]
@@ -210,11 +210,11 @@ impl ReaderTask {
             let frame = monoio::select! {
                 biased;
                 _ = stop.recv_async() => return,
-                frame = read_frame_within(
+                frame = read_frame(
                     &mut reader,
                     &mut buf,
                     self.max_message_len,
-                    self.silence_timeout,
+                    Some(self.silence_timeout),
                 ) => frame,
             };
             let outcome = frame.and_then(|frame| self.handle(frame));

@@ -368,7 +368,7 @@ pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
                 }
                 pending.extend_from_slice(&buf[..n]);
             }
-            if feed(session, &mut pending)? == 0 {
+            if feed(session, &mut pending).map_err(PgError::Io)? == 0 {
                 // The session takes nothing more (the peer closed it): no progress is possible.
                 return Err(tls_err(
                     "the server ended the TLS session during the handshake",
@@ -388,10 +388,10 @@ pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
 }
 
 /// Hands buffered ciphertext to the session (as much as it takes now); returns how much.
-fn feed(session: &mut ClientConnection, pending: &mut BytesMut) -> Result<usize, PgError> {
+fn feed(session: &mut ClientConnection, pending: &mut BytesMut) -> io::Result<usize> {
     let mut slice: &[u8] = pending;
     let before = slice.len();
-    session.read_tls(&mut slice).map_err(PgError::Io)?;
+    session.read_tls(&mut slice)?;
     let used = before - slice.len();
     let _ = pending.split_to(used);
     Ok(used)
@@ -454,11 +454,7 @@ impl TlsReader {
                     return Ok(total);
                 }
                 if !self.pending.is_empty() {
-                    let mut slice: &[u8] = &self.pending;
-                    let before = slice.len();
-                    session.read_tls(&mut slice)?;
-                    let used = before - slice.len();
-                    let _ = self.pending.split_to(used);
+                    let used = feed(&mut session, &mut self.pending)?;
                     session.process_new_packets().map_err(io::Error::other)?;
                     if used == 0 {
                         // The session takes nothing more: the peer ended it.

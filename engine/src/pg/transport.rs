@@ -98,10 +98,7 @@ impl WriteBytes for Transport {
     async fn write_bytes(&mut self, buf: &mut BytesMut) -> io::Result<()> {
         match self {
             Self::Plain(tcp) => plain_write(tcp, buf).await,
-            Self::Tls(tcp, reader) => {
-                let session = reader.session.clone();
-                tls::write(&session, tcp, buf).await
-            }
+            Self::Tls(tcp, reader) => tls::write(&reader.session, tcp, buf).await,
         }
     }
 }
