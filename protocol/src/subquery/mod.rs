@@ -7,4 +7,6 @@ pub mod dnf;
 pub mod tags;
 
 #[cfg(test)]
+mod parse_tests;
+#[cfg(test)]
 mod tests;

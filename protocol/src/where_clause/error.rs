@@ -21,6 +21,16 @@ pub enum WhereError {
     /// The clause is well-typed but not a boolean.
     #[error("WHERE clause must return a boolean")]
     NotBoolean,
+    /// A message without a location (upstream's subquery checks).
+    #[error("{0}")]
+    Plain(String),
+    /// A subquery names a table or columns that do not exist: upstream reports these under
+    /// `errors.table` / `errors.columns`, not `errors.where`.
+    #[error("{message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
     /// The `params` themselves are malformed (reported under `errors.params`).
     #[error("{0}")]
     Params(String),
@@ -30,5 +40,14 @@ impl WhereError {
     /// Whether the message belongs under `errors.params` rather than `errors.where`.
     pub fn is_params_error(&self) -> bool {
         matches!(self, WhereError::Params(_))
+    }
+
+    /// The `errors` field the message belongs under.
+    pub fn field(&self) -> &'static str {
+        match self {
+            WhereError::Params(_) => "params",
+            WhereError::Field { field, .. } => field,
+            _ => "where",
+        }
     }
 }

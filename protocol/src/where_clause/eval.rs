@@ -27,6 +27,9 @@ pub(crate) type Row<'r> = dyn Fn(usize) -> Option<&'r [u8]> + 'r;
 pub(crate) fn eval<'a, 'r: 'a>(expr: &'a Expr, row: &Row<'r>) -> Value<'a> {
     match expr {
         Expr::Const { value, .. } => Ok(value.reborrow()),
+        // Memberships are answered by the subquery plan from the dependency's view; a plain
+        // evaluation has no view, so it cannot say (routing uses a relaxed clause instead).
+        Expr::Sublink { .. } => Err(EvalError),
         Expr::Column { index, ty, .. } => {
             let Some(bytes) = row(*index) else {
                 return Ok(Datum::Null);

@@ -220,6 +220,23 @@ pub(crate) enum Expr {
         ty: Type,
         args: Vec<Expr>,
     },
+    /// `lhs IN (SELECT …)`: membership of the row's left-side value(s) in dependency `dep`
+    /// of the predicate (`Predicate::subqueries`). Only evaluated through a subquery plan,
+    /// which looks the values up in the dependency's materialized view.
+    Sublink {
+        dep: usize,
+        lhs: Vec<SublinkColumn>,
+        /// `SELECT "c" FROM "s"."t" [WHERE …]`, canonical.
+        select_sql: String,
+    },
+}
+
+/// One column on the left of `… IN (SELECT …)`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SublinkColumn {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) ty: Type,
 }
 
 impl Expr {
@@ -240,6 +257,7 @@ impl Expr {
         match self {
             Expr::Const { .. } => {}
             Expr::Column { index, .. } => visit(*index),
+            Expr::Sublink { lhs, .. } => lhs.iter().for_each(|c| visit(c.index)),
             Expr::Cast { arg, .. }
             | Expr::Not(arg)
             | Expr::NullTest { arg, .. }
@@ -276,6 +294,53 @@ impl Expr {
             | Expr::In { arg, items, .. } => {
                 arg.for_each_column(visit);
                 items.iter().for_each(|e| e.for_each_column(visit));
+            }
+        }
+    }
+
+    /// Calls `visit` on this node and every node below it.
+    pub(crate) fn visit(&self, visit: &mut dyn FnMut(&Expr)) {
+        visit(self);
+        match self {
+            Expr::Const { .. } => {}
+            Expr::Column { .. } => {}
+            Expr::Sublink { .. } => {}
+            Expr::Cast { arg, .. }
+            | Expr::Not(arg)
+            | Expr::NullTest { arg, .. }
+            | Expr::BoolTest { arg, .. }
+            | Expr::Unary { arg, .. } => arg.visit(visit),
+            Expr::Compare { lhs, rhs, .. }
+            | Expr::Distinct { lhs, rhs, .. }
+            | Expr::Arith { lhs, rhs, .. }
+            | Expr::Concat { lhs, rhs }
+            | Expr::ArrayOp { lhs, rhs, .. }
+            | Expr::AnyAll {
+                arg: lhs,
+                array: rhs,
+                ..
+            } => {
+                lhs.visit(visit);
+                rhs.visit(visit);
+            }
+            Expr::Like { arg, pattern, .. } => {
+                arg.visit(visit);
+                pattern.visit(visit);
+            }
+            Expr::And(items)
+            | Expr::Or(items)
+            | Expr::Func { args: items, .. }
+            | Expr::ArrayCtor { items, .. } => {
+                items.iter().for_each(|e| e.visit(visit));
+            }
+            Expr::Subscript {
+                arg,
+                subscripts: items,
+                ..
+            }
+            | Expr::In { arg, items, .. } => {
+                arg.visit(visit);
+                items.iter().for_each(|e| e.visit(visit));
             }
         }
     }

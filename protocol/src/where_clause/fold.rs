@@ -48,7 +48,7 @@ fn bool_const(value: bool) -> Expr {
 
 pub(crate) fn fold(expr: Expr) -> Result<Expr, FoldError> {
     let folded = match expr {
-        Expr::Const { .. } | Expr::Column { .. } => return Ok(expr),
+        Expr::Const { .. } | Expr::Column { .. } | Expr::Sublink { .. } => return Ok(expr),
         Expr::And(items) => return junction(items, false),
         Expr::Or(items) => return junction(items, true),
         Expr::Func {
@@ -263,7 +263,11 @@ fn map_children(expr: Expr) -> Result<Expr, FoldError> {
             elem,
             items: fold_all(items)?,
         },
-        other @ (Expr::Const { .. } | Expr::Column { .. } | Expr::And(_) | Expr::Or(_)) => other,
+        other @ (Expr::Const { .. }
+        | Expr::Column { .. }
+        | Expr::Sublink { .. }
+        | Expr::And(_)
+        | Expr::Or(_)) => other,
     })
 }
 

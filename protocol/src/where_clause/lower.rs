@@ -26,6 +26,10 @@ pub(crate) struct Scope<'a> {
     pub(crate) params: &'a [String],
     /// Which parameters the clause referenced, to reject unused ones as upstream does.
     pub(crate) used_params: Vec<bool>,
+    /// Subquery tables, when subqueries are allowed (`None`: they are rejected).
+    pub(crate) tables: Option<&'a super::sublink::Tables<'a>>,
+    /// The dependencies met so far (an `Expr::Sublink` indexes this).
+    pub(crate) subqueries: Vec<super::sublink::Subquery>,
 }
 
 /// Converts a parse-tree location (0-based in `SELECT 1 WHERE <where>`) to the user's clause.
@@ -114,9 +118,9 @@ impl Scope<'_> {
                     location,
                 ))
             }
-            N::SubLink(sublink) => Err(invalid(
+            N::SubLink(sublink) => Ok(typed(
+                self.lower_sublink(sublink)?,
                 user_location(sublink.location),
-                "subqueries are not supported",
             )),
             N::FuncCall(call) => self.lower_call(call),
             N::AIndirection(indirection) => self.lower_indirection(indirection),

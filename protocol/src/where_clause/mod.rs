@@ -50,7 +50,9 @@ mod lower_array;
 mod lower_func;
 mod numeric;
 mod numeric_arith;
+mod plan;
 mod render;
+mod sublink;
 mod syntax;
 mod types;
 
@@ -58,6 +60,8 @@ mod types;
 mod tests;
 
 pub use error::WhereError;
+pub use plan::{Literal, Plan, PlanPosition};
+pub use sublink::{Subquery, Tables, SUBQUERIES_MAX};
 pub use types::Type;
 
 use expr::Expr;
@@ -96,14 +100,26 @@ impl ColumnType {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Predicate {
     expr: Expr,
+    /// The clause's subqueries (dependencies), indexed by its `Expr::Sublink` nodes.
+    subqueries: Vec<Subquery>,
 }
 
 /// Parses and type-checks `where_sql` against `columns`, with `params[i]` the value of
-/// `$(i + 1)`.
+/// `$(i + 1)`. Subqueries are rejected.
 pub fn parse(
     where_sql: &str,
     params: &[String],
     columns: &[ColumnType],
+) -> Result<Predicate, WhereError> {
+    parse_with(where_sql, params, columns, None)
+}
+
+/// [`parse`], with subqueries allowed when `tables` resolves the tables they read.
+pub fn parse_with(
+    where_sql: &str,
+    params: &[String],
+    columns: &[ColumnType],
+    tables: Option<&Tables<'_>>,
 ) -> Result<Predicate, WhereError> {
     if params.len() > PARAMS_MAX {
         return Err(WhereError::Params(format!(
@@ -124,6 +140,8 @@ pub fn parse(
         types: &types,
         params,
         used_params: vec![false; params.len()],
+        tables,
+        subqueries: Vec::new(),
     };
     let lowered = scope.lower(&node)?;
     if let Some(unused) = scope.used_params.iter().position(|used| !used) {
@@ -136,15 +154,21 @@ pub fn parse(
         coerce::Operand::Typed { expr, .. } if expr.ty() == Type::Bool => expr,
         _ => return Err(WhereError::NotBoolean),
     };
-    // Postgres folds constant subexpressions when it plans the query; where that fails, the
-    // query would fail, so the clause is rejected now.
-    let expr = fold::fold(expr).map_err(|_| WhereError::Invalid {
-        location: 0,
-        message: "a constant subexpression raised an error (overflow, division by zero or \
+    Predicate::finish(expr, scope.subqueries)
+}
+
+impl Predicate {
+    pub(crate) fn finish(expr: Expr, subqueries: Vec<Subquery>) -> Result<Self, WhereError> {
+        // Postgres folds constant subexpressions when it plans the query; where that fails, the
+        // query would fail, so the clause is rejected now.
+        let expr = fold::fold(expr).map_err(|_| WhereError::Invalid {
+            location: 0,
+            message: "a constant subexpression raised an error (overflow, division by zero or \
                   an invalid value)"
-            .to_string(),
-    })?;
-    Ok(Predicate { expr })
+                .to_string(),
+        })?;
+        Ok(Predicate { expr, subqueries })
+    }
 }
 
 /// Validates `params[n]=value` pairs from a request and orders them as `$1, $2, ...`.

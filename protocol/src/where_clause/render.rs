@@ -14,6 +14,26 @@ pub(crate) fn render(expr: &Expr, out: &mut String) {
     match expr {
         Expr::Const { value, ty } => render_const(value, ty, out),
         Expr::Column { name, .. } => quote_identifier(name, out),
+        Expr::Sublink {
+            lhs, select_sql, ..
+        } => {
+            out.push('(');
+            if lhs.len() > 1 {
+                out.push('(');
+            }
+            for (i, c) in lhs.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                quote_identifier(&c.name, out);
+            }
+            if lhs.len() > 1 {
+                out.push(')');
+            }
+            out.push_str(" IN (");
+            out.push_str(select_sql);
+            out.push_str("))");
+        }
         Expr::Cast {
             arg,
             implicit: true,
