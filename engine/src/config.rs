@@ -101,6 +101,17 @@ pub struct Config {
     #[arg(long, env = "ELECTRIC_REPLICATION_STREAM_ID", default_value = "default", value_parser = parse_stream_id)]
     pub replication_stream_id: String,
 
+    /// The stack id subquery tags hash (upstream's `ELECTRIC_DATABASE_ID`; default
+    /// `single_stack`, as a standalone Electric).
+    #[arg(long, env = "ELECTRIC_DATABASE_ID")]
+    pub database_id: Option<String>,
+
+    /// Most transactions a subquery shape keeps while one of its move-in queries runs; past
+    /// it the shape is dropped (409), as upstream.
+    #[arg(long, env = "ELECTRIC_SUBQUERY_BUFFER_MAX_TRANSACTIONS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub subquery_buffer_max_transactions: u64,
+
     /// Most shapes kept; past it the least recently used shape is evicted (its handle gets
     /// 409). Enforced per core as `ceil(max / cores)`, since each core owns its shapes.
     #[arg(long, env = "ELECTRIC_MAX_SHAPES", value_parser = clap::value_parser!(u64).range(1..))]

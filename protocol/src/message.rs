@@ -164,6 +164,75 @@ pub fn snapshot_end(xmin: u64, xmax: u64, xip: &[u64]) -> Vec<u8> {
     out
 }
 
+/// Adds the subquery headers (`tags`, `removed_tags`, `active_conditions`, `is_move_in`) to a
+/// change message `msg` as [`encode_change`] wrote it (they go last in its headers).
+pub fn push_subquery_headers(
+    msg: &mut Vec<u8>,
+    tags: &[String],
+    removed_tags: Option<&[String]>,
+    active_conditions: &[bool],
+    is_move_in: bool,
+) {
+    debug_assert!(msg.ends_with(b"}}"), "a change message");
+    msg.truncate(msg.len() - 2);
+    let strings = |out: &mut Vec<u8>, items: &[String]| {
+        out.push(b'[');
+        for (i, s) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_json_str(out, s);
+        }
+        out.push(b']');
+    };
+    msg.extend_from_slice(b",\"tags\":");
+    strings(msg, tags);
+    if let Some(removed) = removed_tags {
+        msg.extend_from_slice(b",\"removed_tags\":");
+        strings(msg, removed);
+    }
+    msg.extend_from_slice(b",\"active_conditions\":[");
+    for (i, a) in active_conditions.iter().enumerate() {
+        if i > 0 {
+            msg.push(b',');
+        }
+        msg.extend_from_slice(if *a { b"true" } else { b"false" });
+    }
+    msg.push(b']');
+    if is_move_in {
+        msg.extend_from_slice(b",\"is_move_in\":true");
+    }
+    msg.extend_from_slice(b"}}");
+}
+
+/// `{"headers":{"event":"move-in"|"move-out","patterns":[{"pos":p,"value":"<hash>"},…],
+/// "txids":[…]}}`.
+pub fn move_event(move_in: bool, patterns: &[(usize, String)], txids: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + patterns.len() * 48);
+    out.extend_from_slice(br#"{"headers":{"event":""#);
+    out.extend_from_slice(if move_in { b"move-in" } else { b"move-out" });
+    out.extend_from_slice(br#"","patterns":["#);
+    for (i, (pos, value)) in patterns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"pos":"#);
+        push_decimal(&mut out, *pos as u64);
+        out.extend_from_slice(br#","value":"#);
+        push_json_str(&mut out, value);
+        out.push(b'}');
+    }
+    out.extend_from_slice(br#"],"txids":["#);
+    for (i, xid) in txids.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_decimal(&mut out, u64::from(*xid));
+    }
+    out.extend_from_slice(b"]}}");
+    out
+}
+
 #[cfg(test)]
 #[path = "message_tests.rs"]
 mod tests;

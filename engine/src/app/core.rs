@@ -32,6 +32,14 @@ use std::time::{Duration, Instant};
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Longest catalog lookup (a few queries on a pooled connection).
 const CATALOG_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// A shape a transaction reaches: the indexes of its changes that can affect it (`None`: all)
+/// and, for a subquery shape, its dependencies' moves.
+type Target = (
+    ShapeRef,
+    Option<Vec<usize>>,
+    Vec<(usize, crate::shapes::dep_view::Moves)>,
+);
+
 /// Passive shapes applied between two looks at the inbox for live answers (`Core::on_txn`);
 /// a transaction reaching fewer is applied without yielding (a yield would cost more than it
 /// saves).
@@ -153,6 +161,8 @@ pub struct Core {
     pub dormant: RefCell<super::dormant::Dormant>,
     /// Tables this core has seen in the publication with REPLICA IDENTITY FULL.
     published: RefCell<std::collections::HashSet<u32>>,
+    /// Dependency views of this core's subquery shapes (`subqueries`).
+    pub deps: RefCell<super::subqueries::Registry>,
     /// The thread writing snapshot chunks, started with the first snapshot that needs it
     /// (`None` inside: it could not be started, writes stay on the core).
     snapshot_writer: std::cell::OnceCell<Option<snapshot_writes::Writer>>,
@@ -186,6 +196,7 @@ impl Core {
             rng: Cell::new(seed | 1),
             encode_cache: RefCell::default(),
             published: RefCell::default(),
+            deps: RefCell::default(),
             defs: RefCell::default(),
             worker,
             dirty: RefCell::default(),
@@ -363,16 +374,38 @@ impl Core {
     /// meanwhile see the passive shapes as they were before the transaction (as if it had
     /// arrived a moment later); `last_lsn` moves only at the end, so no response claims a
     /// transaction its shape does not hold yet.
-    async fn on_txn(&self, txn: &Arc<Txn>, inbox: &mut Inbox) {
+    async fn on_txn(self: &Rc<Self>, txn: &Arc<Txn>, inbox: &mut Inbox) {
         if !txn.relations.is_empty() {
             self.tables
                 .borrow_mut()
                 .forget(|oid| txn.relations.iter().any(|r| r.oid == oid));
         }
-        let (waited, mut passive): (Vec<_>, Vec<_>) = self
+        // Dependency views first: a shape sees a transaction's moves before its changes.
+        let view_moves = self.deps.borrow().on_txn(txn);
+        for handle in super::subqueries::broken_shapes(&view_moves) {
+            self.remove(&handle);
+        }
+        let mut moved = super::subqueries::deliver(self, &view_moves);
+        let mut targets: Vec<Target> = self
             .route(txn)
             .into_iter()
-            .partition(|(shape, _)| self.is_waited_on(&shape.borrow()));
+            .map(|(shape, only)| {
+                let moves = if shape.borrow().sub.is_some() {
+                    moved.remove(&shape.borrow().handle).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                (shape, only, moves)
+            })
+            .collect();
+        for (handle, moves) in moved {
+            if let Some(shape) = self.shape(&handle) {
+                targets.push((shape, Some(Vec::new()), moves));
+            }
+        }
+        let (waited, mut passive): (Vec<_>, Vec<_>) = targets
+            .into_iter()
+            .partition(|(shape, _, _)| self.is_waited_on(&shape.borrow()));
         self.encode_cache.borrow_mut().clear();
         let many = passive.len() > PASSIVE_SLICE;
         let answered = !waited.is_empty();
@@ -414,35 +447,51 @@ impl Core {
     }
 
     /// Applies `txn` to `targets` (see [`Core::route`]); a shape removed meanwhile is skipped.
-    fn apply_txn(&self, txn: &Arc<Txn>, targets: Vec<(ShapeRef, Option<Vec<usize>>)>) {
-        let mut cache = self.encode_cache.borrow_mut();
-        let stats = self.stats();
-        for (shape, only) in targets {
+    fn apply_txn(self: &Rc<Self>, txn: &Arc<Txn>, targets: Vec<Target>) {
+        for (shape, only, moves) in targets {
             if shape.borrow().invalidated {
                 continue;
             }
             let before = shape.borrow().log.bytes_total();
-            let applied = shape.borrow_mut().on_txn(txn, &mut cache, only.as_deref());
-            if let Applied::Appended(n) = applied {
-                stats.log_entries.fetch_add(n as u64, Relaxed);
+            let is_sub = shape.borrow().sub.is_some();
+            let applied = if is_sub {
+                let step = super::subqueries::step(txn, only, moves);
+                shape.borrow_mut().on_step(step)
+            } else {
+                let mut cache = self.encode_cache.borrow_mut();
+                shape.borrow_mut().on_txn(txn, &mut cache, only.as_deref())
+            };
+            if let Applied::Appended(_) = applied {
                 let after = shape.borrow().log.bytes_total();
-                stats
+                self.stats()
                     .log_bytes
                     .fetch_add(after.saturating_sub(before), Relaxed);
             }
-            if let Applied::Invalidate(why) = applied {
+            self.after_applied(&shape, applied);
+            if is_sub {
+                super::subqueries::start_move_in(self, &shape);
+            }
+        }
+    }
+
+    /// What follows a change of a shape's log: metrics, waking watchers, publishing its view
+    /// to the other cores, the next sync; or its removal when it must rotate.
+    pub(crate) fn after_applied(&self, shape: &ShapeRef, applied: Applied) {
+        match applied {
+            Applied::Invalidate(why) => {
                 let handle = shape.borrow().handle.clone();
                 tracing::info!("shape {handle} invalidated: {why}");
                 self.remove(&handle);
-            } else {
-                if matches!(applied, Applied::Appended(_)) {
-                    if !self.watchers.is_empty() {
-                        super::live::shape_changed(self, &shape.borrow());
-                    }
-                    super::views::note(self, &mut shape.borrow_mut());
-                }
-                self.mark_dirty(&shape);
             }
+            Applied::Appended(n) => {
+                self.stats().log_entries.fetch_add(n as u64, Relaxed);
+                if !self.watchers.is_empty() {
+                    super::live::shape_changed(self, &shape.borrow());
+                }
+                super::views::note(self, &mut shape.borrow_mut());
+                self.mark_dirty(shape);
+            }
+            Applied::Nothing => self.mark_dirty(shape),
         }
     }
 
@@ -590,16 +639,27 @@ impl Core {
             handle.clone(),
             durability::definition_record(def, def.where_raw.as_deref(), &def.params_raw),
         );
-        let store = ShapeStore::create(&self.shared.config.storage_dir, &meta).map_err(|e| {
-            tracing::error!("cannot create the storage of a new shape: {e}");
-            e.to_string()
-        })?;
+        // Subquery shapes are kept in memory only for now: their views cannot be brought
+        // back to a stored log's position after a restart, so they are not stored at all.
+        let store = if def.subquery.is_some() {
+            None
+        } else {
+            Some(
+                ShapeStore::create(&self.shared.config.storage_dir, &meta).map_err(|e| {
+                    tracing::error!("cannot create the storage of a new shape: {e}");
+                    e.to_string()
+                })?,
+            )
+        };
         let shape = Rc::new(RefCell::new(Shape::new(
             handle.clone(),
             def.clone(),
             self.shared.config.chunk_bytes_threshold,
-            Some(store),
+            store,
         )));
+        if def.subquery.is_some() {
+            super::subqueries::attach(self, &shape);
+        }
         self.shapes
             .borrow_mut()
             .insert(handle.clone(), shape.clone());
@@ -700,6 +760,7 @@ impl Core {
             self.removals_pending.set(true);
             self.sync_wake.notify();
         }
+        super::subqueries::detach(self, &shape);
         shape.borrow_mut().invalidate();
         super::live::shape_removed(self, handle);
         self.heads.borrow_mut().forget(handle);
@@ -828,7 +889,11 @@ impl Core {
 
     /// Adds the table to the publication and makes its replica identity FULL (needed to evaluate
     /// WHERE on the old row of updates), each only when not already so.
-    async fn ensure_published(&self, conn: &mut Connection, t: &TableInfo) -> Result<(), PgError> {
+    pub(crate) async fn ensure_published(
+        &self,
+        conn: &mut Connection,
+        t: &TableInfo,
+    ) -> Result<(), PgError> {
         if self.published.borrow().contains(&t.oid) {
             return Ok(());
         }
@@ -916,7 +981,17 @@ impl Core {
                 .map_err(snapshot::SnapshotError::Pg)?;
             let mut store_error = None;
             let mut writes = SnapshotWrites::new(self.snapshot_writer());
-            let r = snapshot::run(&mut conn, &def, |json| {
+            let tags = shape
+                .borrow()
+                .sub
+                .as_ref()
+                .map(|sub| (sub.stack_id.clone(), shape.borrow().handle.clone()));
+            if def.subquery.is_some() {
+                super::subqueries::views_ready(&shape)
+                    .await
+                    .map_err(snapshot::SnapshotError::Protocol)?;
+            }
+            let r = snapshot::run(&mut conn, &def, tags, |json| {
                 if store_error.is_some() {
                     return;
                 }
@@ -961,7 +1036,11 @@ impl Core {
                 if shape.borrow().invalidated {
                     return;
                 }
-                let applied = shape.borrow_mut().snapshot_finished(snap);
+                let mut applied = shape.borrow_mut().snapshot_finished(snap);
+                if shape.borrow().sub.is_some() && !matches!(applied, Applied::Invalidate(_)) {
+                    // The steps that arrived during the snapshot.
+                    applied = shape.borrow_mut().drain();
+                }
                 self.stats()
                     .log_bytes
                     .fetch_add(shape.borrow().log.bytes_total(), Relaxed);
@@ -972,6 +1051,7 @@ impl Core {
                     self.mark_dirty(&shape);
                     super::views::note(&self, &mut shape.borrow_mut());
                     super::views::flush(&self);
+                    super::subqueries::start_move_in(&self, &shape);
                 }
             }
             Err(e) => {

@@ -17,6 +17,7 @@ pub mod serve;
 pub mod snapshot_writes;
 pub mod sse;
 pub mod sse_stream;
+pub mod subqueries;
 pub mod subset;
 pub mod table_routes;
 pub mod views;

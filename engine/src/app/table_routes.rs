@@ -23,7 +23,13 @@ impl TableShapes {
         );
         self.next_id += 1;
         let id = self.next_id;
-        self.router.insert(id, def.predicate.as_ref());
+        // A subquery shape is routed by its clause with memberships taken as true; its views
+        // decide the rest.
+        let predicate = match &def.subquery {
+            Some(sub) => sub.routing.as_ref(),
+            None => def.predicate.as_ref(),
+        };
+        self.router.insert(id, predicate);
         self.handles.insert(id, handle.to_string());
         self.ids.insert(handle.to_string(), id);
     }

@@ -309,3 +309,170 @@ pub fn encode(
     cache.map.insert(key, (def.selected.clone(), bytes.clone()));
     bytes
 }
+
+/// Encodes one entry on its own (entries of subquery shapes carry per-shape headers, so they
+/// are not shared through [`EncodeCache`]).
+pub fn encode_one(def: &ShapeDef, e: &PendingEntry<'_>, xid: u32, last: bool) -> Vec<u8> {
+    let mut cache = EncodeCache::default();
+    encode(def, e, xid, last, &mut cache).to_vec()
+}
+
+/// What a subquery shape's entries carry besides the row: its `tags`/`active_conditions`,
+/// and `removed_tags` for updates.
+pub type SubEntry<'t> = (
+    PendingEntry<'t>,
+    super::subquery::RowMeta,
+    Option<Vec<String>>,
+);
+
+/// [`entries_for`] for a shape with subqueries (`electric-subqueries.md` §5.1, §6.1): rows are
+/// in the shape by the plan evaluated over the views (`member`), entries carry the membership
+/// headers, and an update of a row that stays in is kept even when no selected column
+/// changed (its `active_conditions` may have).
+pub fn entries_for_subquery<'t>(
+    def: &ShapeDef,
+    sub: &super::subquery::SubqueryDef,
+    (stack_id, handle): (&str, &str),
+    change: &'t Change,
+    commit_lsn: u64,
+    member: &mut super::subquery::Member<'_>,
+    out: &mut Vec<SubEntry<'t>>,
+) {
+    let at = |op: u64| LogOffset::new(commit_lsn, op);
+    let full = def.replica == Replica::Full;
+    let identity: &[usize] = if def.table.pk.is_empty() {
+        &def.selected
+    } else {
+        &def.table.pk
+    };
+    let delete_cols: &[usize] = if full { &def.selected } else { identity };
+    let meta = |v: &View<'t>, member: &mut super::subquery::Member<'_>| {
+        sub.meta(stack_id, handle, &|i| v.get(i), member)
+    };
+    match &change.kind {
+        ChangeKind::Insert { new } => {
+            let v = View {
+                row: new,
+                fill: None,
+            };
+            let m = meta(&v, member);
+            if m.included(&sub.plan) {
+                let e = entry(
+                    at(change.op),
+                    Operation::Insert,
+                    v.key(def),
+                    v.pick(&def.selected),
+                );
+                out.push((e, m, None));
+            }
+        }
+        ChangeKind::Delete { old } => {
+            let v = View {
+                row: old,
+                fill: None,
+            };
+            let m = meta(&v, member);
+            if m.included(&sub.plan) {
+                let e = entry(
+                    at(change.op),
+                    Operation::Delete,
+                    v.key(def),
+                    v.pick(delete_cols),
+                );
+                out.push((e, m, None));
+            }
+        }
+        ChangeKind::Update { old, new } => {
+            let old_v = View {
+                row: old.as_ref().unwrap_or(new),
+                fill: None,
+            };
+            let new_v = View {
+                row: new,
+                fill: old.as_ref(),
+            };
+            let old_m = meta(&old_v, member);
+            let new_m = meta(&new_v, member);
+            match (old_m.included(&sub.plan), new_m.included(&sub.plan)) {
+                (false, false) => {}
+                (false, true) => {
+                    let e = entry(
+                        at(change.op),
+                        Operation::Insert,
+                        new_v.key(def),
+                        new_v.pick(&def.selected),
+                    );
+                    out.push((e, new_m, None));
+                }
+                (true, false) => {
+                    let e = entry(
+                        at(change.op),
+                        Operation::Delete,
+                        old_v.key(def),
+                        old_v.pick(delete_cols),
+                    );
+                    out.push((e, old_m, None));
+                }
+                (true, true) => {
+                    let (old_key, new_key) = (old_v.key(def), new_v.key(def));
+                    if old_key != new_key {
+                        let mut del = entry(
+                            at(change.op),
+                            Operation::Delete,
+                            old_key.clone(),
+                            old_v.pick(delete_cols),
+                        );
+                        del.key_change_to = Some(new_key.clone());
+                        let mut union = new_m.tags.clone();
+                        union.extend(protocol::subquery::tags::removed_tags(
+                            &old_m.tags,
+                            &new_m.tags,
+                        ));
+                        let del_meta = super::subquery::RowMeta {
+                            active: new_m.active.clone(),
+                            tags: union,
+                        };
+                        let mut ins = entry(
+                            at(change.op + 1),
+                            Operation::Insert,
+                            new_key,
+                            new_v.pick(&def.selected),
+                        );
+                        ins.key_change_from = Some(old_key);
+                        out.push((del, del_meta, None));
+                        out.push((ins, new_m, None));
+                        return;
+                    }
+                    let changed: Vec<usize> = def
+                        .selected
+                        .iter()
+                        .copied()
+                        .filter(|&i| old.is_none() || old_v.get(i) != new_v.get(i))
+                        .collect();
+                    let removed = protocol::subquery::tags::removed_tags(&old_m.tags, &new_m.tags);
+                    let e = if full {
+                        let mut e = entry(
+                            at(change.op),
+                            Operation::Update,
+                            new_key,
+                            new_v.pick(&def.selected),
+                        );
+                        e.old_value = Some(old_v.pick(&changed));
+                        e
+                    } else {
+                        let mut cols: Vec<usize> = def.table.pk.clone();
+                        cols.extend(
+                            changed
+                                .iter()
+                                .copied()
+                                .filter(|c| !def.table.pk.contains(c)),
+                        );
+                        cols.sort_unstable();
+                        entry(at(change.op), Operation::Update, new_key, new_v.pick(&cols))
+                    };
+                    out.push((e, new_m, Some(removed)));
+                }
+            }
+        }
+    }
+}

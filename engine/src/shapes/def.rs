@@ -45,7 +45,48 @@ impl<'q> DefParams<'q> {
         })
     }
 }
+use super::subquery::{DepDef, SubqueryDef};
 use std::sync::Arc;
+
+/// Resolves a subquery's table (`schema`, `name`) from the catalog.
+pub type SubqueryTables<'a> = dyn Fn(&str, &str) -> Option<Arc<TableInfo>> + 'a;
+
+/// Plans a clause with subqueries: upstream's checks on the DNF, then one dependency per
+/// subquery.
+fn subquery_def(
+    p: &Predicate,
+    tables: &SubqueryTables<'_>,
+) -> Result<SubqueryDef, ValidationErrors> {
+    let plan = p.plan().map_err(|e| v::where_error(e.to_string()))?;
+    let mut deps = Vec::with_capacity(p.subqueries().len());
+    for sub in p.subqueries() {
+        if sub
+            .predicate
+            .as_ref()
+            .is_some_and(|inner| !inner.subqueries().is_empty())
+        {
+            return Err(v::where_error(
+                "subqueries nested inside a subquery are not supported yet".to_string(),
+            ));
+        }
+        let table = tables(&sub.schema, &sub.table).ok_or_else(|| {
+            v::where_error(format!("table {}.{} disappeared", sub.schema, sub.table))
+        })?;
+        deps.push(Arc::new(DepDef {
+            key: format!("{}|{}", table.oid, sub.sql),
+            table,
+            columns: sub.columns.clone(),
+            predicate: sub.predicate.clone(),
+            sql: sub.sql.clone(),
+        }));
+    }
+    let routing = p.routing_superset(&plan);
+    Ok(SubqueryDef {
+        plan,
+        deps,
+        routing,
+    })
+}
 
 #[derive(Debug)]
 pub struct ShapeDef {
@@ -53,6 +94,8 @@ pub struct ShapeDef {
     /// Selected column indexes into `table.columns`, in table order.
     pub selected: Vec<usize>,
     pub predicate: Option<Predicate>,
+    /// The subqueries of the WHERE, planned (`None` without any).
+    pub subquery: Option<Arc<SubqueryDef>>,
     /// Normalized WHERE (params inlined), for the snapshot query and identity.
     pub where_sql: Option<String>,
     pub replica: Replica,
@@ -96,6 +139,17 @@ impl ShapeDef {
         queryable: Option<&[String]>,
         table: Arc<TableInfo>,
     ) -> Result<Self, ValidationErrors> {
+        Self::build_full(q, queryable, table, None)
+    }
+
+    /// [`ShapeDef::build_with_queryable`] with subqueries allowed: `tables` resolves the
+    /// tables they read (`None` for one that does not exist).
+    pub fn build_full(
+        q: &DefParams<'_>,
+        queryable: Option<&[String]>,
+        table: Arc<TableInfo>,
+        tables: Option<&SubqueryTables<'_>>,
+    ) -> Result<Self, ValidationErrors> {
         let queryable = match queryable {
             None => None,
             Some(names) => Some(check_queryable(&table, names)?),
@@ -116,13 +170,19 @@ impl ShapeDef {
             Some(w) => {
                 let cols: Vec<ColumnType> =
                     table.columns.iter().map(TableColumn::where_type).collect();
-                let p = where_clause::parse(w, q.params, &cols).map_err(|e| {
-                    if e.is_params_error() {
-                        ValidationErrors::single("params", e.to_string())
-                    } else {
-                        v::where_error(e.to_string())
-                    }
-                })?;
+                let columns_of = |schema: &str, name: &str| {
+                    let found = tables.and_then(|t| t(schema, name))?;
+                    Some(found.columns.iter().map(TableColumn::where_type).collect())
+                };
+                let lookup: Option<&where_clause::Tables<'_>> =
+                    tables.map(|_| &columns_of as &where_clause::Tables<'_>);
+                let p =
+                    where_clause::parse_with(w, q.params, &cols, lookup).map_err(|e| {
+                        match e.field() {
+                            "where" => v::where_error(e.to_string()),
+                            field => ValidationErrors::single(field, e.to_string()),
+                        }
+                    })?;
                 // Upstream checks the params map only once the clause itself is valid.
                 if let Some(e) = q.params_error {
                     return Err(e.to_validation_errors());
@@ -130,6 +190,12 @@ impl ShapeDef {
                 let sql = p.to_sql();
                 (Some(p), Some(sql))
             }
+        };
+        let subquery = match (&predicate, tables) {
+            (Some(p), Some(tables)) if !p.subqueries().is_empty() => {
+                Some(Arc::new(subquery_def(p, tables)?))
+            }
+            _ => None,
         };
         let key_cols = if table.pk.is_empty() {
             let mut all: Vec<usize> = (0..table.columns.len()).collect();
@@ -163,6 +229,7 @@ impl ShapeDef {
             table,
             selected,
             predicate,
+            subquery,
             where_sql,
             replica: q.replica,
             log: q.log,

@@ -504,7 +504,7 @@ impl ShapeLog {
         });
     }
 
-    fn last_real_offset(&self) -> Option<LogOffset> {
+    pub fn last_real_offset(&self) -> Option<LogOffset> {
         self.open
             .last()
             .map(|(o, _)| *o)

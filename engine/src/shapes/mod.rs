@@ -2,7 +2,11 @@
 
 pub mod apply;
 pub mod def;
+pub mod dep_view;
 pub mod log;
+pub mod moves;
 pub mod shape;
 pub mod snapshot;
+pub mod subquery;
+pub mod subquery_sql;
 pub mod subset_query;

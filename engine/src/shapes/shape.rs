@@ -109,6 +109,8 @@ pub struct Shape {
     /// How much of the shape its owner has published to the other cores (`app::views`);
     /// `None` until its view is introduced there.
     pub published: Option<crate::shapes::log::PublishCursor>,
+    /// A subquery shape's views and move state (`moves`); set before its snapshot starts.
+    pub sub: Option<super::moves::SubState>,
 }
 
 /// Log entries `(after, end]` framed once for a live response.
@@ -145,6 +147,7 @@ impl Shape {
             unspilled_chunks: Vec::new(),
             chunk_file: None,
             published: None,
+            sub: None,
         }
     }
 
@@ -178,6 +181,7 @@ impl Shape {
             unspilled_chunks: Vec::new(),
             chunk_file: None,
             published: None,
+            sub: None,
         }
     }
 

@@ -89,13 +89,16 @@ pub fn begin_snapshot_sql() -> &'static str {
 
 /// Runs the snapshot transaction. `on_snapshot` gets the xid snapshot before any row;
 /// `on_row` gets each row's JSON. Returns the snapshot and the row count.
+/// `tags` names the shape (stack id, handle) whose rows carry subquery tags; `None` for a
+/// shape without subqueries.
 pub async fn run(
     conn: &mut Connection,
     def: &ShapeDef,
+    tags: Option<(std::rc::Rc<str>, String)>,
     mut on_row: impl FnMut(&[u8]),
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
     conn.execute(begin_snapshot_sql()).await?;
-    let result = run_in_txn(conn, def, &mut on_row).await;
+    let result = run_in_txn(conn, def, tags, &mut on_row).await;
     // Ending a read-only transaction cannot lose anything; a failed one must be rolled back
     // before the connection goes back to the pool.
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -106,6 +109,7 @@ pub async fn run(
 async fn run_in_txn(
     conn: &mut Connection,
     def: &ShapeDef,
+    tags: Option<(std::rc::Rc<str>, String)>,
     on_row: &mut impl FnMut(&[u8]),
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
     let res = conn
@@ -121,6 +125,21 @@ async fn run_in_txn(
         .ok_or_else(|| SnapshotError::Protocol(format!("bad snapshot {text:?}")))?;
     if def.log == protocol::request::LogMode::ChangesOnly {
         return Ok((snapshot, 0));
+    }
+    if let (Some(sub), Some((stack, handle))) = (def.subquery.as_deref(), tags) {
+        let select = super::subquery_sql::snapshot_select(def, sub);
+        let mut encoder = super::subquery_sql::SubRows::new(def, &select, stack, handle, false);
+        let mut rows = 0u64;
+        conn.copy_out(
+            &format!("COPY ({}) TO STDOUT", select.sql),
+            |data: &[u8]| {
+                on_row(encoder.encode(data)?);
+                rows += 1;
+                Ok::<(), SnapshotError>(())
+            },
+        )
+        .await?;
+        return Ok((snapshot, rows));
     }
     let (select, needed) = snapshot_select(def);
     let copy = format!("COPY ({select}) TO STDOUT");
@@ -145,6 +164,9 @@ async fn run_in_txn(
 pub struct RowEncoder {
     /// Number of COPY fields a row has.
     width: usize,
+    /// Fields after those (a subquery shape's position booleans and left-side columns), read
+    /// with [`RowEncoder::field`].
+    extra: usize,
     /// COPY field index of each key column, in key order.
     key_fields: Vec<usize>,
     /// COPY field index of each selected column, in `def.selected` order, and the range of
@@ -171,6 +193,11 @@ enum FieldText {
 
 impl RowEncoder {
     pub fn new(def: &ShapeDef, needed: Vec<usize>) -> Self {
+        Self::with_extra(def, needed, 0)
+    }
+
+    /// An encoder for rows with `extra` fields after the ones the JSON needs.
+    pub fn with_extra(def: &ShapeDef, needed: Vec<usize>, extra: usize) -> Self {
         let field_of = |col: usize| {
             needed
                 .iter()
@@ -207,6 +234,7 @@ impl RowEncoder {
         let tail = start..fragments.len();
         Self {
             width: needed.len(),
+            extra,
             key_fields: def.key_cols.iter().map(|&c| field_of(c)).collect(),
             value_fields,
             fragments,
@@ -277,10 +305,16 @@ impl RowEncoder {
             }
             start = end + 1;
         }
-        if self.fields.len() != self.width {
+        if self.fields.len() != self.width + self.extra {
             return Err(SnapshotError::Copy("column count differs from the query"));
         }
         Ok(())
+    }
+
+    /// Field `width + i` of the row last encoded (`row` as given to [`RowEncoder::encode`]).
+    pub fn field<'a>(&'a self, row: &'a [u8], i: usize) -> Option<&'a [u8]> {
+        let row = row.strip_suffix(b"\n").unwrap_or(row);
+        self.fields[self.width + i].map(|at| at.text(row, &self.decoded))
     }
 }
 

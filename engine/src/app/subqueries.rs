@@ -1,0 +1,395 @@
+//! Subquery shapes on a core (`electric-subqueries.md`, ARCHITECTURE.md "Subqueries"): the
+//! core's dependency views (one per distinct subquery, shared by its shapes, found for a
+//! replicated row through a routing index per table), the task that loads a view, and the
+//! move-in query of a shape.
+//!
+//! Views live on every core that owns a shape using them (a view is small next to the shapes
+//! it serves, and a core never waits on another for a membership), and apply each
+//! transaction before the core's shapes do, so a shape sees a move before the changes of
+//! the same transaction.
+
+use super::core::{Core, ShapeRef};
+use crate::fast_map::FastMap;
+use crate::ingest::txn::Txn;
+use crate::shapes::dep_view::{DepView, Moves, ViewState};
+use crate::shapes::moves::{MoveInRows, Step, SubState};
+use crate::shapes::shape::PgSnapshot;
+use crate::shapes::snapshot::{begin_snapshot_sql, decode_copy_row, SnapshotError};
+use crate::shapes::subquery::{encode_value, normalize, DepDef};
+use protocol::routing::Router;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub type ViewRef = Rc<RefCell<DepView>>;
+
+/// The dependency views of one table on this core.
+#[derive(Default)]
+struct TableViews {
+    router: Router,
+    by_id: FastMap<u64, ViewRef>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    views: FastMap<String, (u64, ViewRef)>,
+    tables: FastMap<u32, TableViews>,
+    next_id: u64,
+}
+
+/// The moves a transaction caused, per view that moved, and the views it broke.
+pub struct TxnMoves {
+    pub moved: Vec<(ViewRef, Moves)>,
+    pub broken: Vec<ViewRef>,
+}
+
+impl Registry {
+    /// The view of `def` and whether it was created now (it must then be loaded).
+    fn get_or_create(&mut self, def: &Arc<DepDef>) -> (ViewRef, bool) {
+        if let Some((_, v)) = self.views.get(&def.key) {
+            return (v.clone(), false);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let view = Rc::new(RefCell::new(DepView::new(def.clone())));
+        let table = self.tables.entry(def.table.oid).or_default();
+        table.router.insert(id, def.predicate.as_ref());
+        table.by_id.insert(id, view.clone());
+        self.views.insert(def.key.clone(), (id, view.clone()));
+        (view, true)
+    }
+
+    fn drop_view(&mut self, key: &str) {
+        let Some((id, view)) = self.views.remove(key) else {
+            return;
+        };
+        let oid = view.borrow().def.table.oid;
+        if let Some(table) = self.tables.get_mut(&oid) {
+            table.router.remove(id);
+            table.by_id.remove(&id);
+            if table.by_id.is_empty() {
+                self.tables.remove(&oid);
+            }
+        }
+    }
+
+    /// Applies a transaction to the views of the tables it touches.
+    pub fn on_txn(&self, txn: &Arc<Txn>) -> TxnMoves {
+        let mut out = TxnMoves {
+            moved: Vec::new(),
+            broken: Vec::new(),
+        };
+        if self.tables.is_empty() {
+            return out;
+        }
+        let mut whole: Vec<u32> = txn.truncated.clone();
+        whole.extend(txn.overflowed.iter().copied());
+        whole.extend(txn.relations.iter().map(|r| r.oid));
+        let mut hits: FastMap<u64, Vec<usize>> = FastMap::default();
+        let mut routed = Vec::new();
+        for (i, change) in txn.changes.iter().enumerate() {
+            let oid = change.relation.oid;
+            if whole.contains(&oid) {
+                continue;
+            }
+            let Some(table) = self.tables.get(&oid) else {
+                continue;
+            };
+            routed.clear();
+            crate::shapes::apply::route_change(&table.router, change, &mut routed);
+            routed.sort_unstable();
+            routed.dedup();
+            for &id in &routed {
+                hits.entry(id).or_default().push(i);
+            }
+        }
+        let mut apply = |view: &ViewRef, only: Option<&[usize]>| {
+            let was_broken = matches!(view.borrow().state, ViewState::Broken(_));
+            let moves = view.borrow_mut().on_txn(txn, only);
+            if !was_broken && matches!(view.borrow().state, ViewState::Broken(_)) {
+                out.broken.push(view.clone());
+            } else if !moves.is_empty() {
+                out.moved.push((view.clone(), moves));
+            }
+        };
+        for oid in &whole {
+            if let Some(table) = self.tables.get(oid) {
+                for view in table.by_id.values() {
+                    apply(view, None);
+                }
+            }
+        }
+        for (id, only) in hits {
+            let view = self
+                .tables
+                .values()
+                .find_map(|t| t.by_id.get(&id))
+                .expect("a routed view is registered");
+            apply(view, Some(&only));
+        }
+        out
+    }
+}
+
+/// The stack id tags hash (`ELECTRIC_DATABASE_ID`, upstream's default `single_stack`).
+fn stack_id(core: &Core) -> Rc<str> {
+    core.shared
+        .config
+        .database_id
+        .as_deref()
+        .unwrap_or(protocol::subquery::tags::DEFAULT_STACK_ID)
+        .into()
+}
+
+/// Gives a new subquery shape its views (created and loading if new) and move state.
+pub fn attach(core: &Rc<Core>, shape: &ShapeRef) {
+    let (def, handle) = {
+        let s = shape.borrow();
+        (s.def.clone(), s.handle.clone())
+    };
+    let sub = def.subquery.clone().expect("a subquery shape");
+    let mut views = Vec::with_capacity(sub.deps.len());
+    for (i, dep) in sub.deps.iter().enumerate() {
+        let (view, created) = core.deps.borrow_mut().get_or_create(dep);
+        view.borrow_mut().subscribers.push((handle.clone(), i));
+        if created {
+            let core = core.clone();
+            let v = view.clone();
+            monoio::spawn(async move { load_view(core, v).await });
+        }
+        views.push(view);
+    }
+    let buffer_max = core.shared.config.subquery_buffer_max_transactions as usize;
+    shape.borrow_mut().sub = Some(SubState::new(sub, views, stack_id(core), buffer_max));
+}
+
+/// A removed shape leaves its views; a view nobody uses any more is dropped.
+pub fn detach(core: &Core, shape: &ShapeRef) {
+    let s = shape.borrow();
+    let Some(sub) = s.sub.as_ref() else {
+        return;
+    };
+    for view in &sub.views {
+        let key = {
+            let mut v = view.borrow_mut();
+            v.subscribers.retain(|(h, _)| *h != s.handle);
+            v.subscribers.is_empty().then(|| v.def.key.clone())
+        };
+        if let Some(key) = key {
+            core.deps.borrow_mut().drop_view(&key);
+        }
+    }
+}
+
+/// Waits until every view of the shape is loaded; `Err` if one cannot be.
+pub async fn views_ready(shape: &ShapeRef) -> Result<(), String> {
+    loop {
+        let pending = {
+            let s = shape.borrow();
+            let sub = s.sub.as_ref().expect("a subquery shape");
+            let mut pending = None;
+            for view in &sub.views {
+                let v = view.borrow();
+                match &v.state {
+                    ViewState::Ready { .. } => {}
+                    ViewState::Broken(why) => return Err(format!("a subquery failed: {why}")),
+                    ViewState::Loading { .. } => {
+                        pending = Some(v.loaded.listen());
+                        break;
+                    }
+                }
+            }
+            pending
+        };
+        match pending {
+            Some(listener) => listener.await,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Reads the rows of a dependency (one consistent snapshot) into its view.
+async fn load_view(core: Rc<Core>, view: ViewRef) {
+    let def = view.borrow().def.clone();
+    let result = async {
+        let mut conn = core.conn().await.map_err(SnapshotError::Pg)?;
+        core.ensure_published(&mut conn, &def.table)
+            .await
+            .map_err(SnapshotError::Pg)?;
+        conn.execute(begin_snapshot_sql()).await?;
+        let r = read_view(&mut conn, &def, &view).await;
+        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        conn.execute(end).await?;
+        if r.is_ok() {
+            core.put_conn(conn);
+        }
+        r
+    }
+    .await;
+    match result {
+        Ok(snapshot) => view.borrow_mut().finish_loading(snapshot),
+        Err(e) => {
+            tracing::warn!("cannot read the subquery {}: {e}", def.sql);
+            view.borrow_mut().fail(e.to_string());
+        }
+    }
+}
+
+async fn read_view(
+    conn: &mut crate::pg::Connection,
+    def: &DepDef,
+    view: &ViewRef,
+) -> Result<PgSnapshot, SnapshotError> {
+    let snapshot = current_snapshot(conn).await?;
+    let mut text = Vec::new();
+    let mut fields = Vec::new();
+    let mut value = Vec::new();
+    conn.copy_out(&format!("COPY ({}) TO STDOUT", def.sql), |row: &[u8]| {
+        decode_copy_row(row, &mut text, &mut fields)?;
+        if fields.len() != def.columns.len() {
+            return Err(SnapshotError::Copy("column count differs from the query"));
+        }
+        let values: Vec<Option<&[u8]>> = fields
+            .iter()
+            .map(|f| normalize(f.map(|(s, e)| &text[s..e])))
+            .collect();
+        value.clear();
+        encode_value(&values, &mut value);
+        view.borrow_mut().add_loaded(&value);
+        Ok::<(), SnapshotError>(())
+    })
+    .await?;
+    Ok(snapshot)
+}
+
+pub async fn current_snapshot(
+    conn: &mut crate::pg::Connection,
+) -> Result<PgSnapshot, SnapshotError> {
+    let res = conn
+        .simple_query("SELECT pg_current_snapshot()::text")
+        .await?;
+    let text = res
+        .iter()
+        .flat_map(|r| r.rows.iter())
+        .next()
+        .and_then(|row| row.get(0).map(str::to_string))
+        .ok_or_else(|| SnapshotError::Protocol("no pg_current_snapshot() row".into()))?;
+    PgSnapshot::parse(&text)
+        .ok_or_else(|| SnapshotError::Protocol(format!("bad snapshot {text:?}")))
+}
+
+/// Starts the shape's pending move-in query, if any.
+pub fn start_move_in(core: &Rc<Core>, shape: &ShapeRef) {
+    let Some(sql) = shape.borrow_mut().move_in_to_start() else {
+        return;
+    };
+    let core = core.clone();
+    let shape = shape.clone();
+    monoio::spawn(async move { move_in(core, shape, sql).await });
+}
+
+async fn move_in(core: Rc<Core>, shape: ShapeRef, sql: String) {
+    let (def, stack, handle) = {
+        let s = shape.borrow();
+        let sub = s.sub.as_ref().expect("a subquery shape");
+        (s.def.clone(), sub.stack_id.clone(), s.handle.clone())
+    };
+    let result = async {
+        let mut conn = core.conn().await.map_err(SnapshotError::Pg)?;
+        conn.execute(begin_snapshot_sql()).await?;
+        let r = async {
+            let snapshot = current_snapshot(&mut conn).await?;
+            let select = {
+                let s = shape.borrow();
+                let moving = s.sub.as_ref().and_then(|sub| sub.moving.as_ref());
+                match moving {
+                    Some(m) => crate::shapes::subquery_sql::SubSelect {
+                        sql: sql.clone(),
+                        needed: m.select.needed.clone(),
+                        lhs_columns: m.select.lhs_columns.clone(),
+                    },
+                    None => return Err(SnapshotError::Protocol("the move-in was dropped".into())),
+                }
+            };
+            let mut encoder = crate::shapes::subquery_sql::SubRows::new(
+                &def,
+                &select,
+                stack.clone(),
+                handle.clone(),
+                true,
+            );
+            let mut rows = Vec::new();
+            conn.copy_out(&format!("COPY ({sql}) TO STDOUT"), |row: &[u8]| {
+                rows.push(encoder.encode(row)?.to_vec());
+                Ok::<(), SnapshotError>(())
+            })
+            .await?;
+            Ok(MoveInRows { snapshot, rows })
+        }
+        .await;
+        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        conn.execute(end).await?;
+        if r.is_ok() {
+            core.put_conn(conn);
+        }
+        r
+    }
+    .await;
+    if shape.borrow().invalidated {
+        return;
+    }
+    match result {
+        Ok(rows) => {
+            let applied = shape.borrow_mut().move_in_done(rows);
+            core.after_applied(&shape, applied);
+            start_move_in(&core, &shape);
+        }
+        Err(e) => {
+            tracing::warn!("move-in query of shape {handle} failed: {e}");
+            core.remove(&handle);
+        }
+    }
+}
+
+/// Delivers a transaction's view moves: notes them on every subscribed shape (before any of
+/// them processes the transaction) and returns, per shape handle, its moves as a step's.
+pub fn deliver(core: &Core, moves: &TxnMoves) -> FastMap<String, Vec<(usize, Moves)>> {
+    let mut out: FastMap<String, Vec<(usize, Moves)>> = FastMap::default();
+    for (view, m) in &moves.moved {
+        for (handle, dep) in &view.borrow().subscribers {
+            let Some(shape) = core.shape(handle) else {
+                continue;
+            };
+            if let Some(sub) = shape.borrow_mut().sub.as_mut() {
+                sub.note_moves(*dep, m);
+            }
+            out.entry(handle.clone())
+                .or_default()
+                .push((*dep, m.clone()));
+        }
+    }
+    out
+}
+
+/// The subscribers of views a transaction broke: their shapes are removed (409).
+pub fn broken_shapes(moves: &TxnMoves) -> Vec<String> {
+    let mut out = Vec::new();
+    for view in &moves.broken {
+        let v = view.borrow();
+        if let ViewState::Broken(why) = &v.state {
+            tracing::info!("subquery {} broke: {why}", v.def.sql);
+        }
+        out.extend(v.subscribers.iter().map(|(h, _)| h.clone()));
+    }
+    out
+}
+
+/// A step for a subquery shape.
+pub fn step(txn: &Arc<Txn>, only: Option<Vec<usize>>, moves: Vec<(usize, Moves)>) -> Step {
+    Step {
+        txn: Some(txn.clone()),
+        only,
+        moves,
+        queued_ins: Vec::new(),
+    }
+}

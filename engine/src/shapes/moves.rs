@@ -1,0 +1,494 @@
+//! A subquery shape on its owner core (`electric-subqueries.md` §6): each transaction reaches
+//! it as a [`Step`]: the moves of its dependencies' views, then its own table's changes.
+//!
+//! - The shape sees each view through an overlay of the values whose membership differs from
+//!   the view's current state (it is behind the view while its snapshot or a move-in runs):
+//!   `perceived(v) = overlay.get(v) or view.contains(v)`. The core records a value's state
+//!   before the view moves it ([`SubState::note_moves`]); the shape sets the new state when it
+//!   processes the move and drops the entry once it agrees with the view.
+//! - A move-out (a value leaving an `IN` view, or entering a `NOT IN` one) is an event.
+//! - A move-in starts a query of the rows it brings in (views bound as arrays, so the result
+//!   agrees with where the shape is). Steps wait behind it; when the rows arrive, the steps the
+//!   query's snapshot already saw are applied with the view as before the move (their own moves
+//!   afterwards), then the event, the rows and `snapshot-end`, then the others as usual. A
+//!   change both in a later step and in the rows repeats what the rows hold (clients upsert).
+//! - Outer changes are evaluated over the views: insert / update / delete by membership of
+//!   the old and new row, updates kept when only `active_conditions` changed, with `tags`,
+//!   `removed_tags` and `active_conditions` headers.
+
+use super::apply::{self, PendingEntry};
+use super::dep_view::{DepView, Moves};
+use super::shape::{Applied, PgSnapshot, Phase, Shape};
+use super::subquery::{encode_value, RowMeta, SubqueryDef, Value};
+use crate::fast_map::FastMap;
+use crate::ingest::txn::Txn;
+use protocol::message;
+use protocol::offset::LogOffset;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// One transaction (or, with `txn: None`, moves put off by a move-in) for a subquery shape.
+pub struct Step {
+    pub txn: Option<Arc<Txn>>,
+    /// Indexes of the changes that can affect the shape (`None`: all).
+    pub only: Option<Vec<usize>>,
+    /// Per dependency index: the view's moves in this transaction (not yet in the overlay).
+    pub moves: Vec<(usize, Moves)>,
+    /// Move-ins already in the overlay, still to query (after a move-in of the same step).
+    pub queued_ins: Vec<(usize, Vec<Value>, Vec<u32>)>,
+}
+
+/// A move-in in flight.
+pub struct MoveIn {
+    pub dep: usize,
+    pub values: Vec<Value>,
+    pub txids: Vec<u32>,
+    /// The query, built when the move started (from the views at that point).
+    pub select: super::subquery_sql::SubSelect,
+    /// The core started the query.
+    pub started: bool,
+}
+
+/// The result of a move-in query: its snapshot and the rows' JSON.
+pub struct MoveInRows {
+    pub snapshot: PgSnapshot,
+    pub rows: Vec<Vec<u8>>,
+}
+
+/// Most steps a shape keeps behind one move-in (`ELECTRIC_SUBQUERY_BUFFER_MAX_TRANSACTIONS`).
+pub const BUFFER_MAX_DEFAULT: usize = 1000;
+
+pub struct SubState {
+    pub def: Arc<SubqueryDef>,
+    /// The view of each dependency (shared with the core's other shapes).
+    pub views: Vec<Rc<RefCell<DepView>>>,
+    overlay: Vec<FastMap<Value, bool>>,
+    pub moving: Option<MoveIn>,
+    pending: VecDeque<Step>,
+    pub stack_id: Rc<str>,
+    pub buffer_max: usize,
+}
+
+impl SubState {
+    pub fn new(
+        def: Arc<SubqueryDef>,
+        views: Vec<Rc<RefCell<DepView>>>,
+        stack_id: Rc<str>,
+        buffer_max: usize,
+    ) -> Self {
+        let n = views.len();
+        Self {
+            def,
+            views,
+            overlay: (0..n).map(|_| FastMap::default()).collect(),
+            moving: None,
+            pending: VecDeque::new(),
+            stack_id,
+            buffer_max,
+        }
+    }
+
+    /// Before the views apply moves of `dep`: remembers the shape's state of each moved value
+    /// (unless it already differs from the view).
+    pub fn note_moves(&mut self, dep: usize, moves: &Moves) {
+        let overlay = &mut self.overlay[dep];
+        for v in &moves.entered {
+            overlay.entry(v.clone()).or_insert(false);
+        }
+        for v in &moves.left {
+            overlay.entry(v.clone()).or_insert(true);
+        }
+    }
+
+    fn set(&mut self, dep: usize, value: &Value, state: bool) {
+        if self.views[dep].borrow().contains(value) == state {
+            self.overlay[dep].remove(value);
+        } else {
+            self.overlay[dep].insert(value.clone(), state);
+        }
+    }
+
+    fn perceived(&self, dep: usize, value: &[u8]) -> bool {
+        match self.overlay[dep].get(value) {
+            Some(state) => *state,
+            None => self.views[dep].borrow().contains(value),
+        }
+    }
+
+    /// Every value of the view as the shape sees it.
+    pub fn view_values(&self, dep: usize) -> Vec<Value> {
+        let view = self.views[dep].borrow();
+        let overlay = &self.overlay[dep];
+        let mut out: Vec<Value> = view
+            .values()
+            .filter(|v| overlay.get(v.as_ref()) != Some(&false))
+            .cloned()
+            .collect();
+        out.extend(
+            overlay
+                .iter()
+                .filter(|(v, state)| **state && !view.contains(v))
+                .map(|(v, _)| v.clone()),
+        );
+        out
+    }
+
+    /// SQL's `values IN (view)`: TRUE on a match; NULL when the left side has a NULL or the
+    /// view holds a value with a NULL that could match (unless the view is empty); else FALSE.
+    fn member(&self, dep: usize, values: &[Option<&[u8]>], buf: &mut Vec<u8>) -> Option<bool> {
+        let view = self.views[dep].borrow();
+        let overlay = &self.overlay[dep];
+        if values.iter().all(Option::is_some) {
+            buf.clear();
+            encode_value(values, buf);
+            if self.perceived(dep, buf) {
+                return Some(true);
+            }
+        }
+        let present = |v: &[u8]| overlay.get(v).copied().unwrap_or_else(|| view.contains(v));
+        let hidden = overlay
+            .iter()
+            .filter(|&(v, &s)| !s && view.contains(v))
+            .count();
+        let added = overlay
+            .iter()
+            .filter(|&(v, &s)| s && !view.contains(v))
+            .count();
+        if view.len() - hidden + added == 0 {
+            return Some(false);
+        }
+        if values.iter().any(Option::is_none) {
+            return None;
+        }
+        // A value with NULLs matches unknown if its other columns are equal.
+        let could_match = |v: &[u8]| {
+            super::subquery::decode_value(v)
+                .iter()
+                .zip(values)
+                .all(|(a, b)| a.is_none() || a == b)
+        };
+        let nulls = view.null_values().any(|v| present(v) && could_match(v))
+            || overlay.iter().any(|(v, s)| {
+                *s && super::subquery::decode_value(v).iter().any(Option::is_none) && could_match(v)
+            });
+        if nulls {
+            None
+        } else {
+            Some(false)
+        }
+    }
+}
+
+impl Shape {
+    /// Offers a transaction to a subquery shape with its views' moves (see the module doc).
+    pub fn on_step(&mut self, step: Step) -> Applied {
+        if self.invalidated {
+            return Applied::Nothing;
+        }
+        let sub = self.sub.as_mut().expect("a subquery shape");
+        sub.pending.push_back(step);
+        if sub.moving.is_some() && sub.pending.len() > sub.buffer_max {
+            return Applied::Invalidate("too many transactions during a move-in");
+        }
+        self.drain()
+    }
+
+    /// Processes queued steps while the snapshot is known and no move-in runs.
+    pub fn drain(&mut self) -> Applied {
+        let mut total = 0;
+        loop {
+            if !matches!(self.phase, Phase::Ready { .. }) {
+                break;
+            }
+            let sub = self.sub.as_mut().expect("a subquery shape");
+            if sub.moving.is_some() {
+                break;
+            }
+            let Some(step) = sub.pending.pop_front() else {
+                break;
+            };
+            match self.process_step(step) {
+                Ok(n) => total += n,
+                Err(why) => return Applied::Invalidate(why),
+            }
+        }
+        if total > 0 {
+            self.changed.notify();
+            Applied::Appended(total)
+        } else {
+            Applied::Nothing
+        }
+    }
+
+    /// Whether the snapshot (or an earlier application) already holds `txn`.
+    fn already_holds(&mut self, txn: &Txn) -> bool {
+        let Phase::Ready {
+            snapshot,
+            filtering,
+        } = &mut self.phase
+        else {
+            unreachable!("steps are processed once the snapshot is known");
+        };
+        if *filtering {
+            if snapshot.visible(txn.xid) {
+                return true;
+            }
+            if snapshot.after(txn.xid) {
+                *filtering = false;
+            }
+        }
+        txn.commit_lsn <= self.last_seen_lsn
+    }
+
+    fn process_step(&mut self, mut step: Step) -> Result<usize, &'static str> {
+        if let Some(txn) = step.txn.clone() {
+            if self.already_holds(&txn) {
+                let sub = self.sub.as_mut().expect("a subquery shape");
+                for (dep, moves) in &step.moves {
+                    for v in &moves.entered {
+                        sub.set(*dep, v, true);
+                    }
+                    for v in &moves.left {
+                        sub.set(*dep, v, false);
+                    }
+                }
+                return Ok(0);
+            }
+            self.check_table(&txn)?;
+        }
+        let mut appended = 0;
+        let xids: Vec<u32> = step.txn.iter().map(|t| t.xid).collect();
+        let sub = self.sub.as_mut().expect("a subquery shape");
+        let mut outs: Vec<(usize, Vec<Value>)> = Vec::new();
+        let mut ins = std::mem::take(&mut step.queued_ins);
+        for (dep, moves) in std::mem::take(&mut step.moves) {
+            for v in &moves.entered {
+                sub.set(dep, v, true);
+            }
+            for v in &moves.left {
+                sub.set(dep, v, false);
+            }
+            let (into, out_of) = if sub.def.plan.dep_negated[dep] {
+                (moves.left, moves.entered)
+            } else {
+                (moves.entered, moves.left)
+            };
+            if !out_of.is_empty() {
+                outs.push((dep, out_of));
+            }
+            if !into.is_empty() {
+                ins.push((dep, into, xids.clone()));
+            }
+        }
+        for (dep, values) in outs {
+            let sub = self.sub.as_ref().expect("a subquery shape");
+            let patterns = sub.def.patterns(&sub.stack_id, &self.handle, dep, &values);
+            let event = message::move_event(false, &patterns, &xids);
+            self.append_extra(event);
+            appended += 1;
+        }
+        if !ins.is_empty() {
+            let (dep, values, txids) = ins.remove(0);
+            self.start_move_in(dep, values, txids);
+            let sub = self.sub.as_mut().expect("a subquery shape");
+            sub.pending.push_front(Step {
+                txn: step.txn,
+                only: step.only,
+                moves: Vec::new(),
+                queued_ins: ins,
+            });
+            return Ok(appended);
+        }
+        if let Some(txn) = &step.txn {
+            appended += self.apply_changes(txn, step.only.as_deref())?;
+            self.last_seen_lsn = txn.commit_lsn;
+        }
+        Ok(appended)
+    }
+
+    fn check_table(&self, txn: &Txn) -> Result<(), &'static str> {
+        let oid = self.def.table.oid;
+        if txn.truncated.contains(&oid) {
+            return Err("truncate");
+        }
+        if txn.overflowed.contains(&oid) {
+            return Err("a transaction too large to hold changed its table");
+        }
+        for rel in &txn.relations {
+            if rel.oid == oid && !apply::relation_matches(&self.def.table, rel) {
+                return Err("relation changed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the move-in's query from the views as the shape sees them now (after the move).
+    fn start_move_in(&mut self, dep: usize, values: Vec<Value>, txids: Vec<u32>) {
+        let sub = self.sub.as_ref().expect("a subquery shape");
+        let after: Vec<Vec<Value>> = (0..sub.views.len()).map(|d| sub.view_values(d)).collect();
+        let mut before = after.clone();
+        let entering = !sub.def.plan.dep_negated[dep];
+        if entering {
+            before[dep].retain(|v| !values.contains(v));
+        } else {
+            before[dep].extend(values.iter().cloned());
+        }
+        // For `NOT IN`, the move-in is values leaving the view: `after` lacks them.
+        let select = super::subquery_sql::move_in_select(&self.def, &sub.def, dep, &after, &before);
+        self.sub.as_mut().expect("a subquery shape").moving = Some(MoveIn {
+            dep,
+            values,
+            txids,
+            select,
+            started: false,
+        });
+    }
+
+    /// The move-in's rows are here: splice (see the module doc) and go on with queued steps.
+    pub fn move_in_done(&mut self, result: MoveInRows) -> Applied {
+        if self.invalidated {
+            return Applied::Nothing;
+        }
+        let sub = self.sub.as_mut().expect("a subquery shape");
+        let Some(moving) = sub.moving.take() else {
+            return Applied::Nothing;
+        };
+        // Steps the query's snapshot saw: changes with the view as before the move.
+        let mut pre = Vec::new();
+        while let Some(front) = sub.pending.front() {
+            let seen = front
+                .txn
+                .as_ref()
+                .is_none_or(|t| result.snapshot.visible(t.xid));
+            if !seen {
+                break;
+            }
+            pre.push(sub.pending.pop_front().expect("front"));
+        }
+        let entering = !sub.def.plan.dep_negated[moving.dep];
+        let mut appended = 0;
+        let mut deferred = Step {
+            txn: None,
+            only: None,
+            moves: Vec::new(),
+            queued_ins: Vec::new(),
+        };
+        for v in &moving.values {
+            sub.set(moving.dep, v, !entering);
+        }
+        for mut step in pre {
+            deferred.moves.append(&mut step.moves);
+            deferred.queued_ins.append(&mut step.queued_ins);
+            if let Some(txn) = step.txn {
+                if self.already_holds(&txn) {
+                    continue;
+                }
+                if let Err(why) = self.check_table(&txn) {
+                    return Applied::Invalidate(why);
+                }
+                match self.apply_changes(&txn, step.only.as_deref()) {
+                    Ok(n) => appended += n,
+                    Err(why) => return Applied::Invalidate(why),
+                }
+            }
+        }
+        let sub = self.sub.as_mut().expect("a subquery shape");
+        for v in &moving.values {
+            sub.set(moving.dep, v, entering);
+        }
+        let patterns = sub
+            .def
+            .patterns(&sub.stack_id, &self.handle, moving.dep, &moving.values);
+        self.append_extra(message::move_event(true, &patterns, &moving.txids));
+        appended += 1;
+        let any_rows = !result.rows.is_empty();
+        for row in result.rows {
+            self.append_extra(row);
+            appended += 1;
+        }
+        if any_rows {
+            let s = &result.snapshot;
+            self.append_extra(message::snapshot_end(s.xmin, s.xmax, &s.xip));
+            appended += 1;
+        }
+        let sub = self.sub.as_mut().expect("a subquery shape");
+        if !deferred.moves.is_empty() || !deferred.queued_ins.is_empty() {
+            sub.pending.push_front(deferred);
+        }
+        self.changed.notify();
+        match self.drain() {
+            Applied::Appended(n) => Applied::Appended(n + appended),
+            Applied::Nothing => Applied::Appended(appended),
+            inv @ Applied::Invalidate(_) => inv,
+        }
+    }
+
+    /// Appends a message that is not a replicated change (an event, a move-in row,
+    /// `snapshot-end`) right after the log's last entry.
+    fn append_extra(&mut self, json: Vec<u8>) {
+        let offset = match self.log.last_real_offset() {
+            Some(last) => LogOffset::new(last.tx, last.op + 1),
+            None => LogOffset::new(1, 0),
+        };
+        self.log.append(offset, bytes::Bytes::from(json));
+    }
+
+    /// The entries of `txn`'s changes of the shape's table, evaluated over the views.
+    fn apply_changes(&mut self, txn: &Txn, only: Option<&[usize]>) -> Result<usize, &'static str> {
+        let oid = self.def.table.oid;
+        let sub = self.sub.as_ref().expect("a subquery shape");
+        let mut out: Vec<(PendingEntry<'_>, RowMeta, Option<Vec<String>>)> = Vec::new();
+        let count = only.map_or(txn.changes.len(), <[usize]>::len);
+        let mut buf = Vec::new();
+        for k in 0..count {
+            let change = &txn.changes[only.map_or(k, |indexes| indexes[k])];
+            if change.relation.oid != oid {
+                continue;
+            }
+            if !apply::relation_matches(&self.def.table, &change.relation) {
+                return Err("relation changed");
+            }
+            let mut member =
+                |dep: usize, values: &[Option<&[u8]>]| sub.member(dep, values, &mut buf);
+            apply::entries_for_subquery(
+                &self.def,
+                &sub.def,
+                (&sub.stack_id, &self.handle),
+                change,
+                txn.commit_lsn,
+                &mut member,
+                &mut out,
+            );
+        }
+        let n = out.len();
+        let mut written = Vec::with_capacity(n);
+        for (i, (e, meta, removed)) in out.iter().enumerate() {
+            let mut json = apply::encode_one(&self.def, e, txn.xid, i + 1 == n);
+            message::push_subquery_headers(
+                &mut json,
+                &meta.tags,
+                removed.as_deref(),
+                &meta.active,
+                false,
+            );
+            written.push((e.offset, json));
+        }
+        for (offset, json) in written {
+            self.log.append(offset, bytes::Bytes::from(json));
+        }
+        self.last_seen_lsn = txn.commit_lsn;
+        Ok(n)
+    }
+
+    /// The move-in query to start, if one waits (marks it started).
+    pub fn move_in_to_start(&mut self) -> Option<String> {
+        let moving = self.sub.as_mut()?.moving.as_mut()?;
+        if moving.started {
+            return None;
+        }
+        moving.started = true;
+        Some(moving.select.sql.clone())
+    }
+}

@@ -1,0 +1,219 @@
+//! The subquery side of a shape definition (`electric-subqueries.md`): the DNF plan of its
+//! WHERE, one [`DepDef`] per `IN (SELECT …)` dependency, and what a row of the outer table
+//! carries because of them: `active_conditions` (per position) and `tags` (per disjunct).
+//!
+//! Membership values are tuples of column texts in the output functions' form (what pgoutput
+//! and COPY send), except booleans, kept as `t`/`f` everywhere: the snapshot renders selected
+//! booleans as `true`/`false` (upstream's form), but a tag must hash the same value the same
+//! way in snapshot rows, replicated rows and move events (upstream's quirk 3, fixed).
+
+use crate::catalog::TableInfo;
+use protocol::subquery::tags::{self, Slot};
+use protocol::where_clause::{Literal, Plan, Predicate};
+use std::sync::Arc;
+
+/// One value of a dependency's view, encoded as one byte string (see [`encode_value`]) so
+/// that a lookup borrows a reused buffer instead of building a tuple.
+pub type Value = Box<[u8]>;
+
+/// Appends the encoding of a value tuple to `out`: per column `0` for NULL, or `1`, the
+/// length (4 bytes, little endian) and the text.
+pub fn encode_value(values: &[Option<&[u8]>], out: &mut Vec<u8>) {
+    for v in values {
+        match v {
+            None => out.push(0),
+            Some(text) => {
+                out.push(1);
+                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                out.extend_from_slice(text);
+            }
+        }
+    }
+}
+
+/// The column texts of an encoded value.
+pub fn decode_value(mut bytes: &[u8]) -> Vec<Option<&[u8]>> {
+    let mut out = Vec::new();
+    while let Some((&tag, rest)) = bytes.split_first() {
+        if tag == 0 {
+            out.push(None);
+            bytes = rest;
+            continue;
+        }
+        let (len, rest) = rest.split_at(4);
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        out.push(Some(&rest[..len]));
+        bytes = &rest[len..];
+    }
+    out
+}
+
+/// A dependency: `SELECT columns FROM table [WHERE predicate]`.
+#[derive(Debug)]
+pub struct DepDef {
+    pub table: Arc<TableInfo>,
+    /// Selected columns (indexes into `table.columns`), in select-list order.
+    pub columns: Vec<usize>,
+    pub predicate: Option<Predicate>,
+    /// The canonical subquery SQL.
+    pub sql: String,
+    /// Identity of the dependency on a core: the table's oid and the canonical SQL.
+    pub key: String,
+}
+
+impl DepDef {
+    /// Whether an inner-table row (text values by column index) is in the dependency.
+    pub fn matches<'r>(&self, get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r)) -> bool {
+        self.predicate.as_ref().is_none_or(|p| p.eval(get))
+    }
+
+    /// The row's value of the selected columns, encoded into `out` (cleared first).
+    pub fn value<'r>(&self, get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r), out: &mut Vec<u8>) {
+        out.clear();
+        let texts: Vec<Option<&[u8]>> = self.columns.iter().map(|&i| normalize(get(i))).collect();
+        encode_value(&texts, out);
+    }
+}
+
+/// Answers a membership: `(dependency, left-side values) → TRUE / FALSE / NULL (None)`.
+pub type Member<'a> = dyn FnMut(usize, &[Option<&[u8]>]) -> Option<bool> + 'a;
+
+/// The subquery part of a shape definition.
+#[derive(Debug)]
+pub struct SubqueryDef {
+    pub plan: Plan,
+    /// Dependencies, indexed as the plan's memberships index them.
+    pub deps: Vec<Arc<DepDef>>,
+    /// A clause true for every outer row some view could include (memberships relaxed to
+    /// true): what routes outer-table changes. `None`: every row.
+    pub routing: Option<Predicate>,
+}
+
+/// A row's membership headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowMeta {
+    pub active: Vec<bool>,
+    pub tags: Vec<String>,
+}
+
+impl RowMeta {
+    pub fn included(&self, plan: &Plan) -> bool {
+        plan.includes(&self.active)
+    }
+}
+
+impl SubqueryDef {
+    /// Evaluates every position of the plan over a row of the outer table. `member(dep,
+    /// values)` answers a membership with SQL's NULL semantics.
+    pub fn active<'r>(
+        &self,
+        get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r),
+        member: &mut Member<'_>,
+    ) -> Vec<bool> {
+        let mut buf: Vec<Option<&[u8]>> = Vec::new();
+        self.plan
+            .positions
+            .iter()
+            .map(|position| {
+                let truth = position.literal.eval(get, &mut |dep, columns| {
+                    buf.clear();
+                    buf.extend(columns.iter().map(|&c| normalize(get(c))));
+                    member(dep, &buf)
+                });
+                position.active(truth)
+            })
+            .collect()
+    }
+
+    /// The row's tags for the shape `handle` of stack `stack_id`.
+    pub fn tags<'r>(
+        &self,
+        stack_id: &str,
+        handle: &str,
+        get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r),
+    ) -> Vec<String> {
+        let plan = &self.plan;
+        tags::row_tags(plan.positions.len(), &plan.disjuncts, |p| {
+            match &plan.positions[p].literal {
+                Literal::Row(_) => "1".to_string(),
+                Literal::Member { columns, names, .. } => {
+                    let texts: Vec<Option<String>> = columns
+                        .iter()
+                        .map(|&c| get(c).map(|v| bool_text(v).to_string()))
+                        .collect();
+                    member_hash(stack_id, handle, names, &texts)
+                }
+            }
+        })
+    }
+
+    /// `tags` and `active_conditions` of a row.
+    pub fn meta<'r>(
+        &self,
+        stack_id: &str,
+        handle: &str,
+        get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r),
+        member: &mut Member<'_>,
+    ) -> RowMeta {
+        RowMeta {
+            active: self.active(get, member),
+            tags: self.tags(stack_id, handle, get),
+        }
+    }
+
+    /// The move patterns of `values` of dependency `dep`: one per position of the
+    /// dependency and value, the slot hash rows carry there.
+    pub fn patterns(
+        &self,
+        stack_id: &str,
+        handle: &str,
+        dep: usize,
+        values: &[Value],
+    ) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for &p in &self.plan.dep_positions[dep] {
+            let Literal::Member { names, .. } = &self.plan.positions[p].literal else {
+                unreachable!("dependency positions are memberships");
+            };
+            for value in values {
+                let texts: Vec<Option<String>> = decode_value(value)
+                    .into_iter()
+                    .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                    .collect();
+                out.push((p, member_hash(stack_id, handle, names, &texts)));
+            }
+        }
+        out
+    }
+}
+
+/// The slot hash of a membership with these outer column names and value texts.
+fn member_hash(stack_id: &str, handle: &str, names: &[String], texts: &[Option<String>]) -> String {
+    if let [one] = texts {
+        return tags::value_hash(stack_id, handle, Slot::Value(one.as_deref()));
+    }
+    let pairs: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .zip(texts)
+        .map(|(n, t)| (n.as_str(), t.as_deref()))
+        .collect();
+    tags::value_hash(stack_id, handle, Slot::Values(&pairs))
+}
+
+/// Booleans in one spelling: `true`/`false` (the snapshot's `::text`) become `t`/`f`.
+fn bool_text(v: &[u8]) -> &str {
+    match v {
+        b"true" => "t",
+        b"false" => "f",
+        other => std::str::from_utf8(other).unwrap_or(""),
+    }
+}
+
+/// A value text as views hold it (booleans as `t`/`f`).
+pub fn normalize(v: Option<&[u8]>) -> Option<&[u8]> {
+    match v {
+        Some(b"true") => Some(b"t"),
+        Some(b"false") => Some(b"f"),
+        other => other,
+    }
+}
