@@ -975,6 +975,13 @@ impl Core {
         let def = shape.borrow().def.clone();
         let started = Instant::now();
         let result = async {
+            // A subquery shape waits for its views first (their loading needs connections
+            // of this pool: none is held meanwhile). Its snapshot then starts after them.
+            if def.subquery.is_some() {
+                super::subqueries::views_ready(&shape)
+                    .await
+                    .map_err(snapshot::SnapshotError::Protocol)?;
+            }
             let mut conn = self.conn().await.map_err(snapshot::SnapshotError::Pg)?;
             self.ensure_published(&mut conn, &def.table)
                 .await
@@ -986,11 +993,6 @@ impl Core {
                 .sub
                 .as_ref()
                 .map(|sub| (sub.stack_id.clone(), shape.borrow().handle.clone()));
-            if def.subquery.is_some() {
-                super::subqueries::views_ready(&shape)
-                    .await
-                    .map_err(snapshot::SnapshotError::Protocol)?;
-            }
             let r = snapshot::run(&mut conn, &def, tags, |json| {
                 if store_error.is_some() {
                     return;

@@ -44,25 +44,77 @@ pub struct TxnMoves {
 }
 
 impl Registry {
-    /// The view of `def` and whether it was created now (it must then be loaded).
-    fn get_or_create(&mut self, def: &Arc<DepDef>) -> (ViewRef, bool) {
+    /// The view of `def`, and the views created now (they must be loaded; inner ones
+    /// first). A nested dependency's inner views are views of their own, shared like any.
+    fn get_or_create(&mut self, def: &Arc<DepDef>, created: &mut Vec<ViewRef>) -> ViewRef {
         if let Some((_, v)) = self.views.get(&def.key) {
-            return (v.clone(), false);
+            return v.clone();
         }
+        let nested = def.nested.as_ref().map(|plan| {
+            let views: Vec<ViewRef> = plan
+                .deps
+                .iter()
+                .map(|inner| self.get_or_create(inner, created))
+                .collect();
+            crate::shapes::dep_rows::NestedRows::new(
+                plan.clone(),
+                views,
+                def.stored_columns(),
+                def.columns.clone(),
+                def.key_columns(),
+            )
+        });
+        let depth = nested.as_ref().map_or(0, |n| {
+            1 + n.views.iter().map(|v| v.borrow().depth).max().unwrap_or(0)
+        });
+        let inner: Vec<ViewRef> = nested.as_ref().map(|n| n.views.clone()).unwrap_or_default();
         self.next_id += 1;
         let id = self.next_id;
-        let view = Rc::new(RefCell::new(DepView::new(def.clone())));
+        let view = Rc::new(RefCell::new(DepView::new(def.clone(), nested, depth)));
+        for (i, v) in inner.iter().enumerate() {
+            v.borrow_mut().parents.push((def.key.clone(), i));
+        }
         let table = self.tables.entry(def.table.oid).or_default();
-        table.router.insert(id, def.predicate.as_ref());
+        // A nested dependency's rows are kept whatever its subqueries say: route by its
+        // clause with memberships taken as true.
+        let routing = match &def.nested {
+            Some(plan) => plan.routing.as_ref(),
+            None => def.predicate.as_ref(),
+        };
+        table.router.insert(id, routing);
         table.by_id.insert(id, view.clone());
         self.views.insert(def.key.clone(), (id, view.clone()));
-        (view, true)
+        created.push(view.clone());
+        view
     }
 
+    /// Whether a view is still needed: by a shape or by another view.
+    fn unused(view: &ViewRef) -> bool {
+        let v = view.borrow();
+        v.subscribers.is_empty() && v.parents.is_empty()
+    }
+
+    /// Drops an unused view, and then the inner views only it used.
     fn drop_view(&mut self, key: &str) {
         let Some((id, view)) = self.views.remove(key) else {
             return;
         };
+        let inner: Vec<ViewRef> = view
+            .borrow()
+            .nested
+            .as_ref()
+            .map(|n| n.views.clone())
+            .unwrap_or_default();
+        for v in inner {
+            let inner_key = {
+                let mut v = v.borrow_mut();
+                v.parents.retain(|(k, _)| k != key);
+                v.def.key.clone()
+            };
+            if Self::unused(&v) {
+                self.drop_view(&inner_key);
+            }
+        }
         let oid = view.borrow().def.table.oid;
         if let Some(table) = self.tables.get_mut(&oid) {
             table.router.remove(id);
@@ -103,19 +155,14 @@ impl Registry {
                 hits.entry(id).or_default().push(i);
             }
         }
-        let mut apply = |view: &ViewRef, only: Option<&[usize]>| {
-            let was_broken = matches!(view.borrow().state, ViewState::Broken(_));
-            let moves = view.borrow_mut().on_txn(txn, only);
-            if !was_broken && matches!(view.borrow().state, ViewState::Broken(_)) {
-                out.broken.push(view.clone());
-            } else if !moves.is_empty() {
-                out.moved.push((view.clone(), moves));
-            }
-        };
+        // Views to apply, with their own changes (`None`: all) and the moves below them.
+        type Work = (Option<Vec<usize>>, Vec<(usize, Moves)>);
+        let mut work: FastMap<String, (ViewRef, Work)> = FastMap::default();
         for oid in &whole {
             if let Some(table) = self.tables.get(oid) {
                 for view in table.by_id.values() {
-                    apply(view, None);
+                    let key = view.borrow().def.key.clone();
+                    work.insert(key, (view.clone(), (None, Vec::new())));
                 }
             }
         }
@@ -125,7 +172,48 @@ impl Registry {
                 .values()
                 .find_map(|t| t.by_id.get(&id))
                 .expect("a routed view is registered");
-            apply(view, Some(&only));
+            let key = view.borrow().def.key.clone();
+            work.entry(key)
+                .or_insert_with(|| (view.clone(), (Some(Vec::new()), Vec::new())))
+                .1
+                 .0
+                .get_or_insert_with(Vec::new)
+                .extend(only);
+        }
+        // Inner views before the views that use them.
+        let mut depth = 0;
+        while !work.is_empty() {
+            let now: Vec<String> = work
+                .iter()
+                .filter(|(_, (v, _))| v.borrow().depth == depth)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in now {
+                let (view, (only, inner)) = work.remove(&key).expect("listed");
+                let was_broken = matches!(view.borrow().state, ViewState::Broken(_));
+                let moves = view.borrow_mut().on_txn(txn, only.as_deref(), &inner);
+                if !was_broken && matches!(view.borrow().state, ViewState::Broken(_)) {
+                    out.broken.push(view.clone());
+                    continue;
+                }
+                if moves.is_empty() {
+                    continue;
+                }
+                for (parent, dep) in &view.borrow().parents {
+                    if let Some((_, p)) = self.views.get(parent) {
+                        work.entry(parent.clone())
+                            .or_insert_with(|| (p.clone(), (Some(Vec::new()), Vec::new())))
+                            .1
+                             .1
+                            .push((*dep, moves.clone()));
+                    }
+                }
+                out.moved.push((view.clone(), moves));
+            }
+            depth += 1;
+            if depth > protocol::where_clause::SUBQUERIES_MAX + 1 {
+                break;
+            }
         }
         out
     }
@@ -149,15 +237,15 @@ pub fn attach(core: &Rc<Core>, shape: &ShapeRef) {
     };
     let sub = def.subquery.clone().expect("a subquery shape");
     let mut views = Vec::with_capacity(sub.deps.len());
+    let mut created = Vec::new();
     for (i, dep) in sub.deps.iter().enumerate() {
-        let (view, created) = core.deps.borrow_mut().get_or_create(dep);
+        let view = core.deps.borrow_mut().get_or_create(dep, &mut created);
         view.borrow_mut().subscribers.push((handle.clone(), i));
-        if created {
-            let core = core.clone();
-            let v = view.clone();
-            monoio::spawn(async move { load_view(core, v).await });
-        }
         views.push(view);
+    }
+    for view in created {
+        let core = core.clone();
+        monoio::spawn(async move { load_view(core, view).await });
     }
     let buffer_max = core.shared.config.subquery_buffer_max_transactions as usize;
     shape.borrow_mut().sub = Some(SubState::new(sub, views, stack_id(core), buffer_max));
@@ -173,9 +261,9 @@ pub fn detach(core: &Core, shape: &ShapeRef) {
         let key = {
             let mut v = view.borrow_mut();
             v.subscribers.retain(|(h, _)| *h != s.handle);
-            v.subscribers.is_empty().then(|| v.def.key.clone())
+            v.def.key.clone()
         };
-        if let Some(key) = key {
+        if Registry::unused(view) {
             core.deps.borrow_mut().drop_view(&key);
         }
     }
@@ -183,12 +271,18 @@ pub fn detach(core: &Core, shape: &ShapeRef) {
 
 /// Waits until every view of the shape is loaded; `Err` if one cannot be.
 pub async fn views_ready(shape: &ShapeRef) -> Result<(), String> {
+    let views = {
+        let s = shape.borrow();
+        s.sub.as_ref().expect("a subquery shape").views.clone()
+    };
+    ready(&views).await
+}
+
+async fn ready(views: &[ViewRef]) -> Result<(), String> {
     loop {
         let pending = {
-            let s = shape.borrow();
-            let sub = s.sub.as_ref().expect("a subquery shape");
             let mut pending = None;
-            for view in &sub.views {
+            for view in views {
                 let v = view.borrow();
                 match &v.state {
                     ViewState::Ready { .. } => {}
@@ -208,9 +302,20 @@ pub async fn views_ready(shape: &ShapeRef) -> Result<(), String> {
     }
 }
 
-/// Reads the rows of a dependency (one consistent snapshot) into its view.
+/// Reads the rows of a dependency (one consistent snapshot) into its view; a nested one once
+/// the views below it are loaded (its rows are evaluated against them).
 async fn load_view(core: Rc<Core>, view: ViewRef) {
     let def = view.borrow().def.clone();
+    let inner: Vec<ViewRef> = view
+        .borrow()
+        .nested
+        .as_ref()
+        .map(|n| n.views.clone())
+        .unwrap_or_default();
+    if let Err(why) = ready(&inner).await {
+        view.borrow_mut().fail(why);
+        return;
+    }
     let result = async {
         let mut conn = core.conn().await.map_err(SnapshotError::Pg)?;
         core.ensure_published(&mut conn, &def.table)
@@ -244,6 +349,32 @@ async fn read_view(
     let mut text = Vec::new();
     let mut fields = Vec::new();
     let mut value = Vec::new();
+    if def.nested.is_some() {
+        let stored = def.stored_columns();
+        let cols: Vec<String> = stored
+            .iter()
+            .map(|&c| protocol::ident::quote_ident(&def.table.columns[c].info.name))
+            .collect();
+        let mut sql = format!("SELECT {} FROM {}", cols.join(", "), def.table.quoted());
+        if let Some(routing) = def.nested.as_ref().and_then(|n| n.routing.as_ref()) {
+            sql.push_str(" WHERE ");
+            sql.push_str(&routing.to_sql());
+        }
+        conn.copy_out(&format!("COPY ({sql}) TO STDOUT"), |row: &[u8]| {
+            decode_copy_row(row, &mut text, &mut fields)?;
+            if fields.len() != stored.len() {
+                return Err(SnapshotError::Copy("column count differs from the query"));
+            }
+            let get = |c: usize| {
+                let at = stored.binary_search(&c).ok()?;
+                fields[at].map(|(s, e)| &text[s..e])
+            };
+            view.borrow_mut().add_loaded_row(&get);
+            Ok::<(), SnapshotError>(())
+        })
+        .await?;
+        return Ok(snapshot);
+    }
     conn.copy_out(&format!("COPY ({}) TO STDOUT", def.sql), |row: &[u8]| {
         decode_copy_row(row, &mut text, &mut fields)?;
         if fields.len() != def.columns.len() {

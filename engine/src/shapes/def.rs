@@ -52,7 +52,7 @@ use std::sync::Arc;
 pub type SubqueryTables<'a> = dyn Fn(&str, &str) -> Option<Arc<TableInfo>> + 'a;
 
 /// Plans a clause with subqueries: upstream's checks on the DNF, then one dependency per
-/// subquery.
+/// subquery, nested ones planned the same way.
 fn subquery_def(
     p: &Predicate,
     tables: &SubqueryTables<'_>,
@@ -60,24 +60,22 @@ fn subquery_def(
     let plan = p.plan().map_err(|e| v::where_error(e.to_string()))?;
     let mut deps = Vec::with_capacity(p.subqueries().len());
     for sub in p.subqueries() {
-        if sub
-            .predicate
-            .as_ref()
-            .is_some_and(|inner| !inner.subqueries().is_empty())
-        {
-            return Err(v::where_error(
-                "subqueries nested inside a subquery are not supported yet".to_string(),
-            ));
-        }
         let table = tables(&sub.schema, &sub.table).ok_or_else(|| {
             v::where_error(format!("table {}.{} disappeared", sub.schema, sub.table))
         })?;
+        let nested = match &sub.predicate {
+            Some(inner) if !inner.subqueries().is_empty() => {
+                Some(Arc::new(subquery_def(inner, tables)?))
+            }
+            _ => None,
+        };
         deps.push(Arc::new(DepDef {
             key: format!("{}|{}", table.oid, sub.sql),
             table,
             columns: sub.columns.clone(),
             predicate: sub.predicate.clone(),
             sql: sub.sql.clone(),
+            nested,
         }));
     }
     let routing = p.routing_superset(&plan);

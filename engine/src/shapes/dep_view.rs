@@ -52,6 +52,13 @@ pub struct DepView {
     pub loaded: crate::event::Event,
     /// Commit LSN of the last transaction applied.
     pub last_lsn: u64,
+    /// For a dependency with subqueries of its own: its rows and the views below it.
+    pub nested: Option<super::dep_rows::NestedRows>,
+    /// Views using this one as their inner dependency: (key, their index of it).
+    pub parents: Vec<(String, usize)>,
+    /// 0 for a dependency without subqueries, else one more than its deepest inner view:
+    /// views apply a transaction in this order.
+    pub depth: usize,
 }
 
 /// Most distinct values a view holds: beyond it the view breaks (its shapes get 409) instead
@@ -59,8 +66,15 @@ pub struct DepView {
 pub const VIEW_VALUES_MAX: usize = 10_000_000;
 
 impl DepView {
-    pub fn new(def: Arc<DepDef>) -> Self {
+    pub fn new(
+        def: Arc<DepDef>,
+        nested: Option<super::dep_rows::NestedRows>,
+        depth: usize,
+    ) -> Self {
         Self {
+            nested,
+            parents: Vec::new(),
+            depth,
             def,
             counts: FastMap::default(),
             with_null: FastMap::default(),
@@ -97,9 +111,59 @@ impl DepView {
         self.with_null.keys()
     }
 
-    /// Counts one row of the initial read.
+    /// Counts one row of the initial read (the selected columns' value).
     pub fn add_loaded(&mut self, value: &[u8]) {
         self.bump(value, true);
+    }
+
+    /// Keeps one row of a nested dependency's initial read (its stored columns).
+    pub fn add_loaded_row<'r>(&mut self, get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r)) {
+        let nested = self.nested.as_mut().expect("a nested dependency");
+        let delta = nested.insert(get);
+        self.apply_delta(delta, None);
+    }
+
+    fn apply_delta(
+        &mut self,
+        delta: super::dep_rows::Delta,
+        mut before: Option<&mut FastMap<Value, bool>>,
+    ) {
+        for (value, up) in [(delta.out, false), (delta.into, true)] {
+            let Some(value) = value else { continue };
+            if let Some(before) = before.as_deref_mut() {
+                if !before.contains_key(&value) {
+                    let was = self.contains(&value);
+                    before.insert(value.clone(), was);
+                }
+            }
+            self.bump(&value, up);
+        }
+    }
+
+    /// SQL's `values IN (view)` (see `moves::SubState::member`, which adds a shape's overlay).
+    pub fn member(&self, values: &[Option<&[u8]>], buf: &mut Vec<u8>) -> Option<bool> {
+        if self.counts.is_empty() {
+            return Some(false);
+        }
+        if values.iter().any(Option::is_none) {
+            return None;
+        }
+        buf.clear();
+        super::subquery::encode_value(values, buf);
+        if self.contains(buf) {
+            return Some(true);
+        }
+        let could_match = |v: &[u8]| {
+            super::subquery::decode_value(v)
+                .iter()
+                .zip(values)
+                .all(|(a, b)| a.is_none() || a == b)
+        };
+        if self.with_null.keys().any(|v| could_match(v)) {
+            None
+        } else {
+            Some(false)
+        }
     }
 
     /// Loading ended at `snapshot`: the transactions kept meanwhile that it does not hold are
@@ -119,7 +183,7 @@ impl DepView {
             }
         };
         for txn in &buffered {
-            self.apply(txn, None);
+            self.apply(txn, None, &[]);
         }
         self.loaded.notify();
     }
@@ -132,18 +196,36 @@ impl DepView {
     /// Applies a transaction touching the view's table; returns the moves it causes (empty
     /// while loading, or when the snapshot already holds it). `only` lists the changes that
     /// can affect the view (from the table's routing index), `None`: all of them.
-    pub fn on_txn(&mut self, txn: &Arc<Txn>, only: Option<&[usize]>) -> Moves {
+    /// `inner` are the moves of the views below it in this transaction (applied first: its
+    /// rows are re-evaluated against them).
+    pub fn on_txn(
+        &mut self,
+        txn: &Arc<Txn>,
+        only: Option<&[usize]>,
+        inner: &[(usize, Moves)],
+    ) -> Moves {
         match &mut self.state {
             ViewState::Loading { buffered } => {
-                buffered.push(txn.clone());
+                // Only its own table's changes: a move below is read from the inner view's
+                // state when loading ends.
+                if txn
+                    .changes
+                    .iter()
+                    .any(|c| c.relation.oid == self.def.table.oid)
+                    || !txn.truncated.is_empty()
+                    || !txn.relations.is_empty()
+                    || !txn.overflowed.is_empty()
+                {
+                    buffered.push(txn.clone());
+                }
                 Moves::default()
             }
-            ViewState::Ready { .. } => self.apply(txn, only),
+            ViewState::Ready { .. } => self.apply(txn, only, inner),
             ViewState::Broken(_) => Moves::default(),
         }
     }
 
-    fn apply(&mut self, txn: &Txn, only: Option<&[usize]>) -> Moves {
+    fn apply(&mut self, txn: &Txn, only: Option<&[usize]>, inner: &[(usize, Moves)]) -> Moves {
         let ViewState::Ready {
             snapshot,
             filtering,
@@ -151,16 +233,32 @@ impl DepView {
         else {
             return Moves::default();
         };
+        let mut own = true;
         if *filtering {
             if snapshot.visible(txn.xid) {
-                return Moves::default();
-            }
-            if snapshot.after(txn.xid) {
+                own = false;
+            } else if snapshot.after(txn.xid) {
                 *filtering = false;
             }
         }
         if txn.commit_lsn <= self.last_lsn {
-            return Moves::default();
+            own = false;
+        }
+        // Per value: the count before the transaction, to report only real crossings.
+        let mut before: FastMap<Value, bool> = FastMap::default();
+        // Moves below apply even when the read already holds this transaction's own changes.
+        for (dep, moves) in inner {
+            let Some(nested) = self.nested.as_mut() else {
+                break;
+            };
+            let mut values = moves.entered.clone();
+            values.extend(moves.left.iter().cloned());
+            for delta in nested.on_inner_move(*dep, &values) {
+                self.apply_delta(delta, Some(&mut before));
+            }
+        }
+        if !own {
+            return self.crossings(before);
         }
         self.last_lsn = txn.commit_lsn;
         let oid = self.def.table.oid;
@@ -178,8 +276,6 @@ impl DepView {
                 return Moves::default();
             }
         }
-        // Per value: the count before the transaction, to report only real crossings.
-        let mut before: FastMap<Value, bool> = FastMap::default();
         let mut buf = Vec::new();
         let count = only.map_or(txn.changes.len(), <[usize]>::len);
         for k in 0..count {
@@ -209,6 +305,21 @@ impl DepView {
                 }
             }
         }
+        if self.counts.len() > VIEW_VALUES_MAX
+            || self
+                .nested
+                .as_ref()
+                .is_some_and(|n| n.len() > super::dep_rows::NESTED_ROWS_MAX)
+        {
+            self.fail(format!(
+                "more than {VIEW_VALUES_MAX} distinct values or too many rows"
+            ));
+            return Moves::default();
+        }
+        self.crossings(before)
+    }
+
+    fn crossings(&self, before: FastMap<Value, bool>) -> Moves {
         let mut moves = Moves::default();
         for (value, was_in) in before {
             match (was_in, self.contains(&value)) {
@@ -216,10 +327,6 @@ impl DepView {
                 (true, false) => moves.left.push(value),
                 _ => {}
             }
-        }
-        if self.counts.len() > VIEW_VALUES_MAX {
-            self.fail(format!("more than {VIEW_VALUES_MAX} distinct values"));
-            return Moves::default();
         }
         moves
     }
@@ -233,6 +340,15 @@ impl DepView {
         before: &mut FastMap<Value, bool>,
         buf: &mut Vec<u8>,
     ) {
+        if let Some(nested) = self.nested.as_mut() {
+            let delta = if up {
+                nested.insert(row)
+            } else {
+                nested.remove(row)
+            };
+            self.apply_delta(delta, Some(before));
+            return;
+        }
         if !self.def.matches(row) {
             return;
         }

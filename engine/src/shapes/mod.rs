@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod def;
+pub mod dep_rows;
 pub mod dep_view;
 pub mod log;
 pub mod moves;

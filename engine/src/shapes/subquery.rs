@@ -59,10 +59,34 @@ pub struct DepDef {
     pub sql: String,
     /// Identity of the dependency on a core: the table's oid and the canonical SQL.
     pub key: String,
+    /// The plan of its own WHERE when that holds subqueries (a nested dependency).
+    pub nested: Option<Arc<SubqueryDef>>,
 }
 
 impl DepDef {
-    /// Whether an inner-table row (text values by column index) is in the dependency.
+    /// The columns a nested dependency keeps per row: key, selected and read by its clause.
+    pub fn stored_columns(&self) -> Vec<usize> {
+        let mut cols = self.key_columns();
+        cols.extend(self.columns.iter().copied());
+        if let Some(p) = &self.predicate {
+            cols.extend(p.columns());
+        }
+        cols.sort_unstable();
+        cols.dedup();
+        cols
+    }
+
+    /// The columns that identify a row: the PK, or every column.
+    pub fn key_columns(&self) -> Vec<usize> {
+        if self.table.pk.is_empty() {
+            (0..self.table.columns.len()).collect()
+        } else {
+            self.table.pk.clone()
+        }
+    }
+
+    /// Whether an inner-table row (text values by column index) is in the dependency (for a
+    /// dependency without subqueries of its own).
     pub fn matches<'r>(&self, get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r)) -> bool {
         self.predicate.as_ref().is_none_or(|p| p.eval(get))
     }
