@@ -11,6 +11,7 @@
 pub mod crash;
 pub mod http;
 pub mod json;
+pub mod tags;
 
 pub use http::{Client, Resp};
 
