@@ -1112,3 +1112,77 @@ fn s27_resume_after_move_out() {
     assert!(s.t.rows().is_empty());
     assert_eq!(s.t.synthetic_deletes, [s.key("child-1")]);
 }
+
+/// Scenario 7: three levels (a subquery inside the subquery). Moves below reach the outer
+/// shape as its own move-in / move-out, with the outer row's tags.
+#[test]
+fn s07_three_levels() {
+    let cluster = cluster();
+    let setup = "CREATE TABLE grandparent (id int PRIMARY KEY, value int NOT NULL);
+         CREATE TABLE parent (id int PRIMARY KEY, value int NOT NULL, grandparent_id int);
+         CREATE TABLE child (id int PRIMARY KEY, value int NOT NULL, parent_id int);
+         INSERT INTO grandparent VALUES (1, 10), (2, 20);
+         INSERT INTO parent VALUES (1, 10, 1), (2, 20, 2);
+         INSERT INTO child VALUES (1, 10, 1), (2, 20, 2);";
+    let w = "parent_id in (SELECT id FROM parent WHERE grandparent_id in \
+             (SELECT id FROM grandparent WHERE value = 10))";
+    let env = Env::start(&cluster, setup, Opts::default());
+    let (mut s, first) = Sub::start(&env, "child", w, &[]);
+    let h1 = s.h("v:1");
+    let row1 = json!({"id": "1", "value": "10", "parent_id": "1"});
+    assert_body(&first, &[s.snap(row1, &[h1], &[true]), snapshot_end()]);
+    let t = s.h("v:2");
+    let (got, x) = s.live_txn(&env, "UPDATE grandparent SET value = 10 WHERE id = 2");
+    let row2 = json!({"id": "2", "value": "20", "parent_id": "2"});
+    assert_body(
+        &got,
+        &[
+            event("move-in", &[(0, t.clone())], x),
+            s.moved_in(row2, &[t.clone()], &[true]),
+            snapshot_end(),
+            up_to_date(),
+        ],
+    );
+    let (got, x) = s.live_txn(&env, "UPDATE grandparent SET value = 20 WHERE id = 2");
+    assert_body(&got, &[event("move-out", &[(0, t)], x), up_to_date()]);
+    s.converge(&env, w);
+    // A middle row re-parented under a matching grandparent moves its children in.
+    s.live(&env, "UPDATE parent SET grandparent_id = 1 WHERE id = 2");
+    s.converge(&env, w);
+    // A child moving between matching parents stays, with new tags.
+    s.live(&env, "UPDATE child SET parent_id = 1 WHERE id = 2");
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 2);
+}
+
+/// Scenario 20: four levels; re-parenting an intermediate row whose value stays in the view
+/// above it changes nothing for the outer shape.
+#[test]
+fn s20_intermediate_reparenting() {
+    let cluster = cluster();
+    let setup = "CREATE TABLE organizations (id text PRIMARY KEY);
+         CREATE TABLE organization_tags (id int PRIMARY KEY, organization_id text, tag text);
+         CREATE TABLE teams (id text PRIMARY KEY, organization_id text);
+         CREATE TABLE projects (id text PRIMARY KEY, team_id text);
+         CREATE TABLE tasks (id text PRIMARY KEY, project_id text);
+         INSERT INTO organizations VALUES ('acme'), ('globex');
+         INSERT INTO organization_tags VALUES (1, 'acme', 'premium'), (2, 'globex', 'premium');
+         INSERT INTO teams VALUES ('t1', 'acme');
+         INSERT INTO projects VALUES ('p1', 't1');
+         INSERT INTO tasks VALUES ('task1', 'p1');";
+    let w = "project_id IN (SELECT id FROM projects WHERE team_id IN (SELECT id FROM teams \
+             WHERE organization_id IN (SELECT organization_id FROM organization_tags \
+             WHERE tag = 'premium')))";
+    let env = Env::start(&cluster, setup, Opts::default());
+    let (mut s, first) = Sub::start(&env, "tasks", w, &[]);
+    assert_eq!(first.len(), 2, "task1 and snapshot-end: {}", pretty(&first));
+    s.live(&env, "UPDATE teams SET organization_id = 'globex' WHERE id = 't1'");
+    s.live(&env, "DELETE FROM organization_tags WHERE organization_id = 'acme'");
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 1, "task1 stays");
+    assert!(s.t.synthetic_deletes.is_empty(), "no move-out reached the tasks");
+    // Now the last premium tag goes: the task moves out.
+    s.live(&env, "DELETE FROM organization_tags WHERE organization_id = 'globex'");
+    s.converge(&env, w);
+    assert!(s.t.rows().is_empty());
+}
