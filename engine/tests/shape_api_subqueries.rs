@@ -1186,3 +1186,34 @@ fn s20_intermediate_reparenting() {
     s.converge(&env, w);
     assert!(s.t.rows().is_empty());
 }
+
+/// Scenario 26: more transactions than `ELECTRIC_SUBQUERY_BUFFER_MAX_TRANSACTIONS` reach a
+/// shape while one of its move-in queries runs: the shape is dropped, its handle gets 409.
+#[test]
+fn s26_buffer_overflow_during_a_move_in() {
+    let cluster = cluster();
+    let opts = Opts {
+        env: vec![("ELECTRIC_SUBQUERY_BUFFER_MAX_TRANSACTIONS", "2".into())],
+        ..Opts::default()
+    };
+    let env = Env::start(&cluster, INNER_OUTER, opts);
+    let (s, _) = Sub::start(&env, "outer_table", OUTER_OF_1, &[]);
+    // The move-in query waits behind this lock while transactions pile up.
+    let mut lock = support::crash::Pg::connect(&env.db.url()).expect("connect");
+    lock.exec("BEGIN; LOCK TABLE outer_table IN ACCESS EXCLUSIVE MODE");
+    env.sql("UPDATE inner_table SET value = 1 WHERE id = 2");
+    for id in 3..7 {
+        env.sql(&format!("INSERT INTO inner_table VALUES ({id}, 1)"));
+    }
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let r = env.client().get(&s.f.url(false));
+        if r.status == 409 {
+            assert_ne!(r.handle(), s.f.handle, "a new handle");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 409 after the overflow: {}", r.status);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lock.exec("COMMIT");
+}
