@@ -1176,13 +1176,25 @@ fn s20_intermediate_reparenting() {
     let env = Env::start(&cluster, setup, Opts::default());
     let (mut s, first) = Sub::start(&env, "tasks", w, &[]);
     assert_eq!(first.len(), 2, "task1 and snapshot-end: {}", pretty(&first));
-    s.live(&env, "UPDATE teams SET organization_id = 'globex' WHERE id = 't1'");
-    s.live(&env, "DELETE FROM organization_tags WHERE organization_id = 'acme'");
+    s.live(
+        &env,
+        "UPDATE teams SET organization_id = 'globex' WHERE id = 't1'",
+    );
+    s.live(
+        &env,
+        "DELETE FROM organization_tags WHERE organization_id = 'acme'",
+    );
     s.converge(&env, w);
     assert_eq!(s.t.rows().len(), 1, "task1 stays");
-    assert!(s.t.synthetic_deletes.is_empty(), "no move-out reached the tasks");
+    assert!(
+        s.t.synthetic_deletes.is_empty(),
+        "no move-out reached the tasks"
+    );
     // Now the last premium tag goes: the task moves out.
-    s.live(&env, "DELETE FROM organization_tags WHERE organization_id = 'globex'");
+    s.live(
+        &env,
+        "DELETE FROM organization_tags WHERE organization_id = 'globex'",
+    );
     s.converge(&env, w);
     assert!(s.t.rows().is_empty());
 }
@@ -1212,8 +1224,41 @@ fn s26_buffer_overflow_during_a_move_in() {
             assert_ne!(r.handle(), s.f.handle, "a new handle");
             break;
         }
-        assert!(Instant::now() < deadline, "no 409 after the overflow: {}", r.status);
+        assert!(
+            Instant::now() < deadline,
+            "no 409 after the overflow: {}",
+            r.status
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     lock.exec("COMMIT");
+}
+
+/// A subset of a subquery shape: the shape's clause (its real subquery) and the subset's,
+/// rows with the same `tags` and `active_conditions` as the shape's own rows.
+#[test]
+fn subset_rows_of_a_subquery_shape_carry_tags() {
+    let cluster = cluster();
+    let env = Env::start(&cluster, INNER_OUTER, Opts::default());
+    env.sql("INSERT INTO outer_table VALUES (3, 1, 30)");
+    let (s, _) = Sub::start(&env, "outer_table", OUTER_OF_1, &[]);
+    let url = format!(
+        "/v1/shape?table=outer_table&where={}&handle={}&offset={}&subset__where={}",
+        enc(OUTER_OF_1),
+        s.f.handle,
+        s.f.offset,
+        enc("value > 15")
+    );
+    let r = env.client().get(&url);
+    r.expect(200);
+    let body: Value = serde_json::from_str(&r.body_str()).expect("JSON");
+    let data = body["data"].as_array().expect("data");
+    assert_eq!(data.len(), 1, "{body:#}");
+    let h1 = s.h("v:1");
+    assert_eq!(
+        data[0]["value"],
+        json!({"id": "3", "inner_id": "1", "value": "30"})
+    );
+    assert_eq!(data[0]["headers"]["tags"], json!([h1]));
+    assert_eq!(data[0]["headers"]["active_conditions"], json!([true]));
 }

@@ -168,6 +168,8 @@ struct Domain {
     users: i64,
     teams: i64,
     null_p: f64,
+    /// NULLs in `parent_id` and `team_id` (`AMPERE_MODEL_NO_NULL_LINKS=1` turns them off).
+    null_links: bool,
     active_p: f64,
 }
 
@@ -179,7 +181,17 @@ impl Domain {
             users: rng.range(3, 6),
             teams: rng.range(2, 4),
             null_p: [0.1, 0.2, 0.3][rng.below(3) as usize],
+            null_links: !env_flag("AMPERE_MODEL_NO_NULL_LINKS"),
             active_p: [0.2, 0.5, 0.7][rng.below(3) as usize],
+        }
+    }
+
+    /// The chance of a NULL in `parent_id` / `team_id`.
+    fn link_null_p(&self) -> f64 {
+        if self.null_links {
+            self.null_p
+        } else {
+            0.0
         }
     }
 
@@ -192,7 +204,7 @@ impl Domain {
     }
 
     fn link(&self, rng: &mut Rng) -> String {
-        if rng.chance(self.null_p) {
+        if rng.chance(self.link_null_p()) {
             "NULL".into()
         } else {
             rng.range(1, self.parents + 1).to_string()
@@ -200,7 +212,7 @@ impl Domain {
     }
 
     fn team(&self, rng: &mut Rng) -> String {
-        if rng.chance(self.null_p) {
+        if rng.chance(self.link_null_p()) {
             "NULL".into()
         } else {
             rng.range(1, self.teams).to_string()
@@ -384,7 +396,10 @@ impl Domain {
         match rng.below(8) {
             0..=2 => format!("INSERT INTO members VALUES ({u}, {t}) ON CONFLICT DO NOTHING"),
             3 | 4 => format!("DELETE FROM members WHERE user_id = {u} AND team_id = {t}"),
-            5 => format!("DELETE FROM members WHERE team_id = {t} AND user_id > {}", u),
+            5 => format!(
+                "DELETE FROM members WHERE team_id = {t} AND user_id > {}",
+                u
+            ),
             6 => {
                 let t2 = rng.range(1, self.teams);
                 format!(
@@ -412,15 +427,16 @@ impl Domain {
 
     /// One psql run: statements, autocommit or in transactions.
     fn batch(&self, rng: &mut Rng) -> String {
-        let stmts = |rng: &mut Rng, n: i64| -> Vec<String> {
+        let stmts = |rng: &mut Rng, lo: i64, hi: i64| -> Vec<String> {
+            let n = rng.range(lo, hi);
             (0..n).map(|_| self.any_stmt(rng)).collect()
         };
         match rng.below(12) {
             0..=2 => format!("{};", self.any_stmt(rng)),
-            3 => format!("{};", stmts(rng, rng.range(2, 4)).join(";\n")),
+            3 => format!("{};", stmts(rng, 2, 4).join(";\n")),
             4..=7 => {
                 // Inner and outer tables in one transaction.
-                let mut s = stmts(rng, rng.range(1, 4));
+                let mut s = stmts(rng, 1, 4);
                 s.push(self.item_stmt(rng));
                 s.push(match rng.below(2) {
                     0 => self.parent_stmt(rng),
@@ -433,10 +449,7 @@ impl Domain {
                 }
                 format!("BEGIN;\n{};\nCOMMIT;", s.join(";\n"))
             }
-            8 | 9 => format!(
-                "BEGIN;\n{};\nROLLBACK;",
-                stmts(rng, rng.range(1, 4)).join(";\n")
-            ),
+            8 | 9 => format!("BEGIN;\n{};\nROLLBACK;", stmts(rng, 1, 4).join(";\n")),
             10 => {
                 // A dependency flips and flips back within the transaction.
                 let id = self.parent_id(rng);
@@ -462,7 +475,7 @@ impl Domain {
 #[derive(Default)]
 struct ClientState {
     tracker: TagTracker,
-    /// Every message, with the number of the response that carried it.
+    /// Every message but `up-to-date`, with the number of the response that carried it.
     history: Vec<(u64, Value)>,
     errors: Vec<String>,
     refetches: u32,
@@ -516,7 +529,13 @@ fn follow(client: Client, def: &str, state: &Mutex<ClientState>, stop: &AtomicBo
     let mut offset = "-1".to_string();
     let mut live = false;
     let mut n = 0u64;
-    let fail = |msg: String| state.lock().unwrap_or_else(|e| e.into_inner()).errors.push(msg);
+    let fail = |msg: String| {
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .errors
+            .push(msg)
+    };
     while !stop.load(Ordering::Relaxed) {
         let mut url = format!("/v1/shape?{def}&offset={offset}");
         if let Some(h) = &handle {
@@ -560,14 +579,17 @@ fn follow(client: Client, def: &str, state: &Mutex<ClientState>, stop: &AtomicBo
             }
         }
         let (Some(h), Some(o)) = (r.header("electric-handle"), r.header("electric-offset")) else {
-            st.errors.push(format!("GET {url}: no handle or offset: {:?}", r.headers));
+            st.errors
+                .push(format!("GET {url}: no handle or offset: {:?}", r.headers));
             return;
         };
         handle = Some(h.to_string());
         offset = o.to_string();
         st.handle = handle.clone();
         for m in &items {
-            st.history.push((n, m.clone()));
+            if m["headers"]["control"] != "up-to-date" {
+                st.history.push((n, m.clone()));
+            }
             let fed = std::panic::catch_unwind(AssertUnwindSafe(|| st.tracker.feed(m)));
             if fed.is_err() {
                 st.errors.push(format!("the tracker refused {m}"));
@@ -594,9 +616,9 @@ fn writer(db: &TestDb<'_>, d: Domain, seed: u64, round: usize, w: usize, log: &M
             Ok(_) => "ok".to_string(),
             Err(e) => format!("error: {}", e.to_string().lines().last().unwrap_or("")),
         };
-        log.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(format!("-- round {round} writer {w} batch {b}: {outcome}\n{sql}"));
+        log.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+            "-- round {round} writer {w} batch {b}: {outcome}\n{sql}"
+        ));
         if rng.chance(0.3) {
             std::thread::sleep(Duration::from_millis(rng.below(15)));
         }
@@ -712,7 +734,11 @@ impl Run<'_> {
             let _ = writeln!(out, "  #{n} {m}");
         }
         drop(st);
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n");
         let path = std::env::temp_dir().join(format!(
             "subquery_model_seed{}_{}.sql",
             self.seed,
@@ -819,7 +845,15 @@ fn run_seed(cluster: &testkit::Cluster, seed: u64, rounds: usize) {
         log: &log,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let mut clients: Vec<Follow> = CLAUSES
+    let clauses: Vec<&Clause> = match std::env::var("AMPERE_MODEL_CLAUSES") {
+        Ok(names) if !names.is_empty() => CLAUSES
+            .iter()
+            .filter(|c| names.split(',').any(|n| n == c.name))
+            .collect(),
+        _ => CLAUSES.iter().collect(),
+    };
+    assert!(!clauses.is_empty(), "AMPERE_MODEL_CLAUSES names no clause");
+    let mut clients: Vec<Follow> = clauses
         .iter()
         .map(|c| {
             Follow::start(
@@ -840,7 +874,8 @@ fn run_seed(cluster: &testkit::Cluster, seed: u64, rounds: usize) {
             }
             if round > 0 {
                 // While the writers run: a new shape, and a second client of an old one.
-                let c = &CLAUSES[rng.below(CLAUSES.len() as u64) as usize];
+                std::thread::sleep(Duration::from_millis(rng.below(300)));
+                let c = clauses[rng.below(clauses.len() as u64) as usize];
                 clients.push(Follow::start(
                     env.client(),
                     format!("{} (new shape, round {round})", c.name),
@@ -848,7 +883,7 @@ fn run_seed(cluster: &testkit::Cluster, seed: u64, rounds: usize) {
                     c.columns,
                     stop.clone(),
                 ));
-                let c = &CLAUSES[rng.below(CLAUSES.len() as u64) as usize];
+                let c = clauses[rng.below(clauses.len() as u64) as usize];
                 clients.push(Follow::start(
                     env.client(),
                     format!("{} (second client, round {round})", c.name),
@@ -895,6 +930,10 @@ fn run_seed(cluster: &testkit::Cluster, seed: u64, rounds: usize) {
     );
 }
 
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 fn seeds() -> Vec<u64> {
     if let Some(s) = std::env::var("AMPERE_MODEL_SEED")
         .ok()
@@ -906,12 +945,7 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SEEDS.len());
-    DEFAULT_SEEDS
-        .iter()
-        .copied()
-        .chain(100..)
-        .take(n)
-        .collect()
+    DEFAULT_SEEDS.iter().copied().chain(100..).take(n).collect()
 }
 
 #[test]

@@ -144,7 +144,13 @@ pub async fn serve_on_owner(core: &Rc<Core>, call: SubsetCall) -> Response {
     };
     // 31 bits, as upstream's `Enum.random(0..(2 ** 31 - 1))`.
     let mark = (core.random() % (1 << 31)) as u32;
-    let rows = match run_query(core, &call, mark).await {
+    // A subquery shape's rows carry its tags (stack id and handle hash into them).
+    let tags = shape
+        .borrow()
+        .sub
+        .as_ref()
+        .map(|sub| (sub.stack_id.clone(), active.clone()));
+    let rows = match run_query(core, &call, mark, tags).await {
         Ok(rows) => rows,
         Err(r) => return r,
     };
@@ -202,7 +208,12 @@ async fn shape_position(
     }
 }
 
-async fn run_query(core: &Rc<Core>, call: &SubsetCall, mark: u32) -> Result<SubsetRows, Response> {
+async fn run_query(
+    core: &Rc<Core>,
+    call: &SubsetCall,
+    mark: u32,
+    tags: Option<(Rc<str>, String)>,
+) -> Result<SubsetRows, Response> {
     let mut conn = match core.conn().await {
         Ok(c) => c,
         Err(e) => {
@@ -210,7 +221,7 @@ async fn run_query(core: &Rc<Core>, call: &SubsetCall, mark: u32) -> Result<Subs
             return Err(responses::database_unreachable());
         }
     };
-    match subset_query::run(&mut conn, &call.def, &call.subset, mark).await {
+    match subset_query::run(&mut conn, &call.def, &call.subset, mark, tags).await {
         Ok(rows) => {
             core.put_conn(conn);
             Ok(rows)

@@ -33,6 +33,12 @@ pub fn snapshot_select(def: &ShapeDef) -> (String, Vec<usize>) {
 /// [`snapshot_select`] with an extra condition ANDed to the shape's own (a subset's `where`,
 /// already rendered as canonical SQL).
 pub fn filtered_select(def: &ShapeDef, extra_where: Option<&str>) -> (String, Vec<usize>) {
+    let (cols, needed) = select_list(def);
+    (select_from(def, &cols, extra_where), needed)
+}
+
+/// The columns a snapshot row needs (selected ∪ key, in table order) as a SELECT list.
+pub fn select_list(def: &ShapeDef) -> (String, Vec<usize>) {
     let mut needed: Vec<usize> = def.selected.clone();
     for k in &def.key_cols {
         if !needed.contains(k) {
@@ -54,7 +60,12 @@ pub fn filtered_select(def: &ShapeDef, extra_where: Option<&str>) -> (String, Ve
             }
         })
         .collect();
-    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), def.table.quoted());
+    (cols.join(", "), needed)
+}
+
+/// `SELECT <cols> FROM <table>` with the shape's WHERE and `extra_where` ANDed.
+pub fn select_from(def: &ShapeDef, cols: &str, extra_where: Option<&str>) -> String {
+    let mut sql = format!("SELECT {cols} FROM {}", def.table.quoted());
     match (def.where_sql.as_deref(), extra_where) {
         (None, None) => {}
         (Some(w), None) | (None, Some(w)) => {
@@ -65,7 +76,7 @@ pub fn filtered_select(def: &ShapeDef, extra_where: Option<&str>) -> (String, Ve
             sql.push_str(&format!(" WHERE ({shape_where}) AND ({extra})"));
         }
     }
-    (sql, needed)
+    sql
 }
 
 /// Opens a snapshot transaction with the display settings (`ingest::setup::DISPLAY_SETTINGS`)

@@ -8,7 +8,7 @@
 //! memberships, uncast (booleans as `t`/`f`, the form replicated rows carry).
 
 use super::def::ShapeDef;
-use super::snapshot::filtered_select;
+use super::snapshot::{select_from, select_list};
 use super::subquery::{decode_value, SubqueryDef, Value};
 use protocol::ident::quote_ident;
 use protocol::where_clause::Literal;
@@ -49,33 +49,41 @@ fn active_sql(negated: bool, literal: &str) -> String {
     }
 }
 
-fn with_extras(def: &ShapeDef, sub: &SubqueryDef, base: String, active: Vec<String>) -> String {
-    // `base` is `SELECT cols FROM t [WHERE …]`: the extra columns go after `cols`.
-    let from = base.find(" FROM ").expect("a SELECT … FROM");
-    let mut sql = base[..from].to_string();
+/// The snapshot's select list followed by the position booleans and the raw left-side
+/// columns.
+fn columns_with_extras(
+    def: &ShapeDef,
+    sub: &SubqueryDef,
+    active: Vec<String>,
+) -> (String, Vec<usize>) {
+    let (mut cols, needed) = select_list(def);
     for a in active {
-        sql.push_str(", ");
-        sql.push_str(&a);
+        cols.push_str(", ");
+        cols.push_str(&a);
     }
     for c in lhs_columns(sub) {
-        sql.push_str(", ");
-        sql.push_str(&quote_ident(&def.table.columns[c].info.name));
+        cols.push_str(", ");
+        cols.push_str(&quote_ident(&def.table.columns[c].info.name));
     }
-    sql.push_str(&base[from..]);
-    sql
+    (cols, needed)
 }
 
 /// The initial snapshot's SELECT.
 pub fn snapshot_select(def: &ShapeDef, sub: &SubqueryDef) -> SubSelect {
-    let (base, needed) = filtered_select(def, None);
+    select_with(def, sub, None)
+}
+
+/// [`snapshot_select`] with a subset's `where` ANDed.
+pub fn select_with(def: &ShapeDef, sub: &SubqueryDef, extra_where: Option<&str>) -> SubSelect {
     let active = sub
         .plan
         .positions
         .iter()
         .map(|p| active_sql(p.negated, &p.literal.to_sql()))
         .collect();
+    let (cols, needed) = columns_with_extras(def, sub, active);
     SubSelect {
-        sql: with_extras(def, sub, base, active),
+        sql: select_from(def, &cols, extra_where),
         needed,
         lhs_columns: lhs_columns(sub),
     }
@@ -185,7 +193,6 @@ pub fn move_in_select(
     };
     let candidate = disjuncts_sql(def, sub, after, uses);
     let exclusion = disjuncts_sql(def, sub, before, |_| true);
-    let (base, needed) = filtered_select_without_where(def);
     let active = sub
         .plan
         .positions
@@ -198,27 +205,16 @@ pub fn move_in_select(
             active_sql(p.negated, &lit)
         })
         .collect();
-    let mut sql = with_extras(def, sub, base, active);
-    sql.push_str(&format!(" WHERE {candidate} AND ({exclusion}) IS NOT TRUE"));
+    let (cols, needed) = columns_with_extras(def, sub, active);
+    let sql = format!(
+        "SELECT {cols} FROM {} WHERE {candidate} AND ({exclusion}) IS NOT TRUE",
+        def.table.quoted()
+    );
     SubSelect {
         sql,
         needed,
         lhs_columns: lhs_columns(sub),
     }
-}
-
-/// `SELECT cols FROM t` (the shape's own WHERE is replaced by the move-in's).
-fn filtered_select_without_where(def: &ShapeDef) -> (String, Vec<usize>) {
-    let (sql, needed) = filtered_select(def, None);
-    let cut = match def.where_sql.as_deref() {
-        Some(w) => sql
-            .strip_suffix(w)
-            .and_then(|s| s.strip_suffix(" WHERE "))
-            .expect("the shape's WHERE ends its SELECT")
-            .to_string(),
-        None => sql,
-    };
-    (cut, needed)
 }
 
 /// Turns the COPY rows of a [`SubSelect`] into insert messages with `tags` and

@@ -28,6 +28,12 @@ pub enum SubsetQueryError {
     Snapshot(#[from] SnapshotError),
 }
 
+/// Encodes a subset's rows as its shape's snapshot rows are, with the SELECT it reads.
+enum Encoder {
+    Plain(RowEncoder, String),
+    Sub(super::subquery_sql::SubRows, String),
+}
+
 /// The rows as a JSON array (`[row,row,…]`) and where the snapshot stands.
 pub struct SubsetRows {
     pub metadata: SnapshotMetadata,
@@ -42,10 +48,11 @@ pub async fn run(
     def: &ShapeDef,
     subset: &Subset,
     mark: u32,
+    tags: Option<(std::rc::Rc<str>, String)>,
 ) -> Result<SubsetRows, SubsetQueryError> {
     assert!(mark < 1 << 31, "snapshot marks are 31-bit, as upstream's");
     conn.execute(super::snapshot::begin_snapshot_sql()).await?;
-    let result = run_in_txn(conn, def, subset, mark).await;
+    let result = run_in_txn(conn, def, subset, mark, tags).await;
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     conn.execute(end).await?;
     result
@@ -56,17 +63,36 @@ async fn run_in_txn(
     def: &ShapeDef,
     subset: &Subset,
     mark: u32,
+    tags: Option<(std::rc::Rc<str>, String)>,
 ) -> Result<SubsetRows, SubsetQueryError> {
     let (snapshot, lsn) = snapshot_position(conn).await?;
-    let (select, needed) = filtered_select(def, subset.where_sql.as_deref());
+    // A subquery shape's rows carry `tags` and `active_conditions`, as its snapshot rows.
+    let mut encoder = match (def.subquery.as_deref(), tags) {
+        (Some(sub), Some((stack, handle))) => {
+            let select = super::subquery_sql::select_with(def, sub, subset.where_sql.as_deref());
+            Encoder::Sub(
+                super::subquery_sql::SubRows::new(def, &select, stack, handle, false),
+                select.sql,
+            )
+        }
+        _ => {
+            let (select, needed) = filtered_select(def, subset.where_sql.as_deref());
+            Encoder::Plain(RowEncoder::new(def, needed), select)
+        }
+    };
+    let select = match &encoder {
+        Encoder::Sub(_, sql) | Encoder::Plain(_, sql) => sql.clone(),
+    };
     let copy = format!("COPY ({select}{}) TO STDOUT", subset.tail_sql());
-    let mut encoder = RowEncoder::new(def, needed);
     let mut data = Vec::with_capacity(4096);
     data.push(b'[');
     let mut rows = 0u64;
     let copied = conn
         .copy_out(&copy, |row: &[u8]| -> Result<(), SubsetQueryError> {
-            let json = encoder.encode(row)?;
+            let json = match &mut encoder {
+                Encoder::Sub(e, _) => e.encode(row)?,
+                Encoder::Plain(e, _) => e.encode(row)?,
+            };
             if data.len() + json.len() + 32 > SUBSET_BYTES_MAX {
                 return Err(SubsetQueryError::TooLarge);
             }
