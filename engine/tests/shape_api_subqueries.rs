@@ -1138,7 +1138,7 @@ fn s07_three_levels() {
         &got,
         &[
             event("move-in", &[(0, t.clone())], x),
-            s.moved_in(row2, &[t.clone()], &[true]),
+            s.moved_in(row2, std::slice::from_ref(&t), &[true]),
             snapshot_end(),
             up_to_date(),
         ],
