@@ -1262,3 +1262,31 @@ fn subset_rows_of_a_subquery_shape_carry_tags() {
     assert_eq!(data[0]["headers"]["tags"], json!([h1]));
     assert_eq!(data[0]["headers"]["active_conditions"], json!([true]));
 }
+
+/// On two cores: shapes of different definitions live on different cores, each core keeps
+/// its own views; moves reach every shape, whichever core owns it.
+#[test]
+fn moves_on_two_cores() {
+    let cluster = cluster();
+    let opts = Opts {
+        cores: 2,
+        ..Opts::default()
+    };
+    let env = Env::start(&cluster, INNER_OUTER, opts);
+    let clauses: Vec<String> = (1..=6)
+        .map(|v| format!("inner_id in (SELECT id FROM inner_table WHERE value = {v})"))
+        .collect();
+    let mut subs: Vec<Sub> = clauses
+        .iter()
+        .map(|w| Sub::start(&env, "outer_table", w, &[]).0)
+        .collect();
+    env.sql(
+        "UPDATE inner_table SET value = 3 WHERE id = 1;
+         UPDATE inner_table SET value = 5 WHERE id = 2;
+         INSERT INTO outer_table VALUES (3, 1, 30), (4, 2, 40);
+         UPDATE inner_table SET value = 4 WHERE id = 1;",
+    );
+    for (s, w) in subs.iter_mut().zip(&clauses) {
+        s.converge(&env, w);
+    }
+}

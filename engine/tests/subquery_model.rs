@@ -40,7 +40,7 @@ const BATCHES: usize = 12;
 const LONG_POLL_MS: u64 = 500;
 /// Bound on a round's settling (not a timing claim: a correct server settles in about a
 /// second; only a failing run waits this long).
-const SETTLE: Duration = Duration::from_secs(25);
+const SETTLE: Duration = Duration::from_secs(15);
 
 /// The shapes: a WHERE clause and optionally `columns`.
 struct Clause {
