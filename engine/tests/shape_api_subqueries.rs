@@ -1290,3 +1290,28 @@ fn moves_on_two_cores() {
         s.converge(&env, w);
     }
 }
+
+/// A subquery shape larger than a chunk: its snapshot and live log span several chunks, read
+/// back by a client catching up from -1 (subquery shapes live in memory: no chunk files).
+#[test]
+fn many_chunks_catch_up() {
+    let cluster = cluster();
+    let opts = Opts {
+        chunk_bytes: Some(2_000),
+        ..Opts::default()
+    };
+    let env = Env::start(&cluster, INNER_OUTER, opts);
+    env.sql("INSERT INTO outer_table SELECT g, 1 + g % 2, g FROM generate_series(10, 400) g");
+    let (mut s, _) = Sub::start(&env, "outer_table", OUTER_OF_1, &[]);
+    s.converge(&env, OUTER_OF_1);
+    env.sql("UPDATE inner_table SET value = 1 WHERE id = 2");
+    env.sql("INSERT INTO outer_table SELECT g, 1 + g % 2, g FROM generate_series(401, 600) g");
+    s.converge(&env, OUTER_OF_1);
+    // A second client from scratch reads every chunk, snapshot and live.
+    let (mut late, _) = Sub::start(&env, "outer_table", OUTER_OF_1, &[]);
+    assert_eq!(late.f.handle, s.f.handle);
+    late.converge(&env, OUTER_OF_1);
+    env.sql("UPDATE inner_table SET value = 3 WHERE id = 1");
+    s.converge(&env, OUTER_OF_1);
+    late.converge(&env, OUTER_OF_1);
+}
