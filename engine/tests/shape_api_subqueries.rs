@@ -1315,3 +1315,26 @@ fn many_chunks_catch_up() {
     s.converge(&env, OUTER_OF_1);
     late.converge(&env, OUTER_OF_1);
 }
+
+/// `NULL NOT IN (empty)` is TRUE and `NULL NOT IN (non-empty)` is NULL: a row with a NULL link
+/// leaves a NOT IN shape when the subquery's result stops being empty (a move-out of the NULL
+/// slot) and comes back when it empties again (a move-in query).
+#[test]
+fn null_link_and_an_emptying_not_in() {
+    let cluster = cluster();
+    let setup = "CREATE TABLE parents (id int PRIMARY KEY, active bool NOT NULL);
+         CREATE TABLE items (id int PRIMARY KEY, parent_id int);
+         INSERT INTO parents VALUES (1, false);
+         INSERT INTO items VALUES (1, NULL), (2, 1), (3, 5);";
+    let w = "parent_id NOT IN (SELECT id FROM parents WHERE active)";
+    let env = Env::start(&cluster, setup, Opts::default());
+    let (mut s, _) = Sub::start(&env, "items", w, &[]);
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 3);
+    s.live(&env, "UPDATE parents SET active = true WHERE id = 1");
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 1, "only item 3: {:?}", s.t.rows());
+    s.live(&env, "UPDATE parents SET active = false WHERE id = 1");
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 3);
+}

@@ -110,6 +110,34 @@ impl SubState {
         }
     }
 
+    /// How many values the shape's view of `dep` holds; with `before`, as it was before the
+    /// step's `moved` values (value, state before) were set.
+    fn perceived_len(&self, dep: usize, moved: &[(Value, bool)], before: bool) -> usize {
+        let view = self.views[dep].borrow();
+        let overlay = &self.overlay[dep];
+        let hidden = overlay
+            .iter()
+            .filter(|&(v, &s)| !s && view.contains(v))
+            .count();
+        let added = overlay
+            .iter()
+            .filter(|&(v, &s)| s && !view.contains(v))
+            .count();
+        let now = view.len() - hidden + added;
+        if !before {
+            return now;
+        }
+        let gained = moved
+            .iter()
+            .filter(|(v, was)| !was && self.perceived(dep, v))
+            .count();
+        let lost = moved
+            .iter()
+            .filter(|(v, was)| *was && !self.perceived(dep, v))
+            .count();
+        now + lost - gained
+    }
+
     fn perceived(&self, dep: usize, value: &[u8]) -> bool {
         match self.overlay[dep].get(value) {
             Some(state) => *state,
@@ -148,15 +176,7 @@ impl SubState {
             }
         }
         let present = |v: &[u8]| overlay.get(v).copied().unwrap_or_else(|| view.contains(v));
-        let hidden = overlay
-            .iter()
-            .filter(|&(v, &s)| !s && view.contains(v))
-            .count();
-        let added = overlay
-            .iter()
-            .filter(|&(v, &s)| s && !view.contains(v))
-            .count();
-        if view.len() - hidden + added == 0 {
+        if self.perceived_len(dep, &[], false) == 0 {
             return Some(false);
         }
         if values.iter().any(Option::is_none) {
@@ -179,6 +199,10 @@ impl SubState {
             Some(false)
         }
     }
+}
+
+fn has_null(value: &[u8]) -> bool {
+    super::subquery::decode_value(value).contains(&None)
 }
 
 impl Shape {
@@ -263,17 +287,66 @@ impl Shape {
         let sub = self.sub.as_mut().expect("a subquery shape");
         let mut outs: Vec<(usize, Vec<Value>)> = Vec::new();
         let mut ins = std::mem::take(&mut step.queued_ins);
+        // Net moves per dependency: a value that entered and left within the step (moves put
+        // off by a move-in come several transactions at a time) did not move.
+        let mut net: Vec<(usize, Vec<(Value, bool)>)> = Vec::new();
         for (dep, moves) in std::mem::take(&mut step.moves) {
-            for v in &moves.entered {
-                sub.set(dep, v, true);
+            let at = match net.iter().position(|(d, _)| *d == dep) {
+                Some(at) => at,
+                None => {
+                    net.push((dep, Vec::new()));
+                    net.len() - 1
+                }
+            };
+            for (values, state) in [(moves.entered, true), (moves.left, false)] {
+                for v in values {
+                    let seen = &mut net[at].1;
+                    if !seen.iter().any(|(x, _)| *x == v) {
+                        seen.push((v.clone(), sub.perceived(dep, &v)));
+                    }
+                    sub.set(dep, &v, state);
+                }
             }
-            for v in &moves.left {
-                sub.set(dep, v, false);
+        }
+        for (dep, values) in net {
+            let negated = sub.def.plan.dep_negated[dep];
+            let was_empty = sub.perceived_len(dep, &values, true) == 0;
+            let mut entered = Vec::new();
+            let mut left = Vec::new();
+            for (v, was) in values {
+                match (was, sub.perceived(dep, &v)) {
+                    (false, true) => entered.push(v),
+                    (true, false) => left.push(v),
+                    _ => {}
+                }
             }
-            let (into, out_of) = if sub.def.plan.dep_negated[dep] {
-                (moves.left, moves.entered)
+            if negated {
+                // `NOT IN`: a NULL in the result makes every non-matching row unknown, which
+                // no value pattern can express: the shape rotates (clients resync).
+                if entered.iter().any(|v| has_null(v)) {
+                    return Err("a NULL entered the result of a NOT IN subquery");
+                }
+                // The result was empty: rows with a NULL on the left were in (NULL NOT IN ()
+                // is TRUE) and are now unknown. Their tag slot is the NULL hash.
+                if was_empty && !entered.is_empty() {
+                    if sub.def.plan.positions[sub.def.plan.dep_positions[dep][0]]
+                        .literal
+                        .member_width()
+                        > 1
+                    {
+                        return Err("a NOT IN row subquery's result stopped being empty");
+                    }
+                    let mut null = Vec::new();
+                    super::subquery::encode_value(&[None], &mut null);
+                    entered.push(null.into_boxed_slice());
+                }
+            }
+            let (into, out_of) = if negated {
+                (left, entered)
             } else {
-                (moves.entered, moves.left)
+                // A value with a NULL makes no row TRUE: nothing to query for.
+                entered.retain(|v| !has_null(v));
+                (entered, left)
             };
             if !out_of.is_empty() {
                 outs.push((dep, out_of));
@@ -398,9 +471,17 @@ impl Shape {
         for v in &moving.values {
             sub.set(moving.dep, v, entering);
         }
+        // No row is TRUE through a value with a NULL: such values have no pattern to turn on
+        // (the rows the query found carry their own active_conditions).
+        let values: Vec<Value> = moving
+            .values
+            .iter()
+            .filter(|v| !has_null(v))
+            .cloned()
+            .collect();
         let patterns = sub
             .def
-            .patterns(&sub.stack_id, &self.handle, moving.dep, &moving.values);
+            .patterns(&sub.stack_id, &self.handle, moving.dep, &values);
         self.append_extra(message::move_event(true, &patterns, &moving.txids));
         appended += 1;
         let any_rows = !result.rows.is_empty();

@@ -65,6 +65,14 @@ impl Literal {
         }
     }
 
+    /// Columns on the left of a membership (0 for a row literal).
+    pub fn member_width(&self) -> usize {
+        match self {
+            Literal::Row(_) => 0,
+            Literal::Member { columns, .. } => columns.len(),
+        }
+    }
+
     /// The literal as SQL (canonical, as in the clause).
     pub fn to_sql(&self) -> String {
         match self {
