@@ -1338,3 +1338,38 @@ fn null_link_and_an_emptying_not_in() {
     s.converge(&env, w);
     assert_eq!(s.t.rows().len(), 3);
 }
+
+/// Scenario 25: after a restart a subquery shape's handle answers 409 with a new handle (its
+/// shapes are kept in memory only, as upstream drops them); the new shape is right. A plain
+/// shape of the same server keeps its handle.
+#[test]
+fn s25_restart_rotates_subquery_shapes() {
+    use support::crash::{CrashOpts, Restartable};
+    let cluster = cluster();
+    let db = cluster.create_database().expect("database");
+    db.psql(INNER_OUTER).expect("setup");
+    let mut server = Restartable::start(&db.url(), CrashOpts::default());
+    let c = server.client();
+    let sub_def = format!("table=outer_table&where={}", enc(OUTER_OF_1));
+    let plain_def = "table=outer_table&where=id%20%3E%200";
+    let (sub, _) = Follower::start(c, &sub_def);
+    let (plain, _) = Follower::start(c, plain_def);
+    server.stop();
+    server.restart();
+    let c = server.client();
+    let r = c.get(&format!(
+        "/v1/shape?{sub_def}&handle={}&offset={}",
+        sub.handle, sub.offset
+    ));
+    assert_eq!(r.status, 409, "{}", r.body_str());
+    assert_ne!(r.handle(), sub.handle);
+    let r = c.get(&format!(
+        "/v1/shape?{plain_def}&handle={}&offset={}",
+        plain.handle, plain.offset
+    ));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let r = c.get(&format!("/v1/shape?{sub_def}&offset=-1"));
+    r.expect(200);
+    let items = r.items();
+    assert_eq!(items.len(), 2, "row 1 and snapshot-end: {}", pretty(&items));
+}
