@@ -307,8 +307,8 @@ fn subsets_are_bounded_by_the_allow_list() {
 
 /// Goal: `experimental_compaction=true`, which Ampere cannot honour, is a 400 in upstream's
 /// error shape (after the shape itself validated, as upstream orders its checks) rather than
-/// silently ignored; `false`, unknown parameters (cache busters) are accepted; a subquery in
-/// `where` is a clear 400 too.
+/// silently ignored; `false`, unknown parameters (cache busters) are accepted; on a shape with
+/// a subquery it is refused with upstream's message for that case.
 #[test]
 fn unsupported_parameters_are_refused() {
     let cluster = cluster();
@@ -351,13 +351,17 @@ fn unsupported_parameters_are_refused() {
         "{BASE}&experimental_compaction=false&cache-buster=42&expired_handle=1-2&nonsense=x"
     ));
     r.expect(200);
+    // On a shape with a subquery, compaction is refused with upstream's own message.
     let r = c.get(&format!(
-        "{BASE}&where={}",
+        "{BASE}&where={}&experimental_compaction=true",
         enc("id IN (SELECT id FROM items)")
     ));
     assert_eq!(r.status, 400, "{}", r.body_str());
     assert_eq!(
         r.body_str(),
-        invalid("where", "At location 3: subqueries are not supported")
+        invalid(
+            "experimental_compaction",
+            "can't be enabled for shapes with subqueries"
+        )
     );
 }
