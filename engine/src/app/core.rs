@@ -556,7 +556,20 @@ impl Core {
                     .map(|point| store.mark_durable(point));
                 if let Err(e) = written {
                     tracing::warn!("shape {handle}: not written at shutdown: {e}");
+                    continue;
                 }
+            }
+            // A subquery shape with nothing waiting saves where its views stand, so the next
+            // start brings it back (`shapes::views_file`); a busy one rotates then.
+            let saved = match (s.sub.as_ref(), s.store.as_ref()) {
+                (Some(sub), Some(store)) if sub.idle() && !s.invalidated => {
+                    let last = s.log.last_real_offset();
+                    crate::shapes::views_file::write(store.dir(), last, &sub.saved_views())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = saved {
+                tracing::warn!("shape {handle}: views not saved at shutdown ({e}); it rotates");
             }
         }
     }
@@ -639,18 +652,12 @@ impl Core {
             handle.clone(),
             durability::definition_record(def, def.where_raw.as_deref(), &def.params_raw),
         );
-        // Subquery shapes are kept in memory only for now: their views cannot be brought
-        // back to a stored log's position after a restart, so they are not stored at all.
-        let store = if def.subquery.is_some() {
-            None
-        } else {
-            Some(
-                ShapeStore::create(&self.shared.config.storage_dir, &meta).map_err(|e| {
-                    tracing::error!("cannot create the storage of a new shape: {e}");
-                    e.to_string()
-                })?,
-            )
-        };
+        let store = Some(
+            ShapeStore::create(&self.shared.config.storage_dir, &meta).map_err(|e| {
+                tracing::error!("cannot create the storage of a new shape: {e}");
+                e.to_string()
+            })?,
+        );
         let shape = Rc::new(RefCell::new(Shape::new(
             handle.clone(),
             def.clone(),

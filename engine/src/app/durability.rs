@@ -188,6 +188,30 @@ pub fn definition_record(
     }
 }
 
+/// The views a subquery shape saved at the last clean stop, in its dependencies' order, if
+/// they match its recovered log.
+fn saved_views(
+    dir: &std::path::Path,
+    sub: &crate::shapes::subquery::SubqueryDef,
+    last: Option<protocol::offset::LogOffset>,
+) -> Result<Vec<Vec<crate::shapes::subquery::Value>>, String> {
+    let (at, views) = crate::shapes::views_file::take(dir)?.ok_or(
+        "the server did not stop cleanly (subquery shapes are kept across clean stops only)",
+    )?;
+    if at != last {
+        return Err("its saved views do not match its log".into());
+    }
+    if views.len() != sub.deps.len()
+        || views
+            .iter()
+            .zip(&sub.deps)
+            .any(|((key, _), dep)| *key != dep.key)
+    {
+        return Err("its saved views do not match its subqueries".into());
+    }
+    Ok(views.into_iter().map(|(_, values)| values).collect())
+}
+
 /// A stored shape could not be restored for now (its catalog lookup failed: Postgres is
 /// unreachable or busy); it stays stored and is tried again.
 #[derive(Debug)]
@@ -241,6 +265,18 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) -> Result<Option<String
                 &r.chunks,
                 r.log,
             );
+            // A subquery shape comes back only after a clean stop (`views_file`).
+            let saved = match def.subquery.as_deref() {
+                None => None,
+                Some(sub) => match saved_views(&r.dir, sub, log.last_real_offset()) {
+                    Ok(saved) => Some(saved),
+                    Err(why) => {
+                        tracing::info!("shape {handle} is not restored ({why}); clients get 409");
+                        let _ = core.worker.send(Job::Remove(r.dir));
+                        return Ok(None);
+                    }
+                },
+            };
             let mut shape =
                 Shape::restored(handle.clone(), def, log, snapshot, r.last_txn_lsn, store);
             shape.set_chunk_file(chunk_file);
@@ -255,6 +291,9 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) -> Result<Option<String
                 return Ok(None);
             }
             core.mark_dirty(&shape);
+            if let Some(saved) = saved {
+                super::subqueries::attach_restored(core, &shape, saved);
+            }
             Ok(Some(handle))
         }
         Err(RebuildError::Gone(why)) => {
@@ -311,7 +350,9 @@ async fn rebuild(core: &Rc<Core>, r: &RecoveredShape) -> Result<Arc<ShapeDef>, R
             LogMode::Full
         },
     };
-    let def = ShapeDef::build(&params, table)
+    let def = super::subqueries::build_definition(core, &params, None, table)
+        .await
+        .map_err(|e| RebuildError::NotNow(format!("catalog lookup failed: {e}")))?
         .map_err(|e| RebuildError::Gone(format!("definition: {}", e.body())))?;
     let expected = protocol::handle::parse_handle(&r.meta.handle).map(|(h, _)| h);
     if expected != Some(def.hash) {

@@ -329,56 +329,13 @@ async fn resolve_definition(
             return Ok(d.clone());
         }
     }
-    let def = build_with_subquery_tables(core, q, queryable, table)
-        .await?
+    let def = super::subqueries::build_definition(core, q, queryable, table)
+        .await
+        .map_err(|e| pg_error_response(&e))?
         .map(Arc::new)
         .map_err(|e| responses::validation(&e))?;
     core.defs.borrow_mut().insert(&asked, def.clone());
     Ok(def)
-}
-
-/// Builds the definition, looking up the tables its subqueries read: each pass parses with
-/// the tables known so far and records the ones it asked for in vain; those are looked up
-/// and the clause parsed again (one more level of nesting per pass, bounded).
-async fn build_with_subquery_tables(
-    core: &Rc<Core>,
-    q: &DefParams<'_>,
-    queryable: Option<&[String]>,
-    table: Arc<crate::catalog::TableInfo>,
-) -> Result<Result<ShapeDef, protocol::validation::ValidationErrors>, Response> {
-    type Known =
-        std::collections::HashMap<(String, String), Option<Arc<crate::catalog::TableInfo>>>;
-    let mut known: Known = Known::new();
-    for _ in 0..=protocol::where_clause::SUBQUERIES_MAX {
-        let missing = std::cell::RefCell::new(Vec::new());
-        let lookup = |schema: &str, name: &str| {
-            let key = (schema.to_string(), name.to_string());
-            match known.get(&key) {
-                Some(found) => found.clone(),
-                None => {
-                    missing.borrow_mut().push(key);
-                    None
-                }
-            }
-        };
-        let built = ShapeDef::build_full(q, queryable, table.clone(), Some(&lookup));
-        let missing = missing.into_inner();
-        if missing.is_empty() {
-            return Ok(built);
-        }
-        for (schema, name) in missing {
-            let found = match core.cached_table(&schema, &name) {
-                Some(t) => Some(t),
-                None => Box::pin(core.table(&schema, &name))
-                    .await
-                    .map_err(|e| pg_error_response(&e))?,
-            };
-            known.insert((schema, name), found);
-        }
-    }
-    Err(responses::validation(&protocol::validation::where_error(
-        "too many subqueries",
-    )))
 }
 
 fn pg_error_response(e: &PgError) -> Response {

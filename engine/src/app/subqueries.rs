@@ -524,3 +524,78 @@ pub fn step(txn: &Arc<Txn>, only: Option<Vec<usize>>, moves: Vec<(usize, Moves)>
         queued_ins: Vec::new(),
     }
 }
+
+/// Builds a definition, looking up the tables its subqueries read: each pass parses with the
+/// tables known so far and records the ones it asked for in vain; those are looked up and the
+/// clause parsed again (one more level of nesting per pass, bounded).
+pub async fn build_definition(
+    core: &Rc<Core>,
+    q: &crate::shapes::def::DefParams<'_>,
+    queryable: Option<&[String]>,
+    table: Arc<crate::catalog::TableInfo>,
+) -> Result<
+    Result<crate::shapes::def::ShapeDef, protocol::validation::ValidationErrors>,
+    crate::pg::PgError,
+> {
+    use crate::catalog::TableInfo;
+    use crate::shapes::def::ShapeDef;
+    type Known = std::collections::HashMap<(String, String), Option<Arc<TableInfo>>>;
+    let mut known: Known = Known::new();
+    for _ in 0..=protocol::where_clause::SUBQUERIES_MAX {
+        let missing = RefCell::new(Vec::new());
+        let lookup = |schema: &str, name: &str| {
+            let key = (schema.to_string(), name.to_string());
+            match known.get(&key) {
+                Some(found) => found.clone(),
+                None => {
+                    missing.borrow_mut().push(key);
+                    None
+                }
+            }
+        };
+        let built = ShapeDef::build_full(q, queryable, table.clone(), Some(&lookup));
+        let missing = missing.into_inner();
+        if missing.is_empty() {
+            return Ok(built);
+        }
+        for (schema, name) in missing {
+            let found = match core.cached_table(&schema, &name) {
+                Some(t) => Some(t),
+                None => Box::pin(core.table(&schema, &name)).await?,
+            };
+            known.insert((schema, name), found);
+        }
+    }
+    Ok(Err(protocol::validation::where_error(
+        "too many subqueries",
+    )))
+}
+
+/// A subquery shape restored after a clean stop: subscribes to its views (loading them) with
+/// its saved view, and once they are loaded turns the difference into its first moves.
+pub fn attach_restored(
+    core: &Rc<Core>,
+    shape: &ShapeRef,
+    saved: Vec<Vec<crate::shapes::subquery::Value>>,
+) {
+    attach(core, shape);
+    if let Some(sub) = shape.borrow_mut().sub.as_mut() {
+        sub.restoring = Some(saved);
+    }
+    let core = core.clone();
+    let shape = shape.clone();
+    monoio::spawn(async move {
+        if let Err(why) = views_ready(&shape).await {
+            let handle = shape.borrow().handle.clone();
+            tracing::warn!("restored shape {handle}: {why}");
+            core.remove(&handle);
+            return;
+        }
+        if shape.borrow().invalidated {
+            return;
+        }
+        let applied = shape.borrow_mut().finish_restore();
+        core.after_applied(&shape, applied);
+        start_move_in(&core, &shape);
+    });
+}

@@ -11,3 +11,4 @@ pub mod snapshot;
 pub mod subquery;
 pub mod subquery_sql;
 pub mod subset_query;
+pub mod views_file;

@@ -57,6 +57,10 @@ pub struct MoveInRows {
     pub rows: Vec<Vec<u8>>,
 }
 
+/// Most groups of synthetic entries (events, move-in rows) between two transactions of a
+/// shape's log (see `Shape::append_group`).
+pub const SYNTHETIC_GROUPS_MAX: u64 = 16;
+
 /// Most steps a shape keeps behind one move-in (`ELECTRIC_SUBQUERY_BUFFER_MAX_TRANSACTIONS`).
 pub const BUFFER_MAX_DEFAULT: usize = 1000;
 
@@ -69,6 +73,10 @@ pub struct SubState {
     pending: VecDeque<Step>,
     pub stack_id: Rc<str>,
     pub buffer_max: usize,
+    /// A shape restored after a clean stop: per dependency, the values its view held then.
+    /// Steps wait until the views are loaded and [`Shape::finish_restore`] turned the
+    /// difference into moves.
+    pub restoring: Option<Vec<Vec<Value>>>,
 }
 
 impl SubState {
@@ -87,7 +95,20 @@ impl SubState {
             pending: VecDeque::new(),
             stack_id,
             buffer_max,
+            restoring: None,
         }
+    }
+
+    /// Whether the shape can be stopped and restored exactly: nothing waits to be applied.
+    pub fn idle(&self) -> bool {
+        self.moving.is_none() && self.pending.is_empty() && self.restoring.is_none()
+    }
+
+    /// Per dependency, its key and the values of the shape's view (for `views_file`).
+    pub fn saved_views(&self) -> crate::shapes::views_file::Views {
+        (0..self.views.len())
+            .map(|d| (self.def.deps[d].key.clone(), self.view_values(d)))
+            .collect()
     }
 
     /// Before the views apply moves of `dep`: remembers the shape's state of each moved value
@@ -227,7 +248,7 @@ impl Shape {
                 break;
             }
             let sub = self.sub.as_mut().expect("a subquery shape");
-            if sub.moving.is_some() {
+            if sub.moving.is_some() || sub.restoring.is_some() {
                 break;
             }
             let Some(step) = sub.pending.pop_front() else {
@@ -355,13 +376,13 @@ impl Shape {
                 ins.push((dep, into, xids.clone()));
             }
         }
+        let mut events = Vec::with_capacity(outs.len());
         for (dep, values) in outs {
             let sub = self.sub.as_ref().expect("a subquery shape");
             let patterns = sub.def.patterns(&sub.stack_id, &self.handle, dep, &values);
-            let event = message::move_event(false, &patterns, &xids);
-            self.append_extra(event);
-            appended += 1;
+            events.push(message::move_event(false, &patterns, &xids));
         }
+        appended += self.append_group(events)?;
         if !ins.is_empty() {
             let (dep, values, txids) = ins.remove(0);
             self.start_move_in(dep, values, txids);
@@ -482,17 +503,17 @@ impl Shape {
         let patterns = sub
             .def
             .patterns(&sub.stack_id, &self.handle, moving.dep, &values);
-        self.append_extra(message::move_event(true, &patterns, &moving.txids));
-        appended += 1;
+        let mut group = Vec::with_capacity(result.rows.len() + 2);
+        group.push(message::move_event(true, &patterns, &moving.txids));
         let any_rows = !result.rows.is_empty();
-        for row in result.rows {
-            self.append_extra(row);
-            appended += 1;
-        }
+        group.extend(result.rows);
         if any_rows {
             let s = &result.snapshot;
-            self.append_extra(message::snapshot_end(s.xmin, s.xmax, &s.xip));
-            appended += 1;
+            group.push(message::snapshot_end(s.xmin, s.xmax, &s.xip));
+        }
+        match self.append_group(group) {
+            Ok(n) => appended += n,
+            Err(why) => return Applied::Invalidate(why),
         }
         let sub = self.sub.as_mut().expect("a subquery shape");
         if !deferred.moves.is_empty() || !deferred.queued_ins.is_empty() {
@@ -506,14 +527,35 @@ impl Shape {
         }
     }
 
-    /// Appends a message that is not a replicated change (an event, a move-in row,
-    /// `snapshot-end`) right after the log's last entry.
-    fn append_extra(&mut self, json: Vec<u8>) {
-        let offset = match self.log.last_real_offset() {
-            Some(last) => LogOffset::new(last.tx, last.op + 1),
-            None => LogOffset::new(1, 0),
-        };
-        self.log.append(offset, bytes::Bytes::from(json));
+    /// Appends messages that are not replicated changes (events, move-in rows,
+    /// `snapshot-end`) after the log's last entry, as one group of their own in the log and the
+    /// store: offsets `(C, 0…)` with `C` one past the last group's LSN. A group's entries then
+    /// share its LSN, as a transaction's do (what recovery expects), and `C` stays below the
+    /// next transaction's commit LSN: commit records are more than [`SYNTHETIC_GROUPS_MAX`]
+    /// bytes apart in the WAL, and at most that many groups follow one transaction.
+    fn append_group(&mut self, messages: Vec<Vec<u8>>) -> Result<usize, &'static str> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let last = self.log.last_real_offset().map_or(0, |o| o.tx);
+        let lsn = last.max(self.last_seen_lsn) + 1;
+        if lsn - self.last_seen_lsn > SYNTHETIC_GROUPS_MAX {
+            return Err("too many moves between two transactions");
+        }
+        let n = messages.len();
+        let mut written = Vec::with_capacity(n);
+        let mut chunk_ends = Vec::new();
+        for (op, json) in messages.into_iter().enumerate() {
+            let offset = LogOffset::new(lsn, op as u64);
+            let bytes = bytes::Bytes::from(json);
+            if let Some(end) = self.log.append(offset, bytes.clone()) {
+                chunk_ends.push(end);
+            }
+            written.push((offset, bytes));
+        }
+        self.store_entries(written, chunk_ends, lsn)
+            .map_err(|()| "storage error")?;
+        Ok(n)
     }
 
     /// The entries of `txn`'s changes of the shape's table, evaluated over the views.
@@ -556,11 +598,72 @@ impl Shape {
             );
             written.push((e.offset, json));
         }
+        let mut stored = Vec::with_capacity(written.len());
+        let mut chunk_ends = Vec::new();
         for (offset, json) in written {
-            self.log.append(offset, bytes::Bytes::from(json));
+            let bytes = bytes::Bytes::from(json);
+            if let Some(end) = self.log.append(offset, bytes.clone()) {
+                chunk_ends.push(end);
+            }
+            stored.push((offset, bytes));
         }
         self.last_seen_lsn = txn.commit_lsn;
+        if n > 0 {
+            self.store_entries(stored, chunk_ends, txn.commit_lsn)
+                .map_err(|()| "storage error")?;
+        }
         Ok(n)
+    }
+
+    /// A restored shape's views are loaded: its view becomes what it was when the server
+    /// stopped, and the difference to the views now (what changed while it was down) is the
+    /// first step: events and move-in queries like any move. Moves the views made since they
+    /// loaded are in steps already queued, so the difference is taken to the views as they
+    /// stood before those (the state noted for their values).
+    pub fn finish_restore(&mut self) -> Applied {
+        let sub = self.sub.as_mut().expect("a subquery shape");
+        let Some(saved) = sub.restoring.take() else {
+            return Applied::Nothing;
+        };
+        let mut moves = Vec::new();
+        for (dep, values) in saved.into_iter().enumerate() {
+            let saved: crate::fast_map::FastMap<Value, ()> =
+                values.into_iter().map(|v| (v, ())).collect();
+            // The view before the queued steps: the noted state, else the view's.
+            let now: Vec<Value> = sub.view_values(dep);
+            let mut m = Moves::default();
+            for v in &now {
+                if !saved.contains_key(v) {
+                    m.entered.push(v.clone());
+                }
+            }
+            let now_set: crate::fast_map::FastMap<&Value, ()> =
+                now.iter().map(|v| (v, ())).collect();
+            for v in saved.keys() {
+                if !now_set.contains_key(v) {
+                    m.left.push(v.clone());
+                }
+            }
+            // The shape's view is the saved one until the step applies `m`.
+            for v in &m.entered {
+                sub.set(dep, v, false);
+            }
+            for v in &m.left {
+                sub.set(dep, v, true);
+            }
+            if !m.is_empty() {
+                moves.push((dep, m));
+            }
+        }
+        if !moves.is_empty() {
+            sub.pending.push_front(Step {
+                txn: None,
+                only: None,
+                moves,
+                queued_ins: Vec::new(),
+            });
+        }
+        self.drain()
     }
 
     /// The move-in query to start, if one waits (marks it started).

@@ -421,26 +421,12 @@ impl Shape {
             written.push((e.offset, bytes));
         }
         self.last_seen_lsn = txn.commit_lsn;
-        if n > 0 {
-            if let Some(store) = self.store.as_mut() {
-                // The entries are served from memory already; if they cannot be stored the
-                // shape is invalidated (409), never served from a log that disagrees with disk.
-                if let Err(e) = store.append_txn(written, txn.commit_lsn) {
-                    tracing::error!("shape {}: cannot store a transaction: {e}", self.handle);
-                    return Applied::Invalidate("storage error");
-                }
-                for end in chunk_ends {
-                    let (bytes, index) = self
-                        .log
-                        .closed_chunk_bytes(end)
-                        .expect("a chunk closed just now is in memory");
-                    if let Some((pos, index_pos)) = store.close_chunk(end, &bytes, &index) {
-                        self.unspilled_chunks.push((end, pos, index_pos));
-                    }
-                }
-                self.dirty = true;
-                self.spill_chunks();
-            }
+        if n > 0
+            && self
+                .store_entries(written, chunk_ends, txn.commit_lsn)
+                .is_err()
+        {
+            return Applied::Invalidate("storage error");
         }
         if n > 0 {
             self.changed.notify();
@@ -448,6 +434,37 @@ impl Shape {
         } else {
             Applied::Nothing
         }
+    }
+
+    /// Writes entries just appended to the log (one transaction's, or a subquery shape's
+    /// events and move-in rows) to the store, with the chunks they closed. The entries are
+    /// served from memory already; if they cannot be stored the shape must be invalidated
+    /// (409), never served from a log that disagrees with disk.
+    pub(crate) fn store_entries(
+        &mut self,
+        written: Vec<(protocol::offset::LogOffset, bytes::Bytes)>,
+        chunk_ends: Vec<protocol::offset::LogOffset>,
+        commit_lsn: u64,
+    ) -> Result<(), ()> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = store.append_txn(written, commit_lsn) {
+            tracing::error!("shape {}: cannot store a transaction: {e}", self.handle);
+            return Err(());
+        }
+        for end in chunk_ends {
+            let (bytes, index) = self
+                .log
+                .closed_chunk_bytes(end)
+                .expect("a chunk closed just now is in memory");
+            if let Some((pos, index_pos)) = store.close_chunk(end, &bytes, &index) {
+                self.unspilled_chunks.push((end, pos, index_pos));
+            }
+        }
+        self.dirty = true;
+        self.spill_chunks();
+        Ok(())
     }
 
     /// Marks the shape invalid and wakes its waiters (they answer 409).

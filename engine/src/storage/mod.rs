@@ -26,7 +26,7 @@ mod store;
 mod sync;
 
 pub use error::StorageError;
-pub use fsio::{sync_filesystem, PendingWrite};
+pub use fsio::{fsync_dir, replace_file, sync_filesystem, PendingWrite};
 pub use lock::{LockError, StorageLock};
 pub use meta::{DefinitionRecord, ShapeMeta, SnapshotRecord, TableColumnRecord};
 pub use recover::{
