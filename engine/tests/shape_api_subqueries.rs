@@ -1415,3 +1415,35 @@ fn s25_clean_restart_keeps_subquery_shapes_a_crash_rotates_them() {
     assert_eq!(r.status, 409, "{}", r.body_str());
     assert_ne!(r.handle(), f.handle);
 }
+
+/// TRUNCATE of the innermost table of a nested subquery rotates the outer shape (409): the
+/// views built on it cannot follow it any more.
+#[test]
+fn truncating_an_inner_table_rotates_nested_shapes() {
+    let cluster = cluster();
+    let setup = "CREATE TABLE grandparent (id int PRIMARY KEY, value int NOT NULL);
+         CREATE TABLE parent (id int PRIMARY KEY, grandparent_id int);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int);
+         INSERT INTO grandparent VALUES (1, 10);
+         INSERT INTO parent VALUES (1, 1);
+         INSERT INTO child VALUES (1, 1);";
+    let w = "parent_id in (SELECT id FROM parent WHERE grandparent_id in \
+             (SELECT id FROM grandparent WHERE value = 10))";
+    let env = Env::start(&cluster, setup, Opts::default());
+    let (s, first) = Sub::start(&env, "child", w, &[]);
+    assert_eq!(first.len(), 2, "{}", pretty(&first));
+    env.sql("TRUNCATE grandparent");
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let r = env.client().get(&s.f.url(false));
+        if r.status == 409 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 409 after the truncate: {}",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

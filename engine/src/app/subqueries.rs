@@ -88,6 +88,31 @@ impl Registry {
         view
     }
 
+    /// A broken view breaks the views built on it, up to the top: every shape using any of
+    /// them must rotate.
+    fn break_with_parents(&self, view: &ViewRef, broken: &mut Vec<ViewRef>) {
+        if broken.iter().any(|b| Rc::ptr_eq(b, view)) {
+            return;
+        }
+        broken.push(view.clone());
+        let parents: Vec<String> = view
+            .borrow()
+            .parents
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in parents {
+            if let Some((_, parent)) = self.views.get(&key) {
+                if !matches!(parent.borrow().state, ViewState::Broken(_)) {
+                    parent
+                        .borrow_mut()
+                        .fail("a subquery inside it broke".into());
+                }
+                self.break_with_parents(parent, broken);
+            }
+        }
+    }
+
     /// Whether a view is still needed: by a shape or by another view.
     fn unused(view: &ViewRef) -> bool {
         let v = view.borrow();
@@ -193,7 +218,7 @@ impl Registry {
                 let was_broken = matches!(view.borrow().state, ViewState::Broken(_));
                 let moves = view.borrow_mut().on_txn(txn, only.as_deref(), &inner);
                 if !was_broken && matches!(view.borrow().state, ViewState::Broken(_)) {
-                    out.broken.push(view.clone());
+                    self.break_with_parents(&view, &mut out.broken);
                     continue;
                 }
                 if moves.is_empty() {
