@@ -1447,3 +1447,28 @@ fn truncating_an_inner_table_rotates_nested_shapes() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Link values SQL finds equal but spells differently (numeric scales) are one value: the
+/// snapshot (SQL), live changes and move events agree.
+#[test]
+fn numeric_links_of_different_scales_are_one_value() {
+    let cluster = cluster();
+    let setup =
+        "CREATE TABLE prices (id int PRIMARY KEY, amount numeric(10, 2), live bool NOT NULL);
+         CREATE TABLE orders (id int PRIMARY KEY, amount numeric, note text);
+         INSERT INTO prices VALUES (1, 1.5, true), (2, 2, false);
+         INSERT INTO orders VALUES (1, 1.5, 'a'), (2, 1.500, 'b'), (3, 2.0, 'c');";
+    let w = "amount IN (SELECT amount FROM prices WHERE live)";
+    let env = Env::start(&cluster, setup, Opts::default());
+    let (mut s, _) = Sub::start(&env, "orders", w, &[]);
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 2);
+    s.live(&env, "UPDATE orders SET note = 'b2' WHERE id = 2");
+    s.converge(&env, w);
+    s.live(&env, "UPDATE prices SET live = true WHERE id = 2");
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 3);
+    s.live(&env, "UPDATE prices SET live = false WHERE id = 1");
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 1, "{:?}", s.t.rows());
+}

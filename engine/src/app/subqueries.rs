@@ -405,12 +405,14 @@ async fn read_view(
         if fields.len() != def.columns.len() {
             return Err(SnapshotError::Copy("column count differs from the query"));
         }
-        let values: Vec<Option<&[u8]>> = fields
+        let values: Vec<Option<std::borrow::Cow<'_, [u8]>>> = fields
             .iter()
-            .map(|f| normalize(f.map(|(s, e)| &text[s..e])))
+            .zip(&def.columns)
+            .map(|(f, &c)| normalize(def.canon[c], f.map(|(s, e)| &text[s..e])))
             .collect();
+        let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
         value.clear();
-        encode_value(&values, &mut value);
+        encode_value(&refs, &mut value);
         view.borrow_mut().add_loaded(&value);
         Ok::<(), SnapshotError>(())
     })

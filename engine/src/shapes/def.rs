@@ -55,6 +55,7 @@ pub type SubqueryTables<'a> = dyn Fn(&str, &str) -> Option<Arc<TableInfo>> + 'a;
 /// subquery, nested ones planned the same way.
 fn subquery_def(
     p: &Predicate,
+    on: &TableInfo,
     tables: &SubqueryTables<'_>,
 ) -> Result<SubqueryDef, ValidationErrors> {
     let plan = p.plan().map_err(|e| v::where_error(e.to_string()))?;
@@ -65,11 +66,12 @@ fn subquery_def(
         })?;
         let nested = match &sub.predicate {
             Some(inner) if !inner.subqueries().is_empty() => {
-                Some(Arc::new(subquery_def(inner, tables)?))
+                Some(Arc::new(subquery_def(inner, &table, tables)?))
             }
             _ => None,
         };
         deps.push(Arc::new(DepDef {
+            canon: super::subquery::Canon::of_table(&table),
             key: format!("{}|{}", table.oid, sub.sql),
             table,
             columns: sub.columns.clone(),
@@ -83,6 +85,7 @@ fn subquery_def(
         plan,
         deps,
         routing,
+        canon: super::subquery::Canon::of_table(on),
     })
 }
 
@@ -191,7 +194,7 @@ impl ShapeDef {
         };
         let subquery = match (&predicate, tables) {
             (Some(p), Some(tables)) if !p.subqueries().is_empty() => {
-                Some(Arc::new(subquery_def(p, tables)?))
+                Some(Arc::new(subquery_def(p, &table, tables)?))
             }
             _ => None,
         };

@@ -9,6 +9,7 @@
 use super::subquery::{encode_value, normalize, SubqueryDef, Value};
 use crate::fast_map::FastMap;
 use protocol::where_clause::Literal;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -85,12 +86,13 @@ impl NestedRows {
         let mut out = Vec::new();
         for p in &self.plan.plan.positions {
             if let Literal::Member { dep, columns, .. } = &p.literal {
-                let vals: Vec<Option<&[u8]>> = columns
+                let vals: Vec<Option<Cow<'_, [u8]>>> = columns
                     .iter()
-                    .map(|&c| normalize(self.stored_get(row, c)))
+                    .map(|&c| normalize(self.plan.canon[c], self.stored_get(row, c)))
                     .collect();
+                let refs: Vec<Option<&[u8]>> = vals.iter().map(|v| v.as_deref()).collect();
                 let mut buf = Vec::new();
-                encode_value(&vals, &mut buf);
+                encode_value(&refs, &mut buf);
                 let v = buf.into_boxed_slice();
                 if !out.contains(&(*dep, v.clone())) {
                     out.push((*dep, v));
@@ -162,13 +164,14 @@ impl NestedRows {
 
     /// The row's value of the dependency's selected columns.
     fn value(&self, row: &StoredRow) -> Value {
-        let vals: Vec<Option<&[u8]>> = self
+        let vals: Vec<Option<Cow<'_, [u8]>>> = self
             .selected
             .iter()
-            .map(|&c| normalize(self.stored_get(row, c)))
+            .map(|&c| normalize(self.plan.canon[c], self.stored_get(row, c)))
             .collect();
+        let refs: Vec<Option<&[u8]>> = vals.iter().map(|v| v.as_deref()).collect();
         let mut out = Vec::new();
-        encode_value(&vals, &mut out);
+        encode_value(&refs, &mut out);
         out.into_boxed_slice()
     }
 

@@ -61,6 +61,8 @@ pub struct DepDef {
     pub key: String,
     /// The plan of its own WHERE when that holds subqueries (a nested dependency).
     pub nested: Option<Arc<SubqueryDef>>,
+    /// How each column of its table is spelled canonically.
+    pub canon: Vec<Canon>,
 }
 
 impl DepDef {
@@ -94,8 +96,7 @@ impl DepDef {
     /// The row's value of the selected columns, encoded into `out` (cleared first).
     pub fn value<'r>(&self, get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r), out: &mut Vec<u8>) {
         out.clear();
-        let texts: Vec<Option<&[u8]>> = self.columns.iter().map(|&i| normalize(get(i))).collect();
-        encode_value(&texts, out);
+        encode_columns(&self.canon, &self.columns, get, out);
     }
 }
 
@@ -111,6 +112,8 @@ pub struct SubqueryDef {
     /// A clause true for every outer row some view could include (memberships relaxed to
     /// true): what routes outer-table changes. `None`: every row.
     pub routing: Option<Predicate>,
+    /// How each column of the table the clause filters is spelled canonically.
+    pub canon: Vec<Canon>,
 }
 
 /// A row's membership headers.
@@ -134,15 +137,17 @@ impl SubqueryDef {
         get: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r),
         member: &mut Member<'_>,
     ) -> Vec<bool> {
-        let mut buf: Vec<Option<&[u8]>> = Vec::new();
         self.plan
             .positions
             .iter()
             .map(|position| {
                 let truth = position.literal.eval(get, &mut |dep, columns| {
-                    buf.clear();
-                    buf.extend(columns.iter().map(|&c| normalize(get(c))));
-                    member(dep, &buf)
+                    let texts: Vec<Option<std::borrow::Cow<'_, [u8]>>> = columns
+                        .iter()
+                        .map(|&c| normalize(self.canon[c], get(c)))
+                        .collect();
+                    let refs: Vec<Option<&[u8]>> = texts.iter().map(|t| t.as_deref()).collect();
+                    member(dep, &refs)
                 });
                 position.active(truth)
             })
@@ -163,7 +168,10 @@ impl SubqueryDef {
                 Literal::Member { columns, names, .. } => {
                     let texts: Vec<Option<String>> = columns
                         .iter()
-                        .map(|&c| get(c).map(|v| bool_text(v).to_string()))
+                        .map(|&c| {
+                            normalize(self.canon[c], get(c))
+                                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                        })
                         .collect();
                     member_hash(stack_id, handle, names, &texts)
                 }
@@ -224,20 +232,102 @@ fn member_hash(stack_id: &str, handle: &str, names: &[String], texts: &[Option<S
     tags::value_hash(stack_id, handle, Slot::Values(&pairs))
 }
 
-/// Booleans in one spelling: `true`/`false` (the snapshot's `::text`) become `t`/`f`.
-fn bool_text(v: &[u8]) -> &str {
-    match v {
-        b"true" => "t",
-        b"false" => "f",
-        other => std::str::from_utf8(other).unwrap_or(""),
+/// How a type's text is brought to one spelling per value, so that values SQL finds equal
+/// are equal as keys and hash the same in tags: booleans as `t`/`f` (the snapshot's `::text`
+/// spells `true`/`false`), numeric without trailing fractional zeros (`1.0` = `1.00` = `1`),
+/// floats without the sign of zero. Other types' output is already one text per value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canon {
+    Plain,
+    Bool,
+    Numeric,
+    Float,
+}
+
+impl Canon {
+    pub fn of(column: &crate::catalog::TableColumn) -> Self {
+        if column.info.is_array {
+            return Canon::Plain;
+        }
+        match column.info.type_name.as_str() {
+            "bool" => Canon::Bool,
+            "numeric" => Canon::Numeric,
+            "float4" | "float8" => Canon::Float,
+            _ => Canon::Plain,
+        }
+    }
+
+    /// The kind of each column of a table.
+    pub fn of_table(table: &TableInfo) -> Vec<Canon> {
+        table.columns.iter().map(Canon::of).collect()
     }
 }
 
-/// A value text as views hold it (booleans as `t`/`f`).
-pub fn normalize(v: Option<&[u8]>) -> Option<&[u8]> {
-    match v {
-        Some(b"true") => Some(b"t"),
-        Some(b"false") => Some(b"f"),
-        other => other,
+/// A value text in its one spelling (see [`Canon`]).
+pub fn normalize(kind: Canon, v: Option<&[u8]>) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
+    let v = v?;
+    Some(match (kind, v) {
+        (Canon::Bool, b"true") => Cow::Borrowed(b"t"),
+        (Canon::Bool, b"false") => Cow::Borrowed(b"f"),
+        (Canon::Float, b"-0") => Cow::Borrowed(b"0"),
+        (Canon::Numeric, text) if text.contains(&b'.') => {
+            let mut t = text;
+            while let [rest @ .., b'0'] = t {
+                t = rest;
+            }
+            if let [rest @ .., b'.'] = t {
+                t = rest;
+            }
+            if t == b"-0" {
+                Cow::Borrowed(b"0")
+            } else {
+                Cow::Borrowed(t)
+            }
+        }
+        (Canon::Numeric, b"-0") => Cow::Borrowed(b"0"),
+        (_, text) => Cow::Borrowed(text),
+    })
+}
+
+/// Encodes the canonical texts of `columns` (of a table whose kinds are `canon`) into `out`.
+pub fn encode_columns<'r>(
+    canon: &[Canon],
+    columns: &[usize],
+    get: &dyn Fn(usize) -> Option<&'r [u8]>,
+    out: &mut Vec<u8>,
+) {
+    let texts: Vec<Option<std::borrow::Cow<'_, [u8]>>> = columns
+        .iter()
+        .map(|&c| normalize(canon[c], get(c)))
+        .collect();
+    let refs: Vec<Option<&[u8]>> = texts.iter().map(|t| t.as_deref()).collect();
+    encode_value(&refs, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_spelling_per_value() {
+        let n = |k, t: &str| normalize(k, Some(t.as_bytes())).map(|c| c.into_owned());
+        assert_eq!(n(Canon::Numeric, "1.00"), Some(b"1".to_vec()));
+        assert_eq!(n(Canon::Numeric, "1.50"), Some(b"1.5".to_vec()));
+        assert_eq!(
+            n(Canon::Numeric, "10"),
+            Some(b"10".to_vec()),
+            "no dot: kept"
+        );
+        assert_eq!(n(Canon::Numeric, "-0.000"), Some(b"0".to_vec()));
+        assert_eq!(n(Canon::Numeric, "NaN"), Some(b"NaN".to_vec()));
+        assert_eq!(n(Canon::Float, "-0"), Some(b"0".to_vec()));
+        assert_eq!(n(Canon::Bool, "true"), Some(b"t".to_vec()));
+        assert_eq!(
+            n(Canon::Plain, "1.00"),
+            Some(b"1.00".to_vec()),
+            "text is text"
+        );
+        assert_eq!(normalize(Canon::Numeric, None), None);
     }
 }
