@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Longest catalog lookup (a few queries on a pooled connection).
 const CATALOG_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Transactions whose xids a move-in query's snapshot is checked against.
+const RECENT_XIDS: usize = 1024;
+
 /// A shape a transaction reaches: the indexes of its changes that can affect it (`None`: all)
 /// and, for a subquery shape, its dependencies' moves.
 type Target = (
@@ -163,6 +166,13 @@ pub struct Core {
     published: RefCell<std::collections::HashSet<u32>>,
     /// Dependency views of this core's subquery shapes (`subqueries`).
     pub deps: RefCell<super::subqueries::Registry>,
+    /// The stream position last announced by the ingest core (`CoreMsg::Progress`).
+    pub stream_lsn: Cell<u64>,
+    /// Subquery shapes whose move-in rows wait for the stream to pass the query's position.
+    pub splice_waiters: RefCell<Vec<ShapeRef>>,
+    /// Xids of the transactions this core applied last: a move-in query's snapshot must see
+    /// them all (a commit is streamed a moment before other sessions see it).
+    pub recent_xids: RefCell<std::collections::VecDeque<u32>>,
     /// The thread writing snapshot chunks, started with the first snapshot that needs it
     /// (`None` inside: it could not be started, writes stay on the core).
     snapshot_writer: std::cell::OnceCell<Option<snapshot_writes::Writer>>,
@@ -197,6 +207,9 @@ impl Core {
             encode_cache: RefCell::default(),
             published: RefCell::default(),
             deps: RefCell::default(),
+            stream_lsn: Cell::new(0),
+            splice_waiters: RefCell::default(),
+            recent_xids: RefCell::default(),
             defs: RefCell::default(),
             worker,
             dirty: RefCell::default(),
@@ -265,6 +278,10 @@ impl Core {
                     // inbox waits), so none misses a change.
                     super::dormant::wake_for_txn(&self, &txn).await;
                     self.on_txn(&txn, &mut inbox).await;
+                }
+                CoreMsg::Progress(lsn) => {
+                    self.stream_lsn.set(self.stream_lsn.get().max(lsn));
+                    super::subqueries::progress(&self);
                 }
                 CoreMsg::Shape { call, reply } => {
                     let core = self.clone();
@@ -421,6 +438,13 @@ impl Core {
             self.apply_txn(txn, std::mem::replace(&mut passive, rest));
         }
         self.last_lsn.set(txn.commit_lsn);
+        {
+            let mut recent = self.recent_xids.borrow_mut();
+            if recent.len() >= RECENT_XIDS {
+                recent.pop_front();
+            }
+            recent.push_back(txn.xid);
+        }
         super::views::flush(self);
         self.processed_lsn.set(txn.end_lsn);
         if self.dirty.borrow().is_empty() && !self.syncing.get() && !self.removals_pending.get() {
@@ -469,6 +493,7 @@ impl Core {
             }
             self.after_applied(&shape, applied);
             if is_sub {
+                super::subqueries::try_splice(self, &shape, txn.end_lsn);
                 super::subqueries::start_move_in(self, &shape);
             }
         }

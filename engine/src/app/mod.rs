@@ -62,6 +62,37 @@ pub struct Shared {
     /// Wakes replication from [`Status::Sleeping`] (capacity 1: wake-ups collapse).
     wake_tx: flume::Sender<()>,
     pub wake_rx: flume::Receiver<()>,
+    /// Stream positions cores wait to see passed (a subquery shape's move-in boundary).
+    pub progress: Progress,
+}
+
+/// The highest stream position some core waits for: the ingest core asks the server for its
+/// position until it is passed, then tells every core (`CoreMsg::Progress`, in stream order).
+#[derive(Default)]
+pub struct Progress {
+    wanted: AtomicU64,
+}
+
+impl Progress {
+    /// A core waits until the stream is past `lsn`.
+    pub fn want(&self, lsn: u64) {
+        self.wanted
+            .fetch_max(lsn, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The position waited for, 0 for none.
+    pub fn wanted(&self) -> u64 {
+        self.wanted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The stream is at `lsn`: waits up to it are over.
+    pub fn reached(&self, lsn: u64) {
+        let _ = self.wanted.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |w| (w <= lsn).then_some(0),
+        );
+    }
 }
 
 impl Shared {
@@ -70,6 +101,7 @@ impl Shared {
         Self {
             wake_tx,
             wake_rx,
+            progress: Progress::default(),
             cores: inboxes.len(),
             config,
             db_url,
@@ -177,6 +209,9 @@ pub enum CoreMsg {
         call: Box<subset::SubsetCall>,
         reply: flume::Sender<Response>,
     },
+    /// The replication stream is at this position: every transaction before it was handed
+    /// over already (a subquery shape waiting for a move-in's boundary may splice).
+    Progress(u64),
     /// Replication went to sleep: close the idle pooled connections.
     ReleaseConnections,
     /// Orderly shutdown: write every shape's buffers and pending metadata, then reply.

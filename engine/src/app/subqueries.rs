@@ -423,17 +423,31 @@ async fn read_view(
 pub async fn current_snapshot(
     conn: &mut crate::pg::Connection,
 ) -> Result<PgSnapshot, SnapshotError> {
+    Ok(snapshot_and_lsn(conn).await?.0)
+}
+
+/// `pg_current_snapshot()` and `pg_current_wal_lsn()` of the running transaction (every
+/// transaction the snapshot sees committed before that position).
+async fn snapshot_and_lsn(
+    conn: &mut crate::pg::Connection,
+) -> Result<(PgSnapshot, u64), SnapshotError> {
     let res = conn
-        .simple_query("SELECT pg_current_snapshot()::text")
+        .simple_query("SELECT pg_current_snapshot()::text, pg_current_wal_lsn()::text")
         .await?;
-    let text = res
+    let row = res
         .iter()
         .flat_map(|r| r.rows.iter())
         .next()
-        .and_then(|row| row.get(0).map(str::to_string))
         .ok_or_else(|| SnapshotError::Protocol("no pg_current_snapshot() row".into()))?;
-    PgSnapshot::parse(&text)
-        .ok_or_else(|| SnapshotError::Protocol(format!("bad snapshot {text:?}")))
+    let (Some(text), Some(lsn)) = (row.get(0), row.get(1)) else {
+        return Err(SnapshotError::Protocol("NULL snapshot position".into()));
+    };
+    let snapshot = PgSnapshot::parse(text)
+        .ok_or_else(|| SnapshotError::Protocol(format!("bad snapshot {text:?}")))?;
+    let lsn: pgwire::types::Lsn = lsn
+        .parse()
+        .map_err(|e: pgwire::types::ParseLsnError| SnapshotError::Protocol(e.to_string()))?;
+    Ok((snapshot, lsn.0))
 }
 
 /// Starts the shape's pending move-in query, if any.
@@ -454,9 +468,22 @@ async fn move_in(core: Rc<Core>, shape: ShapeRef, sql: String) {
     };
     let result = async {
         let mut conn = core.conn().await.map_err(SnapshotError::Pg)?;
-        conn.execute(begin_snapshot_sql()).await?;
+        // A transaction this core applied already may still be committing for other
+        // sessions (its commit is streamed first): the query must see all of them, else it
+        // would miss their effects while the shape has them. Rare and brief: start again.
+        let applied: Vec<u32> = core.recent_xids.borrow().iter().copied().collect();
+        let mut tries = 0;
+        let (snapshot, lsn) = loop {
+            conn.execute(begin_snapshot_sql()).await?;
+            let (snapshot, lsn) = snapshot_and_lsn(&mut conn).await?;
+            if applied.iter().all(|&x| snapshot.visible(x)) || tries >= VISIBILITY_TRIES {
+                break (snapshot, lsn);
+            }
+            tries += 1;
+            conn.execute("ROLLBACK").await?;
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+        };
         let r = async {
-            let snapshot = current_snapshot(&mut conn).await?;
             let select = {
                 let s = shape.borrow();
                 let moving = s.sub.as_ref().and_then(|sub| sub.moving.as_ref());
@@ -482,7 +509,11 @@ async fn move_in(core: Rc<Core>, shape: ShapeRef, sql: String) {
                 Ok::<(), SnapshotError>(())
             })
             .await?;
-            Ok(MoveInRows { snapshot, rows })
+            Ok(MoveInRows {
+                snapshot,
+                lsn,
+                rows,
+            })
         }
         .await;
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -498,9 +529,15 @@ async fn move_in(core: Rc<Core>, shape: ShapeRef, sql: String) {
     }
     match result {
         Ok(rows) => {
-            let applied = shape.borrow_mut().move_in_done(rows);
-            core.after_applied(&shape, applied);
-            start_move_in(&core, &shape);
+            if let Some(m) = shape
+                .borrow_mut()
+                .sub
+                .as_mut()
+                .and_then(|s| s.moving.as_mut())
+            {
+                m.result = Some(rows);
+            }
+            try_splice(&core, &shape, 0);
         }
         Err(e) => {
             tracing::warn!("move-in query of shape {handle} failed: {e}");
@@ -625,4 +662,50 @@ pub fn attach_restored(
         core.after_applied(&shape, applied);
         start_move_in(&core, &shape);
     });
+}
+
+/// Attempts to start a query's snapshot again before giving up on seeing every applied xid.
+const VISIBILITY_TRIES: u32 = 200;
+
+/// Splices a shape's move-in rows once its boundary is known: a queued transaction the
+/// query's snapshot does not see (the ones before it were all seen), or the stream past the
+/// query's position (every transaction it saw has arrived). Otherwise the shape waits for
+/// the stream (`CoreMsg::Progress`). `at` is the end of a transaction being applied now.
+pub fn try_splice(core: &Rc<Core>, shape: &ShapeRef, at: u64) {
+    let position = core.processed_lsn.get().max(core.stream_lsn.get()).max(at);
+    let wait = {
+        let s = shape.borrow();
+        match s.sub.as_ref().and_then(|sub| sub.splice_wait(position)) {
+            Some(wait) => wait,
+            None => return,
+        }
+    };
+    if let Some(lsn) = wait {
+        core.shared.progress.want(lsn);
+        let mut waiters = core.splice_waiters.borrow_mut();
+        if !waiters.iter().any(|w| Rc::ptr_eq(w, shape)) {
+            waiters.push(shape.clone());
+        }
+        return;
+    }
+    core.splice_waiters
+        .borrow_mut()
+        .retain(|w| !Rc::ptr_eq(w, shape));
+    let applied = shape.borrow_mut().splice();
+    core.after_applied(shape, applied);
+    start_move_in(core, shape);
+}
+
+/// The stream moved on: shapes waiting for it may splice.
+pub fn progress(core: &Rc<Core>) {
+    let waiters: Vec<ShapeRef> = core.splice_waiters.borrow().clone();
+    for shape in waiters {
+        if shape.borrow().invalidated {
+            core.splice_waiters
+                .borrow_mut()
+                .retain(|w| !Rc::ptr_eq(w, &shape));
+            continue;
+        }
+        try_splice(core, &shape, 0);
+    }
 }

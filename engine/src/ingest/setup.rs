@@ -25,6 +25,8 @@ pub const DISPLAY_SETTINGS: &[&str] = &[
 const DUPLICATE_OBJECT: &str = "42710";
 /// How often durable progress is checked when no data arrives.
 const ACK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the server is asked for its position while a core waits for one.
+const PROGRESS_POLL: Duration = Duration::from_millis(5);
 
 /// Runs replication forever, reconnecting with capped exponential backoff.
 pub async fn run(shared: Arc<Shared>) {
@@ -186,6 +188,7 @@ async fn session(
         .with_context(|| format!("write {}", state_file.display()))?;
     let settings = crate::pg::StreamSettings {
         silence_timeout: shared.config.replication_silence_timeout,
+        forward_keepalives: true,
         ..Default::default()
     };
     let mut stream = conn
@@ -209,9 +212,22 @@ async fn session(
         .replication_idle_timeout
         .filter(|t| !t.is_zero());
     let mut last_txn = std::time::Instant::now();
+    let mut last_reply_request = std::time::Instant::now();
     loop {
+        // A core waits to know that the stream has passed a position (`Shared::progress`):
+        // ask the server where it stands, often, until it has.
+        let wanted = shared.progress.wanted();
+        if wanted != 0 && last_reply_request.elapsed() >= PROGRESS_POLL {
+            stream.request_reply();
+            last_reply_request = std::time::Instant::now();
+        }
+        let wait = if wanted != 0 {
+            PROGRESS_POLL
+        } else {
+            ACK_INTERVAL
+        };
         // Wake up now and then even without data, to acknowledge what became durable.
-        let next = monoio::time::timeout(ACK_INTERVAL, stream.next()).await;
+        let next = monoio::time::timeout(wait, stream.next()).await;
         let durable = shared.min_durable();
         if durable > stream.flush_lsn().0 {
             // Every core has stored (or had nothing to store of) everything up to here. Tell
@@ -243,6 +259,20 @@ async fn session(
             continue;
         };
         let x = x.context("read replication stream")?;
+        if x.data.is_empty() {
+            // A keepalive: every transaction before `wal_end` has been handed to the cores
+            // (they come in stream order), so the cores may learn the position in order too.
+            if wanted != 0 && x.wal_end.0 >= wanted {
+                shared.progress.reached(x.wal_end.0);
+                for inbox in &shared.inboxes {
+                    inbox
+                        .send_async(CoreMsg::Progress(x.wal_end.0))
+                        .await
+                        .context("hand progress to a core")?;
+                }
+            }
+            continue;
+        }
         stats.wal_bytes.fetch_add(x.data.len() as u64, Relaxed);
         let server_end = x.wal_end.0.max(stream.received_lsn().0);
         stats.note_positions(server_end, 0, shared.metrics.started);

@@ -39,6 +39,10 @@ pub struct StreamSettings {
     /// a healthy idle server answers at least every `status_interval`; the interval is
     /// shortened to a third of this bound when it is longer.
     pub silence_timeout: Duration,
+    /// Also hand the consumer each primary keepalive, in stream order, as an [`XLogData`] with
+    /// empty `data` and `wal_start == wal_end` == the server's sent position: everything
+    /// before it has been handed over already.
+    pub forward_keepalives: bool,
 }
 
 impl Default for StreamSettings {
@@ -47,6 +51,7 @@ impl Default for StreamSettings {
             status_interval: Duration::from_secs(10),
             channel_capacity: 256,
             silence_timeout: Duration::from_secs(30),
+            forward_keepalives: false,
         }
     }
 }
@@ -67,6 +72,8 @@ struct Progress {
     flushed: Cell<Lsn>,
     /// A failure of the writer task, surfaced by the next `next()`.
     writer_error: RefCell<Option<PgError>>,
+    /// The next status update asks the server for a reply (a keepalive with its position).
+    reply_wanted: Cell<bool>,
 }
 
 impl Progress {
@@ -109,6 +116,7 @@ impl ReplicationStream {
             received: Cell::new(start),
             flushed: Cell::new(Lsn::INVALID),
             writer_error: RefCell::new(None),
+            reply_wanted: Cell::new(false),
         });
         let task = ReaderTask {
             progress: progress.clone(),
@@ -116,6 +124,7 @@ impl ReplicationStream {
             wake_writer: wake_writer.clone(),
             max_message_len,
             silence_timeout: settings.silence_timeout,
+            forward_keepalives: settings.forward_keepalives,
         };
         monoio::spawn(task.run(reader, read_buf, stop_rx.clone()));
         let interval = settings
@@ -189,6 +198,13 @@ impl ReplicationStream {
         // A full channel means an update is already pending, which is just as good.
         let _ = self.wake_writer.try_send(());
     }
+
+    /// Sends a status update that asks the server for a reply: a keepalive with the position
+    /// it has sent up to (handed over when `forward_keepalives` is set).
+    pub fn request_reply(&self) {
+        self.progress.reply_wanted.set(true);
+        let _ = self.wake_writer.try_send(());
+    }
 }
 
 struct ReaderTask {
@@ -197,6 +213,7 @@ struct ReaderTask {
     wake_writer: flume::Sender<()>,
     max_message_len: usize,
     silence_timeout: Duration,
+    forward_keepalives: bool,
 }
 
 impl ReaderTask {
@@ -257,7 +274,11 @@ impl ReaderTask {
                     if reply_requested {
                         let _ = self.wake_writer.try_send(());
                     }
-                    Ok(None)
+                    Ok(self.forward_keepalives.then(|| XLogData {
+                        wal_start: wal_end,
+                        wal_end,
+                        data: Bytes::new(),
+                    }))
                 }
             },
             BackendMessage::NoticeResponse(notice) => {
@@ -306,7 +327,8 @@ async fn run_writer<W: super::transport::WriteBytes>(
         let flushed = progress.flushed.get();
         let written = progress.received.get().max(flushed);
         let now = now_micros_since_2000();
-        encode_standby_status(&mut buf, written, flushed, flushed, now, periodic);
+        let reply = periodic || progress.reply_wanted.take();
+        encode_standby_status(&mut buf, written, flushed, flushed, now, reply);
         if let Err(e) = write_buf(&mut writer, &mut buf).await {
             tracing::warn!("failed to send standby status update: {e}");
             *progress.writer_error.borrow_mut() = Some(e);

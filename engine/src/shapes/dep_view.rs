@@ -145,20 +145,25 @@ impl DepView {
         if self.counts.is_empty() {
             return Some(false);
         }
+        // A value that could equal the left side, NULLs on either side being unknown.
+        let could_match = |v: &[u8]| {
+            super::subquery::decode_value(v)
+                .iter()
+                .zip(values)
+                .all(|(a, b)| a.is_none() || b.is_none() || a == b)
+        };
         if values.iter().any(Option::is_none) {
-            return None;
+            return if self.counts.keys().any(|v| could_match(v)) {
+                None
+            } else {
+                Some(false)
+            };
         }
         buf.clear();
         super::subquery::encode_value(values, buf);
         if self.contains(buf) {
             return Some(true);
         }
-        let could_match = |v: &[u8]| {
-            super::subquery::decode_value(v)
-                .iter()
-                .zip(values)
-                .all(|(a, b)| a.is_none() || a == b)
-        };
         if self.with_null.keys().any(|v| could_match(v)) {
             None
         } else {

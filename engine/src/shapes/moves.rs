@@ -49,11 +49,15 @@ pub struct MoveIn {
     pub select: super::subquery_sql::SubSelect,
     /// The core started the query.
     pub started: bool,
+    /// The query's rows, once it is done (spliced when the boundary is known).
+    pub result: Option<MoveInRows>,
 }
 
-/// The result of a move-in query: its snapshot and the rows' JSON.
+/// The result of a move-in query: its snapshot, the WAL position when it ran (every
+/// transaction it saw committed before it) and the rows' JSON.
 pub struct MoveInRows {
     pub snapshot: PgSnapshot,
+    pub lsn: u64,
     pub rows: Vec<Vec<u8>>,
 }
 
@@ -96,6 +100,23 @@ impl SubState {
             stack_id,
             buffer_max,
             restoring: None,
+        }
+    }
+
+    /// Whether a finished move-in can be spliced with the stream at `position`: `None` when
+    /// there is nothing to splice, `Some(None)` when it can, `Some(Some(lsn))` when the stream
+    /// must reach `lsn` first (or a transaction the query did not see arrive).
+    pub fn splice_wait(&self, position: u64) -> Option<Option<u64>> {
+        let result = self.moving.as_ref()?.result.as_ref()?;
+        let unseen = self
+            .pending
+            .iter()
+            .filter_map(|step| step.txn.as_ref())
+            .any(|t| !result.snapshot.visible(t.xid));
+        if unseen || position >= result.lsn {
+            Some(None)
+        } else {
+            Some(Some(result.lsn))
         }
     }
 
@@ -200,26 +221,62 @@ impl SubState {
         if self.perceived_len(dep, &[], false) == 0 {
             return Some(false);
         }
-        if values.iter().any(Option::is_none) {
-            return None;
-        }
-        // A value with NULLs matches unknown if its other columns are equal.
-        let could_match = |v: &[u8]| {
-            super::subquery::decode_value(v)
+        // Unknown (NULL) when some value of the view could equal the left side, the NULLs on
+        // either side being unknown; else FALSE.
+        let unknown = if values.iter().any(Option::is_none) {
+            self.view_values(dep)
                 .iter()
-                .zip(values)
-                .all(|(a, b)| a.is_none() || a == b)
+                .any(|v| could_match(values, &super::subquery::decode_value(v)))
+        } else {
+            view.null_values()
+                .any(|v| present(v) && could_match(values, &super::subquery::decode_value(v)))
+                || overlay.iter().any(|(v, s)| {
+                    *s && has_null(v) && could_match(values, &super::subquery::decode_value(v))
+                })
         };
-        let nulls = view.null_values().any(|v| present(v) && could_match(v))
-            || overlay.iter().any(|(v, s)| {
-                *s && super::subquery::decode_value(v).iter().any(Option::is_none) && could_match(v)
-            });
-        if nulls {
+        if unknown {
             None
         } else {
             Some(false)
         }
     }
+}
+
+/// Most columns of a row membership whose NULL-masked values are enumerated (2^n − 1 each).
+const MASKED_COLUMNS_MAX: usize = 6;
+
+/// Each value with one or more of its columns replaced by NULL (what the slot of a row whose
+/// left side has NULLs there hashes), without duplicates.
+fn masked_variants(values: &[Value]) -> Result<Vec<Value>, &'static str> {
+    let mut out: Vec<Value> = Vec::new();
+    for v in values {
+        let cols = super::subquery::decode_value(v);
+        if cols.len() > MASKED_COLUMNS_MAX {
+            return Err("a NOT IN row subquery with too many columns moved");
+        }
+        for mask in 1u32..(1 << cols.len()) {
+            let masked: Vec<Option<&[u8]>> = cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if mask & (1 << i) != 0 { None } else { *c })
+                .collect();
+            let mut buf = Vec::new();
+            super::subquery::encode_value(&masked, &mut buf);
+            let m = buf.into_boxed_slice();
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a left side (NULLs unknown) could equal a value of the view (NULLs unknown): SQL's
+/// row comparison is then NULL or TRUE, not FALSE.
+fn could_match(lhs: &[Option<&[u8]>], value: &[Option<&[u8]>]) -> bool {
+    lhs.iter()
+        .zip(value)
+        .all(|(a, b)| a.is_none() || b.is_none() || a == b)
 }
 
 fn has_null(value: &[u8]) -> bool {
@@ -331,7 +388,6 @@ impl Shape {
         }
         for (dep, values) in net {
             let negated = sub.def.plan.dep_negated[dep];
-            let was_empty = sub.perceived_len(dep, &values, true) == 0;
             let mut entered = Vec::new();
             let mut left = Vec::new();
             for (v, was) in values {
@@ -341,29 +397,36 @@ impl Shape {
                     _ => {}
                 }
             }
-            if negated {
+            let (into, out_of) = if negated {
                 // `NOT IN`: a NULL in the result makes every non-matching row unknown, which
                 // no value pattern can express: the shape rotates (clients resync).
                 if entered.iter().any(|v| has_null(v)) {
                     return Err("a NULL entered the result of a NOT IN subquery");
                 }
-                // The result was empty: rows with a NULL on the left were in (NULL NOT IN ()
-                // is TRUE) and are now unknown. Their tag slot is the NULL hash.
-                if was_empty && !entered.is_empty() {
-                    if sub.def.plan.positions[sub.def.plan.dep_positions[dep][0]]
-                        .literal
-                        .member_width()
-                        > 1
-                    {
-                        return Err("a NOT IN row subquery's result stopped being empty");
+                // A row whose left side has NULLs where an entering value has values is
+                // unknown now (`(NULL, 1) NOT IN ((2, 1))` is NULL): its slot is that value
+                // with those columns NULL.
+                // Only slots that no value already in the view could match: those rows were
+                // TRUE until now (the others were unknown already).
+                let mut out_of = entered.clone();
+                let masks = masked_variants(&entered)?;
+                if !masks.is_empty() {
+                    let before: Vec<Value> = sub
+                        .view_values(dep)
+                        .into_iter()
+                        .filter(|v| !entered.contains(v))
+                        .collect();
+                    for m in masks {
+                        let decoded = super::subquery::decode_value(&m);
+                        let was_true = before
+                            .iter()
+                            .all(|t| !could_match(&decoded, &super::subquery::decode_value(t)));
+                        if was_true {
+                            out_of.push(m);
+                        }
                     }
-                    let mut null = Vec::new();
-                    super::subquery::encode_value(&[None], &mut null);
-                    entered.push(null.into_boxed_slice());
                 }
-            }
-            let (into, out_of) = if negated {
-                (left, entered)
+                (left, out_of)
             } else {
                 // A value with a NULL makes no row TRUE: nothing to query for.
                 entered.retain(|v| !has_null(v));
@@ -373,6 +436,11 @@ impl Shape {
                 outs.push((dep, out_of));
             }
             if !into.is_empty() {
+                // A move-in's values join the shape's view when its query starts: a query
+                // must not count rows as already in through a move not yet queried.
+                for v in &into {
+                    sub.set(dep, v, negated);
+                }
                 ins.push((dep, into, xids.clone()));
             }
         }
@@ -418,8 +486,14 @@ impl Shape {
         Ok(())
     }
 
-    /// Builds the move-in's query from the views as the shape sees them now (after the move).
+    /// Applies a move-in's values to the shape's view and builds its query from the views as
+    /// the shape sees them then (after the move).
     fn start_move_in(&mut self, dep: usize, values: Vec<Value>, txids: Vec<u32>) {
+        let sub = self.sub.as_mut().expect("a subquery shape");
+        let negated = sub.def.plan.dep_negated[dep];
+        for v in &values {
+            sub.set(dep, v, !negated);
+        }
         let sub = self.sub.as_ref().expect("a subquery shape");
         let after: Vec<Vec<Value>> = (0..sub.views.len()).map(|d| sub.view_values(d)).collect();
         let mut before = after.clone();
@@ -437,16 +511,22 @@ impl Shape {
             txids,
             select,
             started: false,
+            result: None,
         });
     }
 
-    /// The move-in's rows are here: splice (see the module doc) and go on with queued steps.
-    pub fn move_in_done(&mut self, result: MoveInRows) -> Applied {
+    /// The move-in's rows are here and its boundary known: splice (see the module doc) and go
+    /// on with queued steps.
+    pub fn splice(&mut self) -> Applied {
         if self.invalidated {
             return Applied::Nothing;
         }
         let sub = self.sub.as_mut().expect("a subquery shape");
-        let Some(moving) = sub.moving.take() else {
+        let Some(mut moving) = sub.moving.take() else {
+            return Applied::Nothing;
+        };
+        let Some(result) = moving.result.take() else {
+            sub.moving = Some(moving);
             return Applied::Nothing;
         };
         // Steps the query's snapshot saw: changes with the view as before the move.
@@ -494,12 +574,28 @@ impl Shape {
         }
         // No row is TRUE through a value with a NULL: such values have no pattern to turn on
         // (the rows the query found carry their own active_conditions).
-        let values: Vec<Value> = moving
+        let mut values: Vec<Value> = moving
             .values
             .iter()
             .filter(|v| !has_null(v))
             .cloned()
             .collect();
+        if sub.def.plan.dep_negated[moving.dep] {
+            // Rows whose left side has NULLs where a leaving value had values are TRUE again
+            // if no value left in the view could match them (`NULL NOT IN ()` is TRUE).
+            let view = sub.view_values(moving.dep);
+            if let Ok(masks) = masked_variants(&moving.values) {
+                for m in masks {
+                    let decoded = super::subquery::decode_value(&m);
+                    let unmatched = view
+                        .iter()
+                        .all(|t| !could_match(&decoded, &super::subquery::decode_value(t)));
+                    if unmatched {
+                        values.push(m);
+                    }
+                }
+            }
+        }
         let patterns = sub
             .def
             .patterns(&sub.stack_id, &self.handle, moving.dep, &values);
