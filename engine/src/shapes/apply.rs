@@ -73,6 +73,42 @@ impl<'t> View<'t> {
     }
 }
 
+/// The update entry of a row that stays in the shape under the same key, and whether any
+/// selected column changed. Full replica: every selected column plus the old values of the
+/// changed ones; default: the key and the changed columns. Without the old row (identity not
+/// FULL) nothing is known to be unchanged.
+fn update_entry<'t>(
+    def: &ShapeDef,
+    offset: LogOffset,
+    key: Vec<u8>,
+    old_v: View<'t>,
+    new_v: View<'t>,
+    old_known: bool,
+) -> (PendingEntry<'t>, bool) {
+    let changed: Vec<usize> = def
+        .selected
+        .iter()
+        .copied()
+        .filter(|&i| !old_known || old_v.get(i) != new_v.get(i))
+        .collect();
+    let e = if def.replica == Replica::Full {
+        let mut e = entry(offset, Operation::Update, key, new_v.pick(&def.selected));
+        e.old_value = Some(old_v.pick(&changed));
+        e
+    } else {
+        let mut cols: Vec<usize> = def.table.pk.clone();
+        cols.extend(
+            changed
+                .iter()
+                .copied()
+                .filter(|c| !def.table.pk.contains(c)),
+        );
+        cols.sort_unstable();
+        entry(offset, Operation::Update, key, new_v.pick(&cols))
+    };
+    (e, !changed.is_empty())
+}
+
 fn entry<'t>(offset: LogOffset, op: Operation, key: Vec<u8>, value: Vals<'t>) -> PendingEntry<'t> {
     PendingEntry {
         offset,
@@ -212,37 +248,11 @@ pub fn entries_for<'t>(
                         out.push(ins);
                         return;
                     }
-                    // Without the old row (identity not FULL) nothing is known to be unchanged.
-                    let changed: Vec<usize> = def
-                        .selected
-                        .iter()
-                        .copied()
-                        .filter(|&i| old.is_none() || old_v.get(i) != new_v.get(i))
-                        .collect();
-                    if changed.is_empty() {
-                        return;
+                    let (e, changed) =
+                        update_entry(def, at(change.op), new_key, old_v, new_v, old.is_some());
+                    if changed {
+                        out.push(e);
                     }
-                    let e = if full {
-                        let mut e = entry(
-                            at(change.op),
-                            Operation::Update,
-                            new_key,
-                            new_v.pick(&def.selected),
-                        );
-                        e.old_value = Some(old_v.pick(&changed));
-                        e
-                    } else {
-                        let mut cols: Vec<usize> = def.table.pk.clone();
-                        cols.extend(
-                            changed
-                                .iter()
-                                .copied()
-                                .filter(|c| !def.table.pk.contains(c)),
-                        );
-                        cols.sort_unstable();
-                        entry(at(change.op), Operation::Update, new_key, new_v.pick(&cols))
-                    };
-                    out.push(e);
                 }
             }
         }
@@ -443,33 +453,10 @@ pub fn entries_for_subquery<'t>(
                         out.push((ins, new_m, None));
                         return;
                     }
-                    let changed: Vec<usize> = def
-                        .selected
-                        .iter()
-                        .copied()
-                        .filter(|&i| old.is_none() || old_v.get(i) != new_v.get(i))
-                        .collect();
                     let removed = protocol::subquery::tags::removed_tags(&old_m.tags, &new_m.tags);
-                    let e = if full {
-                        let mut e = entry(
-                            at(change.op),
-                            Operation::Update,
-                            new_key,
-                            new_v.pick(&def.selected),
-                        );
-                        e.old_value = Some(old_v.pick(&changed));
-                        e
-                    } else {
-                        let mut cols: Vec<usize> = def.table.pk.clone();
-                        cols.extend(
-                            changed
-                                .iter()
-                                .copied()
-                                .filter(|c| !def.table.pk.contains(c)),
-                        );
-                        cols.sort_unstable();
-                        entry(at(change.op), Operation::Update, new_key, new_v.pick(&cols))
-                    };
+                    // Kept even when no selected column changed: its active_conditions may have.
+                    let (e, _) =
+                        update_entry(def, at(change.op), new_key, old_v, new_v, old.is_some());
                     out.push((e, new_m, Some(removed)));
                 }
             }

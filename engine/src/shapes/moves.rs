@@ -242,6 +242,31 @@ impl SubState {
     }
 }
 
+/// Put-off move-ins as the view moves they came from (values entering an `IN` view, leaving
+/// a `NOT IN` one), not yet applied to the shape's view.
+fn queued_as_moves(
+    def: &SubqueryDef,
+    queued: Vec<(usize, Vec<Value>, Vec<u32>)>,
+) -> Vec<(usize, Moves)> {
+    queued
+        .into_iter()
+        .map(|(dep, values, _)| {
+            let moves = if def.plan.dep_negated[dep] {
+                Moves {
+                    entered: Vec::new(),
+                    left: values,
+                }
+            } else {
+                Moves {
+                    entered: values,
+                    left: Vec::new(),
+                }
+            };
+            (dep, moves)
+        })
+        .collect()
+}
+
 /// Most columns of a row membership whose NULL-masked values are enumerated (2^n − 1 each).
 const MASKED_COLUMNS_MAX: usize = 6;
 
@@ -364,7 +389,13 @@ impl Shape {
         let xids: Vec<u32> = step.txn.iter().map(|t| t.xid).collect();
         let sub = self.sub.as_mut().expect("a subquery shape");
         let mut outs: Vec<(usize, Vec<Value>)> = Vec::new();
-        let mut ins = std::mem::take(&mut step.queued_ins);
+        // Move-ins put off behind an earlier one come first: later moves of the same values
+        // then net against them (a value queued in and then gone again does not move).
+        let queued = queued_as_moves(&sub.def, std::mem::take(&mut step.queued_ins));
+        let mut moves = queued;
+        moves.append(&mut step.moves);
+        step.moves = moves;
+        let mut ins: Vec<(usize, Vec<Value>, Vec<u32>)> = Vec::new();
         // Net moves per dependency: a value that entered and left within the step (moves put
         // off by a move-in come several transactions at a time) did not move.
         let mut net: Vec<(usize, Vec<(Value, bool)>)> = Vec::new();
@@ -552,9 +583,11 @@ impl Shape {
         for v in &moving.values {
             sub.set(moving.dep, v, !entering);
         }
+        let sub_def = sub.def.clone();
         for mut step in pre {
+            let queued = queued_as_moves(&sub_def, std::mem::take(&mut step.queued_ins));
+            deferred.moves.extend(queued);
             deferred.moves.append(&mut step.moves);
-            deferred.queued_ins.append(&mut step.queued_ins);
             if let Some(txn) = step.txn {
                 if self.already_holds(&txn) {
                     continue;

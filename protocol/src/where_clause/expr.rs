@@ -252,50 +252,13 @@ impl Expr {
         }
     }
 
-    /// Calls `visit` on every column reference.
+    /// Calls `visit` on every column reference (a membership's left side included).
     pub(crate) fn for_each_column(&self, visit: &mut dyn FnMut(usize)) {
-        match self {
-            Expr::Const { .. } => {}
+        self.visit(&mut |e| match e {
             Expr::Column { index, .. } => visit(*index),
             Expr::Sublink { lhs, .. } => lhs.iter().for_each(|c| visit(c.index)),
-            Expr::Cast { arg, .. }
-            | Expr::Not(arg)
-            | Expr::NullTest { arg, .. }
-            | Expr::BoolTest { arg, .. }
-            | Expr::Unary { arg, .. } => arg.for_each_column(visit),
-            Expr::Compare { lhs, rhs, .. }
-            | Expr::Distinct { lhs, rhs, .. }
-            | Expr::Arith { lhs, rhs, .. }
-            | Expr::Concat { lhs, rhs }
-            | Expr::ArrayOp { lhs, rhs, .. }
-            | Expr::AnyAll {
-                arg: lhs,
-                array: rhs,
-                ..
-            } => {
-                lhs.for_each_column(visit);
-                rhs.for_each_column(visit);
-            }
-            Expr::Like { arg, pattern, .. } => {
-                arg.for_each_column(visit);
-                pattern.for_each_column(visit);
-            }
-            Expr::And(items)
-            | Expr::Or(items)
-            | Expr::Func { args: items, .. }
-            | Expr::ArrayCtor { items, .. } => {
-                items.iter().for_each(|e| e.for_each_column(visit));
-            }
-            Expr::Subscript {
-                arg,
-                subscripts: items,
-                ..
-            }
-            | Expr::In { arg, items, .. } => {
-                arg.for_each_column(visit);
-                items.iter().for_each(|e| e.for_each_column(visit));
-            }
-        }
+            _ => {}
+        });
     }
 
     /// Calls `visit` on this node and every node below it.
