@@ -10,6 +10,7 @@ use bench_harness::bench_decode::{self, DecodeOptions};
 use bench_harness::bench_drain::{self, DrainOptions};
 use bench_harness::serving_cli::{
     self, CatchupArgs, CatchupCallgrindArgs, InitialSyncArgs, LongPollArgs, SnapshotArgs,
+    SubqueriesArgs,
 };
 use bench_harness::workload::Workload;
 use bench_harness::{callgrind, machine, report};
@@ -41,6 +42,9 @@ enum Command {
     InitialSync(InitialSyncArgs),
     /// Snapshot read: COPY text + Rust JSON vs JSON built in SQL.
     Snapshot(SnapshotArgs),
+    /// Subquery shapes: creating many, move-in/move-out latency, CPU per membership change,
+    /// initial sync vs a literal IN list.
+    Subqueries(SubqueriesArgs),
     /// Shape routing cost per change: the router vs evaluating every shape (no database).
     Route(RouteArgs),
     /// Everything: the benchmarks above with their baselines plus the loadgen scenarios, written
@@ -208,6 +212,14 @@ fn main() -> Result<()> {
         Command::Snapshot(args) => {
             let tables = serving_cli::snapshot(&args)?;
             report::emit(&tables, &preamble("snapshot"), args.markdown.as_deref())
+        }
+        Command::Subqueries(args) => {
+            let tables = serving_cli::subqueries(&args)?;
+            report::emit(
+                &tables,
+                &preamble("subqueries"),
+                args.common.markdown.as_deref(),
+            )
         }
         Command::Route(args) => {
             let tables = bench_route::run(&args.sizes)?;

@@ -11,7 +11,7 @@ use engine::runtime::IoDriver;
 use crate::report::Table;
 use crate::serving::server::locate_ampere;
 use crate::serving::wrk::WrkSpec;
-use crate::serving::{catchup, catchup_callgrind, initial_sync, longpoll};
+use crate::serving::{catchup, catchup_callgrind, initial_sync, longpoll, subqueries};
 use crate::snapshot_bench;
 
 /// Flags every serving benchmark shares.
@@ -117,6 +117,32 @@ pub struct InitialSyncArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SubqueriesArgs {
+    #[command(flatten)]
+    pub common: ServingCommon,
+    /// Users, each with one doc and one subquery shape.
+    #[arg(long, default_value_t = 10_000)]
+    pub shapes: u64,
+    /// Rows in `docs`.
+    #[arg(long, default_value_t = 20_000)]
+    pub docs: u64,
+    /// Users whose move-in and move-out latency is measured.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// Membership changes in the CPU burst (half inserts, then their deletes).
+    #[arg(long, default_value_t = 2_000)]
+    pub burst: u64,
+    /// Docs of the user whose initial sync is compared with a literal IN list.
+    #[arg(long, default_value_t = 1_000)]
+    pub sync_docs: u64,
+    #[arg(long, default_value_t = 5)]
+    pub repetitions: usize,
+    /// Clients creating the shapes at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}
+
+#[derive(Args, Debug)]
 pub struct SnapshotArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
@@ -187,6 +213,23 @@ pub fn initial_sync(args: &InitialSyncArgs) -> Result<Vec<Table>> {
         cores: args.common.cores(),
     };
     Ok(initial_sync::run(&options)?.tables)
+}
+
+pub fn subqueries(args: &SubqueriesArgs) -> Result<Vec<Table>> {
+    let quick = args.common.quick;
+    let options = subqueries::SubqueryOptions {
+        shapes: if quick { 300 } else { args.shapes },
+        docs: if quick { 2_000 } else { args.docs },
+        samples: if quick { 20 } else { args.samples },
+        burst: if quick { 200 } else { args.burst },
+        sync_docs: if quick { 200 } else { args.sync_docs },
+        repetitions: if quick { 2 } else { args.repetitions },
+        concurrency: args.concurrency,
+        drivers: args.common.drivers.clone(),
+        ampere_bin: locate_ampere(args.common.ampere_bin.as_deref())?,
+        cores: args.common.cores(),
+    };
+    Ok(subqueries::run(&options)?.tables)
 }
 
 pub fn snapshot(args: &SnapshotArgs) -> Result<Vec<Table>> {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bench_harness::serving::catchup::{self, CatchupOptions, Target};
 use bench_harness::serving::initial_sync::{self, InitialSyncOptions};
 use bench_harness::serving::longpoll::{self, LiveMode, LongPollOptions};
+use bench_harness::serving::subqueries::{self, SubqueryOptions};
 use bench_harness::serving::wrk::WrkSpec;
 use bench_harness::snapshot_bench::{self, SnapshotOptions, Variant};
 use engine::runtime::{uring_available, IoDriver};
@@ -126,6 +127,32 @@ fn initial_sync_counts_every_row() {
         assert_eq!(run.rows, 5_000, "{:?}", run.driver);
         assert!(run.peak_rss_kib >= run.rss_idle_kib);
     }
+}
+
+#[test]
+fn subqueries_every_move_arrives() {
+    let report = subqueries::run(&SubqueryOptions {
+        shapes: 100,
+        docs: 500,
+        samples: 10,
+        burst: 40,
+        sync_docs: 50,
+        repetitions: 1,
+        concurrency: 8,
+        drivers: vec![IoDriver::Epoll],
+        ampere_bin: ampere_bin(),
+        cores: 2,
+    })
+    .expect("subquery benchmark runs");
+    let run = &report.runs[0];
+    assert_eq!((run.setup.created, run.setup.failed), (100, 0));
+    assert_eq!(run.setup.wrong_rows, 0);
+    for moves in [&run.moves.move_in, &run.moves.move_out] {
+        assert_eq!((moves.latencies.len(), moves.failed), (10, 0));
+        assert!(moves.anomalies.is_empty(), "{:?}", moves.anomalies);
+    }
+    assert_eq!((run.burst.checked, run.burst.as_expected), (20, 20));
+    assert_eq!((run.sync.subquery.rows, run.sync.list.rows), (50, 50));
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! A minimal blocking HTTP/1.1 client for loopback benchmarks: one keep-alive connection,
-//! `GET` only, `content-length` bodies (what Ampere and nginx send for these requests).
+//! requests without a body (`GET`, `DELETE`), `content-length` bodies (what Ampere and nginx send
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -56,10 +56,26 @@ impl HttpClient {
 
     /// Sends `GET path` and reads the whole response.
     pub fn get(&mut self, path: &str) -> Result<HttpResponse> {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        self.request("GET", path)
+    }
+
+    /// Sends `method path` (no body) and reads the whole response.
+    pub fn request(&mut self, method: &str, path: &str) -> Result<HttpResponse> {
+        self.send(method, path)?;
+        self.read_response()
+    }
+
+    /// Sends `method path` without reading the answer: a live request can be held while the
+    /// caller does something else (such as the write that completes it).
+    pub fn send(&mut self, method: &str, path: &str) -> Result<()> {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         self.stream
             .write_all(request.as_bytes())
-            .context("send request")?;
+            .context("send request")
+    }
+
+    /// Reads the whole response to the request sent last.
+    pub fn read_response(&mut self) -> Result<HttpResponse> {
         let head_len = loop {
             if let Some(end) = find_head_end(&self.buf) {
                 break end;

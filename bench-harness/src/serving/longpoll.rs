@@ -20,16 +20,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
-use engine::pg::{ConnectConfig, Connection};
 use engine::runtime::{uring_available, IoDriver};
-use monoio::time::TimeDriver;
-use monoio::{LegacyDriver, Runtime, RuntimeBuilder};
 use testkit::Cluster;
 
 use super::held_polls::{self, Progress};
 use super::items;
 use super::server::{process_cpu_time, raise_nofile_limit, AmpereServer, ServerSpec};
 use super::shape_fetch::fetch_shape;
+use super::writer::Writer;
 use crate::report::{grouped, Table};
 
 /// Bound on every wait of this benchmark (connecting, settling, fan-out).
@@ -120,7 +118,7 @@ impl LongPollRun {
 }
 
 /// Nearest-rank percentile of ascending `sorted` (NaN when empty).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -134,56 +132,6 @@ fn signed_ms(later: Instant, earlier: Instant) -> f64 {
         (later - earlier).as_secs_f64() * 1e3
     } else {
         -((earlier - later).as_secs_f64() * 1e3)
-    }
-}
-
-/// A Postgres connection opened ahead of the measurement, on a monoio runtime owned by the
-/// measuring thread: driven only while a statement runs, idle (nothing polled) otherwise.
-struct Writer {
-    runtime: Runtime<TimeDriver<LegacyDriver>>,
-    conn: Connection,
-}
-
-/// When a write was sent and when its commit's reply had been read.
-struct Commit {
-    sent: Instant,
-    committed: Instant,
-}
-
-impl Writer {
-    fn connect(url: &str) -> Result<Self> {
-        let config = ConnectConfig::from_url(url).context("writer connection config")?;
-        let mut runtime = RuntimeBuilder::<LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .context("build the writer's runtime")?;
-        let conn = runtime
-            .block_on(Connection::connect(&config))
-            .context("open the writer's connection")?;
-        Ok(Self { runtime, conn })
-    }
-
-    /// Runs `sql` (one autocommit statement) and checks it inserted `rows` rows.
-    fn insert(&mut self, sql: &str, rows: u64) -> Result<Commit> {
-        let conn = &mut self.conn;
-        let (sent, tag, committed) = self.runtime.block_on(async move {
-            let sent = Instant::now();
-            let tag = conn.execute(sql).await;
-            (sent, tag, Instant::now())
-        });
-        let tag = tag.context("INSERT over the writer's connection")?;
-        ensure!(
-            tag == format!("INSERT 0 {rows}"),
-            "INSERT returned {tag:?}, expected {rows} row(s)"
-        );
-        Ok(Commit { sent, committed })
-    }
-
-    fn close(self) -> Result<()> {
-        let Self { mut runtime, conn } = self;
-        runtime
-            .block_on(conn.close())
-            .context("close the writer's connection")
     }
 }
 
@@ -279,7 +227,7 @@ fn measure(
     let insert = items::insert_sql(new_id, new_id);
     let cpu_before = server.cpu_time()?;
     let client_cpu_before = process_cpu_time(std::process::id())?;
-    let commit = writer.insert(&insert, 1)?;
+    let commit = writer.execute(&insert, "INSERT 0 1")?;
     wait_until("every long-poll to complete", || {
         let done = Progress::get(&progress.completed) + Progress::get(&progress.failed);
         Ok(done == options.connections)
@@ -331,7 +279,7 @@ fn measure(
 }
 
 /// VmRSS once two samples 300 ms apart differ by less than 64 KiB (bounded wait).
-fn settled_rss(server: &AmpereServer) -> Result<u64> {
+pub(crate) fn settled_rss(server: &AmpereServer) -> Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = server.rss_kib()?;
     loop {
@@ -344,7 +292,7 @@ fn settled_rss(server: &AmpereServer) -> Result<u64> {
     }
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + WAIT_BOUND;
     while !done()? {
         ensure!(Instant::now() < deadline, "timed out waiting for {what}");

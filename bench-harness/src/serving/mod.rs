@@ -5,6 +5,7 @@
 //! - [`catchup_callgrind`]: instructions per catch-up response, by component (callgrind).
 //! - [`longpoll`]: server memory per held live long-poll, and a write completing all of them.
 //! - [`initial_sync`]: time and peak memory of a large shape's first sync.
+//! - [`subqueries`]: many subquery shapes: creation, move latency, CPU per membership change.
 
 pub mod catchup;
 pub mod catchup_callgrind;
@@ -17,4 +18,6 @@ pub mod nginx;
 pub mod scratch;
 pub mod server;
 pub mod shape_fetch;
+pub mod subqueries;
+pub mod writer;
 pub mod wrk;

@@ -43,8 +43,18 @@ pub struct ShapeFetch {
 /// Catches `table` up from `offset=-1`, keeping the bodies when `keep_bodies` is set.
 pub fn fetch_shape(port: u16, table: &str, keep_bodies: bool) -> Result<ShapeFetch> {
     let mut client = HttpClient::connect(port)?;
+    fetch_definition(&mut client, &format!("table={table}"), keep_bodies)
+}
+
+/// Catches up the shape that the query string `def` (`table=…&where=…`, already encoded)
+/// defines, from `offset=-1`, over `client`'s connection.
+pub fn fetch_definition(
+    client: &mut HttpClient,
+    def: &str,
+    keep_bodies: bool,
+) -> Result<ShapeFetch> {
     let started = Instant::now();
-    let mut path = format!("/v1/shape?table={table}&offset=-1");
+    let mut path = format!("/v1/shape?{def}&offset=-1");
     let mut chunks = Vec::new();
     let mut first_response = None;
     loop {
@@ -88,7 +98,7 @@ pub fn fetch_shape(port: u16, table: &str, keep_bodies: bool) -> Result<ShapeFet
                 first_response: first_response.unwrap_or(elapsed),
             });
         }
-        path = format!("/v1/shape?table={table}&handle={handle}&offset={offset}");
+        path = format!("/v1/shape?{def}&handle={handle}&offset={offset}");
     }
 }
 
