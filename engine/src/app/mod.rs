@@ -68,16 +68,33 @@ pub struct Shared {
 
 /// The highest stream position some core waits for: the ingest core asks the server for its
 /// position until it is passed, then tells every core (`CoreMsg::Progress`, in stream order).
-#[derive(Default)]
 pub struct Progress {
     wanted: AtomicU64,
+    /// Wakes the ingest core when a core starts waiting (capacity 1: wake-ups collapse).
+    wake_tx: flume::Sender<()>,
+    pub wake_rx: flume::Receiver<()>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        let (wake_tx, wake_rx) = flume::bounded(1);
+        Self {
+            wanted: AtomicU64::new(0),
+            wake_tx,
+            wake_rx,
+        }
+    }
 }
 
 impl Progress {
     /// A core waits until the stream is past `lsn`.
     pub fn want(&self, lsn: u64) {
-        self.wanted
+        let before = self
+            .wanted
             .fetch_max(lsn, std::sync::atomic::Ordering::Relaxed);
+        if before < lsn {
+            let _ = self.wake_tx.try_send(());
+        }
     }
 
     /// The position waited for, 0 for none.

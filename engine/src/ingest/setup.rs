@@ -226,8 +226,16 @@ async fn session(
         } else {
             ACK_INTERVAL
         };
-        // Wake up now and then even without data, to acknowledge what became durable.
-        let next = monoio::time::timeout(wait, stream.next()).await;
+        // Wake up now and then even without data, to acknowledge what became durable; and at
+        // once when a core starts waiting for a position (both receives are cancel-safe).
+        let next = monoio::select! {
+            next = monoio::time::timeout(wait, stream.next()) => next,
+            _ = shared.progress.wake_rx.recv_async() => {
+                let now = std::time::Instant::now();
+                last_reply_request = now.checked_sub(PROGRESS_POLL).unwrap_or(now);
+                continue;
+            }
+        };
         let durable = shared.min_durable();
         if durable > stream.flush_lsn().0 {
             // Every core has stored (or had nothing to store of) everything up to here. Tell
