@@ -589,12 +589,21 @@ impl Core {
             let saved = match (s.sub.as_ref(), s.store.as_ref()) {
                 (Some(sub), Some(store)) if sub.idle() && !s.invalidated => {
                     let last = s.log.last_real_offset();
-                    crate::shapes::views_file::write(store.dir(), last, &sub.saved_views())
+                    Some(crate::shapes::views_file::write(
+                        store.dir(),
+                        last,
+                        &sub.saved_views(),
+                    ))
                 }
-                _ => Ok(()),
+                _ => None,
             };
-            if let Err(e) = saved {
-                tracing::warn!("shape {handle}: views not saved at shutdown ({e}); it rotates");
+            match saved {
+                Some(Err(e)) => {
+                    tracing::warn!("shape {handle}: views not saved at shutdown ({e}); it rotates")
+                }
+                // Nothing after the saved position may be served any more.
+                Some(Ok(())) => s.sub.as_mut().expect("a subquery shape").frozen = true,
+                None => {}
             }
         }
     }

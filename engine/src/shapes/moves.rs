@@ -81,6 +81,10 @@ pub struct SubState {
     /// Steps wait until the views are loaded and [`Shape::finish_restore`] turned the
     /// difference into moves.
     pub restoring: Option<Vec<Vec<Value>>>,
+    /// Its views were saved for a restart (the server is stopping): it takes no more steps,
+    /// so no client sees an entry after the saved position (entries after it would be lost
+    /// with the process, and the restored shape would write different ones there).
+    pub frozen: bool,
 }
 
 impl SubState {
@@ -100,6 +104,7 @@ impl SubState {
             stack_id,
             buffer_max,
             restoring: None,
+            frozen: false,
         }
     }
 
@@ -315,6 +320,9 @@ impl Shape {
             return Applied::Nothing;
         }
         let sub = self.sub.as_mut().expect("a subquery shape");
+        if sub.frozen {
+            return Applied::Nothing;
+        }
         sub.pending.push_back(step);
         if sub.moving.is_some() && sub.pending.len() > sub.buffer_max {
             return Applied::Invalidate("too many transactions during a move-in");
@@ -330,7 +338,7 @@ impl Shape {
                 break;
             }
             let sub = self.sub.as_mut().expect("a subquery shape");
-            if sub.moving.is_some() || sub.restoring.is_some() {
+            if sub.moving.is_some() || sub.restoring.is_some() || sub.frozen {
                 break;
             }
             let Some(step) = sub.pending.pop_front() else {
