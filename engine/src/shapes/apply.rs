@@ -359,39 +359,17 @@ pub fn entries_for_subquery<'t>(
     let meta = |v: &View<'t>, member: &mut super::subquery::Member<'_>| {
         sub.meta(stack_id, handle, &|i| v.get(i), member)
     };
+    // An insert or a delete: one entry, when the row is in the shape.
+    let mut single = |row: &'t Row, op: Operation, cols: &[usize], out: &mut Vec<SubEntry<'t>>| {
+        let v = View { row, fill: None };
+        let m = meta(&v, member);
+        if m.included(&sub.plan) {
+            out.push((entry(at(change.op), op, v.key(def), v.pick(cols)), m, None));
+        }
+    };
     match &change.kind {
-        ChangeKind::Insert { new } => {
-            let v = View {
-                row: new,
-                fill: None,
-            };
-            let m = meta(&v, member);
-            if m.included(&sub.plan) {
-                let e = entry(
-                    at(change.op),
-                    Operation::Insert,
-                    v.key(def),
-                    v.pick(&def.selected),
-                );
-                out.push((e, m, None));
-            }
-        }
-        ChangeKind::Delete { old } => {
-            let v = View {
-                row: old,
-                fill: None,
-            };
-            let m = meta(&v, member);
-            if m.included(&sub.plan) {
-                let e = entry(
-                    at(change.op),
-                    Operation::Delete,
-                    v.key(def),
-                    v.pick(delete_cols),
-                );
-                out.push((e, m, None));
-            }
-        }
+        ChangeKind::Insert { new } => single(new, Operation::Insert, &def.selected, out),
+        ChangeKind::Delete { old } => single(old, Operation::Delete, delete_cols, out),
         ChangeKind::Update { old, new } => {
             let old_v = View {
                 row: old.as_ref().unwrap_or(new),
