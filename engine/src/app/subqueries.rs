@@ -586,6 +586,7 @@ pub fn step(txn: &Arc<Txn>, only: Option<Vec<usize>>, moves: Vec<(usize, Moves)>
         only,
         moves,
         queued_ins: Vec::new(),
+        txids: Vec::new(),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Step {
     pub moves: Vec<(usize, Moves)>,
     /// Move-ins already in the overlay, still to query (after a move-in of the same step).
     pub queued_ins: Vec<(usize, Vec<Value>, Vec<u32>)>,
+    /// Xids of the transactions whose moves a step without `txn` carries (for events).
+    pub txids: Vec<u32>,
 }
 
 /// A move-in in flight.
@@ -394,7 +396,13 @@ impl Shape {
             self.check_table(&txn)?;
         }
         let mut appended = 0;
-        let xids: Vec<u32> = step.txn.iter().map(|t| t.xid).collect();
+        let mut xids: Vec<u32> = step.txn.iter().map(|t| t.xid).collect();
+        xids.extend(std::mem::take(&mut step.txids));
+        for (_, _, queued) in &step.queued_ins {
+            xids.extend(queued);
+        }
+        xids.sort_unstable();
+        xids.dedup();
         let sub = self.sub.as_mut().expect("a subquery shape");
         let mut outs: Vec<(usize, Vec<Value>)> = Vec::new();
         // Move-ins put off behind an earlier one come first: later moves of the same values
@@ -499,6 +507,7 @@ impl Shape {
                 only: step.only,
                 moves: Vec::new(),
                 queued_ins: ins,
+                txids: Vec::new(),
             });
             return Ok(appended);
         }
@@ -587,12 +596,21 @@ impl Shape {
             only: None,
             moves: Vec::new(),
             queued_ins: Vec::new(),
+            txids: Vec::new(),
         };
         for v in &moving.values {
             sub.set(moving.dep, v, !entering);
         }
         let sub_def = sub.def.clone();
         for mut step in pre {
+            // The put-off moves keep the xids of the transactions that made them.
+            for (_, _, xids) in &step.queued_ins {
+                deferred.txids.extend(xids);
+            }
+            if !step.moves.is_empty() {
+                deferred.txids.extend(step.txn.iter().map(|t| t.xid));
+            }
+            deferred.txids.append(&mut step.txids);
             let queued = queued_as_moves(&sub_def, std::mem::take(&mut step.queued_ins));
             deferred.moves.extend(queued);
             deferred.moves.append(&mut step.moves);
@@ -798,6 +816,7 @@ impl Shape {
                 only: None,
                 moves,
                 queued_ins: Vec::new(),
+                txids: Vec::new(),
             });
         }
         self.drain()
