@@ -1472,3 +1472,27 @@ fn numeric_links_of_different_scales_are_one_value() {
     s.converge(&env, w);
     assert_eq!(s.t.rows().len(), 1, "{:?}", s.t.rows());
 }
+
+/// A nested NOT IN with a NULL link: `NULL NOT IN ()` is TRUE and turns NULL once the inner
+/// result is not empty, though no value of the middle row moved.
+#[test]
+fn nested_not_in_follows_the_inner_result_becoming_empty_or_not() {
+    let cluster = cluster();
+    let setup = "CREATE TABLE gp (id int PRIMARY KEY, active bool NOT NULL);
+         CREATE TABLE p (id int PRIMARY KEY, g int);
+         CREATE TABLE c (id int PRIMARY KEY, p_id int);
+         INSERT INTO gp VALUES (1, false);
+         INSERT INTO p VALUES (1, NULL), (2, 1);
+         INSERT INTO c VALUES (1, 1), (2, 2);";
+    let w = "p_id IN (SELECT id FROM p WHERE g NOT IN (SELECT id FROM gp WHERE active))";
+    let env = Env::start(&cluster, setup, Opts::default());
+    let (mut s, _) = Sub::start(&env, "c", w, &[]);
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 2);
+    s.live(&env, "UPDATE gp SET active = true WHERE id = 1");
+    s.converge(&env, w);
+    assert!(s.t.rows().is_empty(), "{:?}", s.t.rows());
+    s.live(&env, "UPDATE gp SET active = false WHERE id = 1");
+    s.converge(&env, w);
+    assert_eq!(s.t.rows().len(), 2);
+}

@@ -346,7 +346,7 @@ async fn load_view(core: Rc<Core>, view: ViewRef) {
         core.ensure_published(&mut conn, &def.table)
             .await
             .map_err(SnapshotError::Pg)?;
-        conn.execute(begin_snapshot_sql()).await?;
+        begin_seeing_applied(&core, &mut conn).await?;
         let r = read_view(&mut conn, &def, &view).await;
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
         conn.execute(end).await?;
@@ -395,6 +395,11 @@ async fn read_view(
                 fields[at].map(|(s, e)| &text[s..e])
             };
             view.borrow_mut().add_loaded_row(&get);
+            if view.borrow().over_bounds() {
+                return Err(SnapshotError::Protocol(
+                    "the subquery holds too many rows".into(),
+                ));
+            }
             Ok::<(), SnapshotError>(())
         })
         .await?;
@@ -414,6 +419,11 @@ async fn read_view(
         value.clear();
         encode_value(&refs, &mut value);
         view.borrow_mut().add_loaded(&value);
+        if view.borrow().over_bounds() {
+            return Err(SnapshotError::Protocol(
+                "the subquery holds too many values".into(),
+            ));
+        }
         Ok::<(), SnapshotError>(())
     })
     .await?;
@@ -471,18 +481,7 @@ async fn move_in(core: Rc<Core>, shape: ShapeRef, sql: String) {
         // A transaction this core applied already may still be committing for other
         // sessions (its commit is streamed first): the query must see all of them, else it
         // would miss their effects while the shape has them. Rare and brief: start again.
-        let applied: Vec<u32> = core.recent_xids.borrow().iter().copied().collect();
-        let mut tries = 0;
-        let (snapshot, lsn) = loop {
-            conn.execute(begin_snapshot_sql()).await?;
-            let (snapshot, lsn) = snapshot_and_lsn(&mut conn).await?;
-            if applied.iter().all(|&x| snapshot.visible(x)) || tries >= VISIBILITY_TRIES {
-                break (snapshot, lsn);
-            }
-            tries += 1;
-            conn.execute("ROLLBACK").await?;
-            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
-        };
+        let (snapshot, lsn) = begin_seeing_applied(&core, &mut conn).await?;
         let r = async {
             let select = {
                 let s = shape.borrow();
@@ -504,8 +503,16 @@ async fn move_in(core: Rc<Core>, shape: ShapeRef, sql: String) {
                 true,
             );
             let mut rows = Vec::new();
+            let mut bytes = 0usize;
             conn.copy_out(&format!("COPY ({sql}) TO STDOUT"), |row: &[u8]| {
-                rows.push(encoder.encode(row)?.to_vec());
+                let json = encoder.encode(row)?.to_vec();
+                bytes += json.len();
+                if bytes > MOVE_IN_BYTES_MAX {
+                    return Err(SnapshotError::Protocol(format!(
+                        "a move-in brought more than {MOVE_IN_BYTES_MAX} bytes of rows"
+                    )));
+                }
+                rows.push(json);
                 Ok::<(), SnapshotError>(())
             })
             .await?;
@@ -667,6 +674,31 @@ pub fn attach_restored(
 
 /// Attempts to start a query's snapshot again before giving up on seeing every applied xid.
 const VISIBILITY_TRIES: u32 = 200;
+
+/// Largest result of one move-in query, held in memory until spliced; above it the shape
+/// rotates (409) and its clients resync.
+const MOVE_IN_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Opens a snapshot transaction that sees every transaction this core applied: a commit
+/// reaches the stream a moment before other sessions see it, and a query that missed one
+/// the core already applied would disagree with the views. Rare and brief: start again.
+async fn begin_seeing_applied(
+    core: &Core,
+    conn: &mut crate::pg::Connection,
+) -> Result<(PgSnapshot, u64), SnapshotError> {
+    let applied: Vec<u32> = core.recent_xids.borrow().iter().copied().collect();
+    let mut tries = 0;
+    loop {
+        conn.execute(begin_snapshot_sql()).await?;
+        let (snapshot, lsn) = snapshot_and_lsn(conn).await?;
+        if applied.iter().all(|&x| snapshot.visible(x)) || tries >= VISIBILITY_TRIES {
+            return Ok((snapshot, lsn));
+        }
+        tries += 1;
+        conn.execute("ROLLBACK").await?;
+        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
 
 /// Splices a shape's move-in rows once its boundary is known: a queued transaction the
 /// query's snapshot does not see (the ones before it were all seen), or the stream past the

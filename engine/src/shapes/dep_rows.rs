@@ -178,33 +178,50 @@ impl NestedRows {
     /// A value of inner dependency `dep` moved: re-evaluates the rows that carry it. Returns
     /// the values that left and entered the dependency.
     pub fn on_inner_move(&mut self, dep: usize, values: &[Value]) -> Vec<Delta> {
-        let mut out = Vec::new();
+        // Under NOT IN a row's truth also turns on whether the inner view is empty or holds
+        // a NULL, which no moved value names: every row is checked again (nested NOT IN is
+        // rare; rows are in memory).
+        if self.plan.plan.dep_negated[dep] {
+            return self.recheck_all();
+        }
+        let mut keys: Vec<Box<[u8]>> = Vec::new();
         for v in values {
-            let Some(keys) = self.index[dep].get(v).cloned() else {
+            if let Some(k) = self.index[dep].get(v) {
+                keys.extend(k.iter().cloned());
+            }
+        }
+        self.recheck(keys)
+    }
+
+    /// Evaluates every row again (after loading, when moves below were not followed).
+    pub fn recheck_all(&mut self) -> Vec<Delta> {
+        let keys: Vec<Box<[u8]>> = self.rows.keys().cloned().collect();
+        self.recheck(keys)
+    }
+
+    fn recheck(&mut self, keys: Vec<Box<[u8]>>) -> Vec<Delta> {
+        let mut out = Vec::new();
+        for key in keys {
+            let Some(row) = self.rows.get(&key) else {
                 continue;
             };
-            for key in keys {
-                let Some(row) = self.rows.get(&key) else {
-                    continue;
-                };
-                let now = self.evaluate(row);
-                if now == row.included {
-                    continue;
-                }
-                let value = self.value(row);
-                self.rows.get_mut(&key).expect("present").included = now;
-                out.push(if now {
-                    Delta {
-                        out: None,
-                        into: Some(value),
-                    }
-                } else {
-                    Delta {
-                        out: Some(value),
-                        into: None,
-                    }
-                });
+            let now = self.evaluate(row);
+            if now == row.included {
+                continue;
             }
+            let value = self.value(row);
+            self.rows.get_mut(&key).expect("present").included = now;
+            out.push(if now {
+                Delta {
+                    out: None,
+                    into: Some(value),
+                }
+            } else {
+                Delta {
+                    out: Some(value),
+                    into: None,
+                }
+            });
         }
         out
     }

@@ -190,7 +190,23 @@ impl DepView {
         for txn in &buffered {
             self.apply(txn, None, &[]);
         }
+        // Moves of the views below during the load were not followed: every kept row is
+        // evaluated against them as they are now.
+        if let Some(nested) = self.nested.as_mut() {
+            for delta in nested.recheck_all() {
+                self.apply_delta(delta, None);
+            }
+        }
         self.loaded.notify();
+    }
+
+    /// Whether the initial read went past the view's bounds (it then fails).
+    pub fn over_bounds(&self) -> bool {
+        self.counts.len() > VIEW_VALUES_MAX
+            || self
+                .nested
+                .as_ref()
+                .is_some_and(|n| n.len() > super::dep_rows::NESTED_ROWS_MAX)
     }
 
     pub fn fail(&mut self, why: String) {

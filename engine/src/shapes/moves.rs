@@ -230,9 +230,18 @@ impl SubState {
         }
         // Unknown (NULL) when some value of the view could equal the left side, the NULLs on
         // either side being unknown; else FALSE.
-        let unknown = if values.iter().any(Option::is_none) {
-            self.view_values(dep)
-                .iter()
+        let unknown = if let [None] = values {
+            // A single NULL could equal any value, and the view is not empty.
+            true
+        } else if values.iter().any(Option::is_none) {
+            view.values()
+                .filter(|v| present(v))
+                .chain(
+                    overlay
+                        .iter()
+                        .filter(|(v, s)| **s && !view.contains(v))
+                        .map(|(v, _)| v),
+                )
                 .any(|v| could_match(values, &super::subquery::decode_value(v)))
         } else {
             view.null_values()
@@ -613,9 +622,21 @@ impl Shape {
             deferred.txids.append(&mut step.txids);
             let queued = queued_as_moves(&sub_def, std::mem::take(&mut step.queued_ins));
             deferred.moves.extend(queued);
+            let moved_now = step.moves.len();
             deferred.moves.append(&mut step.moves);
             if let Some(txn) = step.txn {
                 if self.already_holds(&txn) {
+                    // Its moves too are in the snapshot: applied silently, as a step would.
+                    let sub = self.sub.as_mut().expect("a subquery shape");
+                    let n = deferred.moves.len() - moved_now;
+                    for (dep, moves) in deferred.moves.drain(n..) {
+                        for v in &moves.entered {
+                            sub.set(dep, v, true);
+                        }
+                        for v in &moves.left {
+                            sub.set(dep, v, false);
+                        }
+                    }
                     continue;
                 }
                 if let Err(why) = self.check_table(&txn) {
