@@ -370,7 +370,7 @@ async fn read_view(
     def: &DepDef,
     view: &ViewRef,
 ) -> Result<PgSnapshot, SnapshotError> {
-    let snapshot = current_snapshot(conn).await?;
+    let (snapshot, _) = crate::shapes::snapshot::snapshot_position(conn).await?;
     let mut text = Vec::new();
     let mut fields = Vec::new();
     let mut value = Vec::new();
@@ -428,36 +428,6 @@ async fn read_view(
     })
     .await?;
     Ok(snapshot)
-}
-
-pub async fn current_snapshot(
-    conn: &mut crate::pg::Connection,
-) -> Result<PgSnapshot, SnapshotError> {
-    Ok(snapshot_and_lsn(conn).await?.0)
-}
-
-/// `pg_current_snapshot()` and `pg_current_wal_lsn()` of the running transaction (every
-/// transaction the snapshot sees committed before that position).
-async fn snapshot_and_lsn(
-    conn: &mut crate::pg::Connection,
-) -> Result<(PgSnapshot, u64), SnapshotError> {
-    let res = conn
-        .simple_query("SELECT pg_current_snapshot()::text, pg_current_wal_lsn()::text")
-        .await?;
-    let row = res
-        .iter()
-        .flat_map(|r| r.rows.iter())
-        .next()
-        .ok_or_else(|| SnapshotError::Protocol("no pg_current_snapshot() row".into()))?;
-    let (Some(text), Some(lsn)) = (row.get(0), row.get(1)) else {
-        return Err(SnapshotError::Protocol("NULL snapshot position".into()));
-    };
-    let snapshot = PgSnapshot::parse(text)
-        .ok_or_else(|| SnapshotError::Protocol(format!("bad snapshot {text:?}")))?;
-    let lsn: pgwire::types::Lsn = lsn
-        .parse()
-        .map_err(|e: pgwire::types::ParseLsnError| SnapshotError::Protocol(e.to_string()))?;
-    Ok((snapshot, lsn.0))
 }
 
 /// Starts the shape's pending move-in query, if any.
@@ -690,7 +660,7 @@ async fn begin_seeing_applied(
     let mut tries = 0;
     loop {
         conn.execute(begin_snapshot_sql()).await?;
-        let (snapshot, lsn) = snapshot_and_lsn(conn).await?;
+        let (snapshot, lsn) = crate::shapes::snapshot::snapshot_position(conn).await?;
         if applied.iter().all(|&x| snapshot.visible(x)) || tries >= VISIBILITY_TRIES {
             return Ok((snapshot, lsn));
         }

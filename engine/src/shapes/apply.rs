@@ -73,6 +73,16 @@ impl<'t> View<'t> {
     }
 }
 
+/// What a delete carries: every selected column with `replica=full`, else what identifies the
+/// row (the PK, or every column without one).
+fn delete_columns(def: &ShapeDef) -> &[usize] {
+    if def.replica == Replica::Full || def.table.pk.is_empty() {
+        &def.selected
+    } else {
+        &def.table.pk
+    }
+}
+
 /// The update entry of a row that stays in the shape under the same key, and whether any
 /// selected column changed. Full replica: every selected column plus the old values of the
 /// changed ones; default: the key and the changed columns. Without the old row (identity not
@@ -165,14 +175,7 @@ pub fn entries_for<'t>(
     out: &mut Vec<PendingEntry<'t>>,
 ) {
     let at = |op: u64| LogOffset::new(commit_lsn, op);
-    let full = def.replica == Replica::Full;
-    // What identifies a row in a default-mode delete: the PK, or every column without one.
-    let identity: &[usize] = if def.table.pk.is_empty() {
-        &def.selected
-    } else {
-        &def.table.pk
-    };
-    let delete_cols: &[usize] = if full { &def.selected } else { identity };
+    let delete_cols = delete_columns(def);
     match &change.kind {
         ChangeKind::Insert { new } => {
             let v = View {
@@ -349,13 +352,7 @@ pub fn entries_for_subquery<'t>(
     out: &mut Vec<SubEntry<'t>>,
 ) {
     let at = |op: u64| LogOffset::new(commit_lsn, op);
-    let full = def.replica == Replica::Full;
-    let identity: &[usize] = if def.table.pk.is_empty() {
-        &def.selected
-    } else {
-        &def.table.pk
-    };
-    let delete_cols: &[usize] = if full { &def.selected } else { identity };
+    let delete_cols = delete_columns(def);
     let meta = |v: &View<'t>, member: &mut super::subquery::Member<'_>| {
         sub.meta(stack_id, handle, &|i| v.get(i), member)
     };

@@ -151,6 +151,18 @@ impl SubState {
         }
     }
 
+    /// Moves a snapshot already holds: the view follows them, nothing is emitted.
+    fn apply_silently(&mut self, moves: impl IntoIterator<Item = (usize, Moves)>) {
+        for (dep, moves) in moves {
+            for v in &moves.entered {
+                self.set(dep, v, true);
+            }
+            for v in &moves.left {
+                self.set(dep, v, false);
+            }
+        }
+    }
+
     fn set(&mut self, dep: usize, value: &Value, state: bool) {
         if self.views[dep].borrow().contains(value) == state {
             self.overlay[dep].remove(value);
@@ -392,14 +404,7 @@ impl Shape {
         if let Some(txn) = step.txn.clone() {
             if self.already_holds(&txn) {
                 let sub = self.sub.as_mut().expect("a subquery shape");
-                for (dep, moves) in &step.moves {
-                    for v in &moves.entered {
-                        sub.set(*dep, v, true);
-                    }
-                    for v in &moves.left {
-                        sub.set(*dep, v, false);
-                    }
-                }
+                sub.apply_silently(step.moves);
                 return Ok(0);
             }
             self.check_table(&txn)?;
@@ -629,14 +634,7 @@ impl Shape {
                     // Its moves too are in the snapshot: applied silently, as a step would.
                     let sub = self.sub.as_mut().expect("a subquery shape");
                     let n = deferred.moves.len() - moved_now;
-                    for (dep, moves) in deferred.moves.drain(n..) {
-                        for v in &moves.entered {
-                            sub.set(dep, v, true);
-                        }
-                        for v in &moves.left {
-                            sub.set(dep, v, false);
-                        }
-                    }
+                    sub.apply_silently(deferred.moves.drain(n..));
                     continue;
                 }
                 if let Err(why) = self.check_table(&txn) {

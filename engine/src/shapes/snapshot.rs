@@ -117,23 +117,35 @@ pub async fn run(
     result
 }
 
+/// `pg_current_snapshot()` and `pg_current_wal_lsn()` of the running transaction: which
+/// transactions it sees, and a WAL position every one of them committed before.
+pub async fn snapshot_position(conn: &mut Connection) -> Result<(PgSnapshot, u64), SnapshotError> {
+    let res = conn
+        .simple_query("SELECT pg_current_snapshot()::text, pg_current_wal_lsn()::text")
+        .await?;
+    let row = res
+        .iter()
+        .flat_map(|r| r.rows.iter())
+        .next()
+        .ok_or_else(|| SnapshotError::Protocol("no pg_current_snapshot() row".into()))?;
+    let (Some(text), Some(lsn)) = (row.get(0), row.get(1)) else {
+        return Err(SnapshotError::Protocol("NULL snapshot position".into()));
+    };
+    let snapshot = PgSnapshot::parse(text)
+        .ok_or_else(|| SnapshotError::Protocol(format!("bad snapshot {text:?}")))?;
+    let lsn: pgwire::types::Lsn = lsn
+        .parse()
+        .map_err(|e: pgwire::types::ParseLsnError| SnapshotError::Protocol(e.to_string()))?;
+    Ok((snapshot, lsn.0))
+}
+
 async fn run_in_txn(
     conn: &mut Connection,
     def: &ShapeDef,
     tags: Option<(std::rc::Rc<str>, String)>,
     on_row: &mut impl FnMut(&[u8]),
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
-    let res = conn
-        .simple_query("SELECT pg_current_snapshot()::text")
-        .await?;
-    let text = res
-        .iter()
-        .flat_map(|r| r.rows.iter())
-        .next()
-        .and_then(|row| row.get(0).map(str::to_string))
-        .ok_or_else(|| SnapshotError::Protocol("no pg_current_snapshot() row".into()))?;
-    let snapshot = PgSnapshot::parse(&text)
-        .ok_or_else(|| SnapshotError::Protocol(format!("bad snapshot {text:?}")))?;
+    let (snapshot, _) = snapshot_position(conn).await?;
     if def.log == protocol::request::LogMode::ChangesOnly {
         return Ok((snapshot, 0));
     }

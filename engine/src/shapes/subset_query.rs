@@ -8,7 +8,6 @@
 //! bounded by [`SUBSET_BYTES_MAX`].
 
 use super::def::ShapeDef;
-use super::shape::PgSnapshot;
 use super::snapshot::{filtered_select, RowEncoder, SnapshotError};
 use crate::pg::{Connection, PgError};
 use protocol::subset::{push_row_with_mark, SnapshotMetadata, Subset};
@@ -65,7 +64,7 @@ async fn run_in_txn(
     mark: u32,
     tags: Option<(std::rc::Rc<str>, String)>,
 ) -> Result<SubsetRows, SubsetQueryError> {
-    let (snapshot, lsn) = snapshot_position(conn).await?;
+    let (snapshot, lsn) = super::snapshot::snapshot_position(conn).await?;
     // A subquery shape's rows carry `tags` and `active_conditions`, as its snapshot rows.
     let mut encoder = match (def.subquery.as_deref(), tags) {
         (Some(sub), Some((stack, handle))) => {
@@ -130,29 +129,4 @@ async fn run_in_txn(
         data,
         rows,
     })
-}
-
-/// `pg_current_snapshot()` and `pg_current_wal_lsn()` of the running transaction.
-async fn snapshot_position(conn: &mut Connection) -> Result<(PgSnapshot, u64), SubsetQueryError> {
-    let res = conn
-        .simple_query("SELECT pg_current_snapshot()::text, pg_current_wal_lsn()::text")
-        .await?;
-    let row = res
-        .iter()
-        .flat_map(|r| r.rows.iter())
-        .next()
-        .ok_or_else(|| protocol_error("no pg_current_snapshot() row".into()))?;
-    let (Some(snapshot_text), Some(lsn_text)) = (row.get(0), row.get(1)) else {
-        return Err(protocol_error("NULL snapshot position".into()));
-    };
-    let snapshot = PgSnapshot::parse(snapshot_text)
-        .ok_or_else(|| protocol_error(format!("bad snapshot {snapshot_text:?}")))?;
-    let lsn: pgwire::types::Lsn = lsn_text
-        .parse()
-        .map_err(|e: pgwire::types::ParseLsnError| protocol_error(e.to_string()))?;
-    Ok((snapshot, lsn.0))
-}
-
-fn protocol_error(message: String) -> SubsetQueryError {
-    SubsetQueryError::Snapshot(SnapshotError::Protocol(message))
 }
