@@ -170,6 +170,10 @@ pub struct Core {
     pub stream_lsn: Cell<u64>,
     /// Subquery shapes whose move-in rows wait for the stream to pass the query's position.
     pub splice_waiters: RefCell<Vec<ShapeRef>>,
+    /// Subquery shapes that may hold transactions not in their log yet (a move-in or a
+    /// restore in progress, `subqueries`): the slot is not acknowledged past the first one
+    /// ([`Core::publish_durable`]). Idle ones are dropped when seen.
+    pub holding: RefCell<crate::fast_map::FastMap<usize, ShapeRef>>,
     /// Xids of the transactions this core applied last: a move-in query's snapshot must see
     /// them all (a commit is streamed a moment before other sessions see it).
     pub recent_xids: RefCell<std::collections::VecDeque<u32>>,
@@ -209,6 +213,7 @@ impl Core {
             deps: RefCell::default(),
             stream_lsn: Cell::new(0),
             splice_waiters: RefCell::default(),
+            holding: RefCell::default(),
             recent_xids: RefCell::default(),
             defs: RefCell::default(),
             worker,
@@ -510,10 +515,14 @@ impl Core {
             }
             Applied::Appended(n) => {
                 self.stats().log_entries.fetch_add(n as u64, Relaxed);
-                if !self.watchers.is_empty() {
-                    super::live::shape_changed(self, &shape.borrow());
+                // A capped log (subquery shapes) shows new entries once its sync cut it there
+                // (`durability`).
+                if shape.borrow().log.cap().is_none() {
+                    if !self.watchers.is_empty() {
+                        super::live::shape_changed(self, &shape.borrow());
+                    }
+                    super::views::note(self, &mut shape.borrow_mut());
                 }
-                super::views::note(self, &mut shape.borrow_mut());
                 self.mark_dirty(shape);
             }
             Applied::Nothing => self.mark_dirty(shape),
@@ -584,26 +593,18 @@ impl Core {
                     continue;
                 }
             }
-            // A subquery shape with nothing waiting saves where its views stand, so the next
-            // start brings it back (`shapes::views_file`); a busy one rotates then.
-            let saved = match (s.sub.as_ref(), s.store.as_ref()) {
-                (Some(sub), Some(store)) if sub.idle() && !s.invalidated => {
-                    let last = s.log.last_real_offset();
-                    Some(crate::shapes::views_file::write(
-                        store.dir(),
-                        last,
-                        &sub.saved_views(),
-                    ))
-                }
+            // A subquery shape cuts its log where it ends now (`durability::cut_of`), so the
+            // next start brings it back whole; without a cut now, at its last one.
+            let saved = match (super::durability::cut_of(&s), s.store.as_ref()) {
+                (Some(cut), Some(store)) => Some(crate::storage::log_cut::write(store.dir(), &cut)),
                 _ => None,
             };
-            match saved {
-                Some(Err(e)) => {
-                    tracing::warn!("shape {handle}: views not saved at shutdown ({e}); it rotates")
-                }
-                // Nothing after the saved position may be served any more.
-                Some(Ok(())) => s.sub.as_mut().expect("a subquery shape").frozen = true,
-                None => {}
+            if let Some(Err(e)) = saved {
+                tracing::warn!("shape {handle}: its views were not saved at shutdown ({e})");
+            }
+            if let Some(sub) = s.sub.as_mut() {
+                // It takes no more steps: the next start rebuilds them from the WAL.
+                sub.frozen = true;
             }
         }
     }
@@ -623,8 +624,34 @@ impl Core {
         }
     }
 
+    /// Declares everything up to `lsn` durable on this core, but never a transaction a
+    /// subquery shape has queued and not applied: its log's cut (`durability::cut_of`) does
+    /// not hold it, so after a crash the slot must send it again.
     pub fn publish_durable(&self, lsn: u64) {
-        self.shared.set_durable(self.id, lsn);
+        let mut hold = u64::MAX;
+        let mut holding = self.holding.borrow_mut();
+        let mut unknown = false;
+        holding.retain(|_, shape| {
+            let Ok(s) = shape.try_borrow() else {
+                unknown = true;
+                return true;
+            };
+            if s.invalidated {
+                return false;
+            }
+            let Some(sub) = s.sub.as_ref() else {
+                return false;
+            };
+            if let Some(from) = sub.replay_from() {
+                hold = hold.min(from);
+            }
+            sub.moving.is_some() || sub.restoring.is_some()
+        });
+        if unknown {
+            // Published at the next transaction or sync.
+            return;
+        }
+        self.shared.set_durable(self.id, lsn.min(hold));
     }
 
     /// Registers a shape restored from storage. Of two stored shapes with one definition (an

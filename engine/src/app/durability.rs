@@ -9,23 +9,48 @@
 
 use super::core::Core;
 use crate::shapes::def::{DefParams, ShapeDef};
+use crate::shapes::log::Cap;
 use crate::shapes::log::ShapeLog;
 use crate::shapes::shape::{PgSnapshot, Shape};
 use crate::storage::fd_cache::LazyFile;
+use crate::storage::log_cut::LogCut;
 use crate::storage::{RecoveredShape, StoreOptions, SyncJob, SyncPoint};
 use protocol::ident::QualifiedTable;
+use protocol::offset::LogOffset;
 use protocol::request::{LogMode, Replica};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-type SyncResults = Vec<(String, Result<SyncPoint, crate::storage::StorageError>)>;
+/// Per shape: what its sync made durable, and the cut it then wrote (its `last`).
+type SyncResults = Vec<(String, Result<Synced, crate::storage::StorageError>)>;
+type Synced = (SyncPoint, Option<Option<LogOffset>>);
+
+/// One shape's part of a group commit: its files, and for a subquery shape its cut, written
+/// once the log it names is durable (`storage::log_cut`).
+pub struct ShapeSync {
+    handle: String,
+    job: SyncJob,
+    cut: Option<(PathBuf, LogCut)>,
+}
+
+impl ShapeSync {
+    fn run(self) -> (String, Result<Synced, crate::storage::StorageError>) {
+        let result = self.job.run().and_then(|point| match self.cut {
+            None => Ok((point, None)),
+            Some((dir, cut)) => {
+                crate::storage::log_cut::write(&dir, &cut).map(|()| (point, Some(cut.last)))
+            }
+        });
+        (self.handle, result)
+    }
+}
 
 /// Blocking storage work, done on the core's worker thread.
 pub enum Job {
     Sync {
-        jobs: Vec<(String, SyncJob)>,
+        jobs: Vec<ShapeSync>,
         reply: flume::Sender<SyncResults>,
     },
     /// Delete an invalidated shape's directory.
@@ -41,10 +66,7 @@ pub fn start_worker(id: usize) -> std::io::Result<flume::Sender<Job>> {
             while let Ok(job) = rx.recv() {
                 match job {
                     Job::Sync { jobs, reply } => {
-                        let results = jobs
-                            .into_iter()
-                            .map(|(handle, job)| (handle, job.run()))
-                            .collect();
+                        let results = jobs.into_iter().map(ShapeSync::run).collect();
                         let _ = reply.send(results);
                     }
                     Job::Remove(dir) => {
@@ -78,13 +100,19 @@ pub async fn sync_loop(core: Rc<Core>) {
         let shapes: Vec<_> = core.dirty.borrow_mut().drain().map(|(_, s)| s).collect();
         let mut jobs = Vec::with_capacity(shapes.len());
         let mut failed = Vec::new();
+        let mut uncut = Vec::new();
         for shape in &shapes {
             let mut s = shape.borrow_mut();
             s.dirty = false;
             let handle = s.handle.clone();
+            let cut = cut_of(&s);
+            if cut.is_none() && s.log.cap().is_some() && s.log.snapshot_done() {
+                uncut.push(shape.clone());
+            }
             if let Some(store) = s.store.as_mut() {
+                let cut = cut.map(|c| (store.dir().to_path_buf(), c));
                 match store.prepare_sync() {
-                    Ok(job) => jobs.push((handle, job)),
+                    Ok(job) => jobs.push(ShapeSync { handle, job, cut }),
                     Err(e) => {
                         tracing::error!("shape {handle}: cannot write its log: {e}");
                         failed.push(handle);
@@ -118,10 +146,14 @@ pub async fn sync_loop(core: Rc<Core>) {
         }
         for (handle, result) in results {
             match result {
-                Ok(point) => {
+                Ok((point, cut)) => {
                     if let Some(shape) = core.shape(&handle) {
-                        if let Some(store) = shape.borrow_mut().store.as_mut() {
+                        let mut s = shape.borrow_mut();
+                        if let Some(store) = s.store.as_mut() {
                             store.mark_durable(point);
+                        }
+                        if let Some(last) = cut {
+                            serve_up_to(&core, &mut s, last);
                         }
                     }
                 }
@@ -132,6 +164,11 @@ pub async fn sync_loop(core: Rc<Core>) {
                     core.remove(&handle);
                 }
             }
+        }
+        // Views not known at the log end this time (transient): again next round.
+        for shape in uncut {
+            shape.borrow_mut().dirty = true;
+            core.mark_dirty(&shape);
         }
         let durable = if core.dirty.borrow().is_empty() {
             core.processed_lsn.get()
@@ -188,19 +225,45 @@ pub fn definition_record(
     }
 }
 
-/// The views a subquery shape saved at the last clean stop, in its dependencies' order, if
-/// they match its recovered log.
-fn saved_views(
-    dir: &std::path::Path,
-    sub: &crate::shapes::subquery::SubqueryDef,
-    last: Option<protocol::offset::LogOffset>,
-) -> Result<Vec<Vec<crate::shapes::subquery::Value>>, String> {
-    let (at, views) = crate::shapes::views_file::take(dir)?.ok_or(
-        "the server did not stop cleanly (subquery shapes are kept across clean stops only)",
-    )?;
-    if at != last {
-        return Err("its saved views do not match its log".into());
+/// A subquery shape's cut for this round: its log's last entry and its views there (`None`
+/// for other shapes, and while its views at the log end are not known).
+pub fn cut_of(s: &Shape) -> Option<LogCut> {
+    s.log.cap()?;
+    if !s.log.snapshot_done() || s.invalidated {
+        return None;
     }
+    let views = s.sub.as_ref()?.views_at_log_end()?;
+    Some(LogCut {
+        last: s.log.last_real_offset(),
+        payload: crate::shapes::views_file::encode(&views),
+    })
+}
+
+/// A cut is durable: clients may see the log up to it (waking those waiting).
+fn serve_up_to(core: &Core, s: &mut Shape, last: Option<LogOffset>) {
+    let before = s.log.last_offset();
+    s.log.set_cap(Cap(last));
+    if s.log.last_offset() != before {
+        s.changed.notify();
+        if !core.watchers.is_empty() {
+            super::live::shape_changed(core, s);
+        }
+        super::views::note(core, s);
+    }
+}
+
+/// The views a subquery shape saved with its cut, in its dependencies' order, if they match
+/// its recovered log.
+fn saved_views(
+    cut: Option<&LogCut>,
+    sub: &crate::shapes::subquery::SubqueryDef,
+    last: Option<LogOffset>,
+) -> Result<Vec<Vec<crate::shapes::subquery::Value>>, String> {
+    let cut = cut.ok_or("it has no cut (it never completed a sync)")?;
+    if cut.last != last {
+        return Err("its log ends before its cut".into());
+    }
+    let views = crate::shapes::views_file::decode(&cut.payload).ok_or("its cut is not views")?;
     if views.len() != sub.deps.len()
         || views
             .iter()
@@ -265,10 +328,10 @@ pub async fn restore(core: &Rc<Core>, r: RecoveredShape) -> Result<Option<String
                 &r.chunks,
                 r.log,
             );
-            // A subquery shape comes back only after a clean stop (`views_file`).
+            // A subquery shape comes back with the views saved with its cut.
             let saved = match def.subquery.as_deref() {
                 None => None,
-                Some(sub) => match saved_views(&r.dir, sub, log.last_real_offset()) {
+                Some(sub) => match saved_views(r.cut.as_ref(), sub, log.last_real_offset()) {
                     Ok(saved) => Some(saved),
                     Err(why) => {
                         tracing::info!("shape {handle} is not restored ({why}); clients get 409");

@@ -273,7 +273,14 @@ pub fn attach(core: &Rc<Core>, shape: &ShapeRef) {
         monoio::spawn(async move { load_view(core, view).await });
     }
     let buffer_max = core.shared.config.subquery_buffer_max_transactions as usize;
-    shape.borrow_mut().sub = Some(SubState::new(sub, views, stack_id(core), buffer_max));
+    let mut s = shape.borrow_mut();
+    s.sub = Some(SubState::new(sub, views, stack_id(core), buffer_max));
+    if s.store.is_some() {
+        // Served only up to its cuts (`durability`): a new log has none yet, a restored one
+        // ends at its cut.
+        let cap = crate::shapes::log::Cap(s.log.last_real_offset());
+        s.log.set_cap(cap);
+    }
 }
 
 /// A removed shape leaves its views; a view nobody uses any more is dropped.
@@ -435,6 +442,7 @@ pub fn start_move_in(core: &Rc<Core>, shape: &ShapeRef) {
     let Some(sql) = shape.borrow_mut().move_in_to_start() else {
         return;
     };
+    hold(core, shape);
     let core = core.clone();
     let shape = shape.clone();
     monoio::spawn(async move { move_in(core, shape, sql).await });
@@ -624,6 +632,7 @@ pub fn attach_restored(
     if let Some(sub) = shape.borrow_mut().sub.as_mut() {
         sub.restoring = Some(saved);
     }
+    hold(core, shape);
     let core = core.clone();
     let shape = shape.clone();
     monoio::spawn(async move {
@@ -640,6 +649,15 @@ pub fn attach_restored(
         core.after_applied(&shape, applied);
         start_move_in(&core, &shape);
     });
+}
+
+/// The shape may now queue transactions its log does not hold (`Core::holding`).
+fn hold(core: &Core, shape: &ShapeRef) {
+    let key = Rc::as_ptr(shape) as usize;
+    core.holding
+        .borrow_mut()
+        .entry(key)
+        .or_insert_with(|| shape.clone());
 }
 
 /// Attempts to start a query's snapshot again before giving up on seeing every applied xid.

@@ -226,6 +226,20 @@ pub struct ShapeLog {
     open: Vec<(LogOffset, Bytes)>,
     open_bytes: u64,
     bytes_total: u64,
+    /// How far the real log may be served (`None`: all of it). A subquery shape serves only
+    /// what is durable together with its views (`app::durability`), so after a crash the
+    /// recovered log holds everything a client saw.
+    cap: Option<Cap>,
+}
+
+/// The last real-log offset a capped log serves (`Cap(None)`: none yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap(pub Option<LogOffset>);
+
+impl Cap {
+    fn admits(self, offset: LogOffset) -> bool {
+        self.0.is_some_and(|c| offset <= c)
+    }
 }
 
 impl ShapeLog {
@@ -241,7 +255,23 @@ impl ShapeLog {
             open: Vec::new(),
             open_bytes: 0,
             bytes_total: 0,
+            cap: None,
         }
+    }
+
+    /// Serves the real log only up to `cap` from now on (see [`Cap`]); it only grows.
+    pub fn set_cap(&mut self, cap: Cap) {
+        if let (Some(Cap(Some(old))), Cap(new)) = (self.cap, cap) {
+            assert!(new.is_some_and(|n| n >= old), "a log's cap only grows");
+        }
+        if let (Some(c), Some(last)) = (cap.0, self.last_real_offset()) {
+            assert!(c <= last, "a cap names an entry of the log");
+        }
+        self.cap = Some(cap);
+    }
+
+    pub fn cap(&self) -> Option<Cap> {
+        self.cap
     }
 
     pub fn bytes_total(&self) -> u64 {
@@ -504,6 +534,7 @@ impl ShapeLog {
         });
     }
 
+    /// The last real entry appended (served or not: see [`Cap`]).
     pub fn last_real_offset(&self) -> Option<LogOffset> {
         self.open
             .last()
@@ -511,10 +542,18 @@ impl ShapeLog {
             .or_else(|| self.closed.last().map(|c| c.last))
     }
 
-    /// The newest offset of the log (§2.5): the last real entry, else the last snapshot chunk,
-    /// else `0_inf` while the snapshot is still unknown.
+    /// The last real entry served.
+    fn last_served_offset(&self) -> Option<LogOffset> {
+        match self.cap {
+            None => self.last_real_offset(),
+            Some(Cap(cap)) => cap.min(self.last_real_offset()),
+        }
+    }
+
+    /// The newest offset of the log as served (§2.5): the last real entry, else the last
+    /// snapshot chunk, else `0_inf` while the snapshot is still unknown.
     pub fn last_offset(&self) -> LogOffset {
-        if let Some(o) = self.last_real_offset() {
+        if let Some(o) = self.last_served_offset() {
             return o;
         }
         if self.snapshot_done {
@@ -559,7 +598,7 @@ impl ShapeLog {
             let ChunkBody::Disk(_, pos, _) = &c.body else {
                 break;
             };
-            if !c.verified.get() {
+            if !c.verified.get() || self.cap.is_some_and(|cap| !cap.admits(c.last)) {
                 break;
             }
             out.push(PublishedChunk {
@@ -627,70 +666,29 @@ impl ShapeLog {
         if !self.snapshot_done {
             return Ok(None);
         }
+        if self
+            .cap
+            .is_some_and(|Cap(cap)| cap.is_none_or(|c| c <= after))
+        {
+            // Nothing served after `after` yet.
+            return Ok(Some(Slice::empty(self.last_offset())));
+        }
         // First closed chunk holding an entry after `after`.
         let ci = self.closed.partition_point(|c| c.last <= after);
         if let Some(c) = self.closed.get(ci) {
-            let (i, start) = if after < c.first {
-                (0, 0)
-            } else {
-                entry_after(ci, c, after)?
+            let slice = self.read_closed(ci, c, after)?;
+            return match self.cap {
+                Some(Cap(Some(cap))) if cap < c.last => self.cut_at(ci, c, slice, after, cap),
+                _ => Ok(Some(slice)),
             };
-            let mut file_brackets = (false, false);
-            let part = match &c.body {
-                ChunkBody::Mem(b) => Part::Mem(b.slice(start as usize..)),
-                ChunkBody::Disk(_, _, cached) if cached.is_cached() => {
-                    let bytes = cached.get().expect("checked above");
-                    Part::Mem(bytes.slice(start as usize..))
-                }
-                ChunkBody::Disk(file, pos, cached) if !c.verified.get() => {
-                    // First read of a recovered chunk: check the whole record, and keep its
-                    // entries (the payload without its brackets) under the memory budget.
-                    let fail = |what: String| ReadError {
-                        chunk: ci,
-                        path: file.path().display().to_string(),
-                        what,
-                    };
-                    let payload =
-                        read_record(file, *pos, record::KIND_CHUNK_DATA, c.last).map_err(fail)?;
-                    let framed = payload.len() >= 2
-                        && payload.first() == Some(&b'[')
-                        && payload.last() == Some(&b']');
-                    if !framed {
-                        return Err(fail("chunk record without its brackets".into()));
-                    }
-                    let bytes = payload.slice(1..payload.len() - 1);
-                    c.verified.set(true);
-                    cached.fill(bytes.clone());
-                    Part::Mem(bytes.slice(start as usize..))
-                }
-                ChunkBody::Disk(file, pos, _) => {
-                    let file = match file.get() {
-                        Ok(f) => f,
-                        Err(e) => {
-                            return Err(ReadError {
-                                chunk: ci,
-                                path: file.path().display().to_string(),
-                                what: format!("open: {e}"),
-                            })
-                        }
-                    };
-                    // The payload is `[` entries `]`; `start` counts from the first entry.
-                    file_brackets = (start == 0, true);
-                    Part::File(FileRange {
-                        file,
-                        offset: pos.payload_at() + 1 + u64::from(start),
-                        len: pos.len - 2 - u64::from(start),
-                    })
-                }
-            };
-            return Ok(Some(Slice {
-                file_brackets,
-                ..Slice::new(vec![part], c.last, c.entries as usize - i)
-            }));
         }
         let i = self.open.partition_point(|(o, _)| *o <= after);
-        let mut parts = Vec::with_capacity((self.open.len() - i) * 2);
-        for (_, b) in &self.open[i..] {
+        let end = match self.cap {
+            None => self.open.len(),
+            Some(cap) => self.open.partition_point(|(o, _)| cap.admits(*o)),
+        };
+        let mut parts = Vec::with_capacity(end.saturating_sub(i) * 2);
+        for (_, b) in &self.open[i..end.max(i)] {
             if !parts.is_empty() {
                 parts.push(Part::Mem(Bytes::from_static(b",")));
             }
@@ -700,8 +698,106 @@ impl ShapeLog {
         Ok(Some(Slice::new(
             parts,
             self.last_offset(),
-            self.open.len() - i,
+            end.saturating_sub(i),
         )))
+    }
+
+    /// `slice` (entries of closed chunk `ci` after `after`) without its entries after `cap`,
+    /// which lies inside the chunk, after `after`.
+    fn cut_at(
+        &self,
+        ci: usize,
+        c: &ClosedChunk,
+        mut slice: Slice,
+        after: LogOffset,
+        cap: LogOffset,
+    ) -> Result<Option<Slice>, ReadError> {
+        let (first, start) = if after < c.first {
+            (0, 0)
+        } else {
+            entry_after(ci, c, after)?
+        };
+        let (kept_to, end) = entry_after(ci, c, cap)?;
+        // Bytes of the kept entries from the slice's first one, without the `,` before the
+        // first entry cut off.
+        let keep = u64::from(end - start - 1);
+        let [part] = slice.parts.as_mut_slice() else {
+            unreachable!("a closed chunk's slice is one part");
+        };
+        match part {
+            Part::Mem(b) => *b = b.slice(..keep as usize),
+            Part::File(range) => range.len = keep,
+        }
+        slice.file_brackets.1 = false;
+        slice.entries = kept_to - first;
+        slice.chunk_end = cap;
+        Ok(Some(slice))
+    }
+
+    /// Entries of closed chunk `ci` after `after` (which is before the chunk's end).
+    fn read_closed(
+        &self,
+        ci: usize,
+        c: &ClosedChunk,
+        after: LogOffset,
+    ) -> Result<Slice, ReadError> {
+        let (i, start) = if after < c.first {
+            (0, 0)
+        } else {
+            entry_after(ci, c, after)?
+        };
+        let mut file_brackets = (false, false);
+        let part = match &c.body {
+            ChunkBody::Mem(b) => Part::Mem(b.slice(start as usize..)),
+            ChunkBody::Disk(_, _, cached) if cached.is_cached() => {
+                let bytes = cached.get().expect("checked above");
+                Part::Mem(bytes.slice(start as usize..))
+            }
+            ChunkBody::Disk(file, pos, cached) if !c.verified.get() => {
+                // First read of a recovered chunk: check the whole record, and keep its
+                // entries (the payload without its brackets) under the memory budget.
+                let fail = |what: String| ReadError {
+                    chunk: ci,
+                    path: file.path().display().to_string(),
+                    what,
+                };
+                let payload =
+                    read_record(file, *pos, record::KIND_CHUNK_DATA, c.last).map_err(fail)?;
+                let framed = payload.len() >= 2
+                    && payload.first() == Some(&b'[')
+                    && payload.last() == Some(&b']');
+                if !framed {
+                    return Err(fail("chunk record without its brackets".into()));
+                }
+                let bytes = payload.slice(1..payload.len() - 1);
+                c.verified.set(true);
+                cached.fill(bytes.clone());
+                Part::Mem(bytes.slice(start as usize..))
+            }
+            ChunkBody::Disk(file, pos, _) => {
+                let file = match file.get() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        return Err(ReadError {
+                            chunk: ci,
+                            path: file.path().display().to_string(),
+                            what: format!("open: {e}"),
+                        })
+                    }
+                };
+                // The payload is `[` entries `]`; `start` counts from the first entry.
+                file_brackets = (start == 0, true);
+                Part::File(FileRange {
+                    file,
+                    offset: pos.payload_at() + 1 + u64::from(start),
+                    len: pos.len - 2 - u64::from(start),
+                })
+            }
+        };
+        Ok(Slice {
+            file_brackets,
+            ..Slice::new(vec![part], c.last, c.entries as usize - i)
+        })
     }
 }
 
@@ -1093,6 +1189,94 @@ mod tests {
         assert_eq!(wire(&parts), "[{\"x\":2},{\"u\":1}]");
         assert_eq!(body(&read(&log, Some(end))), "{\"x\":3}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_capped_log_serves_up_to_its_cap_only() {
+        let mut log = ShapeLog::new(20);
+        log.finish_snapshot(b"{}");
+        let snapshot_end = log.last_offset();
+        log.set_cap(Cap(None));
+        log.append(off(100, 0), Bytes::from_static(b"{\"x\":1}"));
+        log.append(off(100, 2), Bytes::from_static(b"{\"x\":2}"));
+        let end = log
+            .append(off(100, 4), Bytes::from_static(b"{\"x\":3}"))
+            .expect("closed");
+        log.append(off(200, 0), Bytes::from_static(b"{\"x\":4}"));
+        log.append(off(200, 2), Bytes::from_static(b"{\"x\":5}"));
+        // Nothing real served yet: the log ends at the snapshot.
+        assert_eq!(log.last_offset(), snapshot_end);
+        let none = read(&log, Some(snapshot_end));
+        assert_eq!((none.entries, none.chunk_end), (0, snapshot_end));
+        let mut published = Vec::new();
+        log.publishable(&mut PublishCursor::default(), &mut published);
+        assert!(published.iter().all(|c| c.in_snapshot));
+        // A cap inside the closed chunk: a partial chunk up to it, from memory and from the
+        // chunk's file.
+        log.set_cap(Cap(Some(off(100, 2))));
+        assert_eq!(log.last_offset(), off(100, 2));
+        let check = |log: &ShapeLog| {
+            let s = read(log, Some(snapshot_end));
+            assert_eq!((s.entries, s.chunk_end), (2, off(100, 2)));
+            assert_eq!(wire(&s.into_body(None)), "[{\"x\":1},{\"x\":2}]");
+            let s = read(log, Some(off(100, 0)));
+            assert_eq!((s.entries, s.chunk_end), (1, off(100, 2)));
+            assert_eq!(wire(&s.into_body(None)), "[{\"x\":2}]");
+            let s = read(log, Some(off(100, 2)));
+            assert_eq!((s.entries, s.chunk_end), (0, off(100, 2)));
+        };
+        check(&log);
+        let (bytes, index) = log.closed_chunk_bytes(end).expect("in memory");
+        let dir = std::env::temp_dir().join(format!("ampere-log-{}-cap", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut file = Vec::new();
+        record::encode_chunk(&mut file, record::KIND_CHUNK_DATA, 100, 4, &bytes);
+        let index_at = file.len() as u64;
+        record::encode(&mut file, record::KIND_CHUNK_INDEX, 100, 4, &index);
+        let path = dir.join("chunks.data");
+        std::fs::write(&path, file).unwrap();
+        let lazy = LazyFile::new(path);
+        let pos = ChunkPos {
+            record_at: 0,
+            len: record::chunk_payload_len(bytes.len()) as u64,
+        };
+        let index_pos = ChunkPos {
+            record_at: index_at,
+            len: index.len() as u64,
+        };
+        log.closed_chunk_on_disk(end, &lazy, pos, index_pos);
+        assert!(matches!(
+            read(&log, Some(snapshot_end)).parts[0],
+            Part::File(_)
+        ));
+        check(&log);
+        let mut published = Vec::new();
+        log.publishable(&mut PublishCursor::default(), &mut published);
+        assert!(
+            published.iter().all(|c| c.in_snapshot),
+            "a chunk past the cap is not published"
+        );
+        // The cap in the open chunk: the closed chunk whole, then part of the open one.
+        log.set_cap(Cap(Some(off(200, 0))));
+        let s = read(&log, Some(snapshot_end));
+        assert_eq!((s.entries, s.chunk_end), (3, end));
+        let s = read(&log, Some(end));
+        assert_eq!((s.entries, s.chunk_end), (1, off(200, 0)));
+        assert_eq!(wire(&s.into_body(None)), "[{\"x\":4}]");
+        let mut published = Vec::new();
+        log.publishable(&mut PublishCursor::default(), &mut published);
+        assert_eq!(published.last().map(|c| c.end), Some(end));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "a log's cap only grows")]
+    fn a_cap_never_shrinks() {
+        let mut log = ShapeLog::new(1000);
+        log.finish_snapshot(b"{}");
+        log.append(off(5, 2), Bytes::from_static(b"{}"));
+        log.set_cap(Cap(Some(off(5, 2))));
+        log.set_cap(Cap(None));
     }
 
     #[test]

@@ -127,16 +127,47 @@ impl SubState {
         }
     }
 
-    /// Whether the shape can be stopped and restored exactly: nothing waits to be applied.
-    pub fn idle(&self) -> bool {
-        self.moving.is_none() && self.pending.is_empty() && self.restoring.is_none()
+    /// The commit LSN of the first transaction queued and not applied (behind a move-in or a
+    /// restore), which the slot must send again after a crash.
+    pub fn replay_from(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .find_map(|step| step.txn.as_ref().map(|t| t.commit_lsn))
     }
 
-    /// Per dependency, its key and the values of the shape's view (for `views_file`).
-    pub fn saved_views(&self) -> crate::shapes::views_file::Views {
-        (0..self.views.len())
-            .map(|d| (self.def.deps[d].key.clone(), self.view_values(d)))
-            .collect()
+    /// Per dependency, its key and the values of the shape's view as of the last entry of
+    /// its log (for its cut, `views_file`); `None` when that is not known now (steps queued
+    /// without a move-in in front of them: the snapshot's moves are not sorted out yet).
+    ///
+    /// Restoring, the saved views are still the shape's. Otherwise the view the shape sees
+    /// is the one at its log end, but for a move-in in flight: its values already count as
+    /// moved (so its query agrees with the views), its event and rows are not in the log yet.
+    /// Queued steps' moves are not in the shape's view (`note_moves`).
+    pub fn views_at_log_end(&self) -> Option<crate::shapes::views_file::Views> {
+        let keys = self.def.deps.iter().map(|d| d.key.clone());
+        if let Some(saved) = &self.restoring {
+            return Some(keys.zip(saved.iter().cloned()).collect());
+        }
+        if self.moving.is_none() && !self.pending.is_empty() {
+            return None;
+        }
+        let views = (0..self.views.len())
+            .map(|d| {
+                let mut values = self.view_values(d);
+                if let Some(m) = self.moving.as_ref().filter(|m| m.dep == d) {
+                    if self.def.plan.dep_negated[d] {
+                        // A `NOT IN` move-in: its values left the view.
+                        values.extend(m.values.iter().cloned());
+                    } else {
+                        let moving: FastMap<&Value, ()> =
+                            m.values.iter().map(|v| (v, ())).collect();
+                        values.retain(|v| !moving.contains_key(v));
+                    }
+                }
+                values
+            })
+            .collect::<Vec<_>>();
+        Some(keys.zip(views).collect())
     }
 
     /// Before the views apply moves of `dep`: remembers the shape's state of each moved value

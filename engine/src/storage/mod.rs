@@ -5,7 +5,9 @@
 //! - `snapshot.data`: the snapshot chunks, one checksummed record each;
 //! - `log.<n>`: append-only segments of checksummed records: entries, commit markers (end of a
 //!   transaction) and chunk ends ([`record`]);
-//! - `chunks.idx`: fixed-size checksummed entries locating each closed chunk ([`chunk_index`]).
+//! - `chunks.idx`: fixed-size checksummed entries locating each closed chunk ([`chunk_index`]);
+//! - `cut.bin` (subquery shapes): how far the log may be recovered, and what is true there
+//!   ([`log_cut`]).
 //!
 //! Writing is synchronous `std::fs` into buffers ([`ShapeStore`]); the blocking fsync work is
 //! a separate [`SyncJob`] value so it can run on a helper thread. [`scan`] recovers every shape
@@ -18,6 +20,7 @@ pub mod fd_cache;
 mod fsio;
 pub mod layout;
 pub mod lock;
+pub mod log_cut;
 pub mod meta;
 pub mod record;
 mod recover;

@@ -12,6 +12,7 @@ use super::chunk_index::{ChunkIndexEntry, LogPos};
 use super::error::StorageError;
 use super::fsio;
 use super::layout::{self, CHUNK_DATA_FILE, INDEX_FILE, META_FILE, META_TMP_FILE, SNAPSHOT_FILE};
+use super::log_cut::LogCut;
 use super::meta::{self, ShapeMeta, MAX_META_BYTES};
 use super::record::{
     self, ChunkPos, Decoded, KIND_CHUNK_DATA, KIND_CHUNK_END, KIND_CHUNK_INDEX, KIND_COMMIT,
@@ -44,8 +45,10 @@ pub struct RecoveredShape {
     /// Commit LSN of the last complete transaction (0: none); replayed transactions up to it
     /// are already in the log and must be skipped.
     pub last_txn_lsn: u64,
-    /// Bytes cut off torn tails (0 after a clean shutdown).
+    /// Bytes cut off torn tails (0 after a clean shutdown) and after the cut.
     pub trimmed_bytes: u64,
+    /// The shape's cut ([`super::log_cut`]), if it has one: the log ends at or before it.
+    pub cut: Option<LogCut>,
     resume: ResumePoint,
 }
 
@@ -286,6 +289,10 @@ struct LogScan {
     /// the transaction (entries, then its COMMIT) and the chunk ends of the transaction are
     /// expected. `(last entry of the chunk, COMMIT seen)`.
     awaiting_end: Option<(LogOffset, bool)>,
+    /// The shape's cut ([`super::log_cut`]): the scan ends before the first entry after it.
+    cut: Option<Option<LogOffset>>,
+    /// The scan reached an entry after the cut.
+    cut_reached: bool,
 }
 
 impl LogScan {
@@ -487,6 +494,9 @@ fn scan_log(
         let (buf, len) = read_file_from(&path, base)?;
         let buf = Bytes::from(buf);
         scan.lengths.push(len);
+        if scan.cut_reached {
+            continue;
+        }
         if damaged {
             // Anything valid after a damaged record may have been acknowledged.
             if let Some(q) = record::valid_record_after(&buf, 0, BOUNDARY_KINDS) {
@@ -502,6 +512,13 @@ fn scan_log(
         while pos < buf.len() {
             match record::decode(&buf, pos) {
                 Decoded::Record(r, next) => {
+                    let beyond =
+                        |cut: Option<LogOffset>| cut.is_none_or(|c| LogOffset::new(r.tx, r.op) > c);
+                    if r.kind == KIND_ENTRY && scan.cut.is_some_and(beyond) {
+                        // Served never: what follows is rebuilt from the WAL.
+                        scan.cut_reached = true;
+                        break;
+                    }
                     scan.apply(r, &buf, (s, base), pos, next)
                         .map_err(|what| StorageError::corrupt(&path, base + pos as u64, what))?;
                     pos = next;
@@ -710,7 +727,12 @@ fn trim_tails(dir: &Path, p: &Prefix, scan: &LogScan) -> Result<(u64, bool), Sto
 /// `chunks.idx` and `chunks.data` from the log records).
 pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
     let p = read_prefix(dir, None)?;
-    let scan = scan_log(dir, p.segments, LogPos::default(), LogScan::default())?;
+    let cut = read_cut(dir);
+    let start = LogScan {
+        cut: cut.as_ref().map(|c| c.last),
+        ..LogScan::default()
+    };
+    let scan = scan_log(dir, p.segments, LogPos::default(), start)?;
     let (trimmed, mut dir_changed) = trim_tails(dir, &p, &scan)?;
 
     let index = index_bytes(&scan);
@@ -766,7 +788,17 @@ pub fn recover_shape(dir: &Path) -> Result<RecoveredShape, StorageError> {
         entries,
         closed,
         open_chunk,
+        cut,
     ))
+}
+
+/// The shape's cut; a damaged one counts as none (the engine then drops a shape that needs
+/// one, 409).
+fn read_cut(dir: &Path) -> Option<LogCut> {
+    super::log_cut::read(dir).unwrap_or_else(|e| {
+        tracing::warn!("{e}; the shape is recovered without its cut");
+        None
+    })
 }
 
 /// Where the recovered files end.
@@ -785,6 +817,7 @@ fn finish(
     log: Vec<(LogOffset, Bytes)>,
     chunks: Vec<RecoveredChunk>,
     open_chunk: Vec<OpenEntry>,
+    cut: Option<LogCut>,
 ) -> RecoveredShape {
     let resume = ResumePoint {
         dir: dir.to_path_buf(),
@@ -810,6 +843,7 @@ fn finish(
         chunks,
         last_txn_lsn: t.last_commit_lsn,
         trimmed_bytes: t.trimmed,
+        cut,
         resume,
     }
 }
@@ -872,9 +906,16 @@ fn recover_tail(dir: &Path, meta: Option<ShapeMeta>) -> Result<RecoveredShape, S
     }
     let (chunks, chunk_data_len, chunk_data_file_len) = chunk_headers(dir, &idx)?;
     let last = idx.last().map(|e| e.last);
+    let cut = read_cut(dir);
+    if let (Some(l), Some(c)) = (last, &cut) {
+        if c.last.is_none_or(|c| c < l) {
+            return Err("the cut lies in an indexed chunk".into());
+        }
+    }
     let from = idx.last().map_or(LogPos::default(), |e| e.end);
     let start = LogScan {
         awaiting_end: last.map(|l| (l, false)),
+        cut: cut.as_ref().map(|c| c.last),
         ..LogScan::default()
     };
     let scan = scan_log(dir, p.segments, from, start).map_err(|e| e.to_string())?;
@@ -926,6 +967,7 @@ fn recover_tail(dir: &Path, meta: Option<ShapeMeta>) -> Result<RecoveredShape, S
         entries,
         chunks,
         positions,
+        cut,
     ))
 }
 
