@@ -1061,7 +1061,8 @@ impl Core {
                 .sub
                 .as_ref()
                 .map(|sub| (sub.stack_id.clone(), shape.borrow().handle.clone()));
-            let r = snapshot::run(&mut conn, &def, tags, |json| {
+            let applied: Vec<u32> = self.recent_xids.borrow().iter().copied().collect();
+            let r = snapshot::run(&mut conn, &def, tags, &applied, |json| {
                 if store_error.is_some() {
                     return;
                 }

@@ -14,7 +14,7 @@ use crate::ingest::txn::Txn;
 use crate::shapes::dep_view::{DepView, Moves, ViewState};
 use crate::shapes::moves::{MoveInRows, Step, SubState};
 use crate::shapes::shape::PgSnapshot;
-use crate::shapes::snapshot::{begin_snapshot_sql, decode_copy_row, SnapshotError};
+use crate::shapes::snapshot::{decode_copy_row, SnapshotError};
 use crate::shapes::subquery::{encode_value, normalize, DepDef};
 use protocol::routing::Router;
 use std::cell::RefCell;
@@ -660,32 +660,19 @@ fn hold(core: &Core, shape: &ShapeRef) {
         .or_insert_with(|| shape.clone());
 }
 
-/// Attempts to start a query's snapshot again before giving up on seeing every applied xid.
-const VISIBILITY_TRIES: u32 = 200;
-
 /// Largest result of one move-in query, held in memory until spliced; above it the shape
 /// rotates (409) and its clients resync.
 const MOVE_IN_BYTES_MAX: usize = 256 * 1024 * 1024;
 
-/// Opens a snapshot transaction that sees every transaction this core applied: a commit
-/// reaches the stream a moment before other sessions see it, and a query that missed one
-/// the core already applied would disagree with the views. Rare and brief: start again.
+/// Opens a snapshot transaction that sees every transaction this core applied
+/// (`snapshot::begin_seeing`): a query that missed one the core already applied would
+/// disagree with the views.
 async fn begin_seeing_applied(
     core: &Core,
     conn: &mut crate::pg::Connection,
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
     let applied: Vec<u32> = core.recent_xids.borrow().iter().copied().collect();
-    let mut tries = 0;
-    loop {
-        conn.execute(begin_snapshot_sql()).await?;
-        let (snapshot, lsn) = crate::shapes::snapshot::snapshot_position(conn).await?;
-        if applied.iter().all(|&x| snapshot.visible(x)) || tries >= VISIBILITY_TRIES {
-            return Ok((snapshot, lsn));
-        }
-        tries += 1;
-        conn.execute("ROLLBACK").await?;
-        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    crate::shapes::snapshot::begin_seeing(conn, &applied).await
 }
 
 /// Splices a shape's move-in rows once its boundary is known: a queued transaction the

@@ -102,19 +102,50 @@ pub fn begin_snapshot_sql() -> &'static str {
 /// `on_row` gets each row's JSON. Returns the snapshot and the row count.
 /// `tags` names the shape (stack id, handle) whose rows carry subquery tags; `None` for a
 /// shape without subqueries.
+///
+/// `applied`: xids of the transactions the core applied last. The shape receives only the
+/// transactions after it was registered, so its snapshot must see every one before: see
+/// [`begin_seeing`].
 pub async fn run(
     conn: &mut Connection,
     def: &ShapeDef,
     tags: Option<(std::rc::Rc<str>, String)>,
+    applied: &[u32],
     mut on_row: impl FnMut(&[u8]),
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
-    conn.execute(begin_snapshot_sql()).await?;
-    let result = run_in_txn(conn, def, tags, &mut on_row).await;
+    let (snapshot, _) = begin_seeing(conn, applied).await?;
+    let result = run_in_txn(conn, def, snapshot, tags, &mut on_row).await;
     // Ending a read-only transaction cannot lose anything; a failed one must be rolled back
     // before the connection goes back to the pool.
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     conn.execute(end).await?;
     result
+}
+
+/// Attempts to start a snapshot again before giving up on seeing every applied xid.
+const VISIBILITY_TRIES: u32 = 200;
+
+/// Opens a snapshot transaction ([`begin_snapshot_sql`]) that sees every transaction of
+/// `applied` (xids the core applied already): a commit reaches the replication stream a moment
+/// before other sessions see it, and a snapshot that missed a transaction the core had already
+/// applied would miss it for good. Rare and brief: start again (1 ms apart, at most
+/// `VISIBILITY_TRIES` times). Returns the snapshot and its WAL position
+/// ([`snapshot_position`]).
+pub async fn begin_seeing(
+    conn: &mut Connection,
+    applied: &[u32],
+) -> Result<(PgSnapshot, u64), SnapshotError> {
+    let mut tries = 0;
+    loop {
+        conn.execute(begin_snapshot_sql()).await?;
+        let (snapshot, lsn) = snapshot_position(conn).await?;
+        if applied.iter().all(|&x| snapshot.visible(x)) || tries >= VISIBILITY_TRIES {
+            return Ok((snapshot, lsn));
+        }
+        tries += 1;
+        conn.execute("ROLLBACK").await?;
+        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// `pg_current_snapshot()` and `pg_current_wal_lsn()` of the running transaction: which
@@ -142,10 +173,10 @@ pub async fn snapshot_position(conn: &mut Connection) -> Result<(PgSnapshot, u64
 async fn run_in_txn(
     conn: &mut Connection,
     def: &ShapeDef,
+    snapshot: PgSnapshot,
     tags: Option<(std::rc::Rc<str>, String)>,
     on_row: &mut impl FnMut(&[u8]),
 ) -> Result<(PgSnapshot, u64), SnapshotError> {
-    let (snapshot, _) = snapshot_position(conn).await?;
     if def.log == protocol::request::LogMode::ChangesOnly {
         return Ok((snapshot, 0));
     }
