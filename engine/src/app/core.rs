@@ -596,7 +596,9 @@ impl Core {
             // A subquery shape cuts its log where it ends now (`durability::cut_of`), so the
             // next start brings it back whole; without a cut now, at its last one.
             let saved = match (super::durability::cut_of(&s), s.store.as_ref()) {
-                (Some(cut), Some(store)) => Some(crate::storage::log_cut::write(store.dir(), &cut)),
+                (Some(cut), Some(store)) => {
+                    Some(crate::storage::log_cut::write_unsynced(store.dir(), &cut))
+                }
                 _ => None,
             };
             if let Some(Err(e)) = saved {
@@ -628,6 +630,19 @@ impl Core {
     /// subquery shape has queued and not applied: its log's cut (`durability::cut_of`) does
     /// not hold it, so after a crash the slot must send it again.
     pub fn publish_durable(&self, lsn: u64) {
+        if self.shutting_down.get() {
+            // Frozen shapes take no more transactions: none may be acknowledged.
+            return;
+        }
+        if let Some(hold) = self.replay_hold() {
+            self.shared.set_durable(self.id, lsn.min(hold));
+        }
+    }
+
+    /// The commit LSN of the first transaction a subquery shape queued and has not applied
+    /// (`u64::MAX`: none), which must not be acknowledged; `None` when it cannot be known now
+    /// (a shape is borrowed).
+    pub fn replay_hold(&self) -> Option<u64> {
         let mut hold = u64::MAX;
         let mut holding = self.holding.borrow_mut();
         let mut unknown = false;
@@ -642,16 +657,13 @@ impl Core {
             let Some(sub) = s.sub.as_ref() else {
                 return false;
             };
-            if let Some(from) = sub.replay_from() {
+            let from = sub.replay_from();
+            if let Some(from) = from {
                 hold = hold.min(from);
             }
-            sub.moving.is_some() || sub.restoring.is_some()
+            from.is_some() || sub.moving.is_some() || sub.restoring.is_some()
         });
-        if unknown {
-            // Published at the next transaction or sync.
-            return;
-        }
-        self.shared.set_durable(self.id, lsn.min(hold));
+        (!unknown).then_some(hold)
     }
 
     /// Registers a shape restored from storage. Of two stored shapes with one definition (an

@@ -95,8 +95,10 @@ pub async fn sync_loop(core: Rc<Core>) {
         drop(waiting);
         // Removals queued so far run before this round's job on the worker.
         core.removals_pending.set(false);
-        // Everything processed so far has been appended to the stores being synced now.
+        // Everything processed so far has been appended to the stores being synced now, but
+        // transactions subquery shapes queued: their cuts (taken now) do not hold them.
         let covered_lsn = core.processed_lsn.get();
+        let hold = core.replay_hold().unwrap_or(0);
         let shapes: Vec<_> = core.dirty.borrow_mut().drain().map(|(_, s)| s).collect();
         let mut jobs = Vec::with_capacity(shapes.len());
         let mut failed = Vec::new();
@@ -153,7 +155,7 @@ pub async fn sync_loop(core: Rc<Core>) {
                             store.mark_durable(point);
                         }
                         if let Some(last) = cut {
-                            serve_up_to(&core, &mut s, last);
+                            serve_up_to(&core, &mut s, last, covered_lsn.min(hold));
                         }
                     }
                 }
@@ -165,17 +167,24 @@ pub async fn sync_loop(core: Rc<Core>) {
                 }
             }
         }
-        // Views not known at the log end this time (transient): again next round.
+        super::views::flush(&core);
+        // Views not known at the log end this time (not expected once a snapshot is done):
+        // again next round, and nothing is acknowledged before.
+        let all_cut = uncut.is_empty();
         for shape in uncut {
+            tracing::debug!("shape {}: no cut this round", shape.borrow().handle);
             shape.borrow_mut().dirty = true;
             core.mark_dirty(&shape);
+        }
+        if !all_cut {
+            continue;
         }
         let durable = if core.dirty.borrow().is_empty() {
             core.processed_lsn.get()
         } else {
             covered_lsn
         };
-        core.publish_durable(durable);
+        core.publish_durable(durable.min(hold));
     }
 }
 
@@ -239,10 +248,12 @@ pub fn cut_of(s: &Shape) -> Option<LogCut> {
     })
 }
 
-/// A cut is durable: clients may see the log up to it (waking those waiting).
-fn serve_up_to(core: &Core, s: &mut Shape, last: Option<LogOffset>) {
+/// A cut is durable: clients may see the log up to it, which holds every transaction through
+/// `lsn` (waking those waiting).
+fn serve_up_to(core: &Core, s: &mut Shape, last: Option<LogOffset>, lsn: u64) {
     let before = s.log.last_offset();
     s.log.set_cap(Cap(last));
+    s.log.set_served_lsn(lsn);
     if s.log.last_offset() != before {
         s.changed.notify();
         if !core.watchers.is_empty() {

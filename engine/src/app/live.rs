@@ -164,7 +164,11 @@ pub async fn hold(core: &Rc<Core>, call: ShapeCall, owner: usize) -> Response {
         },
         None if answered => Box::pin(ask(core, call, owner)).await,
         // Nothing changed within the long-poll: up to date at the request's own offset.
-        None => super::serve::no_changes(core, &call, &key.0, after),
+        None => {
+            // Another core's shape: a capped one (subquery) claims only the request's offset.
+            let served = call.def.subquery.is_some().then_some(0);
+            super::serve::no_changes(core, &call, &key.0, after, served)
+        }
     }
 }
 
@@ -342,7 +346,7 @@ fn render(core: &Core, s: &Shape, after: LogOffset) -> Answer {
     let global_lsn = if chunk_end.tx > 0 {
         chunk_end.tx
     } else {
-        core.last_lsn.get().max(chunk_end.tx)
+        super::serve::claimable_lsn(core, s.log.served_lsn()).max(chunk_end.tx)
     };
     let tail = up_to_date.then(|| Bytes::from(protocol::message::up_to_date(global_lsn)));
     let body: Arc<[Part]> = slice.into_body(tail).into();

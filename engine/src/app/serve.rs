@@ -87,16 +87,16 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         OffsetParam::BeforeAll => None,
         OffsetParam::At(o) => Some(o),
         OffsetParam::Now => {
-            let (handle, last) = {
+            let (handle, last, served) = {
                 let s = shape.borrow();
-                (s.handle.clone(), s.log.last_offset())
+                (s.handle.clone(), s.log.last_offset(), s.log.served_lsn())
             };
-            return no_changes(core, call, &handle, last);
+            return no_changes(core, call, &handle, last, served);
         }
     };
     let mut checked_etag = false;
     loop {
-        let (listener, handle, last, slice) = {
+        let (listener, handle, last, slice, served) = {
             let s = shape.borrow();
             if let Some(err) = &s.snapshot_error {
                 return responses::fixed(protocol::errors::snapshot_failed(err));
@@ -120,6 +120,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 s.handle.clone(),
                 last,
                 s.log.read(after),
+                s.log.served_lsn(),
             )
         };
         let slice = match slice {
@@ -191,13 +192,13 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             let _held = crate::metrics::HeldGuard::new(&core.stats().held_long_polls);
             match wait(core, listener, live_deadline).await {
                 Woken::Changed => continue,
-                Woken::TimedOut => return no_changes(core, call, &handle, last),
+                Woken::TimedOut => return no_changes(core, call, &handle, last, served),
             }
         }
         let global_lsn = if q.live && slice.chunk_end.tx > 0 {
             slice.chunk_end.tx
         } else {
-            core.last_lsn.get().max(slice.chunk_end.tx)
+            claimable_lsn(core, served).max(slice.chunk_end.tx)
         };
         return log_response(core, call, &handle, after, last, slice, global_lsn);
     }
@@ -331,15 +332,24 @@ fn catch_up_head(
     Bytes::from(head)
 }
 
+/// The `global_last_seen_lsn` an answer may claim: the core's last commit, but for a capped
+/// log (a subquery shape, `shapes::log::Cap`) no more than it serves (`served`).
+pub(super) fn claimable_lsn(core: &Core, served: Option<u64>) -> u64 {
+    let last = core.last_lsn.get();
+    served.map_or(last, |s| s.min(last))
+}
+
 /// `offset=now`, and a live request that timed out: just an up-to-date, `has-data: false`.
+/// `served`: see [`claimable_lsn`].
 pub(super) fn no_changes(
     core: &Rc<Core>,
     call: &ShapeCall,
     handle: &str,
     last: LogOffset,
+    served: Option<u64>,
 ) -> Response {
     // SSE requests never get here: a live one always streams (`stream_response`).
-    let global = core.last_lsn.get().max(last.tx);
+    let global = claimable_lsn(core, served).max(last.tx);
     let body = format!(
         "[{}]",
         String::from_utf8_lossy(&protocol::message::up_to_date(global))

@@ -280,6 +280,21 @@ pub fn attach(core: &Rc<Core>, shape: &ShapeRef) {
         // ends at its cut.
         let cap = crate::shapes::log::Cap(s.log.last_real_offset());
         s.log.set_cap(cap);
+        // Its snapshot (taken after this) holds every transaction applied so far; a restored
+        // log every one through its last.
+        let lsn = if s.log.snapshot_done() {
+            s.last_seen_lsn
+        } else {
+            core.last_lsn.get()
+        };
+        s.log.set_served_lsn(lsn);
+    }
+    if s.sub
+        .as_ref()
+        .is_some_and(|sub| sub.replay_from().is_some())
+    {
+        drop(s);
+        hold(core, shape);
     }
 }
 
@@ -439,6 +454,14 @@ async fn read_view(
 
 /// Starts the shape's pending move-in query, if any.
 pub fn start_move_in(core: &Rc<Core>, shape: &ShapeRef) {
+    if shape
+        .borrow()
+        .sub
+        .as_ref()
+        .is_some_and(|sub| sub.replay_from().is_some())
+    {
+        hold(core, shape);
+    }
     let Some(sql) = shape.borrow_mut().move_in_to_start() else {
         return;
     };
@@ -652,7 +675,7 @@ pub fn attach_restored(
 }
 
 /// The shape may now queue transactions its log does not hold (`Core::holding`).
-fn hold(core: &Core, shape: &ShapeRef) {
+pub fn hold(core: &Core, shape: &ShapeRef) {
     let key = Rc::as_ptr(shape) as usize;
     core.holding
         .borrow_mut()

@@ -230,6 +230,9 @@ pub struct ShapeLog {
     /// what is durable together with its views (`app::durability`), so after a crash the
     /// recovered log holds everything a client saw.
     cap: Option<Cap>,
+    /// With a cap: the LSN through which the served log holds every transaction (the
+    /// `global_last_seen_lsn` its answers may claim).
+    served_lsn: u64,
 }
 
 /// The last real-log offset a capped log serves (`Cap(None)`: none yet).
@@ -256,6 +259,7 @@ impl ShapeLog {
             open_bytes: 0,
             bytes_total: 0,
             cap: None,
+            served_lsn: 0,
         }
     }
 
@@ -272,6 +276,16 @@ impl ShapeLog {
 
     pub fn cap(&self) -> Option<Cap> {
         self.cap
+    }
+
+    /// A capped log serves every transaction through `lsn` (it only grows).
+    pub fn set_served_lsn(&mut self, lsn: u64) {
+        self.served_lsn = self.served_lsn.max(lsn);
+    }
+
+    /// The LSN through which a capped log serves every transaction; `None` when not capped.
+    pub fn served_lsn(&self) -> Option<u64> {
+        self.cap.map(|_| self.served_lsn)
     }
 
     pub fn bytes_total(&self) -> u64 {

@@ -73,6 +73,13 @@ pub fn write(dir: &Path, cut: &LogCut) -> Result<(), StorageError> {
     fsio::replace_file(dir, FILE, TMP, &cut.encode(), true)
 }
 
+/// Replaces the shape's cut without fsync, for a clean stop (one `syncfs` afterwards makes
+/// everything durable). Its own temporary name: a sync job still running may be writing the
+/// durable one.
+pub fn write_unsynced(dir: &Path, cut: &LogCut) -> Result<(), StorageError> {
+    fsio::replace_file(dir, FILE, "cut.bin.stop.tmp", &cut.encode(), false)
+}
+
 /// The shape's cut, `Ok(None)` when it has none.
 pub fn read(dir: &Path) -> Result<Option<LogCut>, StorageError> {
     let path = dir.join(FILE);

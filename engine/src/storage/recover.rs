@@ -512,9 +512,13 @@ fn scan_log(
         while pos < buf.len() {
             match record::decode(&buf, pos) {
                 Decoded::Record(r, next) => {
-                    let beyond =
-                        |cut: Option<LogOffset>| cut.is_none_or(|c| LogOffset::new(r.tx, r.op) > c);
-                    if r.kind == KIND_ENTRY && scan.cut.is_some_and(beyond) {
+                    // An entry after the cut, or a commit after the cut's transaction.
+                    let beyond = |cut: Option<LogOffset>| match r.kind {
+                        KIND_ENTRY => cut.is_none_or(|c| LogOffset::new(r.tx, r.op) > c),
+                        KIND_COMMIT => cut.is_none_or(|c| r.tx > c.tx),
+                        _ => false,
+                    };
+                    if scan.cut.is_some_and(beyond) {
                         // Served never: what follows is rebuilt from the WAL.
                         scan.cut_reached = true;
                         break;
