@@ -5,11 +5,12 @@
 // failure. Everything it starts is stopped on success, failure, timeout and SIGINT/SIGTERM.
 //
 // Environment knobs (all optional):
-//   CONFORMANCE_RUNS=epoll:long-poll,uring:long-poll,epoll:sse,epoll:long-poll:tls
-//                                     server runs as <io driver>:<client live mode>[:tls] (the
-//                                     default; in sse mode every client follows with
+//   CONFORMANCE_RUNS=epoll:long-poll,uring:long-poll,epoll:sse,epoll:long-poll:tls,epoll:long-poll:nginx,epoll:sse:nginx
+//                                     server runs as <io driver>:<client live mode>[:tls|:nginx]
+//                                     (the default; in sse mode every client follows with
 //                                     `liveSse: true`; a tls run uses a second cluster that
-//                                     accepts only TLS, reached with sslmode=verify-full)
+//                                     accepts only TLS, reached with sslmode=verify-full; an
+//                                     nginx run puts deploy/nginx/run between client and server)
 //   CONFORMANCE_DRIVERS=epoll,uring   shorthand: these drivers, long-poll mode only
 //   CONFORMANCE_FILTER=substring      only test files whose name contains it
 //   CONFORMANCE_TIMEOUT_S=360         bound on the whole run after the binary exists
@@ -24,30 +25,33 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from './lib/postgres.mjs';
 import { AmpereServer, ensureBinary, killGroup } from './lib/ampere.mjs';
+import { NginxProxy, nginxInstalled } from './lib/proxy.mjs';
 
 const HERE = import.meta.dirname;
 const RUNS = (process.env.CONFORMANCE_RUNS
   ?? (process.env.CONFORMANCE_DRIVERS
     ? process.env.CONFORMANCE_DRIVERS.split(',').map((d) => `${d}:long-poll`).join(',')
-    : 'epoll:long-poll,uring:long-poll,epoll:sse,epoll:long-poll:tls'))
+    : 'epoll:long-poll,uring:long-poll,epoll:sse,epoll:long-poll:tls,epoll:long-poll:nginx,epoll:sse:nginx'))
   .split(',').filter(Boolean).map((r) => {
-    const [driver, mode = 'long-poll', tls = ''] = r.split(':');
+    const [driver, mode = 'long-poll', extra = ''] = r.split(':');
     if (!['epoll', 'uring'].includes(driver) || !['long-poll', 'sse'].includes(mode)
-      || !['', 'tls'].includes(tls)) {
-      throw new Error(`CONFORMANCE_RUNS: bad entry ${r} (want epoll|uring:long-poll|sse[:tls])`);
+      || !['', 'tls', 'nginx'].includes(extra)) {
+      throw new Error(`CONFORMANCE_RUNS: bad entry ${r} (want epoll|uring:long-poll|sse[:tls|:nginx])`);
     }
-    return { driver, mode, tls: tls === 'tls' };
+    return { driver, mode, tls: extra === 'tls', nginx: extra === 'nginx' };
   });
 const TIMEOUT_S = Number(process.env.CONFORMANCE_TIMEOUT_S ?? 360);
 const CONCURRENCY = Number(process.env.CONFORMANCE_CONCURRENCY ?? 3);
 
 // Everything that must be torn down, in reverse order of creation.
-const live = { pg: null, tlsPg: null, server: null, testPid: null, runDir: null };
+const live = { pg: null, tlsPg: null, server: null, proxy: null, testPid: null, runDir: null };
 let totals = { passed: 0, failed: 0 };
 let finished = false;
 
 function cleanupSync() {
   if (live.testPid) killGroup(live.testPid, 'SIGKILL');
+  live.proxy?.killNow();
+  live.proxy = null;
   live.server?.killNow();
   live.pg?.stop();
   live.pg = null;
@@ -102,7 +106,7 @@ function parseSummary(output) {
   return counts;
 }
 
-function runTests({ server, databaseUrl, driver, mode }) {
+function runTests({ url, originUrl, databaseUrl, driver, mode }) {
   // --test-force-exit: the client's up-to-date tracker arms a 60 s throttle timer (not unref'd)
   // for a localStorage write, which would keep every test file's process alive for a minute.
   const args = [
@@ -114,7 +118,10 @@ function runTests({ server, databaseUrl, driver, mode }) {
       cwd: HERE,
       stdio: ['ignore', 'pipe', 'inherit'],
       detached: true,
-      env: { ...process.env, AMPERE_URL: server.url, DATABASE_URL: databaseUrl, AMPERE_DRIVER: driver, AMPERE_LIVE_MODE: mode },
+      env: {
+        ...process.env, AMPERE_URL: url, DATABASE_URL: databaseUrl, AMPERE_DRIVER: driver,
+        AMPERE_LIVE_MODE: mode, AMPERE_ORIGIN_URL: originUrl,
+      },
     });
     live.testPid = child.pid;
     let output = '';
@@ -136,11 +143,12 @@ function runTests({ server, databaseUrl, driver, mode }) {
   });
 }
 
-async function runDriver({ bin, pg, driver, mode, tls, runDir }) {
-  const over = tls ? ', Postgres over TLS only' : '';
+async function runDriver({ bin, pg, driver, mode, tls, nginx, runDir }) {
+  const over = (tls ? ', Postgres over TLS only' : '') + (nginx ? ', through deploy/nginx/run' : '');
+  const name = `${driver} ${mode}${tls ? ' tls' : ''}${nginx ? ' nginx' : ''}`;
   console.log(`\n=== conformance: io driver ${driver}, live mode ${mode}${over} ===`);
   // A fresh database and stream id per server run, so replication slots never clash.
-  const tag = `${driver}_${mode.replace('-', '')}${tls ? '_tls' : ''}`;
+  const tag = `${driver}_${mode.replace('-', '')}${tls ? '_tls' : ''}${nginx ? '_nginx' : ''}`;
   const databaseUrl = pg.createDatabase(`conformance_${tag}`);
   const server = await AmpereServer.start({
     bin, databaseUrl, driver, streamId: `conf_${tag}_${process.pid}`, runDir,
@@ -150,10 +158,27 @@ async function runDriver({ bin, pg, driver, mode, tls, runDir }) {
   try {
     await server.waitHealthy();
     console.log(`conformance: ampere (${driver}) healthy at ${server.url}`);
-    result = await runTests({ server, databaseUrl, driver, mode });
+    let url = server.url;
+    if (nginx) {
+      // The caching proxy in front, sized for the server's 4 s long-poll (lib/ampere.mjs).
+      live.proxy = await NginxProxy.start({
+        origin: `127.0.0.1:${server.port}`, runDir, tag, longPollSeconds: 4,
+      });
+      await live.proxy.waitHealthy();
+      url = live.proxy.url;
+      console.log(`conformance: nginx proxy at ${url}`);
+    }
+    result = await runTests({ url, originUrl: server.url, databaseUrl, driver, mode });
   } catch (e) {
     console.error(`conformance: ${driver}: ${e.message}`);
     result = { passed: 0, failed: 1 };
+  }
+  if (live.proxy) {
+    if (result.failed > 0) {
+      console.log(`--- nginx log tail (${live.proxy.logFile}) ---\n${live.proxy.logTail(40)}`);
+    }
+    await live.proxy.stop();
+    live.proxy = null;
   }
   const graceful = await server.stop();
   live.server = null;
@@ -166,7 +191,7 @@ async function runDriver({ bin, pg, driver, mode, tls, runDir }) {
     console.log(server.logTail(120));
     console.log('--- end of log tail ---');
   }
-  console.log(`conformance: ${driver} ${mode}${tls ? ' tls' : ''}: ${result.passed} passed, ${result.failed} failed`);
+  console.log(`conformance: ${name}: ${result.passed} passed, ${result.failed} failed`);
   return result;
 }
 
@@ -185,13 +210,17 @@ async function main() {
   live.runDir = mkdtempSync(join(tmpdir(), 'ampere-conf-run-'));
   live.pg = await PgCluster.start();
   console.log(`conformance: postgres on port ${live.pg.port}, binary ${bin}`);
-  for (const { driver, mode, tls } of RUNS) {
+  for (const { driver, mode, tls, nginx } of RUNS) {
+    if (nginx && !nginxInstalled()) {
+      console.log(`conformance: SKIPPED ${driver}:${mode}:nginx: nginx is not installed (apt-get install nginx)`);
+      continue;
+    }
     if (tls && !live.tlsPg) {
       live.tlsPg = await PgCluster.start({ tls: true });
       console.log(`conformance: TLS-only postgres on port ${live.tlsPg.port}`);
     }
     const pg = tls ? live.tlsPg : live.pg;
-    const r = await runDriver({ bin, pg, driver, mode, tls, runDir: live.runDir });
+    const r = await runDriver({ bin, pg, driver, mode, tls, nginx, runDir: live.runDir });
     totals.passed += r.passed;
     totals.failed += r.failed;
   }

@@ -11,6 +11,9 @@ import { ShapeStream, Shape, isChangeMessage, isControlMessage } from '@electric
 export const AMPERE_URL = mustEnv('AMPERE_URL');
 export const DATABASE_URL = mustEnv('DATABASE_URL');
 export const SHAPE_URL = `${AMPERE_URL}/v1/shape`;
+// The server itself, when AMPERE_URL is a caching proxy in front of it (run.mjs's nginx runs):
+// for probes that poll one URL until it changes, which a cache rightly answers the same way.
+export const ORIGIN_URL = process.env.AMPERE_ORIGIN_URL || AMPERE_URL;
 
 function mustEnv(name) {
   const v = process.env[name];
