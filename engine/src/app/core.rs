@@ -4,7 +4,7 @@
 
 use super::durability::{self, Job};
 use super::pool::{Pool, Pooled};
-use super::snapshot_writes::{self, SnapshotWrites};
+use super::snapshot_writes::{self, SnapshotRows};
 use super::table_routes::TableShapes;
 use super::{CoreMsg, DeleteTarget, Shared};
 use crate::catalog::{self, quote_literal, TableInfo};
@@ -174,6 +174,8 @@ pub struct Core {
     /// restore in progress, `subqueries`): the slot is not acknowledged past the first one
     /// ([`Core::publish_durable`]). Idle ones are dropped when seen.
     pub holding: RefCell<crate::fast_map::FastMap<usize, ShapeRef>>,
+    /// New shapes waiting for a shared snapshot, per table (`snapshot_batch`).
+    pub batches: super::snapshot_batch::Batches,
     /// Xids of the transactions this core applied last: a move-in query's snapshot must see
     /// them all (a commit is streamed a moment before other sessions see it).
     pub recent_xids: RefCell<std::collections::VecDeque<u32>>,
@@ -214,6 +216,7 @@ impl Core {
             stream_lsn: Cell::new(0),
             splice_waiters: RefCell::default(),
             holding: RefCell::default(),
+            batches: Default::default(),
             recent_xids: RefCell::default(),
             defs: RefCell::default(),
             worker,
@@ -1039,7 +1042,7 @@ impl Core {
     }
 
     /// The core's snapshot writer thread, started on first use.
-    fn snapshot_writer(&self) -> Option<snapshot_writes::Writer> {
+    pub(crate) fn snapshot_writer(&self) -> Option<snapshot_writes::Writer> {
         self.snapshot_writer
             .get_or_init(|| match snapshot_writes::Writer::start(self.id) {
                 Ok(writer) => Some(writer),
@@ -1053,6 +1056,11 @@ impl Core {
 
     async fn snapshot_task(self: Rc<Self>, shape: ShapeRef) {
         let def = shape.borrow().def.clone();
+        if super::snapshot_batch::shares(&def) {
+            // With the other new shapes of its table (`snapshot_batch`).
+            super::snapshot_batch::enqueue(&self, shape);
+            return;
+        }
         let started = Instant::now();
         let result = async {
             // A subquery shape waits for its views first (their loading needs connections
@@ -1066,49 +1074,32 @@ impl Core {
             self.ensure_published(&mut conn, &def.table)
                 .await
                 .map_err(snapshot::SnapshotError::Pg)?;
-            let mut store_error = None;
-            let mut writes = SnapshotWrites::new(self.snapshot_writer());
+            let mut rows = SnapshotRows::new(&self, &shape);
             let tags = shape
                 .borrow()
                 .sub
                 .as_ref()
                 .map(|sub| (sub.stack_id.clone(), shape.borrow().handle.clone()));
             let applied: Vec<u32> = self.recent_xids.borrow().iter().copied().collect();
-            let r = snapshot::run(&mut conn, &def, tags, &applied, |json| {
-                if store_error.is_some() {
-                    return;
-                }
-                {
-                    let mut s = shape.borrow_mut();
-                    match s.push_snapshot_row(json) {
-                        Ok(false) => return,
-                        Ok(true) => {
-                            if let Err(e) = writes.chunk_closed(&mut s) {
-                                store_error = Some(e);
-                            }
-                        }
-                        Err(e) => store_error = Some(e),
-                    }
-                }
-                // Once per closed chunk, not per row.
-                self.mark_dirty(&shape);
-            })
-            .await;
-            // Every chunk is in the file before the snapshot's end is recorded.
-            if let Err(e) = writes.finish(&shape).await {
-                store_error.get_or_insert(e);
-            }
-            if let Some(e) = store_error {
-                return Err(snapshot::SnapshotError::Protocol(format!(
-                    "cannot store the snapshot: {e}"
-                )));
-            }
+            let r = snapshot::run(&mut conn, &def, tags, &applied, |json| rows.push(json)).await;
+            rows.finish().await?;
             if r.is_ok() {
                 self.put_conn(conn);
             }
             r
         }
         .await;
+        self.snapshot_done(&shape, result, started);
+    }
+
+    /// What follows a shape's snapshot: its end in the log (and the transactions that waited
+    /// for it), or its removal when it failed.
+    pub(crate) fn snapshot_done(
+        self: &Rc<Self>,
+        shape: &ShapeRef,
+        result: Result<(crate::shapes::shape::PgSnapshot, u64), snapshot::SnapshotError>,
+        started: Instant,
+    ) {
         let handle = shape.borrow().handle.clone();
         match result {
             Ok((snap, rows)) => {
@@ -1131,10 +1122,10 @@ impl Core {
                     tracing::info!("shape {handle} invalidated: {why}");
                     self.remove(&handle);
                 } else {
-                    self.mark_dirty(&shape);
-                    super::views::note(&self, &mut shape.borrow_mut());
-                    super::views::flush(&self);
-                    super::subqueries::start_move_in(&self, &shape);
+                    self.mark_dirty(shape);
+                    super::views::note(self, &mut shape.borrow_mut());
+                    super::views::flush(self);
+                    super::subqueries::start_move_in(self, shape);
                 }
             }
             Err(e) => {

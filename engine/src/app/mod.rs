@@ -14,6 +14,7 @@ pub mod pool;
 pub mod responses;
 pub mod router;
 pub mod serve;
+pub mod snapshot_batch;
 pub mod snapshot_writes;
 pub mod sse;
 pub mod sse_stream;

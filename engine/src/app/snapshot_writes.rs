@@ -118,3 +118,57 @@ impl SnapshotWrites {
         Ok(buf)
     }
 }
+
+/// The rows of one shape's snapshot as they arrive: appended to its log, each closed chunk
+/// handed to the writer and the shape queued for the next sync (once per chunk, not per row).
+/// A storage error keeps the rest from being appended and fails the snapshot at
+/// [`SnapshotRows::finish`].
+pub struct SnapshotRows {
+    core: std::rc::Rc<super::core::Core>,
+    shape: super::core::ShapeRef,
+    writes: SnapshotWrites,
+    error: Option<StorageError>,
+}
+
+impl SnapshotRows {
+    pub fn new(core: &std::rc::Rc<super::core::Core>, shape: &super::core::ShapeRef) -> Self {
+        Self {
+            core: core.clone(),
+            shape: shape.clone(),
+            writes: SnapshotWrites::new(core.snapshot_writer()),
+            error: None,
+        }
+    }
+
+    pub fn push(&mut self, json: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        {
+            let mut s = self.shape.borrow_mut();
+            match s.push_snapshot_row(json) {
+                Ok(false) => return,
+                Ok(true) => {
+                    if let Err(e) = self.writes.chunk_closed(&mut s) {
+                        self.error = Some(e);
+                    }
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.core.mark_dirty(&self.shape);
+    }
+
+    /// Waits until every chunk is in the file (before the snapshot's end is recorded).
+    pub async fn finish(mut self) -> Result<(), crate::shapes::snapshot::SnapshotError> {
+        if let Err(e) = self.writes.finish(&self.shape).await {
+            self.error.get_or_insert(e);
+        }
+        match self.error {
+            None => Ok(()),
+            Some(e) => Err(crate::shapes::snapshot::SnapshotError::Protocol(format!(
+                "cannot store the snapshot: {e}"
+            ))),
+        }
+    }
+}

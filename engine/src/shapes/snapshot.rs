@@ -46,20 +46,7 @@ pub fn select_list(def: &ShapeDef) -> (String, Vec<usize>) {
         }
     }
     needed.sort_unstable();
-    let cols: Vec<String> = needed
-        .iter()
-        .map(|&i| {
-            let c = &def.table.columns[i].info;
-            let name = quote_ident(&c.name);
-            // Upstream's snapshot renders values with `::text`, which spells booleans
-            // `true`/`false` (their output function, used by COPY and pgoutput, says `t`/`f`).
-            if c.type_name == "bool" && !c.is_array {
-                format!("{name}::text")
-            } else {
-                name
-            }
-        })
-        .collect();
+    let cols: Vec<String> = needed.iter().map(|&i| column_expr(&def.table, i)).collect();
     (cols.join(", "), needed)
 }
 
@@ -195,6 +182,17 @@ async fn run_in_txn(
         .await?;
         return Ok((snapshot, rows));
     }
+    let rows = copy_rows(conn, def, on_row).await?;
+    Ok((snapshot, rows))
+}
+
+/// Copies the rows of a shape without subqueries in the transaction open on `conn`, each
+/// row's JSON to `on_row`; returns the row count.
+pub async fn copy_rows(
+    conn: &mut Connection,
+    def: &ShapeDef,
+    mut on_row: impl FnMut(&[u8]),
+) -> Result<u64, SnapshotError> {
     let (select, needed) = snapshot_select(def);
     let copy = format!("COPY ({select}) TO STDOUT");
     let mut encoder = RowEncoder::new(def, needed);
@@ -206,7 +204,32 @@ async fn run_in_txn(
         Ok(())
     })
     .await?;
-    Ok((snapshot, rows))
+    Ok(rows)
+}
+
+/// `SELECT` of every column of `table` in table order, spelled as a shape's own snapshot
+/// spells them (booleans as `::text`), and those columns' indexes (all of them).
+pub fn whole_table_select(table: &crate::catalog::TableInfo) -> (String, Vec<usize>) {
+    let cols: Vec<String> = (0..table.columns.len())
+        .map(|i| column_expr(table, i))
+        .collect();
+    (
+        format!("SELECT {} FROM {}", cols.join(", "), table.quoted()),
+        (0..table.columns.len()).collect(),
+    )
+}
+
+/// A column as a snapshot selects it: upstream's snapshot renders values with `::text`, which
+/// spells booleans `true`/`false` (their output function, used by COPY and pgoutput, says
+/// `t`/`f`).
+fn column_expr(table: &crate::catalog::TableInfo, i: usize) -> String {
+    let c = &table.columns[i].info;
+    let name = quote_ident(&c.name);
+    if c.type_name == "bool" && !c.is_array {
+        format!("{name}::text")
+    } else {
+        name
+    }
 }
 
 /// Decodes COPY text rows and encodes them as insert messages, reusing its buffers.
