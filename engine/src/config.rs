@@ -118,8 +118,9 @@ pub struct Config {
     pub max_shapes: Option<u64>,
 
     /// Admission control: most shape requests in flight per node, as JSON
-    /// `{"initial":N,"existing":M}` (initial: without a handle; existing: with one). Past a
-    /// limit a request gets 503 with `retry-after`.
+    /// `{"initial":N,"existing":M}` (initial: without a handle; existing: with one). Past the
+    /// initial limit a request queues for a slot, past the existing one (or a full queue) it
+    /// gets 503 with `retry-after` (`app::admission`).
     #[arg(long, env = "ELECTRIC_MAX_CONCURRENT_REQUESTS",
           default_value = r#"{"initial":300,"existing":10000}"#, value_parser = parse_admission)]
     pub max_concurrent_requests: AdmissionLimits,

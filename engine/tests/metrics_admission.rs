@@ -183,3 +183,51 @@ fn metrics_move_and_admission_refuses_then_recovers() {
         ) >= 1.0
     );
 }
+
+/// Initial requests past the limit queue for a slot instead of getting 503 (a storm of new
+/// shapes: `app::admission`): 40 new shapes at once with an initial limit of 1 all get their
+/// snapshot, and no initial request is refused.
+#[test]
+fn initial_requests_past_the_limit_queue_instead_of_503() {
+    let cluster = support::cluster();
+    let metrics_lease = support::lease_port();
+    let metrics_port = metrics_lease.port();
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, v text);
+         INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 200) g;",
+        Opts {
+            cores: 2,
+            env: vec![
+                ("ELECTRIC_PROMETHEUS_PORT", metrics_port.to_string()),
+                (
+                    "ELECTRIC_MAX_CONCURRENT_REQUESTS",
+                    r#"{"initial":1,"existing":100}"#.to_string(),
+                ),
+            ],
+            ..Opts::default()
+        },
+    );
+    let port = env.server.port;
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let r = Client::new(port).get(&format!(
+                    "/v1/shape?table=items&offset=-1&where=id%20%3E%20{i}"
+                ));
+                (i, r.status, r.body_str().to_string())
+            })
+        })
+        .collect();
+    for c in clients {
+        let (i, status, body) = c.join().expect("client");
+        assert_eq!(status, 200, "shape {i}: {body}");
+        let rows = body.matches("\"insert\"").count();
+        assert_eq!(rows, 200 - i, "shape {i}: rows");
+    }
+    let m = scrape(metrics_port);
+    assert_eq!(
+        get(&m, "ampere_admission_rejected_total{kind=\"initial\"}"),
+        0.0
+    );
+}

@@ -174,6 +174,8 @@ pub struct Core {
     /// restore in progress, `subqueries`): the slot is not acknowledged past the first one
     /// ([`Core::publish_durable`]). Idle ones are dropped when seen.
     pub holding: RefCell<crate::fast_map::FastMap<usize, ShapeRef>>,
+    /// Initial requests queued for an admission slot (`admission`).
+    pub admission: super::admission::Queue,
     /// New shapes waiting for a shared snapshot, per table (`snapshot_batch`).
     pub batches: super::snapshot_batch::Batches,
     /// Xids of the transactions this core applied last: a move-in query's snapshot must see
@@ -217,6 +219,7 @@ impl Core {
             splice_waiters: RefCell::default(),
             holding: RefCell::default(),
             batches: Default::default(),
+            admission: Default::default(),
             recent_xids: RefCell::default(),
             defs: RefCell::default(),
             worker,

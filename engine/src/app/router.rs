@@ -419,7 +419,7 @@ async fn shape(core: &Rc<Core>, req: Request) -> Response {
 
 /// Reads the request once (`accept`), then resolves a log request's definition and owner.
 async fn prepare(core: &Rc<Core>, req: Request) -> Next<'_> {
-    let accepted = match accept(core, &req) {
+    let accepted = match accept(core, &req).await {
         Ok(accepted) => accepted,
         Err(refused) => return Next::Done(refused),
     };
@@ -456,7 +456,7 @@ async fn prepare(core: &Rc<Core>, req: Request) -> Next<'_> {
 
 /// Decodes the query string once; then, reading those parameters, authorization (a 401 wins
 /// over everything, even an undecodable query), admission, subset detection and validation.
-fn accept<'c>(core: &'c Core, req: &Request) -> Result<Accepted<'c>, Response> {
+async fn accept<'c>(core: &'c Rc<Core>, req: &Request) -> Result<Accepted<'c>, Response> {
     let decoded = parse_query_string(req.query());
     if !authorized(core, decoded.as_ref().ok()) {
         return Err(responses::unauthorized());
@@ -473,7 +473,7 @@ fn accept<'c>(core: &'c Core, req: &Request) -> Result<Accepted<'c>, Response> {
             Err(e) => Err(no_cache(malformed(e))),
         };
     }
-    let permit = admission::try_acquire(core, admission::kind_of(decoded.as_ref().ok()))?;
+    let permit = admission::acquire(core, admission::kind_of(decoded.as_ref().ok())).await?;
     let post = req.method == Method::Post;
     let body = (post && !req.body.is_empty()).then_some(&req.body[..]);
     let params = match decoded {
