@@ -31,20 +31,65 @@ type Synced = (SyncPoint, Option<Option<LogOffset>>);
 /// once the log it names is durable (`storage::log_cut`).
 pub struct ShapeSync {
     handle: String,
+    /// The shape's directory (on the storage file system).
+    dir: PathBuf,
     job: SyncJob,
-    cut: Option<(PathBuf, LogCut)>,
+    cut: Option<LogCut>,
 }
 
 impl ShapeSync {
     fn run(self) -> (String, Result<Synced, crate::storage::StorageError>) {
         let result = self.job.run().and_then(|point| match self.cut {
             None => Ok((point, None)),
-            Some((dir, cut)) => {
-                crate::storage::log_cut::write(&dir, &cut).map(|()| (point, Some(cut.last)))
+            Some(cut) => {
+                crate::storage::log_cut::write(&self.dir, &cut).map(|()| (point, Some(cut.last)))
             }
         });
         (self.handle, result)
     }
+}
+
+/// A group commit of at least this many shapes uses two `syncfs` calls instead of several
+/// fsyncs per shape (a storm of new shapes: each would cost a handful of fsyncs).
+const SYNCFS_MIN: usize = 16;
+
+/// Runs a group commit: per shape ([`ShapeSync::run`]) or, for many shapes, as one
+/// `syncfs` for the data the stores already wrote to the OS, then every shape's metadata and
+/// cut installed without fsync, then a second `syncfs` (so data reaches the disk before the
+/// metadata naming it). A failed `syncfs` fails every shape of the round.
+fn run_group(jobs: Vec<ShapeSync>) -> SyncResults {
+    if jobs.len() < SYNCFS_MIN {
+        return jobs.into_iter().map(ShapeSync::run).collect();
+    }
+    let dir = jobs[0].dir.clone();
+    let fail_all = |handles: Vec<String>, e: crate::storage::StorageError| -> SyncResults {
+        let why = e.to_string();
+        handles
+            .into_iter()
+            .map(|h| {
+                let e = std::io::Error::other(why.clone());
+                (h, Err(crate::storage::StorageError::io("syncfs", &dir, e)))
+            })
+            .collect()
+    };
+    if let Err(e) = crate::storage::sync_filesystem(&dir) {
+        return fail_all(jobs.into_iter().map(|j| j.handle).collect(), e);
+    }
+    let installed: SyncResults = jobs
+        .into_iter()
+        .map(|j| {
+            let r = j.job.run_deferred().and_then(|point| match j.cut {
+                None => Ok((point, None)),
+                Some(cut) => crate::storage::log_cut::write_unsynced(&j.dir, &cut)
+                    .map(|()| (point, Some(cut.last))),
+            });
+            (j.handle, r)
+        })
+        .collect();
+    if let Err(e) = crate::storage::sync_filesystem(&dir) {
+        return fail_all(installed.into_iter().map(|(h, _)| h).collect(), e);
+    }
+    installed
 }
 
 /// Blocking storage work, done on the core's worker thread.
@@ -66,7 +111,7 @@ pub fn start_worker(id: usize) -> std::io::Result<flume::Sender<Job>> {
             while let Ok(job) = rx.recv() {
                 match job {
                     Job::Sync { jobs, reply } => {
-                        let results = jobs.into_iter().map(ShapeSync::run).collect();
+                        let results = run_group(jobs);
                         let _ = reply.send(results);
                     }
                     Job::Remove(dir) => {
@@ -112,9 +157,14 @@ pub async fn sync_loop(core: Rc<Core>) {
                 uncut.push(shape.clone());
             }
             if let Some(store) = s.store.as_mut() {
-                let cut = cut.map(|c| (store.dir().to_path_buf(), c));
+                let dir = store.dir().to_path_buf();
                 match store.prepare_sync() {
-                    Ok(job) => jobs.push(ShapeSync { handle, job, cut }),
+                    Ok(job) => jobs.push(ShapeSync {
+                        handle,
+                        dir,
+                        job,
+                        cut,
+                    }),
                     Err(e) => {
                         tracing::error!("shape {handle}: cannot write its log: {e}");
                         failed.push(handle);
