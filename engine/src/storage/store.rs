@@ -135,13 +135,12 @@ impl ShapeStore {
         std::fs::create_dir(&staging).map_err(StorageError::at("create directory", &staging))?;
         let built = (|| {
             let meta_bytes = meta::encode(meta);
-            fsio::replace_file(
-                &staging,
-                META_FILE,
-                layout::META_TMP_FILE,
-                &meta_bytes,
-                false,
-            )?;
+            // Written in place, not replaced by rename: nothing reads the staging directory,
+            // which becomes the shape only by its own rename below (a rename is the costliest
+            // step of a shape's creation here: storms create thousands).
+            let meta_path = staging.join(META_FILE);
+            std::fs::write(&meta_path, &meta_bytes)
+                .map_err(StorageError::at("write", &meta_path))?;
             let log = AppendFile::create_new(staging.join(layout::segment_name(0)))?;
             let snapshot = AppendFile::create_new(staging.join(SNAPSHOT_FILE))?;
             let index = AppendFile::create_new(staging.join(INDEX_FILE))?;
