@@ -1083,7 +1083,7 @@ impl Core {
                 .sub
                 .as_ref()
                 .map(|sub| (sub.stack_id.clone(), shape.borrow().handle.clone()));
-            let applied: Vec<u32> = self.recent_xids.borrow().iter().copied().collect();
+            let applied = self.applied_xids();
             let r = snapshot::run(&mut conn, &def, tags, &applied, |json| rows.push(json)).await;
             rows.finish().await?;
             if r.is_ok() {
@@ -1093,6 +1093,22 @@ impl Core {
         }
         .await;
         self.snapshot_done(&shape, result, started);
+    }
+
+    /// Opens a snapshot transaction that sees every transaction this core applied
+    /// (`snapshot::begin_seeing`): a shape registered after one of them was applied would
+    /// never get it, and a move-in query or view load that missed one would disagree with the
+    /// views.
+    pub(crate) async fn begin_seeing_applied(
+        &self,
+        conn: &mut Connection,
+    ) -> Result<(crate::shapes::shape::PgSnapshot, u64), snapshot::SnapshotError> {
+        snapshot::begin_seeing(conn, &self.applied_xids()).await
+    }
+
+    /// Xids of the transactions this core applied last (what a new snapshot must see).
+    pub(crate) fn applied_xids(&self) -> Vec<u32> {
+        self.recent_xids.borrow().iter().copied().collect()
     }
 
     /// What follows a shape's snapshot: its end in the log (and the transactions that waited

@@ -187,8 +187,7 @@ async fn run_batch(core: &Rc<Core>, batch: &[ShapeRef]) -> Vec<Outcome> {
     if let Err(e) = core.ensure_published(&mut conn, &defs[0].table).await {
         return fail_all(SnapshotError::Pg(e));
     }
-    let applied: Vec<u32> = core.recent_xids.borrow().iter().copied().collect();
-    let snapshot = match snapshot::begin_seeing(&mut conn, &applied).await {
+    let snapshot = match core.begin_seeing_applied(&mut conn).await {
         Ok((snapshot, _)) => snapshot,
         Err(e) => return fail_all(e),
     };
@@ -229,9 +228,9 @@ async fn run_batch(core: &Rc<Core>, batch: &[ShapeRef]) -> Vec<Outcome> {
         (Ok(()), Err(e)) => return fail_all(SnapshotError::Pg(e)),
         (Err(Some(e)), _) => return fail_all(e),
         (Err(None), _) => {
-            // One shape's query failed: it gets its error, the shapes not run go back to the
-            // queue; those that ran keep their rows only if they are complete (they are: the
-            // snapshot is the same), so they finish.
+            // One shape's own query failed and ended the transaction: that shape has its
+            // error, the shapes not run yet go back to the queue, and those that ran have all
+            // their rows from the one snapshot, so they finish below.
         }
     }
     for (i, r) in rows.iter_mut().enumerate() {

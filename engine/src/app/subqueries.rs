@@ -368,7 +368,7 @@ async fn load_view(core: Rc<Core>, view: ViewRef) {
         core.ensure_published(&mut conn, &def.table)
             .await
             .map_err(SnapshotError::Pg)?;
-        begin_seeing_applied(&core, &mut conn).await?;
+        core.begin_seeing_applied(&mut conn).await?;
         let r = read_view(&mut conn, &def, &view).await;
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
         conn.execute(end).await?;
@@ -482,7 +482,7 @@ async fn move_in(core: Rc<Core>, shape: ShapeRef, sql: String) {
         // A transaction this core applied already may still be committing for other
         // sessions (its commit is streamed first): the query must see all of them, else it
         // would miss their effects while the shape has them. Rare and brief: start again.
-        let (snapshot, lsn) = begin_seeing_applied(&core, &mut conn).await?;
+        let (snapshot, lsn) = core.begin_seeing_applied(&mut conn).await?;
         let r = async {
             let select = {
                 let s = shape.borrow();
@@ -686,17 +686,6 @@ pub fn hold(core: &Core, shape: &ShapeRef) {
 /// Largest result of one move-in query, held in memory until spliced; above it the shape
 /// rotates (409) and its clients resync.
 const MOVE_IN_BYTES_MAX: usize = 256 * 1024 * 1024;
-
-/// Opens a snapshot transaction that sees every transaction this core applied
-/// (`snapshot::begin_seeing`): a query that missed one the core already applied would
-/// disagree with the views.
-async fn begin_seeing_applied(
-    core: &Core,
-    conn: &mut crate::pg::Connection,
-) -> Result<(PgSnapshot, u64), SnapshotError> {
-    let applied: Vec<u32> = core.recent_xids.borrow().iter().copied().collect();
-    crate::shapes::snapshot::begin_seeing(conn, &applied).await
-}
 
 /// Splices a shape's move-in rows once its boundary is known: a queued transaction the
 /// query's snapshot does not see (the ones before it were all seen), or the stream past the

@@ -90,9 +90,9 @@ pub fn begin_snapshot_sql() -> &'static str {
 /// `tags` names the shape (stack id, handle) whose rows carry subquery tags; `None` for a
 /// shape without subqueries.
 ///
-/// `applied`: xids of the transactions the core applied last. The shape receives only the
-/// transactions after it was registered, so its snapshot must see every one before: see
-/// [`begin_seeing`].
+/// `applied`: xids of the transactions the core applied last (`Core::applied_xids`). The
+/// shape receives only the transactions after it was registered, so its snapshot must see
+/// every one before: see [`begin_seeing`].
 pub async fn run(
     conn: &mut Connection,
     def: &ShapeDef,
