@@ -1855,60 +1855,7 @@ fn get_within(port: u16, target: &str, timeout: Duration) -> Result<support::Res
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
         .map_err(|e| format!("read: {e} (after {} bytes)", raw.len()))?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no end of headers in {:?}", String::from_utf8_lossy(&raw)))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|e| e.to_string())?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default().to_string();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    for l in lines {
-        let (k, v) = l
-            .split_once(':')
-            .ok_or_else(|| format!("bad header line {l:?}"))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let mut rest = &raw[end + 4..];
-    let body = if chunked {
-        let mut out = Vec::new();
-        loop {
-            let nl = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or("chunk size line not terminated")?;
-            let line = std::str::from_utf8(&rest[..nl]).map_err(|e| e.to_string())?;
-            let size_hex = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|e| format!("chunk size {size_hex:?}: {e}"))?;
-            rest = &rest[nl + 2..];
-            if size == 0 {
-                break out;
-            }
-            if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
-                return Err("truncated chunk".into());
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-    } else {
-        rest.to_vec()
-    };
-    Ok(support::Resp {
-        status,
-        status_line,
-        headers,
-        body,
-        chunked,
-    })
+    support::Resp::parse(&raw, false)
 }
 
 /// A client per spec. With `stagger`, every third one arrives later, spread over that time

@@ -88,7 +88,8 @@ pub struct Resp {
 }
 
 impl Resp {
-    fn parse(raw: &[u8], head_request: bool) -> Result<Self, String> {
+    /// Parses a whole response as read from the connection (`head_request`: no body).
+    pub fn parse(raw: &[u8], head_request: bool) -> Result<Self, String> {
         let end = raw
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
