@@ -4,7 +4,8 @@
 //!   (with its embedded Postgres when `DATABASE_URL` is unset).
 //! - `cargo xtask test`: install missing system packages and test tools, then run the whole suite:
 //!   fmt, clippy, every Rust test (unit, integration against a real Postgres), the official
-//!   `@electric-sql/client` conformance suite, and short fuzz smoke runs.
+//!   `@electric-sql/client` conformance suite, the example application's end-to-end test in
+//!   headless Chromium (`examples/todo`), and short fuzz smoke runs.
 //! - `cargo xtask deps`: only the installation step.
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,9 @@ const APT_PACKAGES: &[&str] = &[
     "pgbouncer",
     // Certificates for the conformance run against a TLS-only Postgres.
     "openssl",
+    // The browser of the example application's end-to-end test (`examples/todo/test/e2e.mjs`,
+    // driven by puppeteer-core: nothing downloads a browser of its own).
+    "chromium",
 ];
 
 fn main() -> Result<()> {
@@ -165,14 +169,54 @@ fn test(args: &[String]) -> Result<()> {
         }
         status(Command::new("node").arg("run.mjs").current_dir(conformance))?;
     }
+    example_e2e(&ampere_bin)?;
     if !quick && Path::new("fuzz/Cargo.toml").exists() {
         fuzz_smoke()?;
     }
     eprintln!(
-        "xtask test: every stage passed (fmt, clippy, nextest, conformance{})",
+        "xtask test: every stage passed (fmt, clippy, nextest, conformance, example e2e{})",
         if quick { "" } else { ", fuzz smoke" }
     );
     Ok(())
+}
+
+/// The example application (`examples/todo`) in headless Chromium: `npm ci` when its
+/// dependencies are missing or older than its lock file, the front-end build, then its
+/// end-to-end test (two pages, writes from a page and from psql, a reload, a server restart).
+fn example_e2e(ampere_bin: &Path) -> Result<()> {
+    let example = Path::new("examples/todo");
+    if !example.join("package.json").exists() {
+        return Ok(());
+    }
+    let lock = example.join("package-lock.json");
+    let modules = example.join("node_modules");
+    let stale = match (modified(&lock), modified(&modules)) {
+        (Some(lock), Some(modules)) => lock > modules,
+        _ => true,
+    };
+    if stale {
+        status(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .env("PUPPETEER_SKIP_DOWNLOAD", "1")
+                .current_dir(example),
+        )?;
+    }
+    status(
+        Command::new("npm")
+            .args(["run", "--silent", "build"])
+            .current_dir(example),
+    )?;
+    status(
+        Command::new("node")
+            .arg("test/e2e.mjs")
+            .env("AMPERE_BIN", ampere_bin)
+            .current_dir(example),
+    )
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Seconds each fuzz target runs in the smoke stage.

@@ -6,13 +6,19 @@ import { eq, useLiveQuery } from '@tanstack/react-db';
 import { LIST, uuid } from './api.js';
 import { todoCollection } from './collection.js';
 
-function report(tx, setFailure) {
-  tx.isPersisted.promise.then(() => setFailure(null), (e) => setFailure(e.message));
-}
 
 export function DbView() {
   const [title, setTitle] = useState('');
   const [failure, setFailure] = useState(null);
+  // Mutations applied optimistically whose transaction has not come back through the shape yet.
+  const [inFlight, setInFlight] = useState(0);
+
+  function report(tx) {
+    setInFlight((n) => n + 1);
+    tx.isPersisted.promise
+      .then(() => setFailure(null), (e) => setFailure(e.message))
+      .finally(() => setInFlight((n) => n - 1));
+  }
   const { data: open = [], isLoading } = useLiveQuery((q) => q
     .from({ todo: todoCollection })
     .where(({ todo }) => eq(todo.done, false))
@@ -29,7 +35,7 @@ export function DbView() {
     setTitle('');
     report(todoCollection.insert({
       id: uuid(), list: LIST, title: text, done: false, created_at: new Date().toISOString(),
-    }), setFailure);
+    }));
   }
 
   return (
@@ -52,13 +58,15 @@ export function DbView() {
                 className="finish" aria-label={`Finish ${todo.title}`}
                 onClick={() => report(todoCollection.update(todo.id, (d) => {
                   d.done = true;
-                }), setFailure)}
+                }))}
               >Done</button>
             </li>
           ))}
         </ul>
       )}
-      <p className="muted footer">{open.length} open · {done.length} done</p>
+      <p className="muted footer" data-testid="db-footer" data-in-flight={inFlight}>
+        {open.length} open · {done.length} done{inFlight > 0 ? ` · ${inFlight} saving…` : ''}
+      </p>
     </section>
   );
 }

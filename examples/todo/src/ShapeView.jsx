@@ -66,6 +66,7 @@ export function ShapeView() {
             return (
               <li
                 key={todo.id} data-title={todo.title} data-done={String(todo.done)}
+                data-synced={String(synced.has(todo.id))} data-saving={String(saving)}
                 className={`${todo.done ? 'done' : ''} ${saving ? 'saving' : ''}`}
               >
                 <label>
