@@ -56,10 +56,11 @@ async function migrate() {
     if (process.env.SEED !== '0') {
       const { rows } = await c.query('SELECT count(*)::int AS n FROM todos');
       if (rows[0].n === 0) {
-        await c.query(`INSERT INTO todos (id, list, title, done) VALUES
-          ($1, 'demo', 'Open this page in a second window', true),
-          ($2, 'demo', 'Add an item and watch it appear in both', false),
-          ($3, 'demo', 'Insert one with psql too', false)`, [randomUUID(), randomUUID(), randomUUID()]);
+        await c.query(`INSERT INTO todos (id, list, title, done, created_at) VALUES
+          ($1, 'demo', 'Open this page in a second window', true, now() - interval '3 s'),
+          ($2, 'demo', 'Add an item and watch it appear in both', false, now() - interval '2 s'),
+          ($3, 'demo', 'Insert one with psql too', false, now() - interval '1 s')`,
+        [randomUUID(), randomUUID(), randomUUID()]);
       }
     }
   } finally {

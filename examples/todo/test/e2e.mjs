@@ -10,7 +10,8 @@
 //   4. an optimistic "Done" in page B's TanStack DB view reaches page A;
 //   5. page A reloaded shows the same state;
 //   6. Ampere stopped; a write from psql and one from page B while it is down; Ampere started
-//      again: both appear on both pages, and a write after the restart too.
+//      again: both appear on both pages, and a write and a delete after the restart too;
+//   7. both pages equal the table; no uncaught error in either.
 // Waits are bounded ("appears within N s"), nothing asserts on timing beyond that.
 //
 // Environment: AMPERE_BIN (default target/release/ampere, built if missing), CHROMIUM_BIN
@@ -335,6 +336,9 @@ async function main() {
     (s) => ['psql while down', 'page B while down'].every((t) => shownOpen(t)(s)));
   await addThroughShapeView(a, 'page A after the restart');
   await onBoth(pages, 'a write after the restart', shownOpen('page A after the restart'));
+  await b.locator('button[aria-label="Delete psql while down"]').click();
+  await onBoth(pages, 'a delete from page B', (s) => !s.shape.some((i) => i.title === 'psql while down')
+    && !has(s.db, 'psql while down') && settled(s));
 
   // Everything both pages show equals the table.
   const rows = psql(`SELECT title || ':' || done FROM todos WHERE list = '${LIST}' ORDER BY created_at, id`)

@@ -11,7 +11,7 @@ const browser = await puppeteer.launch({
 });
 try {
   const page = await browser.newPage();
-  await page.setViewport({ width: 960, height: 560, deviceScaleFactor: 1 });
+  await page.setViewport({ width: 960, height: 440, deviceScaleFactor: 1 });
   await page.goto(url, { waitUntil: 'load' });
   await page.waitForSelector('[data-testid=shape-list] li');
   await page.waitForSelector('[data-testid=db-list] li');
