@@ -10,7 +10,8 @@
 //   4. an optimistic "Done" in page B's TanStack DB view reaches page A;
 //   5. page A reloaded shows the same state;
 //   6. Ampere stopped; a write from psql and one from page B while it is down; Ampere started
-//      again: both appear on both pages, and a write and a delete after the restart too;
+//      again: both appear on both pages, and a write and a delete after the restart too; then
+//      Ampere killed with SIGKILL, a write from psql, Ampere started: it appears on both;
 //   7. both pages equal the table; no uncaught error in either.
 // Waits are bounded ("appears within N s"), nothing asserts on timing beyond that.
 //
@@ -118,6 +119,11 @@ class Ampere {
     this.child = spawnLogged(this.bin, [], env, this.logFile);
     await waitHttp(`${this.url}/v1/health`, (r, b) => r.ok && b.includes('active'), this.child,
       'ampere');
+  }
+
+  async kill() {
+    killGroup(this.child, 'SIGKILL');
+    if (!(await waitExit(this.child, 10_000))) throw new Error('ampere did not die of SIGKILL');
   }
 
   async stop() {
@@ -276,6 +282,7 @@ async function main() {
     headless: !process.env.E2E_HEADFUL,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
     protocolTimeout: 120_000,
+    timeout: 90_000,
   });
   const pageErrors = [];
   const pages = [];
@@ -339,6 +346,14 @@ async function main() {
   await b.locator('button[aria-label="Delete psql while down"]').click();
   await onBoth(pages, 'a delete from page B', (s) => !s.shape.some((i) => i.title === 'psql while down')
     && !has(s.db, 'psql while down') && settled(s));
+
+  // And once more the hard way: Ampere killed (SIGKILL), a write, Ampere started again.
+  await ampere.kill();
+  log('ampere killed (SIGKILL)');
+  psql(`INSERT INTO todos (id, list, title) VALUES (gen_random_uuid(), '${LIST}', 'psql after a crash')`);
+  await ampere.start();
+  log('ampere started again');
+  await onBoth(pages, 'a write made while ampere was dead', shownOpen('psql after a crash'));
 
   // Everything both pages show equals the table.
   const rows = psql(`SELECT title || ':' || done FROM todos WHERE list = '${LIST}' ORDER BY created_at, id`)
