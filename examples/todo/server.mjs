@@ -177,6 +177,9 @@ const CLIENT_PARAMS = new Set([
   'subset__order_by', 'subset__where_expr', 'subset__order_by_expr',
 ]);
 
+// Headers about one connection, not the message: each side of the proxy has its own.
+const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer'];
+
 function proxyShape(req, res, list) {
   const incoming = new URL(req.url, 'http://x');
   const target = new URL('/v1/shape', AMPERE_URL);
@@ -189,10 +192,10 @@ function proxyShape(req, res, list) {
   if (SECRET) target.searchParams.set('secret', SECRET);
 
   const headers = { ...req.headers, host: AMPERE_URL.host };
-  delete headers.authorization;
-  delete headers.cookie;
+  for (const h of ['authorization', 'cookie', ...HOP_BY_HOP]) delete headers[h];
   const upstream = http.request(target, { method: req.method, headers }, (up) => {
     const out = { ...up.headers };
+    for (const h of HOP_BY_HOP) delete out[h];
     // The answer depends on the token, so a browser or CDN must not share it across tokens.
     out.vary = out.vary ? `${out.vary}, Authorization` : 'Authorization';
     res.writeHead(up.statusCode, out);
