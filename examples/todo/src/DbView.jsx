@@ -6,7 +6,6 @@ import { eq, useLiveQuery } from '@tanstack/react-db';
 import { LIST, uuid } from './api.js';
 import { todoCollection } from './collection.js';
 
-
 export function DbView() {
   const [title, setTitle] = useState('');
   const [failure, setFailure] = useState(null);
@@ -19,6 +18,7 @@ export function DbView() {
       .then(() => setFailure(null), (e) => setFailure(e.message))
       .finally(() => setInFlight((n) => n - 1));
   }
+
   const { data: open = [], isLoading } = useLiveQuery((q) => q
     .from({ todo: todoCollection })
     .where(({ todo }) => eq(todo.done, false))
