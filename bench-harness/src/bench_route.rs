@@ -7,6 +7,7 @@
 //! row hits exactly one shape and another hits none (for `<>`, the rows hit all shapes but one
 //! and all shapes). Each measurement repeats the call until 100 ms have passed (at least 3
 //! times) and reports the mean per call. Every routed set is checked against the naive set.
+//! `ROUTE_KINDS=ILIKE,LIKE` keeps only the kinds whose name contains one of the words.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -27,17 +28,31 @@ fn column(name: &str, type_name: &str, is_array: bool) -> ColumnType {
     }
 }
 
+/// Values of the table's columns, in order: id, name, tags, a, b, email.
+type Values = [String; 6];
+
 /// The clause kinds: name, clause of shape `i` of `n`, the row hitting one (or all but one)
-/// and the row hitting none (or all), as (id, name, tags).
+/// and the row hitting none (or all).
 struct Kind {
     name: &'static str,
     clause: fn(u64) -> String,
-    hit: fn(u64) -> [String; 3],
-    miss: fn(u64) -> [String; 3],
+    hit: fn(u64) -> Values,
+    miss: fn(u64) -> Values,
 }
 
-fn row(id: u64, name: &str, tags: &str) -> [String; 3] {
-    [id.to_string(), name.to_string(), tags.to_string()]
+fn row(id: u64, name: &str, tags: &str) -> Values {
+    full_row(id, name, tags, (0, 0), "x")
+}
+
+fn full_row(id: u64, name: &str, tags: &str, (a, b): (i64, i64), email: &str) -> Values {
+    [
+        id.to_string(),
+        name.to_string(),
+        tags.to_string(),
+        a.to_string(),
+        b.to_string(),
+        email.to_string(),
+    ]
 }
 
 const KINDS: &[Kind] = &[
@@ -78,12 +93,50 @@ const KINDS: &[Kind] = &[
         miss: |_| row(0, "someone-else", "{}"),
     },
     Kind {
-        name: "name ILIKE '%c%' (one by one)",
+        name: "name ILIKE '%c%'",
         clause: |i| format!("name ILIKE '%-{i}-%'"),
         hit: |n| row(0, &format!("user-{}-smith", n / 2), "{}"),
         miss: |_| row(0, "someone-else", "{}"),
     },
+    Kind {
+        name: "name LIKE '%c'",
+        clause: |i| format!("name LIKE '%-{i}'"),
+        hit: |n| row(0, &format!("user-{}", n / 2), "{}"),
+        miss: |_| row(0, "someone-else", "{}"),
+    },
+    Kind {
+        name: "lower(name) LIKE '%c%'",
+        clause: |i| format!("lower(name) LIKE '%-{i}-%'"),
+        hit: |n| row(0, &format!("USER-{}-SMITH", n / 2), "{}"),
+        miss: |_| row(0, "SOMEONE-ELSE", "{}"),
+    },
+    Kind {
+        name: "a * 2 + b > c",
+        clause: |i| format!("a * 2 + b > {i}"),
+        hit: |_| full_row(0, "x", "{}", (0, 1), "x"),
+        miss: |_| full_row(0, "x", "{}", (0, 0), "x"),
+    },
+    Kind {
+        name: "name ILIKE '%c%' OR email ILIKE '%c%'",
+        clause: |i| format!("name ILIKE '%-{i}-%' OR email ILIKE '%-{i}-%'"),
+        hit: |n| full_row(0, "x", "{}", (0, 0), &format!("mail-{}-x", n / 2)),
+        miss: |_| full_row(0, "someone-else", "{}", (0, 0), "someone-else"),
+    },
+    Kind {
+        name: "id = c OR lower(email) = c",
+        clause: |i| format!("id = {i} OR lower(email) = 'mail-{i}'"),
+        hit: |n| full_row(n + 7, "x", "{}", (0, 0), &format!("MAIL-{}", n / 2)),
+        miss: |n| full_row(n + 7, "x", "{}", (0, 0), "someone-else"),
+    },
 ];
+
+/// Whether kind `name` is selected by `ROUTE_KINDS` (a comma-separated list of words).
+fn selected(name: &str) -> bool {
+    match std::env::var("ROUTE_KINDS") {
+        Ok(words) if !words.is_empty() => words.split(',').any(|w| name.contains(w)),
+        _ => true,
+    }
+}
 
 /// Mean time per call of `f`, repeating it for at least [`MIN_TIME`].
 fn time_per_call(mut f: impl FnMut()) -> Duration {
@@ -106,7 +159,7 @@ struct Measured {
     matched: usize,
 }
 
-fn measure(router: &Router, predicates: &[Predicate], values: &[String; 3]) -> Result<Measured> {
+fn measure(router: &Router, predicates: &[Predicate], values: &Values) -> Result<Measured> {
     let get = |i: usize| values.get(i).map(String::as_bytes);
     let mut out = Vec::new();
     router.route(&get, &mut out);
@@ -145,6 +198,9 @@ pub fn run(sizes: &[u64]) -> Result<Vec<Table>> {
         column("id", "int8", false),
         column("name", "text", false),
         column("tags", "text", true),
+        column("a", "int8", false),
+        column("b", "int8", false),
+        column("email", "text", false),
     ];
     let mut per_change = Table::new(
         "Routing cost per change (one table, N shapes)",
@@ -160,7 +216,7 @@ pub fn run(sizes: &[u64]) -> Result<Vec<Table>> {
             "router ns/shape",
         ],
     );
-    for kind in KINDS {
+    for kind in KINDS.iter().filter(|k| selected(k.name)) {
         for &n in sizes {
             let predicates: Vec<Predicate> = (0..n)
                 .map(|i| {

@@ -72,6 +72,10 @@ const VALUES: &[&[Option<&str>]] = &[
         Some("ab"),
         Some("a%b"),
         Some("İx"),
+        Some("xabcx"),
+        Some("a_b"),
+        Some("Straße-ǅ"),
+        Some("ab  "),
     ],
     &[
         None,
@@ -140,7 +144,14 @@ const VALUES: &[&[Option<&str>]] = &[
         Some("2024-01-02"),
         Some("2023-12-31"),
     ],
-    &[None, Some("abc"), Some("ab"), Some("x")],
+    &[
+        None,
+        Some("abc"),
+        Some("ab"),
+        Some("x"),
+        Some("XAB"),
+        Some("ǅ"),
+    ],
 ];
 
 /// Clause templates; `{}` is replaced by a constant from the pool named after the `#`.
@@ -196,6 +207,25 @@ const CLAUSES: &[&str] = &[
     "f * 2 <= '{}'#float",
     "lower(name) >= '{}'#text",
     "{} > i4 - 1#int",
+    "name ILIKE '%{}%'#text",
+    "name LIKE '%{}%'#text",
+    "name LIKE '%{}'#text",
+    "name ILIKE '%{}'#text",
+    "name LIKE '{}'#text",
+    "name ILIKE '%{}_'#text",
+    "name LIKE '_%{}%{}'#text",
+    "name LIKE '%'",
+    "name ILIKE '_'",
+    "lower(name) LIKE '%{}%'#text",
+    "upper(name) ILIKE '{}%'#text",
+    "lower(name) LIKE '%{}'#text",
+    "v ILIKE '%{}%'#text",
+    "c LIKE '%{}'#bpchar",
+    "c ILIKE '%{}%'#bpchar",
+    "name || v LIKE '%{}%'#text",
+    "id * 2 + i4 > {}#int",
+    "lower(v) = '{}'#text",
+    "(name ILIKE '%{}%') IS TRUE#text",
 ];
 
 const POOLS: &[(&str, &[&str])] = &[
@@ -203,7 +233,8 @@ const POOLS: &[(&str, &[&str])] = &[
     (
         "text",
         &[
-            "abc", "ab", "a", "ÁB", "STRA", "straße", "ǆ", "\\%", "x", "İ", "i",
+            "abc", "ab", "a", "ÁB", "STRA", "straße", "ǆ", "\\%", "x", "İ", "i", "B", "\\_", "SSE",
+            "b ", "",
         ],
     ),
     ("num", &["1", "1.00", "2.50", "0", "-0.0", "'NaN'", "NULL"]),

@@ -4,20 +4,21 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-pub(super) fn add<K: Hash + Eq>(map: &mut HashMap<K, Vec<u64>>, key: K, shape: u64) {
+pub(super) fn add<K: Hash + Eq, V>(map: &mut HashMap<K, Vec<V>>, key: K, shape: V) {
     map.entry(key).or_default().push(shape);
 }
 
 /// Removes one occurrence of `shape` under `key`; whether it was there.
-pub(super) fn remove_one<K, Q>(map: &mut HashMap<K, Vec<u64>>, key: &Q, shape: u64) -> bool
+pub(super) fn remove_one<K, Q, V>(map: &mut HashMap<K, Vec<V>>, key: &Q, shape: V) -> bool
 where
     K: Hash + Eq + Borrow<Q>,
     Q: Hash + Eq + ?Sized,
+    V: PartialEq,
 {
     let Some(shapes) = map.get_mut(key) else {
         return false;
     };
-    let Some(at) = shapes.iter().position(|&s| s == shape) else {
+    let Some(at) = shapes.iter().position(|s| *s == shape) else {
         return false;
     };
     shapes.swap_remove(at);

@@ -9,27 +9,41 @@
 //!   candidates, each verified with the shape's own predicate, so results are exact;
 //! - a template (`expression OP constant`): grouped with the same expression and evaluated
 //!   once per group per row;
+//! - a LIKE / ILIKE pattern on a row-dependent string (`name ILIKE '%abc%'`,
+//!   `lower(name) LIKE '%abc'`): grouped with the patterns on the same string, which is
+//!   evaluated once per row and searched for every pattern at once (`like_group`);
+//! - candidate terms (`analyze::terms`): like an access plan, but a term may also be a LIKE
+//!   pattern or a keyed template comparison, found by groups of their own whose members emit
+//!   the shape as a candidate to verify (`id = 1 OR lower(email) = 'x'`);
 //! - otherwise its predicate is evaluated on every row.
 //!
 //! `route` takes `&self` and allocates nothing per call beyond the growth of `out`, except
-//! for array-column probes (the row's array is parsed into a vector) and numeric keys longer
-//! than 24 bytes. The router is single-threaded state (one per table per core).
+//! for array-column probes (the row's array is parsed into a vector), numeric keys longer
+//! than 24 bytes, ILIKE's folded copy of a group's string and the list of needles a string
+//! contains. The router is single-threaded state (one per table per core).
 
 mod buckets;
 mod column;
+mod groups;
 mod interval;
+mod like_group;
+mod needles;
 mod prefix;
 mod template;
 
+#[cfg(test)]
+mod like_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::hash::RandomState;
 
-use crate::where_clause::analyze::{self, Probe};
+use crate::where_clause::analyze::{self, Probe, Term};
 use crate::where_clause::Predicate;
 use column::ColumnIndex;
+use groups::Groups;
+use like_group::LikeGroup;
 use template::{Position, TemplateGroup};
 
 /// One row: the text form of column `i` as pgoutput sends it, `None` for NULL.
@@ -45,8 +59,13 @@ pub struct Router {
     /// Shapes evaluated one by one.
     scan: Vec<Scanned>,
     columns: Vec<ColumnIndex>,
-    groups: Vec<TemplateGroup>,
-    group_of: HashMap<String, usize>,
+    /// Template groups of whole clauses: members are shape ids, results exact.
+    groups: Groups<TemplateGroup>,
+    /// LIKE groups of whole clauses: members are shape ids, results exact.
+    likes: Groups<LikeGroup>,
+    /// Groups of terms of larger clauses: members are packed references, to verify.
+    checked_groups: Groups<TemplateGroup>,
+    checked_likes: Groups<LikeGroup>,
     hasher: RandomState,
 }
 
@@ -71,8 +90,31 @@ struct Shape {
 enum Place {
     Everything(usize),
     Scan(usize),
-    Template { group: usize, position: Position },
-    Indexed(Vec<(usize, Probe)>),
+    Template {
+        group: usize,
+        position: Position,
+    },
+    Like {
+        group: usize,
+        member: u32,
+    },
+    /// Found through these terms, then verified.
+    Indexed(Vec<Stored>),
+}
+
+/// Where one term of an indexed shape is stored.
+enum Stored {
+    /// Column index (in `columns`) and probe.
+    Column(usize, Probe),
+    Like {
+        group: usize,
+        member: u32,
+    },
+    /// A keyed member of a checked template group, stored under the constant's key.
+    Template {
+        group: usize,
+        key: Box<[u8]>,
+    },
 }
 
 struct Scanned {
@@ -99,8 +141,10 @@ impl Router {
             everything: Vec::new(),
             scan: Vec::new(),
             columns: Vec::new(),
-            groups: Vec::new(),
-            group_of: HashMap::new(),
+            groups: Groups::default(),
+            likes: Groups::default(),
+            checked_groups: Groups::default(),
+            checked_likes: Groups::default(),
             hasher: RandomState::new(),
         }
     }
@@ -142,29 +186,36 @@ impl Router {
             self.everything.push((id, slot));
             return Place::Everything(self.everything.len() - 1);
         };
+        let shape = pack(slot, self.slots[slot as usize].generation);
         if let Some(plan) = analyze::access_plan(predicate) {
-            let shape = pack(slot, self.slots[slot as usize].generation);
-            let mut stored = Vec::with_capacity(plan.len());
-            for probe in plan {
-                let column = self.column_for(&probe);
-                self.columns[column].insert(&self.hasher, &probe.kind, shape);
-                stored.push((column, probe));
-            }
+            let stored = plan
+                .into_iter()
+                .map(|probe| self.store(Term::Index(probe), shape))
+                .collect();
             return Place::Indexed(stored);
         }
         if let Some(template) = analyze::template(predicate) {
-            let group = match self.group_of.get(template.signature()) {
-                Some(&group) => group,
-                None => {
-                    self.groups.push(TemplateGroup::new(template.clone()));
-                    let group = self.groups.len() - 1;
-                    self.group_of
-                        .insert(template.signature().to_string(), group);
-                    group
-                }
-            };
-            let position = self.groups[group].insert(id, slot, template);
+            let group = self.groups.index(template.signature(), || {
+                TemplateGroup::new(template.clone())
+            });
+            let position = self.groups.list[group].insert(id, slot, template);
             return Place::Template { group, position };
+        }
+        if let Some(like) = analyze::like_of(predicate) {
+            let group = self
+                .likes
+                .index(like.signature(), || LikeGroup::new(like.clone()));
+            if !self.likes.list[group].is_full() {
+                let member = self.likes.list[group].insert(&like, id);
+                return Place::Like { group, member };
+            }
+        }
+        if let Some(terms) = analyze::terms(predicate).filter(|t| self.has_room(t)) {
+            let stored = terms
+                .into_iter()
+                .map(|term| self.store(term, shape))
+                .collect();
+            return Place::Indexed(stored);
         }
         self.scan.push(Scanned {
             id,
@@ -172,6 +223,44 @@ impl Router {
             predicate: predicate.clone(),
         });
         Place::Scan(self.scan.len() - 1)
+    }
+
+    /// Whether the LIKE groups of `terms` can take another member.
+    fn has_room(&self, terms: &[Term]) -> bool {
+        terms.iter().all(|term| match term {
+            Term::Like(like) => self
+                .checked_likes
+                .get(like.signature())
+                .is_none_or(|group| !group.is_full()),
+            _ => true,
+        })
+    }
+
+    /// Stores one term of the shape packed as `shape`, whose candidates are verified.
+    fn store(&mut self, term: Term, shape: u64) -> Stored {
+        match term {
+            Term::Index(probe) => {
+                let column = self.column_for(&probe);
+                self.columns[column].insert(&self.hasher, &probe.kind, shape);
+                Stored::Column(column, probe)
+            }
+            Term::Like(like) => {
+                let group = self
+                    .checked_likes
+                    .index(like.signature(), || LikeGroup::new(like.clone()));
+                let member = self.checked_likes.list[group].insert(&like, shape);
+                Stored::Like { group, member }
+            }
+            Term::Template(template) => {
+                let group = self.checked_groups.index(template.signature(), || {
+                    TemplateGroup::new(template.clone())
+                });
+                let key = self.checked_groups.list[group]
+                    .insert_keyed(shape, &template)
+                    .expect("analyze::terms only gives keyed templates");
+                Stored::Template { group, key }
+            }
+        }
     }
 
     fn column_for(&mut self, probe: &Probe) -> usize {
@@ -208,7 +297,7 @@ impl Router {
                 }
             }
             Place::Template { group, position } => {
-                let moved = self.groups[group].remove(id, &position);
+                let moved = self.groups.list[group].remove(id, &position);
                 if let (Some(moved), Position::At { at, .. }) = (moved, &position) {
                     let moved = self.slots[moved as usize].shape.as_mut();
                     if let Some(Place::Template {
@@ -220,22 +309,34 @@ impl Router {
                     }
                 }
             }
-            Place::Indexed(probes) => {
-                let slots = &self.slots;
-                let live = |shape: u64| {
-                    let (slot, generation) = unpack(shape);
-                    slots
-                        .get(slot as usize)
-                        .is_some_and(|s| s.generation == generation && s.shape.is_some())
-                };
-                for (column, probe) in &probes {
-                    self.columns[*column].remove(&self.hasher, &probe.kind, old, &live);
-                }
-            }
+            Place::Like { group, member } => self.likes.list[group].remove(member),
+            Place::Indexed(stored) => self.unstore(stored, old),
         }
         // Keep the column list short: scans over it happen on every row.
         if self.columns.iter().any(ColumnIndex::is_empty) {
             self.compact_columns();
+        }
+    }
+
+    /// Undoes `store` for every term of the shape that was packed as `old`.
+    fn unstore(&mut self, stored: Vec<Stored>, old: u64) {
+        let slots = &self.slots;
+        let live = |shape: u64| {
+            let (slot, generation) = unpack(shape);
+            slots
+                .get(slot as usize)
+                .is_some_and(|s| s.generation == generation && s.shape.is_some())
+        };
+        for term in stored {
+            match term {
+                Stored::Column(column, probe) => {
+                    self.columns[column].remove(&self.hasher, &probe.kind, old, &live);
+                }
+                Stored::Like { group, member } => self.checked_likes.list[group].remove(member),
+                Stored::Template { group, key } => {
+                    self.checked_groups.list[group].remove(old, &Position::Keyed(key));
+                }
+            }
         }
     }
 
@@ -257,9 +358,11 @@ impl Router {
         }
         self.columns.retain(|c| !c.is_empty());
         for shape in self.slots.iter_mut().filter_map(|s| s.shape.as_mut()) {
-            if let Place::Indexed(probes) = &mut shape.place {
-                for (column, _) in probes.iter_mut() {
-                    *column = renumber[*column];
+            if let Place::Indexed(stored) = &mut shape.place {
+                for term in stored.iter_mut() {
+                    if let Stored::Column(column, _) = term {
+                        *column = renumber[*column];
+                    }
                 }
             }
         }
@@ -272,6 +375,12 @@ impl Router {
         // Index candidates first, as packed references, deduplicated, then verified in place.
         for column in &self.columns {
             column.candidates(&self.hasher, row, out);
+        }
+        for group in &self.checked_groups.list {
+            group.route(row, out);
+        }
+        for group in &self.checked_likes.list {
+            group.route(row, out);
         }
         let tail = &mut out[start..];
         tail.sort_unstable();
@@ -298,7 +407,10 @@ impl Router {
         }
         out.truncate(kept);
         out.extend(self.everything.iter().map(|&(id, _)| id));
-        for group in &self.groups {
+        for group in &self.groups.list {
+            group.route(row, out);
+        }
+        for group in &self.likes.list {
             group.route(row, out);
         }
         out.extend(

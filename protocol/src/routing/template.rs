@@ -92,6 +92,23 @@ impl TemplateGroup {
         }
     }
 
+    /// Adds a member found by its constant's key alone (layouts `Equal`, `Less`, `Greater`),
+    /// as the terms of larger clauses are; returns the key, or `None` (and adds nothing) for
+    /// other layouts.
+    pub(super) fn insert_keyed(&mut self, id: u64, template: &Template) -> Option<Box<[u8]>> {
+        assert_eq!(template.signature(), self.head.signature());
+        let key = template.constant_key()?;
+        match self.layout {
+            Layout::Equal => buckets::add(&mut self.by_key, key.clone(), id),
+            Layout::Less { .. } | Layout::Greater { .. } => {
+                add_ordered(&mut self.ordered, &key, id);
+            }
+            Layout::Unequal | Layout::Linear => return None,
+        }
+        self.len += 1;
+        Some(key)
+    }
+
     /// Removes a member; returns the slot of the member moved into its place (whose position
     /// now has the removed member's `at`), if any.
     pub(super) fn remove(&mut self, id: u64, position: &Position) -> Option<u32> {

@@ -27,19 +27,20 @@ fn table() -> Vec<ColumnType> {
     ]
 }
 
-fn predicate(sql: &str) -> Predicate {
+pub(super) fn predicate(sql: &str) -> Predicate {
     parse(sql, &[], &table()).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 #[derive(Debug, PartialEq)]
-enum Kind {
+pub(super) enum Kind {
     Everything,
     Scan,
     Template,
+    Like,
     Indexed(usize),
 }
 
-fn placed(sql: &str) -> Kind {
+pub(super) fn placed(sql: &str) -> Kind {
     let mut router = Router::new();
     router.insert(7, Some(&predicate(sql)));
     let slot = router.ids[&7];
@@ -47,6 +48,7 @@ fn placed(sql: &str) -> Kind {
         Some(Place::Everything(_)) => Kind::Everything,
         Some(Place::Scan(_)) => Kind::Scan,
         Some(Place::Template { .. }) => Kind::Template,
+        Some(Place::Like { .. }) => Kind::Like,
         Some(Place::Indexed(probes)) => Kind::Indexed(probes.len()),
         None => panic!("not placed"),
     }
@@ -86,8 +88,26 @@ fn typical_clauses_use_indexes() {
     }
     for sql in [
         "name ILIKE '%ab%'",
+        "name LIKE '%ab'",
+        "lower(name) LIKE 'ab%'",
+        "upper(name) ILIKE '%a_b%'",
+        "name LIKE '_'",
+    ] {
+        assert_eq!(placed(sql), Kind::Like, "{sql}");
+    }
+    assert_eq!(placed("id = 1 OR lower(name) = 'x'"), Kind::Indexed(2));
+    assert_eq!(
+        placed("name ILIKE '%a%' OR lower(name) > 'x'"),
+        Kind::Indexed(2)
+    );
+    assert_eq!(
+        placed("name ILIKE '%a%' AND lower(name) <> 'x'"),
+        Kind::Indexed(1)
+    );
+    for sql in [
         "NOT (id = 5)",
-        "id = 1 OR lower(name) = 'x'",
+        "name NOT LIKE '%ab%'",
+        "id = 1 OR lower(name) <> 'x'",
     ] {
         assert_eq!(placed(sql), Kind::Scan, "{sql}");
     }
@@ -97,7 +117,7 @@ fn typical_clauses_use_indexes() {
 }
 
 impl Router {
-    fn route_vec(&self, row: &[Option<&str>]) -> Vec<u64> {
+    pub(super) fn route_vec(&self, row: &[Option<&str>]) -> Vec<u64> {
         let get = |i: usize| row.get(i).copied().flatten().map(str::as_bytes);
         let mut out = Vec::new();
         self.route(&get, &mut out);

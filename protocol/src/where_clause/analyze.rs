@@ -11,10 +11,14 @@
 //! values) has no plan.
 
 mod key;
+mod like;
 mod template;
+mod terms;
 
 pub(crate) use key::{Key, KeyTy};
+pub(crate) use like::{like_of, LikePattern, LikeTerm, PatternKind};
 pub(crate) use template::{template, Layout, Template};
+pub(crate) use terms::{terms, Term};
 
 use super::datum::Datum;
 use super::expr::{ArrayOp, BoolTest, CmpOp, Expr};

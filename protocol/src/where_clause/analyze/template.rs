@@ -48,7 +48,12 @@ pub(crate) struct TemplateValue<'a>(Option<Datum<'a>>);
 /// The predicate's template, if it is a comparison of a row-dependent expression with a
 /// non-null constant.
 pub(crate) fn template(predicate: &Predicate) -> Option<Template> {
-    let Expr::Compare { op, ty, lhs, rhs } = &predicate.expr else {
+    template_of(&predicate.expr)
+}
+
+/// [`template`] of one expression (a conjunct or a branch of a larger clause).
+pub(crate) fn template_of(expr: &Expr) -> Option<Template> {
+    let Expr::Compare { op, ty, lhs, rhs } = expr else {
         return None;
     };
     let (source, constant, op) = match (lhs.as_ref(), rhs.as_ref()) {
