@@ -16,6 +16,7 @@
 import http from 'node:http';
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream';
 import { extname, join, normalize } from 'node:path';
 import pg from 'pg';
 
@@ -199,7 +200,10 @@ function proxyShape(req, res, list) {
     // The answer depends on the token, so a browser or CDN must not share it across tokens.
     out.vary = out.vary ? `${out.vary}, Authorization` : 'Authorization';
     res.writeHead(up.statusCode, out);
-    up.pipe(res);
+    // pipeline, not pipe: a response cut short upstream (Ampere stopped in the middle of a
+    // server-sent events stream) must cut the browser's response too, or the client would wait
+    // on a connection that will never say anything again instead of reconnecting.
+    pipeline(up, res, () => {});
   });
   upstream.on('error', (e) => {
     // Ampere down or restarting: a 502 makes the client back off and retry.

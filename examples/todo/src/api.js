@@ -3,6 +3,8 @@
 
 const params = new URLSearchParams(location.search);
 export const LIST = (params.get('list') ?? 'demo').toLowerCase();
+// `?live=sse`: follow changes over server-sent events instead of long polls.
+export const LIVE_SSE = params.get('live') === 'sse';
 
 async function request(method, path, body, token) {
   const res = await fetch(path, {
@@ -39,6 +41,7 @@ export const shapeOptions = {
   url: new URL('/api/shape/todos', location.origin).href,
   headers: { authorization: `Bearer ${TOKEN}` },
   backoffOptions: { initialDelay: 200, maxDelay: 3000, multiplier: 2 },
+  liveSse: LIVE_SSE,
 };
 
 export function byCreation(a, b) {

@@ -2,7 +2,7 @@
 // End-to-end test of the example in headless Chromium (Debian's `chromium`, driven by
 // puppeteer-core; nothing downloads a browser). A throwaway Postgres cluster (the conformance
 // suite's), Ampere in secure mode, and the example's API server; then two browser contexts on the
-// same list:
+// same list, page A following changes with long polls and page B over server-sent events:
 //   1. both load; the shape proxy refuses requests without a token, keeps a client's own
 //      table/where out, and Ampere refuses requests without the secret;
 //   2. a write from page A (useShape view) appears on both pages, in both views;
@@ -286,13 +286,23 @@ async function main() {
   });
   const pageErrors = [];
   const pages = [];
-  for (const label of ['page A', 'page B']) {
+  // Page A follows changes with long polls, page B over server-sent events (both through the
+  // proxy).
+  for (const [label, query] of [['page A', ''], ['page B', '&live=sse']]) {
     const context = await state.browser.createBrowserContext();
     const page = await context.newPage();
     page.label = label;
     page.setDefaultTimeout(BOUND_MS);
     page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
-    await page.goto(`${appUrl}/?list=${LIST}`, { waitUntil: 'load' });
+    // Which live mode each page's requests use, to check that both modes were exercised.
+    page.liveModes = new Set();
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname === '/api/shape/todos' && u.searchParams.get('live') === 'true') {
+        page.liveModes.add(u.searchParams.get('live_sse') === 'true' ? 'sse' : 'long-poll');
+      }
+    });
+    await page.goto(`${appUrl}/?list=${LIST}${query}`, { waitUntil: 'load' });
     pages.push(page);
   }
   const [a, b] = pages;
@@ -366,6 +376,8 @@ async function main() {
       .map((r) => r.slice(0, -':false'.length)).sort(), `${p.label}'s TanStack DB view shows the open rows`);
   }
   log(`both pages equal the table (${rows.length} rows)`);
+  assert.deepEqual([...a.liveModes], ['long-poll'], 'page A follows with long polls');
+  assert.deepEqual([...b.liveModes], ['sse'], 'page B follows over server-sent events');
   assert.deepEqual(pageErrors, [], 'uncaught errors in the pages');
   state.failed = false;
 }
