@@ -160,11 +160,23 @@ fn headers_pass_through_and_sse_streams_unbuffered() {
 /// write costs it at most 5 requests, and every client gets every change.
 #[test]
 fn live_requests_collapse_into_few_origin_requests() {
+    collapse(500, 3);
+}
+
+/// More than 2 × 1,024 clients: nginx lets every 1,024th request waiting on its cache lock
+/// through to the origin. Those clients must rejoin the others at the next request (the same
+/// request gets the same next cursor), so the cost per write stays flat instead of growing by
+/// ≈ clients / 1,024 with every write.
+#[test]
+fn clients_nginx_lets_past_its_lock_rejoin_the_others() {
+    collapse(2_100, 6);
+}
+
+#[allow(non_snake_case)]
+fn collapse(CLIENTS: usize, WRITES: usize) {
     if nginx_missing() {
         return;
     }
-    const CLIENTS: usize = 500;
-    const WRITES: usize = 3;
     allow_connections(CLIENTS as u64);
     let cluster = cluster();
     let metrics = lease_port();

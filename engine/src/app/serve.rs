@@ -99,7 +99,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         let (listener, handle, last, slice, served) = {
             let s = shape.borrow();
             if let Some(err) = &s.snapshot_error {
-                return responses::fixed(protocol::errors::snapshot_failed(err));
+                return responses::snapshot_failed(err);
             }
             if s.invalidated {
                 drop(s);
@@ -398,13 +398,19 @@ fn offset_param_str(after: Option<LogOffset>) -> String {
     }
 }
 
-/// The `electric-cursor` of a live response (§4.4).
+/// The `electric-cursor` of a live response (§4.4): the same request gets the same cursor, so
+/// clients a cache collapsed stay on one URL (`protocol::cursor`).
 pub(super) fn next_cursor(core: &Core, q: &protocol::request::ShapeQuery) -> u64 {
+    let jump = protocol::cursor::cursor_jump(
+        q.handle.as_deref(),
+        &q.offset.to_string(),
+        q.cursor.as_deref(),
+    );
     protocol::cursor::next_cursor(
         unix_secs(),
         core.shared.config.long_poll_timeout.as_millis() as u64,
         q.cursor.as_deref(),
-        1 + core.random() % 3600,
+        jump,
     )
 }
 
