@@ -106,6 +106,28 @@ fn walsender_killed_and_postgres_restarted_lose_and_duplicate_nothing() {
     pg.exec("INSERT INTO t VALUES (500, 'after restart'); DELETE FROM t WHERE id = 7;");
     let lsn = fence(&mut pg);
     reader.wait_past(lsn, Duration::from_secs(90));
+
+    // 3. A fast shutdown while a write transaction is open (after a commit Ampere has
+    // acknowledged): the WAL sender has sent past the last commit and waits for the client to
+    // confirm all of it before Postgres may stop. `pg_ctl -t 60` fails if it never does.
+    drop(pg);
+    let mut open = Pg::connect(&db.url()).expect("connect");
+    open.exec(
+        "BEGIN; INSERT INTO t VALUES (600, 'never committed'); UPDATE t SET v = 'x' WHERE id = 8;",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    pg_ctl(&cluster, &["-m", "fast", "-w", "-t", "60", "stop"]);
+    eprintln!(
+        "fast shutdown with a transaction open took {:?}",
+        stopping.elapsed()
+    );
+    drop(open);
+    pg_ctl(&cluster, &["-w", "-t", "30", "start"]);
+    let mut pg = Pg::connect(&db.url()).expect("reconnect");
+    pg.exec("INSERT INTO t VALUES (700, 'after the third stop');");
+    let lsn = fence(&mut pg);
+    reader.wait_past(lsn, Duration::from_secs(90));
     let s = reader.stop();
     eprintln!(
         "reader: {} responses, statuses {:?}, {} connection errors, refetches {:?}",

@@ -58,6 +58,11 @@ impl Assembler {
         }
     }
 
+    /// Between a Begin and its Commit.
+    pub fn in_txn(&self) -> bool {
+        self.current.is_some()
+    }
+
     pub fn relation(&self, oid: u32) -> Option<&Arc<Relation>> {
         self.relations.get(&oid)
     }

@@ -213,6 +213,9 @@ async fn session(
         .filter(|t| !t.is_zero());
     let mut last_txn = std::time::Instant::now();
     let mut last_reply_request = std::time::Instant::now();
+    // The end of the last transaction handed to the cores, and the furthest position the
+    // server said it had sent while no transaction was being received.
+    let (mut handed_end, mut caught_up_to) = (0u64, 0u64);
     loop {
         // A core waits to know that the stream has passed a position (`Shared::progress`):
         // ask the server where it stands, often, until it has.
@@ -270,6 +273,19 @@ async fn session(
         if x.data.is_empty() {
             // A keepalive: every transaction before `wal_end` has been handed to the cores
             // (they come in stream order), so the cores may learn the position in order too.
+            if !asm.in_txn() {
+                caught_up_to = caught_up_to.max(x.wal_end.0);
+            }
+            // Once everything handed over is durable, nothing before `wal_end` is left to
+            // store: acknowledge up to it, not only up to the last commit. Postgres's WAL
+            // sender waits at a fast shutdown until the client confirms everything it sent
+            // (its position moves past the last commit with other WAL, e.g. a transaction still
+            // open), so acknowledging only commits would keep Postgres from stopping.
+            // Transactions that commit after this position are still streamed after a restart.
+            if shared.min_durable() >= handed_end && caught_up_to > stream.flush_lsn().0 {
+                stream.set_flush_lsn(Lsn(caught_up_to));
+                stream.request_status_update();
+            }
             if wanted != 0 && x.wal_end.0 >= wanted {
                 shared.progress.reached(x.wal_end.0);
                 for inbox in &shared.inboxes {
@@ -289,6 +305,7 @@ async fn session(
             stats.transactions.fetch_add(1, Relaxed);
             stats.changes.fetch_add(txn.changes.len() as u64, Relaxed);
             stats.note_positions(server_end, txn.end_lsn, shared.metrics.started);
+            handed_end = handed_end.max(txn.end_lsn);
             let txn = Arc::new(txn);
             for inbox in &shared.inboxes {
                 inbox
