@@ -892,14 +892,19 @@ impl Core {
     /// transactions that need the display settings set them locally
     /// (`snapshot::begin_snapshot_sql`).
     pub async fn conn(&self) -> Result<Pooled, PgError> {
-        self.pool
-            .get(|| async {
-                let config = &self.shared.config;
-                let mut cfg = config.pg_connect_config(config.query_url(&self.shared.db_url))?;
-                cfg.application_name = Some(format!("ampere_core_{}", self.id));
-                Connection::connect(&cfg).await
-            })
-            .await
+        self.pool.get(|| self.connect()).await
+    }
+
+    /// [`Core::conn`] ahead of the callers already waiting (catalog lookups).
+    async fn conn_first(&self) -> Result<Pooled, PgError> {
+        self.pool.get_first(|| self.connect()).await
+    }
+
+    async fn connect(&self) -> Result<Connection, PgError> {
+        let config = &self.shared.config;
+        let mut cfg = config.pg_connect_config(config.query_url(&self.shared.db_url))?;
+        cfg.application_name = Some(format!("ampere_core_{}", self.id));
+        Connection::connect(&cfg).await
     }
 
     /// Returns a healthy connection to the pool (drop it instead after an error).
@@ -942,7 +947,10 @@ impl Core {
         // balancer dropped it), and a lookup waiting on it would hold every request of the
         // table. Past the bound the connection is dropped and the cached entry, if any, serves.
         let loaded = monoio::time::timeout(CATALOG_LOOKUP_TIMEOUT, async {
-            let mut conn = self.conn().await?;
+            // Ahead of queued snapshots: a storm's snapshots (a table's whole batch queued
+            // behind the pool's limit) would otherwise hold this lookup, and every request of
+            // the table, past the timeout into a 503.
+            let mut conn = self.conn_first().await?;
             let t = catalog::load_table(&mut conn, schema, name).await?;
             self.put_conn(conn);
             Ok::<_, PgError>(t)
@@ -1151,7 +1159,7 @@ impl Core {
                 tracing::warn!("snapshot of shape {handle} failed: {e}");
                 {
                     let mut s = shape.borrow_mut();
-                    s.snapshot_error = Some(e.to_string());
+                    s.snapshot_error = Some(e.failure());
                 }
                 self.remove(&handle);
             }

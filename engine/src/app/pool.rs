@@ -57,8 +57,30 @@ impl Pool {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Connection, PgError>>,
     {
+        self.get_as(false, connect).await
+    }
+
+    /// [`Pool::get`] ahead of every caller already waiting: for short queries that requests
+    /// wait on (catalog lookups), which must not queue behind a storm's snapshots.
+    pub async fn get_first<F, Fut>(self: &Rc<Self>, connect: F) -> Result<Pooled, PgError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Connection, PgError>>,
+    {
+        self.get_as(true, connect).await
+    }
+
+    async fn get_as<F, Fut>(self: &Rc<Self>, first: bool, connect: F) -> Result<Pooled, PgError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Connection, PgError>>,
+    {
         // From here the slot is released on drop, also if connecting fails.
-        let slot = self.slot().await;
+        let slot = if first {
+            self.slot_first().await
+        } else {
+            self.slot().await
+        };
         let reused = self.idle.borrow_mut().pop();
         let conn = match reused {
             Some(c) => c,
@@ -75,6 +97,18 @@ impl Pool {
         Acquire {
             pool: self,
             ticket: None,
+            first: false,
+        }
+        .await;
+        Slot { pool: self.clone() }
+    }
+
+    /// Waits for a free slot ahead of the callers already waiting, and takes it.
+    pub async fn slot_first(self: &Rc<Self>) -> Slot {
+        Acquire {
+            pool: self,
+            ticket: None,
+            first: true,
         }
         .await;
         Slot { pool: self.clone() }
@@ -115,6 +149,8 @@ impl Pool {
 struct Acquire<'a> {
     pool: &'a Pool,
     ticket: Option<u64>,
+    /// Queue at the front instead of the back (and take a free slot at once).
+    first: bool,
 }
 
 impl Future for Acquire<'_> {
@@ -125,7 +161,7 @@ impl Future for Acquire<'_> {
         let free = pool.in_use.get() < pool.limit;
         let mut waiters = pool.waiters.borrow_mut();
         let first = match self.ticket {
-            None => waiters.is_empty(),
+            None => self.first || waiters.is_empty(),
             Some(t) => waiters.front().is_some_and(|(f, _)| *f == t),
         };
         if free && first {
@@ -149,7 +185,11 @@ impl Future for Acquire<'_> {
             None => {
                 let t = pool.next_ticket.get();
                 pool.next_ticket.set(t + 1);
-                waiters.push_back((t, cx.waker().clone()));
+                if self.first {
+                    waiters.push_front((t, cx.waker().clone()));
+                } else {
+                    waiters.push_back((t, cx.waker().clone()));
+                }
                 self.ticket = Some(t);
             }
         }
@@ -239,6 +279,40 @@ mod tests {
                 "first come, first served"
             );
             assert_eq!(pool.in_use(), 0);
+            assert!(pool.waiters.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_priority_caller_goes_before_the_queue() {
+        run(async {
+            let pool = Pool::new(1);
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let held = pool.slot().await;
+            let mut tasks = Vec::new();
+            for i in 0..3 {
+                let (pool, order) = (pool.clone(), order.clone());
+                tasks.push(monoio::spawn(async move {
+                    let slot = pool.slot().await;
+                    order.borrow_mut().push(i);
+                    drop(slot);
+                }));
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let (p, o) = (pool.clone(), order.clone());
+            tasks.push(monoio::spawn(async move {
+                let slot = p.slot_first().await;
+                assert_eq!(p.in_use(), 1, "still within the limit");
+                o.borrow_mut().push(100);
+                drop(slot);
+            }));
+            monoio::time::sleep(std::time::Duration::from_millis(2)).await;
+            assert!(order.borrow().is_empty(), "all wait while the pool is full");
+            drop(held);
+            for t in tasks {
+                t.await;
+            }
+            assert_eq!(*order.borrow(), vec![100, 0, 1, 2]);
             assert!(pool.waiters.borrow().is_empty());
         });
     }

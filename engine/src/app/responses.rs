@@ -25,6 +25,17 @@ pub fn validation(errors: &protocol::validation::ValidationErrors) -> Response {
 
 /// One of the protocol crate's fixed error responses, with the error cache headers. A header
 /// the protocol response sets itself (content-type, cache-control) replaces the default one.
+/// The answer to a request for a shape whose snapshot failed (the shape is gone; a retry
+/// creates it again).
+pub fn snapshot_failed(failure: &crate::shapes::snapshot::SnapshotFailure) -> Response {
+    use crate::shapes::snapshot::SnapshotFailure;
+    fixed(match failure {
+        SnapshotFailure::Unreachable => protocol::errors::database_unreachable(),
+        SnapshotFailure::Refused(message) => protocol::errors::snapshot_failed(message),
+        SnapshotFailure::Failed => protocol::errors::snapshot_failed("Snapshot creation failed"),
+    })
+}
+
 pub fn fixed(e: protocol::errors::ErrorResponse) -> Response {
     let mut r = error(e.status, e.body);
     for (k, v) in e.extra_headers {

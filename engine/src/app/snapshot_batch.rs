@@ -173,10 +173,10 @@ type Outcome = Option<Result<(PgSnapshot, u64), SnapshotError>>;
 /// One batch: per shape its snapshot's outcome (`None`: not run, to queue again).
 async fn run_batch(core: &Rc<Core>, batch: &[ShapeRef]) -> Vec<Outcome> {
     let fail_all = |e: SnapshotError| -> Vec<Outcome> {
-        let why = e.to_string();
+        let e = std::sync::Arc::new(e);
         batch
             .iter()
-            .map(|_| Some(Err(SnapshotError::Protocol(why.clone()))))
+            .map(|_| Some(Err(SnapshotError::Shared(e.clone()))))
             .collect()
     };
     let defs: Vec<Arc<ShapeDef>> = batch.iter().map(|s| s.borrow().def.clone()).collect();

@@ -170,7 +170,7 @@ async fn shape_position(
         let listener = {
             let s = shape.borrow();
             if let Some(err) = &s.snapshot_error {
-                return Err(responses::fixed(protocol::errors::snapshot_failed(err)));
+                return Err(responses::snapshot_failed(err));
             }
             if s.invalidated {
                 drop(s);

@@ -85,7 +85,7 @@ pub struct Shape {
     pub changed: Event,
     pub invalidated: bool,
     /// Set when the snapshot failed: requests get this error.
-    pub snapshot_error: Option<String>,
+    pub snapshot_error: Option<super::snapshot::SnapshotFailure>,
     /// Commit LSN of the last transaction this shape has seen (applied or skipped).
     pub last_seen_lsn: u64,
     /// The shape's files; every log write goes here too (buffered; synced by the core).

@@ -23,6 +23,48 @@ pub enum SnapshotError {
     Copy(&'static str),
     #[error("unexpected snapshot result: {0}")]
     Protocol(String),
+    /// One error shared by every shape of a failed shared snapshot (`app::snapshot_batch`).
+    #[error("{0}")]
+    Shared(std::sync::Arc<SnapshotError>),
+}
+
+/// What a client is told about a failed snapshot (`docs/error-handling.md`: no internal
+/// details such as addresses or I/O errors in bodies; those are logged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotFailure {
+    /// The connection could not be made or broke: 503 `database_unreachable`.
+    Unreachable,
+    /// Postgres refused the query: its own message (e.g. a permission or a lock timeout).
+    Refused(String),
+    /// Anything else (a result Ampere could not read): a generic message.
+    Failed,
+}
+
+impl SnapshotError {
+    pub fn failure(&self) -> SnapshotFailure {
+        match self {
+            Self::Shared(e) => e.failure(),
+            // Connection exceptions (08) and operator intervention (57P: shutdown, crash
+            // recovery, "cannot connect now"): the database is away, not refusing the query.
+            Self::Pg(PgError::Db(fields))
+                if fields.code.starts_with("08") || fields.code.starts_with("57P") =>
+            {
+                SnapshotFailure::Unreachable
+            }
+            Self::Pg(PgError::Db(fields)) => SnapshotFailure::Refused(fields.message.clone()),
+            Self::Pg(
+                PgError::Io(_)
+                | PgError::Closed
+                | PgError::StreamEnded
+                | PgError::Timeout(_)
+                | PgError::Tls(_)
+                | PgError::Auth(_)
+                | PgError::Config(_)
+                | PgError::Protocol(_),
+            ) => SnapshotFailure::Unreachable,
+            Self::Pg(_) | Self::Copy(_) | Self::Protocol(_) => SnapshotFailure::Failed,
+        }
+    }
 }
 
 /// The SELECT the snapshot copies: the needed columns (selected ∪ key), in table order.
@@ -507,6 +549,44 @@ fn decode_copy_field(raw: &[u8], text: &mut Vec<u8>) -> Result<(), SnapshotError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_see_no_internal_details_of_a_failure() {
+        let db = |code: &str, message: &str| {
+            SnapshotError::Pg(PgError::Db(Box::new(pgwire::frame::PgErrorFields {
+                code: code.into(),
+                message: message.into(),
+                ..Default::default()
+            })))
+        };
+        let io = SnapshotError::Pg(PgError::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connect to 10.1.2.3:5432",
+        )));
+        assert_eq!(io.failure(), SnapshotFailure::Unreachable);
+        assert_eq!(
+            SnapshotError::Shared(std::sync::Arc::new(io)).failure(),
+            SnapshotFailure::Unreachable
+        );
+        let shutdown = db(
+            "57P01",
+            "terminating connection due to administrator command",
+        );
+        assert_eq!(shutdown.failure(), SnapshotFailure::Unreachable);
+        assert_eq!(
+            db("08006", "connection failure").failure(),
+            SnapshotFailure::Unreachable
+        );
+        let denied = db("42501", "permission denied for table t");
+        assert_eq!(
+            SnapshotError::Shared(std::sync::Arc::new(denied)).failure(),
+            SnapshotFailure::Refused("permission denied for table t".into())
+        );
+        assert_eq!(
+            SnapshotError::Copy("a row of another width").failure(),
+            SnapshotFailure::Failed
+        );
+    }
 
     fn fields(row: &[u8]) -> Vec<Option<String>> {
         let mut text = Vec::new();

@@ -4,7 +4,6 @@
 use crate::support::{lease_port, Client, Opts, Resp};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -80,28 +79,7 @@ impl Proxy {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn deploy/nginx/run");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for mut pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let sink = output.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                    sink.lock().expect("sink").extend_from_slice(&buf[..n]);
-                }
-            });
-        }
+        let output = crate::support::capture_output(&mut child);
         let mut proxy = Self {
             child,
             lease,

@@ -161,31 +161,7 @@ impl Server {
         }
         let mut child = cmd.spawn().map_err(|e| format!("spawn ampere: {e}"))?;
         // The log goes to stdout (tracing's default) and errors to stderr: keep both, interleaved.
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ];
-        for mut pipe in pipes.into_iter().flatten() {
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .expect("output sink")
-                        .extend_from_slice(&buf[..n]);
-                }
-            });
-        }
+        let stderr = capture_output(&mut child);
         let mut server = Self {
             child,
             port,
@@ -416,4 +392,32 @@ pub fn up_to_date_lsn(item: &serde_json::Value) -> String {
         .to_string();
     assert!(is_digits(&lsn), "{lsn}");
     lsn
+}
+
+/// Collects a child's piped stdout and stderr, interleaved as they arrive, into one buffer
+/// (read by background threads until the pipes close).
+pub fn capture_output(child: &mut std::process::Child) -> Arc<Mutex<Vec<u8>>> {
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    for mut pipe in pipes.into_iter().flatten() {
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock()
+                    .expect("output sink")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    output
 }
