@@ -4,17 +4,23 @@
 //! contains, at a cost that depends on the string, not on the number of needles.
 //!
 //! An automaton cannot be changed once built, so the set uses the logarithmic method (as
-//! `interval` does): a new needle starts a one-needle level, equal-sized levels merge by
-//! rebuilding, so inserting n needles builds O(n log n) patterns in total and a search visits
-//! O(log n) automata. Removal only counts the entry as stale (its owner's generation no longer
-//! matches); when more than half the entries are stale, everything live is rebuilt.
+//! `interval` does): new needles wait in a short pending list (searched one by one) until
+//! [`PENDING_MAX`] of them start a level, equal-sized levels merge by rebuilding, so inserting
+//! n needles builds O(n log n) patterns in total and a search visits O(log n) automata.
+//! Removal only counts the entry as stale (its owner's generation no longer matches); when
+//! more than half the entries are stale, everything live is rebuilt.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+/// Needles searched one by one before they are compiled: building an automaton costs far more
+/// per pattern for tiny sets, and a few substring searches per row cost little.
+const PENDING_MAX: usize = 32;
 
 /// An owner: (member index, member generation) in the group's member table.
 pub(super) type Owner = (u32, u32);
 
 pub(super) struct Needles {
+    pending: Vec<(Box<str>, Owner)>,
     levels: Vec<Option<Level>>,
     entries: usize,
     stale: usize,
@@ -42,7 +48,10 @@ impl Level {
             }
             owners.last_mut().expect("a pattern per owner").push(owner);
         }
+        // A contiguous NFA: a DFA searches a little faster but takes far more memory and
+        // time to build, and levels are rebuilt as they merge.
         let automaton = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .match_kind(MatchKind::Standard)
             .build(patterns.iter().map(|p| p.as_bytes()))
             .ok();
@@ -87,6 +96,7 @@ impl Level {
 impl Needles {
     pub(super) fn new() -> Self {
         Needles {
+            pending: Vec::new(),
             levels: Vec::new(),
             entries: 0,
             stale: 0,
@@ -96,8 +106,12 @@ impl Needles {
     /// Adds `needle` (not empty) for `owner`.
     pub(super) fn insert(&mut self, needle: &str, owner: Owner) {
         assert!(!needle.is_empty(), "needles have at least one byte");
-        let mut carry = vec![(Box::<str>::from(needle), owner)];
         self.entries += 1;
+        self.pending.push((needle.into(), owner));
+        if self.pending.len() < PENDING_MAX {
+            return;
+        }
+        let mut carry = std::mem::take(&mut self.pending);
         for slot in 0.. {
             if slot == self.levels.len() {
                 self.levels.push(None);
@@ -115,6 +129,12 @@ impl Needles {
     /// Records that one entry now belongs to a removed member; `live` tells which owners are
     /// current, for the occasional rebuild.
     pub(super) fn remove(&mut self, live: &dyn Fn(Owner) -> bool) {
+        let pending = self.pending.len();
+        self.pending.retain(|(_, owner)| live(*owner));
+        if self.pending.len() < pending {
+            self.entries -= pending - self.pending.len();
+            return;
+        }
         self.stale += 1;
         if self.stale * 2 <= self.entries {
             return;
@@ -124,13 +144,14 @@ impl Needles {
             .drain(..)
             .flatten()
             .flat_map(Level::into_entries)
+            .chain(std::mem::take(&mut self.pending))
             .filter(|(_, owner)| live(*owner))
             .collect();
         self.entries = entries.len();
         self.stale = 0;
         if !entries.is_empty() {
             // The level a binary counter of this size would fill last.
-            let slot = usize::BITS - entries.len().leading_zeros();
+            let slot = usize::BITS - (entries.len() / PENDING_MAX).leading_zeros();
             self.levels.resize_with(slot as usize + 1, || None);
             self.levels[slot as usize] = Some(Level::build(entries));
         }
@@ -141,6 +162,11 @@ impl Needles {
     pub(super) fn find(&self, text: &str, hit: &mut dyn FnMut(Owner)) {
         if self.entries == self.stale {
             return;
+        }
+        for (needle, owner) in &self.pending {
+            if text.contains(&**needle) {
+                hit(*owner);
+            }
         }
         let mut found = Vec::new();
         for level in self.levels.iter().flatten() {
