@@ -9,7 +9,7 @@ use anyhow::Result;
 use bench_harness::bench_decode::{self, DecodeOptions};
 use bench_harness::bench_drain::{self, DrainOptions};
 use bench_harness::serving_cli::{
-    self, CatchupArgs, CatchupCallgrindArgs, InitialSyncArgs, LongPollArgs, SnapshotArgs,
+    self, CatchupArgs, CatchupCallgrindArgs, CdnArgs, InitialSyncArgs, LongPollArgs, SnapshotArgs,
     SubqueriesArgs,
 };
 use bench_harness::workload::Workload;
@@ -45,6 +45,10 @@ enum Command {
     /// Subquery shapes: creating many, move-in/move-out latency, CPU per membership change,
     /// initial sync vs a literal IN list.
     Subqueries(SubqueriesArgs),
+    /// Fan-out to tens of thousands of clients on one shape through nginx (request
+    /// collapsing) and directly: write → last client, origin requests per write, CPU and RSS
+    /// of nginx and Ampere (docs/benchmarks/cdn.md).
+    Cdn(CdnArgs),
     /// Shape routing cost per change: the router vs evaluating every shape (no database).
     Route(RouteArgs),
     /// Everything: the benchmarks above with their baselines plus the loadgen scenarios, written
@@ -220,6 +224,10 @@ fn main() -> Result<()> {
                 &preamble("subqueries"),
                 args.common.markdown.as_deref(),
             )
+        }
+        Command::Cdn(args) => {
+            let tables = serving_cli::cdn(&args)?;
+            report::emit(&tables, &preamble("cdn"), args.markdown.as_deref())
         }
         Command::Route(args) => {
             let tables = bench_route::run(&args.sizes)?;

@@ -11,7 +11,7 @@ use engine::runtime::IoDriver;
 use crate::report::Table;
 use crate::serving::server::locate_ampere;
 use crate::serving::wrk::WrkSpec;
-use crate::serving::{catchup, catchup_callgrind, initial_sync, longpoll, subqueries};
+use crate::serving::{catchup, catchup_callgrind, cdn, initial_sync, longpoll, subqueries};
 use crate::snapshot_bench;
 
 /// Flags every serving benchmark shares.
@@ -143,6 +143,86 @@ pub struct SubqueriesArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CdnArgs {
+    /// Client counts; each is measured through the proxy and directly, alternating.
+    #[arg(long, value_delimiter = ',', default_value = "5000,18000,50000")]
+    pub clients: Vec<usize>,
+    /// Modes to measure, in this order at each client count.
+    #[arg(long, value_delimiter = ',', default_value = "proxy,direct")]
+    pub modes: Vec<cdn::Mode>,
+    /// Writes per point (1-row transactions to the one shape).
+    #[arg(long, default_value_t = 20)]
+    pub writes: u64,
+    #[arg(long, default_value_t = 0.2)]
+    pub writes_per_sec: f64,
+    #[arg(long, default_value_t = 1)]
+    pub rows_per_write: u32,
+    /// Each write is sent up to this much after its slot (loadgen --write-jitter-ms): nginx
+    /// wakes requests waiting on a cache lock every 500 ms, and periodic writes would keep
+    /// one phase against that.
+    #[arg(long, default_value_t = 1000)]
+    pub write_jitter_ms: u64,
+    /// Clients start this many per second.
+    #[arg(long, default_value_t = 5000.0)]
+    pub spawn_per_sec: f64,
+    /// Time for every client to sync and catch up, after the start ramp.
+    #[arg(long, default_value_t = 300)]
+    pub ready_timeout_secs: u64,
+    /// Time after the last write for the last deliveries.
+    #[arg(long, default_value_t = 60)]
+    pub grace_secs: u64,
+    /// nginx listening ports the proxy clients are spread over.
+    #[arg(long, default_value_t = 4)]
+    pub listen_ports: usize,
+    /// Loopback source addresses the clients connect from (loadgen --source-addrs).
+    #[arg(long, default_value = "127.0.0.2-127.0.0.5")]
+    pub source_addrs: String,
+    /// loadgen processes per point: the open-file limit is per process, and each client
+    /// holds one connection. The first writes; the others follow its table.
+    #[arg(long, default_value_t = 4)]
+    pub loadgen_procs: usize,
+    /// Threads (cores) per loadgen process.
+    #[arg(long, default_value_t = 1)]
+    pub loadgen_cores: usize,
+    /// AMPERE_CORES (default: all).
+    #[arg(long)]
+    pub ampere_cores: Option<usize>,
+    /// nginx worker processes. deploy/nginx/run gives each worker half the open-file hard
+    /// limit in connections (10,000 at a 20,000 limit), so 50,000 clients need more workers
+    /// than cores; 0 keeps nginx's `auto` (one per core).
+    #[arg(long, default_value_t = 8)]
+    pub nginx_workers: usize,
+    /// Ampere's io driver.
+    #[arg(long, default_value = "epoll")]
+    pub ampere_driver: IoDriver,
+    /// loadgen's io driver.
+    #[arg(long, default_value = "epoll")]
+    pub loadgen_driver: IoDriver,
+    /// The `ampere` binary (default: next to this executable, else target/release/ampere).
+    #[arg(long, env = "AMPERE_BIN")]
+    pub ampere_bin: Option<PathBuf>,
+    /// The `loadgen` binary (default: next to this executable, else target/release/loadgen).
+    #[arg(long, env = "LOADGEN_BIN")]
+    pub loadgen_bin: Option<PathBuf>,
+    /// The proxy's run script (default: deploy/nginx/run of this workspace).
+    #[arg(long)]
+    pub nginx_run: Option<PathBuf>,
+    /// Directory for loadgen's JSON reports and logs, one pair per point.
+    #[arg(long, default_value = "target/cdn-bench")]
+    pub out: PathBuf,
+    /// Keep nginx's access log of every proxy point in --out (costs nginx CPU; for diagnosis).
+    #[arg(long)]
+    pub access_log: bool,
+    /// Direct points with more clients are skipped (default: the open-file limit less
+    /// 1,000, since Ampere holds one descriptor per client).
+    #[arg(long)]
+    pub direct_max_clients: Option<usize>,
+    /// Append the tables as markdown to this file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct SnapshotArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
@@ -230,6 +310,36 @@ pub fn subqueries(args: &SubqueriesArgs) -> Result<Vec<Table>> {
         cores: args.common.cores(),
     };
     Ok(subqueries::run(&options)?.tables)
+}
+
+pub fn cdn(args: &CdnArgs) -> Result<Vec<Table>> {
+    use crate::suite::load::locate_binary;
+    let options = cdn::CdnOptions {
+        clients: args.clients.clone(),
+        modes: args.modes.clone(),
+        writes: args.writes,
+        writes_per_sec: args.writes_per_sec,
+        rows_per_write: args.rows_per_write,
+        write_jitter_ms: args.write_jitter_ms,
+        spawn_per_sec: args.spawn_per_sec,
+        ready_timeout_secs: args.ready_timeout_secs,
+        grace_secs: args.grace_secs,
+        listen_ports: args.listen_ports,
+        source_addrs: args.source_addrs.clone(),
+        loadgen_procs: args.loadgen_procs,
+        loadgen_cores: args.loadgen_cores,
+        ampere_cores: args.ampere_cores,
+        nginx_workers: (args.nginx_workers > 0).then_some(args.nginx_workers),
+        ampere_driver: args.ampere_driver,
+        loadgen_driver: args.loadgen_driver,
+        ampere_bin: locate_ampere(args.ampere_bin.as_deref())?,
+        loadgen_bin: locate_binary("loadgen", args.loadgen_bin.as_deref())?,
+        nginx_run: cdn::locate_nginx_run(args.nginx_run.as_deref())?,
+        out: args.out.clone(),
+        access_log: args.access_log,
+        direct_max_clients: args.direct_max_clients,
+    };
+    Ok(cdn::run(&options)?.tables)
 }
 
 pub fn snapshot(args: &SnapshotArgs) -> Result<Vec<Table>> {

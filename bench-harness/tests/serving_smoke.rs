@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bench_harness::serving::catchup::{self, CatchupOptions, Target};
+use bench_harness::serving::cdn::{self, CdnOptions, Mode};
 use bench_harness::serving::initial_sync::{self, InitialSyncOptions};
 use bench_harness::serving::longpoll::{self, LiveMode, LongPollOptions};
 use bench_harness::serving::subqueries::{self, SubqueryOptions};
@@ -51,6 +52,86 @@ fn ampere_bin() -> PathBuf {
         profile_dir.join("ampere")
     })
     .clone()
+}
+
+/// The `loadgen` binary, built next to `ampere` (the same target directory and profile).
+fn loadgen_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("LOADGEN_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap();
+        let target_dir = profile_dir.parent().unwrap();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "-p", "loadgen", "--bin", "loadgen", "--target-dir"])
+            .arg(target_dir);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building loadgen failed");
+        profile_dir.join("loadgen")
+    })
+    .clone()
+}
+
+#[test]
+fn cdn_delivers_every_write_through_nginx_and_directly() {
+    let out = std::env::temp_dir().join(format!("cdn-smoke-{}", std::process::id()));
+    let clients = 300;
+    let report = cdn::run(&CdnOptions {
+        clients: vec![clients],
+        modes: vec![Mode::Proxy, Mode::Direct],
+        writes: 2,
+        writes_per_sec: 1.0,
+        rows_per_write: 1,
+        write_jitter_ms: 100,
+        spawn_per_sec: 1_000.0,
+        ready_timeout_secs: 60,
+        grace_secs: 20,
+        listen_ports: 2,
+        source_addrs: "127.0.0.2-127.0.0.3".into(),
+        loadgen_procs: 2,
+        loadgen_cores: 1,
+        ampere_cores: Some(1),
+        nginx_workers: Some(2),
+        ampere_driver: IoDriver::Epoll,
+        loadgen_driver: IoDriver::Epoll,
+        ampere_bin: ampere_bin(),
+        loadgen_bin: loadgen_bin(),
+        nginx_run: cdn::locate_nginx_run(None).unwrap(),
+        out: out.clone(),
+        access_log: false,
+        direct_max_clients: None,
+    })
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(report.points.len(), 2);
+    for point in &report.points {
+        let f = point.figures.as_ref().unwrap();
+        let expected = 2 * clients as u64;
+        assert!(f.complete, "{point:?}");
+        assert_eq!(
+            (f.expected, f.received, f.last_count),
+            (expected, expected, 2)
+        );
+        assert!(f.ampere.is_some(), "{point:?}");
+        assert_eq!(f.origin_per_write.len(), 2, "{point:?}");
+        match point.mode {
+            // Each write answers every client's held long-poll.
+            Mode::Direct => assert_eq!(f.origin_per_write, vec![clients as f64; 2]),
+            // Fewer than 1,024 waiters per URL: nginx collapses them.
+            Mode::Proxy => {
+                assert!(f.nginx.as_ref().is_some_and(|n| n.processes >= 3));
+                assert!(f.origin_per_write.iter().all(|&n| n <= 5.0), "{point:?}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -15,16 +15,31 @@ use crate::scenario::shapes::Predicate;
     about = "Load generator for Electric-compatible sync servers (ampere, Electric)",
     long_about = "Load generator for Electric-compatible sync servers (ampere, Electric).\n\n\
         Simulated shape clients follow the same request sequence as @electric-sql/client; a \
-        Postgres writer in the same process stamps every row with its send time, so latency \
+        Postgres writer stamps every row with its send time on the machine's monotonic clock \
+        (in the same process, or in a leader process: write-fanout --followers), so latency \
         (write -> client, including Postgres's commit) needs no clock synchronisation.\n\n\
         Each run creates its own table and drops it afterwards. Exit status: 0 when every \
         expectation was met, 2 when the run finished incomplete, 1 on a setup error. \
         See docs/loadgen.md."
 )]
 pub struct Cli {
-    /// The server, `http://host:port`.
-    #[arg(long, env = "LOADGEN_TARGET", default_value = "http://127.0.0.1:3000")]
-    pub target: String,
+    /// The server, `http://host:port`. Repeatable (or comma-separated): the live clients of
+    /// the fan-out scenarios are spread round-robin over the targets (e.g. several listening
+    /// ports of one proxy); setup requests and the other scenarios use the first.
+    #[arg(
+        long = "target",
+        env = "LOADGEN_TARGET",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub targets: Vec<String>,
+    /// Local addresses to connect from, e.g. `127.0.0.2-127.0.0.9,127.0.0.20` (IP addresses
+    /// and inclusive IPv4 ranges): clients are spread over every (source, target) pair. One
+    /// source address reaches one target with at most as many connections as the ephemeral
+    /// port range holds (net.ipv4.ip_local_port_range, 28,232 by default); on Linux every
+    /// 127.x.y.z address is loopback, so more sources need no setup.
+    #[arg(long)]
+    pub source_addrs: Option<String>,
     /// The Postgres the server replicates from (the writer connects here).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
@@ -43,10 +58,18 @@ pub struct Cli {
     /// Leave the table in place after the run.
     #[arg(long)]
     pub keep_table: bool,
-    /// The server's process id, when it runs on this machine: its CPU seconds and RSS (sampled
-    /// every 100 ms) are reported beside loadgen's own.
+    /// A server's process id, when it runs on this machine: its CPU seconds and RSS (sampled
+    /// every 100 ms), summed with its descendants' (e.g. nginx's workers), are reported beside
+    /// loadgen's own, over the run and over the write phase. Repeatable (e.g. the origin and a
+    /// proxy in front of it).
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
+    /// The server's Prometheus endpoint, `http://host:port/metrics`: scraped just before the
+    /// first write, before every later write and once every client has its last write; the
+    /// report lists how every counter (`*_total`) moved in between, in all and per write, e.g.
+    /// the requests that reached the origin.
+    #[arg(long)]
+    pub server_metrics: Option<String>,
     #[command(subcommand)]
     pub scenario: Scenario,
 }
@@ -66,6 +89,10 @@ pub enum Scenario {
         /// Variant S1b: every client requests the same shape.
         #[arg(long)]
         same_shape: bool,
+        /// Shape i selects the one row `id = i + 1` instead of the whole table (Electric's S1
+        /// shapes select one row each); needs --rows ≥ --shapes.
+        #[arg(long, conflicts_with = "same_shape")]
+        one_row: bool,
     },
     /// S2: one client syncs a shape of --rows rows, then further clients sync it again, one
     /// after another. Electric grid: --rows 1000, 10000, 100000, 1000000; --payload-bytes 16
@@ -105,6 +132,18 @@ pub enum Scenario {
     WriteFanout {
         #[arg(long, default_value_t = 100)]
         clients: usize,
+        /// Clients start this many per second instead of all at once (spares the server's
+        /// listen backlog with tens of thousands of clients); the ready timeout is extended by
+        /// the ramp's length.
+        #[arg(long)]
+        spawn_per_sec: Option<f64>,
+        /// Send each write up to this many ms after its slot in the fixed schedule (uniform,
+        /// the same sequence every run), so that writes take every phase against something
+        /// periodic between writer and clients (nginx polls a cache lock every 500 ms).
+        #[arg(long, default_value_t = 0)]
+        write_jitter_ms: u64,
+        #[command(flatten)]
+        peers: PeerOpts,
         #[command(flatten)]
         writes: FanoutWrites,
         #[command(flatten)]
@@ -248,6 +287,25 @@ pub struct RunOpts {
     pub seed_rows: Option<u64>,
 }
 
+/// Several loadgen processes in one `write-fanout` run, for more clients than one process may
+/// open files for: the leader (`--followers N`) creates `--table` and writes; each follower
+/// (`--follower-id I`, started first) runs its clients on that table. Latency stays exact:
+/// every process reads the machine's one monotonic clock. Each report covers its own
+/// clients; `per_write` and `latency_every_client_histogram` let them be combined.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PeerOpts {
+    /// An empty directory the processes of one run meet in (signal files).
+    #[arg(long)]
+    pub sync_dir: Option<std::path::PathBuf>,
+    /// Leader: wait for this many follower processes before writing, and for their clients
+    /// before ending the write phase.
+    #[arg(long, requires = "sync_dir", conflicts_with = "follower_id")]
+    pub followers: Option<usize>,
+    /// Follower number (1 …): run clients only, on the leader's `--table`; make no writes.
+    #[arg(long, requires = "sync_dir")]
+    pub follower_id: Option<usize>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct PlanOpts {
     /// The service-level objective: p99 write -> client latency, in milliseconds.
@@ -310,6 +368,81 @@ mod tests {
         );
         let w = writes_of(&["write-fanout", "--writes", "7", "--writes-per-sec", "2"]);
         assert_eq!((w.writes_per_sec, w.count), (2.0, 7));
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut argv = vec!["loadgen", "--database-url", "postgresql://x@h/db"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("valid arguments")
+    }
+
+    #[test]
+    fn targets_sources_and_server_pids_repeat() {
+        let cli = parse(&["write-fanout"]);
+        assert_eq!(cli.targets, vec!["http://127.0.0.1:3000"]);
+        assert!(cli.server_pid.is_empty() && cli.source_addrs.is_none());
+        let cli = parse(&[
+            "--target",
+            "http://127.0.0.1:3001",
+            "--target",
+            "http://127.0.0.1:3002,http://127.0.0.1:3003",
+            "--source-addrs",
+            "127.0.0.2-127.0.0.5",
+            "--server-pid",
+            "10",
+            "--server-pid",
+            "20",
+            "--server-metrics",
+            "http://127.0.0.1:9100/metrics",
+            "write-fanout",
+            "--spawn-per-sec",
+            "5000",
+        ]);
+        assert_eq!(
+            cli.targets,
+            vec![
+                "http://127.0.0.1:3001",
+                "http://127.0.0.1:3002",
+                "http://127.0.0.1:3003"
+            ]
+        );
+        assert_eq!(cli.source_addrs.as_deref(), Some("127.0.0.2-127.0.0.5"));
+        assert_eq!(cli.server_pid, vec![10, 20]);
+        assert!(cli.server_metrics.is_some());
+        assert!(matches!(
+            cli.scenario,
+            Scenario::WriteFanout {
+                spawn_per_sec: Some(rate),
+                ..
+            } if rate == 5000.0
+        ));
+    }
+
+    #[test]
+    fn peer_options_go_together() {
+        let peers = |args: &[&str]| match parse(args).scenario {
+            Scenario::WriteFanout { peers, .. } => peers,
+            other => panic!("{other:?}"),
+        };
+        let leader = peers(&["write-fanout", "--sync-dir", "/tmp/x", "--followers", "2"]);
+        assert_eq!(leader.followers, Some(2));
+        let follower = peers(&["write-fanout", "--sync-dir", "/tmp/x", "--follower-id", "1"]);
+        assert_eq!(follower.follower_id, Some(1));
+        let mut argv = vec![
+            "loadgen",
+            "--database-url",
+            "postgresql://x@h/db",
+            "write-fanout",
+        ];
+        for bad in [
+            &["--followers", "2"][..],
+            &["--follower-id", "1"],
+            &["--sync-dir", "/x", "--followers", "1", "--follower-id", "1"],
+        ] {
+            argv.truncate(4);
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(&argv).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

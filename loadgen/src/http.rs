@@ -5,7 +5,8 @@
 //! buffered, so a misbehaving server yields an [`HttpError`], never unbounded memory.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd as _, FromRawFd as _};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -72,9 +73,17 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    /// Connects; `host` is sent as the `Host` header.
-    pub async fn connect(addr: SocketAddr, host: &str, max_body: usize) -> Result<Self, HttpError> {
-        let stream = TcpStream::connect(addr).await?;
+    /// Connects, from `source` when given; `host` is sent as the `Host` header.
+    pub async fn connect(
+        addr: SocketAddr,
+        host: &str,
+        source: Option<IpAddr>,
+        max_body: usize,
+    ) -> Result<Self, HttpError> {
+        let stream = match source {
+            None => TcpStream::connect_addr(addr).await?,
+            Some(source) => connect_from(source, addr).await?,
+        };
         // Requests are tiny and latency is what we measure: do not let Nagle hold them.
         stream.set_nodelay(true)?;
         Ok(Self {
@@ -241,6 +250,138 @@ impl HttpConn {
     }
 }
 
+/// Connects to `addr` from the local address `source` (port chosen by the kernel).
+///
+/// `IP_BIND_ADDRESS_NO_PORT` defers the choice of the local port to `connect`, where the kernel
+/// only needs the whole (source, destination) 4-tuple to be unique: without it `bind` would
+/// reserve a port per source address across all destinations, and one source address could
+/// not hold more connections than its port range in total.
+async fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nothing else owns; the std stream closes it on drop.
+    let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: `one` outlives the call and its size is passed. A failure (an old kernel) only
+    // costs port range, so it is ignored.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let (local, local_len) = sockaddr(SocketAddr::new(source, 0));
+    // SAFETY: `local` is a valid sockaddr of `local_len` bytes.
+    if unsafe {
+        libc::bind(
+            fd,
+            (&local as *const libc::sockaddr_storage).cast(),
+            local_len,
+        )
+    } != 0
+    {
+        let error = io::Error::last_os_error();
+        return Err(io::Error::new(
+            error.kind(),
+            format!("bind to source address {source}: {error}"),
+        ));
+    }
+    let (remote, remote_len) = sockaddr(addr);
+    // SAFETY: `remote` is a valid sockaddr of `remote_len` bytes.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&remote as *const libc::sockaddr_storage).cast(),
+            remote_len,
+        )
+    };
+    let in_progress = if rc == 0 {
+        false
+    } else {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(error);
+        }
+        true
+    };
+    let stream = TcpStream::from_std(socket)?;
+    if in_progress {
+        stream.writable(false).await?;
+        let mut error: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `error` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut error as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if error != 0 {
+            return Err(io::Error::from_raw_os_error(error));
+        }
+    }
+    Ok(stream)
+}
+
+/// A socket address as the C structure `bind` and `connect` take.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
 fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
@@ -301,7 +442,7 @@ mod tests {
             b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
         ]);
         block_on(async move {
-            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            let mut conn = HttpConn::connect(addr, "h", None, 1024).await.unwrap();
             let first = conn.get("/a").await.unwrap();
             assert_eq!(first.status, 200);
             assert_eq!(first.body, b"hello");
@@ -315,10 +456,43 @@ mod tests {
     }
 
     #[test]
+    fn connects_from_a_given_source_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut socket, peer) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut byte = [0u8; 1];
+            while !seen.ends_with(b"\r\n\r\n") && socket.read(&mut byte).unwrap() == 1 {
+                seen.push(byte[0]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            peer
+        });
+        let source: IpAddr = "127.0.0.3".parse().unwrap();
+        block_on(async move {
+            let mut conn = HttpConn::connect(addr, "h", Some(source), 1024)
+                .await
+                .unwrap();
+            assert_eq!(conn.get("/").await.unwrap().body, b"ok");
+        });
+        assert_eq!(peer.join().unwrap().ip(), source);
+        // Nothing listens on port 1: the refusal comes back as an error, not a hang.
+        let closed = SocketAddr::from(([127, 0, 0, 1], 1));
+        block_on(async move {
+            assert!(HttpConn::connect(closed, "h", Some(source), 1024)
+                .await
+                .is_err());
+        });
+    }
+
+    #[test]
     fn refuses_oversized_and_malformed_bodies() {
         let addr = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n"]);
         block_on(async move {
-            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            let mut conn = HttpConn::connect(addr, "h", None, 1024).await.unwrap();
             assert!(matches!(
                 conn.get("/").await,
                 Err(HttpError::BodyTooLarge(1024))
@@ -328,14 +502,14 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         ]);
         block_on(async move {
-            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            let mut conn = HttpConn::connect(addr, "h", None, 1024).await.unwrap();
             assert!(matches!(conn.get("/").await, Err(HttpError::BadChunk)));
         });
         let addr = serve(vec![
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n",
         ]);
         block_on(async move {
-            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            let mut conn = HttpConn::connect(addr, "h", None, 1024).await.unwrap();
             assert!(matches!(
                 conn.get("/").await,
                 Err(HttpError::BodyTooLarge(1024))
@@ -343,7 +517,7 @@ mod tests {
         });
         let addr = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]);
         block_on(async move {
-            let mut conn = HttpConn::connect(addr, "h", 1024).await.unwrap();
+            let mut conn = HttpConn::connect(addr, "h", None, 1024).await.unwrap();
             assert!(matches!(conn.get("/").await, Err(HttpError::Closed)));
         });
     }

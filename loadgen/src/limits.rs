@@ -5,6 +5,10 @@ use anyhow::bail;
 
 use crate::cli::RunOpts;
 use crate::scenario::fanout::{FanoutParams, FanoutPlan};
+use crate::target::{self, Target};
+
+/// File descriptors loadgen needs besides one per client (writer, creators, scrapes, stdio).
+const FD_MARGIN: u64 = 256;
 
 /// Live shape clients (each holds one connection and one file descriptor).
 pub const MAX_CLIENTS: usize = 50_000;
@@ -62,6 +66,7 @@ pub fn fanout_params(
         ready_timeout_secs: run.ready_timeout_secs,
         grace_secs: run.grace_secs,
         interval_secs,
+        jitter_ms: 0,
     })
 }
 
@@ -78,6 +83,55 @@ pub fn check_plan(plan: &FanoutPlan) -> anyhow::Result<()> {
         bail!("clients × writes must be at most {MAX_CLIENT_WRITES}");
     }
     Ok(())
+}
+
+/// Checks that `clients` connections fit: the ephemeral ports of each (source, target) pair,
+/// and the open-file limit (the soft limit is raised to the hard one first).
+pub fn check_connections(clients: usize, endpoints: &[Target]) -> anyhow::Result<()> {
+    if let Some(ports) = target::ephemeral_ports() {
+        check_ports(clients, endpoints.len(), ports)?;
+    }
+    let needed = clients as u64 + FD_MARGIN;
+    let available = raise_nofile_limit();
+    if available < needed {
+        bail!(
+            "{clients} clients need about {needed} open files, but the limit is {available}:              raise it (`ulimit -n {needed}` or more) before running loadgen"
+        );
+    }
+    Ok(())
+}
+
+fn check_ports(clients: usize, endpoints: usize, ports: u64) -> anyhow::Result<()> {
+    let per_pair = target::clients_per_endpoint(clients, endpoints) as u64;
+    if per_pair > ports {
+        bail!(
+            "{clients} clients over {endpoints} (source, target) pair(s) is {per_pair}              connections per pair, more than the {ports} ephemeral ports of              net.ipv4.ip_local_port_range: add --target ports or --source-addrs (or widen              the range)"
+        );
+    }
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one; returns the soft limit then in force.
+fn raise_nofile_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit whose soft limit equals its hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    limit.rlim_cur
 }
 
 /// Checks a shape count.
@@ -108,4 +162,18 @@ pub fn check_secs(name: &str, secs: u64) -> anyhow::Result<()> {
         bail!("--{name} must be 1..={MAX_SECS}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_bound_clients_per_pair() {
+        assert!(check_ports(28_232, 1, 28_232).is_ok());
+        assert!(check_ports(28_233, 1, 28_232).is_err());
+        assert!(check_ports(50_000, 2, 28_232).is_ok());
+        assert!(check_ports(50_000, 16, 28_232).is_ok());
+        assert!(check_ports(50_000, 1, 64_512).is_ok());
+    }
 }

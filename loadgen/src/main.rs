@@ -24,14 +24,14 @@ use clap::Parser;
 use engine::pg::ConnectConfig;
 use serde::Serialize;
 
-use crate::cli::{Cli, RunOpts, Scenario};
-use crate::resources::{Monitor, Resources};
-use crate::runner::{with_table, Context};
+use crate::cli::{Cli, PeerOpts, RunOpts, Scenario};
+use crate::resources::{MetricsUrl, Monitor, Resources, Watch};
+use crate::runner::{with_table, Context, Peering};
 use crate::scenario::fanout::{self, FanoutPlan};
 use crate::scenario::large_shape::{self, LargeShapeParams};
 use crate::scenario::shape_creation::{self, ShapeCreationParams};
 use crate::scenario::{capacity, shapes};
-use crate::target::Target;
+use crate::target::{self as targets, Target};
 
 /// Electric's fleet seeds 500 rows (`row_count`) that no measured shape matches.
 const DEFAULT_SEED_ROWS: u64 = 500;
@@ -66,8 +66,19 @@ impl Outcome {
 
 /// Runs the chosen scenario; `Ok(false)` when it finished but not every expectation was met.
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    clock::now_ns(); // fix the epoch before any thread starts
-    let target = Target::parse(&cli.target)?;
+    let parsed: Vec<Target> = cli
+        .targets
+        .iter()
+        .map(|t| Target::parse(t))
+        .collect::<Result<_, _>>()?;
+    if parsed.is_empty() || parsed.len() > targets::MAX_SOURCE_ADDRS {
+        bail!("give 1..={} --target values", targets::MAX_SOURCE_ADDRS);
+    }
+    let sources = match &cli.source_addrs {
+        Some(text) => targets::parse_source_addrs(text)?,
+        None => Vec::new(),
+    };
+    let endpoints = targets::endpoints(&parsed, &sources)?;
     let mut database =
         ConnectConfig::from_url(&cli.database_url).context("parsing --database-url")?;
     database.application_name = Some("loadgen".to_owned());
@@ -80,11 +91,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         .unwrap_or_else(|| format!("loadgen_{}", std::process::id()));
     writer::validate_table_name(&table)?;
     let ctx = Context {
-        target,
+        target: endpoints[0].clone(),
+        endpoints,
         database,
         cores: cli.cores,
         driver: cli.io_driver,
         table,
+        peering: None,
     };
     let label = scenario_name(&cli.scenario);
     let display = progress::Display::start(label);
@@ -119,25 +132,58 @@ fn scenario_name(scenario: &Scenario) -> &'static str {
 fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
     let name = scenario_name(&cli.scenario);
     let keep = cli.keep_table;
-    let pid = cli.server_pid;
+    let watch = Watch {
+        server_pids: cli.server_pid.clone(),
+        metrics: cli
+            .server_metrics
+            .as_deref()
+            .map(MetricsUrl::parse)
+            .transpose()?,
+    };
     match &cli.scenario {
         Scenario::WriteFanout {
             clients,
+            spawn_per_sec,
+            write_jitter_ms,
+            peers,
             writes,
             run,
         } => {
+            let mut ctx = ctx.clone();
+            ctx.peering = peering(peers, cli.table.is_some())?;
+            let ctx = &ctx;
+            let mut run = run.clone();
+            if let Some(rate) = spawn_per_sec {
+                if !(*rate >= 0.01 && *rate <= 1_000_000.0) {
+                    bail!("--spawn-per-sec must be in [0.01, 1000000]");
+                }
+                // Clients arrive over clients / rate seconds: the ready timeout starts after.
+                let ramp_secs = (*clients as f64 / rate).ceil() as u64;
+                run.ready_timeout_secs = run.ready_timeout_secs.saturating_add(ramp_secs);
+            }
+            let run = &run;
             let params = {
                 let w = writes.resolve();
                 limits::fanout_params(w.count, w.writes_per_sec, w.rows_per_write, 1.0, run)?
             };
-            let plan = shapes::whole_table(params, *clients);
+            if *write_jitter_ms > limits::MAX_SECS * 1_000 {
+                bail!(
+                    "--write-jitter-ms must be at most {}",
+                    limits::MAX_SECS * 1_000
+                );
+            }
+            let mut plan = shapes::whole_table(params, *clients);
+            plan.params.jitter_ms = *write_jitter_ms;
+            if let Some(rate) = spawn_per_sec {
+                shapes::stagger(&mut plan, *rate);
+            }
             run_fanout(
                 ctx,
                 &plan,
                 name,
                 run.seed_rows.unwrap_or(0),
                 keep,
-                pid,
+                &watch,
                 false,
             )
         }
@@ -161,7 +207,7 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
                 name,
                 run.seed_rows.unwrap_or(0),
                 keep,
-                pid,
+                &watch,
                 false,
             )
         }
@@ -178,7 +224,7 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
                 limits::fanout_params(w.count, w.writes_per_sec, w.rows_per_write, 1.0, run)?
             };
             let plan = shapes::unrelated(params, *count, *clients, *predicate);
-            run_fanout(ctx, &plan, name, seed_rows(run), keep, pid, false)
+            run_fanout(ctx, &plan, name, seed_rows(run), keep, &watch, false)
         }
         Scenario::DiverseShapeFanout {
             shapes: count,
@@ -203,7 +249,7 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
                 1
             };
             let plan = shapes::overlapping(params, *count, followed, *predicate)?;
-            run_fanout(ctx, &plan, name, seed_rows(run), keep, pid, false)
+            run_fanout(ctx, &plan, name, seed_rows(run), keep, &watch, false)
         }
         Scenario::ControlledLoad {
             clients,
@@ -252,16 +298,20 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
                 *predicate,
             );
             let seed = run.seed_rows.unwrap_or(*rows);
-            run_fanout(ctx, &plan, name, seed, keep, pid, true)
+            run_fanout(ctx, &plan, name, seed, keep, &watch, true)
         }
         Scenario::ConcurrentShapeCreation {
             shapes: count,
             rows,
             timeout_secs,
             same_shape,
+            one_row,
         } => {
             if *count == 0 || *count > limits::MAX_CLIENTS {
                 bail!("--shapes must be 1..={}", limits::MAX_CLIENTS);
+            }
+            if *one_row && (*count as u64) > *rows {
+                bail!("--one-row needs --rows ({rows}) at least --shapes ({count})");
             }
             limits::check_seed(*rows, 4)?;
             limits::check_secs("timeout-secs", *timeout_secs)?;
@@ -270,9 +320,10 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
                 rows: *rows,
                 timeout_secs: *timeout_secs,
                 same_shape: *same_shape,
+                one_row: *one_row,
             };
             let (report, resources) = with_table(ctx, *rows, 4, keep, || {
-                measured(pid, || shape_creation::run(ctx, &params))
+                measured(&watch, || shape_creation::run(ctx, &params))
             })?;
             finish(&report, report.text(), report.complete, resources)
         }
@@ -297,14 +348,40 @@ fn run_scenario(ctx: &Context, cli: &Cli) -> anyhow::Result<Outcome> {
                 timeout_secs: *timeout_secs,
             };
             let (report, resources) = with_table(ctx, *rows, *payload_bytes, keep, || {
-                measured(pid, || large_shape::run(ctx, &params))
+                measured(&watch, || large_shape::run(ctx, &params))
             })?;
             finish(&report, report.text(), report.complete, resources)
         }
         Scenario::Plan(opts) => {
-            let report = capacity::run(ctx, opts, keep, pid)?;
+            let report = capacity::run(ctx, opts, keep, &watch)?;
             Outcome::new(&report, report.text(), report.complete)
         }
+    }
+}
+
+/// The peer role from the `--sync-dir`/`--followers`/`--follower-id` flags.
+fn peering(peers: &PeerOpts, table_given: bool) -> anyhow::Result<Option<Peering>> {
+    let Some(dir) = &peers.sync_dir else {
+        return Ok(None);
+    };
+    if !dir.is_dir() {
+        bail!("--sync-dir {} is not a directory", dir.display());
+    }
+    match (peers.followers, peers.follower_id) {
+        (Some(followers), None) if (1..=256).contains(&followers) => Ok(Some(Peering::Leader {
+            dir: dir.clone(),
+            followers,
+        })),
+        (None, Some(id)) if (1..=256).contains(&id) => {
+            if !table_given {
+                bail!("a follower needs the leader's --table");
+            }
+            Ok(Some(Peering::Follower {
+                dir: dir.clone(),
+                id,
+            }))
+        }
+        _ => bail!("--sync-dir needs --followers 1..=256 or --follower-id 1..=256"),
     }
 }
 
@@ -314,10 +391,10 @@ fn seed_rows(run: &RunOpts) -> u64 {
 
 /// Runs `body` with CPU and memory accounting.
 fn measured<T>(
-    server_pid: Option<u32>,
+    watch: &Watch,
     body: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, Resources)> {
-    let monitor = Monitor::start(server_pid);
+    let monitor = Monitor::start(watch);
     let value = body()?;
     Ok((value, monitor.finish()))
 }
@@ -328,14 +405,21 @@ fn run_fanout(
     name: &str,
     seed_rows: u64,
     keep: bool,
-    server_pid: Option<u32>,
+    watch: &Watch,
     with_timeline: bool,
 ) -> anyhow::Result<Outcome> {
     limits::check_plan(plan)?;
     limits::check_seed(seed_rows, plan.params.payload_bytes)?;
-    let (report, resources) = with_table(ctx, seed_rows, plan.params.payload_bytes, keep, || {
-        measured(server_pid, || fanout::run(ctx, plan, name))
-    })?;
+    limits::check_connections(plan.subscriptions.len(), &ctx.endpoints)?;
+    let follower = ctx.peering.as_ref().is_some_and(Peering::is_follower);
+    let (report, resources) = if follower {
+        // The leader creates (and drops) the table.
+        measured(watch, || fanout::run(ctx, plan, name))?
+    } else {
+        with_table(ctx, seed_rows, plan.params.payload_bytes, keep, || {
+            measured(watch, || fanout::run(ctx, plan, name))
+        })?
+    };
     finish(
         &report,
         report.text(with_timeline),
@@ -374,11 +458,13 @@ fn resources_text(r: &Resources) -> String {
         },
         r.loadgen_max_rss_mb
     );
-    if let Some(s) = &r.server {
+    for s in &r.servers {
         out.push_str(&format!(
-            "server (pid {}): {:.2} s CPU ({:.2} user, {:.2} sys) = {:.2} cores; RSS start \
-             {:.1} MB, median {:.1}, peak {:.1}, end {:.1}\n",
+            "server {} (pid {}, {} processes): {:.2} s CPU ({:.2} user, {:.2} sys) = {:.2} \
+             cores; RSS start {:.1} MB, median {:.1}, peak {:.1}, end {:.1}\n",
+            s.name,
             s.pid,
+            s.processes,
             s.cpu_secs,
             s.cpu_user_secs,
             s.cpu_sys_secs,
@@ -392,6 +478,29 @@ fn resources_text(r: &Resources) -> String {
             s.rss_mb_peak,
             s.rss_mb_end
         ));
+    }
+    if let Some(phase) = &r.write_phase {
+        out.push_str(&format!(
+            "write phase ({:.2} s, first write to last delivery): loadgen {:.2} s CPU\n",
+            phase.wall_secs, phase.loadgen_cpu_secs
+        ));
+        for s in &phase.servers {
+            out.push_str(&format!(
+                "  server pid {}: {:.2} s CPU ({:.2} user, {:.2} sys); RSS {:.1} -> {:.1} MB\n",
+                s.pid, s.cpu_secs, s.cpu_user_secs, s.cpu_sys_secs, s.rss_mb_start, s.rss_mb_end
+            ));
+        }
+        if let Some(m) = &phase.server_metrics {
+            match &m.error {
+                Some(error) => out.push_str(&format!("  server metrics: {error}\n")),
+                None => {
+                    out.push_str(&format!("  server counters moved ({}):\n", m.url));
+                    for (sample, delta) in &m.counters {
+                        out.push_str(&format!("    {sample} +{delta}\n"));
+                    }
+                }
+            }
+        }
     }
     out
 }

@@ -1,6 +1,7 @@
 //! Running futures on the engine's thread-per-core runtime from the synchronous `main`.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use engine::pg::ConnectConfig;
@@ -12,11 +13,91 @@ use crate::writer;
 /// What every scenario needs: where to send load and how to run it.
 #[derive(Clone, Debug)]
 pub struct Context {
+    /// The first endpoint: used by every scenario for setup requests, and by the scenarios
+    /// that do not spread clients.
     pub target: Target,
+    /// Every (source address, target) pair; the clients of the fan-out scenarios are spread
+    /// over them round-robin (see [`Context::client_target`]).
+    pub endpoints: Vec<Target>,
     pub database: ConnectConfig,
     pub cores: usize,
     pub driver: IoDriver,
     pub table: String,
+    /// Several loadgen processes sharing one fan-out run (`write-fanout --followers`).
+    pub peering: Option<Peering>,
+}
+
+/// Several loadgen processes in one fan-out run: one process can only open as many
+/// connections as its open-file limit allows, so tens of thousands of clients may need
+/// several. The leader creates the table and writes; followers only run clients on its table.
+/// They meet through files in an empty directory: `table` (the leader created the table),
+/// `ready.<id>` (a follower's clients are all up to date), `done.<id>` (a follower's clients
+/// have all finished) and `marked` (the leader marked the end of the write phase; followers
+/// may close their connections).
+#[derive(Clone, Debug)]
+pub enum Peering {
+    Leader { dir: PathBuf, followers: usize },
+    Follower { dir: PathBuf, id: usize },
+}
+
+impl Peering {
+    pub fn dir(&self) -> &Path {
+        match self {
+            Self::Leader { dir, .. } | Self::Follower { dir, .. } => dir,
+        }
+    }
+
+    /// Creates the (empty) signal file `name`.
+    pub fn signal(&self, name: &str) -> std::io::Result<()> {
+        std::fs::write(self.dir().join(name), b"")
+    }
+
+    pub fn signalled(&self, name: &str) -> bool {
+        self.dir().join(name).exists()
+    }
+
+    /// Whether every follower has signalled `prefix.<id>` (a leader's question).
+    pub fn all_followers(&self, prefix: &str) -> bool {
+        match self {
+            Self::Leader { followers, .. } => {
+                (1..=*followers).all(|id| self.signalled(&format!("{prefix}.{id}")))
+            }
+            Self::Follower { .. } => true,
+        }
+    }
+
+    pub fn is_follower(&self) -> bool {
+        matches!(self, Self::Follower { .. })
+    }
+}
+
+impl Context {
+    /// The endpoint of live client `i`.
+    pub fn client_target(&self, i: usize) -> Target {
+        self.endpoints[i % self.endpoints.len()].clone()
+    }
+
+    /// The targets, for reports: `host, host[ from source, source]`.
+    pub fn targets_label(&self) -> String {
+        let mut hosts: Vec<&str> = Vec::new();
+        let mut sources: Vec<String> = Vec::new();
+        for endpoint in &self.endpoints {
+            if !hosts.contains(&endpoint.host.as_str()) {
+                hosts.push(&endpoint.host);
+            }
+            if let Some(source) = endpoint.source.map(|s| s.to_string()) {
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
+            }
+        }
+        let mut label = hosts.join(", ");
+        if !sources.is_empty() {
+            label.push_str(" from ");
+            label.push_str(&sources.join(", "));
+        }
+        label
+    }
 }
 
 /// Locks, ignoring poisoning: a panicking client task must not hide the others' results.

@@ -150,7 +150,15 @@ impl ShapeClient {
     async fn get(&mut self, url: &str) -> Result<Response, ShapeError> {
         let conn = match self.conn.take() {
             Some(conn) if conn.is_reusable() => conn,
-            _ => HttpConn::connect(self.target.addr, &self.target.host, MAX_BODY_BYTES).await?,
+            _ => {
+                HttpConn::connect(
+                    self.target.addr,
+                    &self.target.host,
+                    self.target.source,
+                    MAX_BODY_BYTES,
+                )
+                .await?
+            }
         };
         let mut conn = conn;
         let response = conn.get(url).await?;

@@ -6,9 +6,12 @@
 //! - [`longpoll`]: server memory per held live long-poll, and a write completing all of them.
 //! - [`initial_sync`]: time and peak memory of a large shape's first sync.
 //! - [`subqueries`]: many subquery shapes: creation, move latency, CPU per membership change.
+//! - [`cdn`]: fan-out to tens of thousands of clients through nginx (request collapsing) vs
+//!   directly, with origin requests per write (`docs/benchmarks/cdn.md`).
 
 pub mod catchup;
 pub mod catchup_callgrind;
+pub mod cdn;
 pub mod held_polls;
 pub mod http;
 pub mod initial_sync;

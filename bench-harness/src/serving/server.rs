@@ -112,6 +112,11 @@ impl AmpereServer {
         self.child.id()
     }
 
+    /// The exit status, if the server has exited (crashed) while it should be serving.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Current resident set size, KiB.
     pub fn rss_kib(&self) -> Result<u64> {
         status_kib(self.pid(), "VmRSS")

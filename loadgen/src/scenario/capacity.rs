@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::PlanOpts;
 use crate::limits;
-use crate::resources::{Monitor, Resources};
+use crate::resources::{Monitor, Resources, Watch};
 use crate::runner::{with_table, Context};
 use crate::scenario::{fanout, shapes};
 
@@ -72,7 +72,7 @@ pub fn run(
     ctx: &Context,
     opts: &PlanOpts,
     keep_table: bool,
-    server_pid: Option<u32>,
+    watch: &Watch,
 ) -> anyhow::Result<PlanReport> {
     check(opts)?;
     let mut steps: Vec<Step> = Vec::new();
@@ -87,7 +87,7 @@ pub fn run(
             opts.writes_per_sec,
             steps.len(),
             keep_table,
-            server_pid,
+            watch,
         )?;
         let pass = step.pass;
         steps.push(step);
@@ -115,7 +115,7 @@ pub fn run(
                 rate,
                 steps.len(),
                 keep_table,
-                server_pid,
+                watch,
             )?;
             let pass = step.pass;
             steps.push(step);
@@ -169,7 +169,7 @@ fn run_step(
     writes_per_sec: f64,
     index: usize,
     keep_table: bool,
-    server_pid: Option<u32>,
+    watch: &Watch,
 ) -> anyhow::Result<Step> {
     let writes = (writes_per_sec * opts.step_secs as f64).ceil() as u64;
     let params =
@@ -181,7 +181,7 @@ fn run_step(
     let seed = opts.run.seed_rows.unwrap_or(0);
     let (report, resources) =
         with_table(&step_ctx, seed, opts.run.payload_bytes, keep_table, || {
-            let monitor = Monitor::start(server_pid);
+            let monitor = Monitor::start(watch);
             let report = fanout::run(&step_ctx, &plan, "plan-step")?;
             Ok((report, monitor.finish()))
         })?;

@@ -10,7 +10,7 @@
 //! rate, each stamped with its send time; each subscription records, per write it expects, the
 //! time at which it had all of that write's rows.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,8 +19,10 @@ use serde::Serialize;
 
 use crate::body::{Change, Op};
 use crate::clock::now_ns;
+use crate::http::HttpConn;
 use crate::progress::{self, COUNTERS};
-use crate::runner::{lock, Context};
+use crate::resources;
+use crate::runner::{lock, Context, Peering};
 use crate::scenario::fanout_report::{self, FanoutReport};
 use crate::shape::{ShapeClient, ShapeError};
 use crate::writer::{RowValues, Writer};
@@ -47,11 +49,16 @@ pub struct FanoutParams {
     pub grace_secs: u64,
     /// Width of the latency-over-time buckets, by write send time.
     pub interval_secs: f64,
+    /// Each write is sent up to this much later than its slot in the fixed schedule (uniform,
+    /// from a fixed-seed generator), so that writes do not keep one phase against anything
+    /// periodic on the way (e.g. nginx's 500 ms cache-lock polling). 0: none.
+    pub jitter_ms: u64,
 }
 
 impl FanoutParams {
     pub fn write_span(&self) -> Duration {
         Duration::from_secs_f64(self.writes as f64 / self.writes_per_sec)
+            + Duration::from_millis(self.jitter_ms)
     }
 }
 
@@ -140,12 +147,19 @@ pub(crate) struct Shared {
     pub passive_ok: AtomicUsize,
     pub setup_done_ns: Mutex<u64>,
     abort: AtomicBool,
+    /// Cores whose tasks have all finished.
+    cores_done: AtomicUsize,
+    /// The end of the write phase has been marked: parked connections may close.
+    phase_marked: AtomicBool,
     pub start_ns: u64,
     ready_deadline_ns: u64,
     end_deadline_ns: u64,
     pub errors: Mutex<(Vec<String>, u64)>,
     pub writer: Mutex<WriterOutcome>,
     pub clients: Mutex<Vec<ClientOutcome>>,
+    /// Per write id, the send stamp of its rows as first seen by a client (a follower has no
+    /// writer of its own to ask).
+    sent_seen: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -173,6 +187,25 @@ pub fn run(ctx: &Context, plan: &FanoutPlan, scenario: &str) -> anyhow::Result<F
         .subscriptions
         .iter()
         .all(|s| s.target.is_none_or(|t| t < plan.targets.len())));
+    match &ctx.peering {
+        Some(peering @ Peering::Leader { .. }) => peering
+            .signal(TABLE_SIGNAL)
+            .map_err(|e| anyhow::anyhow!("writing to the sync directory: {e}"))?,
+        Some(peering @ Peering::Follower { .. }) => {
+            // The leader creates the table; its clients start once it exists.
+            let give_up = now_ns() + params.ready_timeout_secs * 1_000_000_000;
+            while !peering.signalled(TABLE_SIGNAL) {
+                if now_ns() > give_up {
+                    anyhow::bail!(
+                        "the leader did not create the table within {} s",
+                        params.ready_timeout_secs
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        None => {}
+    }
     let start = now_ns();
     let ready_deadline_ns = start + params.ready_timeout_secs * 1_000_000_000;
     let end_deadline_ns = ready_deadline_ns
@@ -187,12 +220,15 @@ pub fn run(ctx: &Context, plan: &FanoutPlan, scenario: &str) -> anyhow::Result<F
         passive_ok: AtomicUsize::new(0),
         setup_done_ns: Mutex::new(0),
         abort: AtomicBool::new(false),
+        cores_done: AtomicUsize::new(0),
+        phase_marked: AtomicBool::new(false),
         start_ns: start,
         ready_deadline_ns,
         end_deadline_ns,
         errors: Mutex::new((Vec::new(), 0)),
         writer: Mutex::new(WriterOutcome::default()),
         clients: Mutex::new(Vec::with_capacity(plan.subscriptions.len())),
+        sent_seen: (0..=params.writes).map(|_| AtomicU64::new(0)).collect(),
     });
     let cores = ctx.cores;
     let per_core = Arc::clone(&shared);
@@ -200,7 +236,14 @@ pub fn run(ctx: &Context, plan: &FanoutPlan, scenario: &str) -> anyhow::Result<F
         let shared = Arc::clone(&per_core);
         async move {
             let mut tasks = Vec::new();
-            if core == 0 {
+            let follower = shared
+                .ctx
+                .peering
+                .as_ref()
+                .is_some_and(Peering::is_follower);
+            if core == 0 && follower {
+                tasks.push(monoio::spawn(follower_ready_task(Arc::clone(&shared))));
+            } else if core == 0 {
                 tasks.push(monoio::spawn(writer_task(Arc::clone(&shared))));
             }
             if !shared.plan.passive_shapes.is_empty() {
@@ -214,9 +257,131 @@ pub fn run(ctx: &Context, plan: &FanoutPlan, scenario: &str) -> anyhow::Result<F
             for task in tasks {
                 task.await;
             }
+            // Every client here is done; its connection is parked, still open, so that the end
+            // of the write phase is marked before any client closes (a server may count or
+            // work on closed long-polls). Core 0 marks once all cores are done.
+            shared.cores_done.fetch_add(1, Ordering::AcqRel);
+            if core == 0 {
+                wait_for_cores(&shared, cores);
+                finish_phase(&shared);
+                shared.phase_marked.store(true, Ordering::Release);
+            } else {
+                wait_for_mark(&shared);
+            }
+            PARKED.with(|parked| parked.borrow_mut().clear());
         }
     })?;
+    if follower_of(ctx) {
+        fill_writer_from_clients(&shared);
+    }
     Ok(fanout_report::build(&shared, scenario))
+}
+
+/// The leader's signal that the table exists.
+const TABLE_SIGNAL: &str = "table";
+/// The leader's signal that the write phase is marked.
+const MARKED_SIGNAL: &str = "marked";
+
+fn follower_of(ctx: &Context) -> bool {
+    ctx.peering.as_ref().is_some_and(Peering::is_follower)
+}
+
+/// Ends the write phase once every client here is done: a leader waits for its followers'
+/// clients, marks the end and tells them; a follower tells the leader and waits for the mark
+/// (its connections stay open until then).
+fn finish_phase(shared: &Shared) {
+    let give_up = shared.end_deadline_ns + CORE_WAIT_SLACK.as_nanos() as u64;
+    match &shared.ctx.peering {
+        None => resources::mark_write_phase_end(),
+        Some(peering @ Peering::Leader { .. }) => {
+            while !peering.all_followers("done") && now_ns() < give_up {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            resources::mark_write_phase_end();
+            if let Err(e) = peering.signal(MARKED_SIGNAL) {
+                shared.error(format!("signalling the followers: {e}"));
+            }
+        }
+        Some(peering @ Peering::Follower { id, .. }) => {
+            if let Err(e) = peering.signal(&format!("done.{id}")) {
+                shared.error(format!("signalling the leader: {e}"));
+            }
+            let give_up = give_up + CORE_WAIT_SLACK.as_nanos() as u64;
+            while !peering.signalled(MARKED_SIGNAL) && now_ns() < give_up {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// A follower's stand-in for the writer: tells the leader once every client here is up to
+/// date (the leader writes only once all processes' clients are).
+async fn follower_ready_task(shared: Arc<Shared>) {
+    let Some(peering @ Peering::Follower { id, .. }) = shared.ctx.peering.clone() else {
+        return;
+    };
+    while !shared.all_ready() {
+        if now_ns() > shared.ready_deadline_ns || shared.abort.load(Ordering::Acquire) {
+            shared.error(format!(
+                "only {} of {} clients caught up within {} s",
+                shared.ready.load(Ordering::Acquire),
+                shared.plan.subscriptions.len(),
+                shared.plan.params.ready_timeout_secs
+            ));
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    *lock(&shared.setup_done_ns) = now_ns();
+    if let Err(e) = peering.signal(&format!("ready.{id}")) {
+        shared.error(format!("signalling the leader: {e}"));
+    }
+}
+
+/// A follower makes no writes: it counts those up to the highest write id its clients saw
+/// (the leader's report says how many were made), stamped as their rows said.
+fn fill_writer_from_clients(shared: &Shared) {
+    let sent: Vec<u64> = shared
+        .sent_seen
+        .iter()
+        .map(|s| s.load(Ordering::Acquire))
+        .collect();
+    let mut writer = lock(&shared.writer);
+    writer.writes_done = sent.iter().rposition(|&ns| ns > 0).unwrap_or(0) as u64;
+    writer.commit_ns = vec![0; sent.len()];
+    writer.first_sent_ns = sent
+        .iter()
+        .skip(1)
+        .copied()
+        .filter(|&ns| ns > 0)
+        .min()
+        .unwrap_or(0);
+    writer.finished_ns = sent.iter().copied().max().unwrap_or(0);
+    writer.sent_ns = sent;
+}
+
+/// How long past the run's end deadline a core waits for the others before marking anyway.
+const CORE_WAIT_SLACK: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// Connections of finished clients on this core, closed once the write phase is marked.
+    static PARKED: std::cell::RefCell<Vec<HttpConn>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Blocks (nothing else runs on this core any more) until `cores` cores are done, or the run's
+/// deadline has long passed (a core whose thread died never reports).
+fn wait_for_cores(shared: &Shared, cores: usize) {
+    let give_up = shared.end_deadline_ns + CORE_WAIT_SLACK.as_nanos() as u64;
+    while shared.cores_done.load(Ordering::Acquire) < cores && now_ns() < give_up {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn wait_for_mark(shared: &Shared) {
+    let give_up = shared.end_deadline_ns + 2 * CORE_WAIT_SLACK.as_nanos() as u64;
+    while !shared.phase_marked.load(Ordering::Acquire) && now_ns() < give_up {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 async fn writer_task(shared: Arc<Shared>) {
@@ -235,16 +400,28 @@ async fn writer_task(shared: Arc<Shared>) {
             return;
         }
     };
-    while !shared.all_ready() {
+    let peers_ready = || {
+        shared
+            .ctx
+            .peering
+            .as_ref()
+            .is_none_or(|p| p.all_followers("ready"))
+    };
+    while !shared.all_ready() || !peers_ready() {
         if now_ns() > shared.ready_deadline_ns || shared.abort.load(Ordering::Acquire) {
             shared.error(format!(
-                "only {} of {} clients caught up and {} of {} shapes created within {} s; \
+                "only {} of {} clients caught up and {} of {} shapes created within {} s{}; \
                  no writes made",
                 shared.ready.load(Ordering::Acquire),
                 shared.plan.subscriptions.len(),
                 shared.passive_done.load(Ordering::Acquire),
                 shared.plan.passive_shapes.len(),
-                params.ready_timeout_secs
+                params.ready_timeout_secs,
+                if peers_ready() {
+                    ""
+                } else {
+                    " (or not every follower process is ready)"
+                }
             ));
             shared.abort.store(true, Ordering::Release);
             return;
@@ -252,17 +429,29 @@ async fn writer_task(shared: Arc<Shared>) {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
     *lock(&shared.setup_done_ns) = now_ns();
+    // CPU, RSS and server counters from here (blocks this core briefly; every client is
+    // idle, long-polling, at this point).
+    resources::mark_write_phase_start();
     let interval_ns = 1e9 / params.writes_per_sec;
+    let mut jitter = SplitMix64(0x5eed_cafe);
     let start = now_ns();
     for write_id in 1..=params.writes {
         // A fixed schedule: a write delayed by a slow one is sent at once, not skipped.
-        let due = start + ((write_id - 1) as f64 * interval_ns) as u64;
+        let jitter_ns = match params.jitter_ms {
+            0 => 0,
+            ms => jitter.next() % (ms * 1_000_000),
+        };
+        let due = start + ((write_id - 1) as f64 * interval_ns) as u64 + jitter_ns;
         let now = now_ns();
         if due > now {
             monoio::time::sleep(Duration::from_nanos(due - now)).await;
         }
         if shared.abort.load(Ordering::Acquire) {
             return;
+        }
+        if write_id > 1 {
+            // Server counters per write (`--server-metrics`), before this write's stamp.
+            resources::before_next_write();
         }
         let values = &shared.plan.targets[shared.plan.target_of(write_id)];
         match writer.write(write_id, params.rows_per_write, values).await {
@@ -285,6 +474,19 @@ async fn writer_task(shared: Arc<Shared>) {
                 return;
             }
         }
+    }
+}
+
+/// SplitMix64: a tiny deterministic generator for write jitter (same sequence every run).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
@@ -342,7 +544,7 @@ async fn client_task(shared: Arc<Shared>, sub: usize) {
         monoio::time::sleep(delay).await;
     }
     let mut client = ShapeClient::new(
-        shared.ctx.target.clone(),
+        shared.ctx.client_target(sub),
         &shared.ctx.table,
         subscription.where_clause.as_deref(),
     );
@@ -388,6 +590,7 @@ async fn client_task(shared: Arc<Shared>, sub: usize) {
                     plan.params.rows_per_write,
                     &mut rows_per_write,
                     &mut outcome,
+                    &shared.sent_seen,
                 );
             }
         }
@@ -401,6 +604,9 @@ async fn client_task(shared: Arc<Shared>, sub: usize) {
     outcome.resets = client.resets;
     outcome.body_bytes = client.body_bytes;
     lock(&shared.clients).push(outcome);
+    if let Some(conn) = client.take_conn() {
+        PARKED.with(|parked| parked.borrow_mut().push(conn));
+    }
 }
 
 /// An error message cut to a bounded length (a status error carries part of the body).
@@ -414,6 +620,7 @@ fn apply(
     rows_per_write_planned: u32,
     rows_per_write: &mut [u32],
     outcome: &mut ClientOutcome,
+    sent_seen: &[AtomicU64],
 ) -> u64 {
     let now = now_ns();
     let mut completed = 0;
@@ -433,6 +640,9 @@ fn apply(
         rows_per_write[index] = rows_per_write[index].saturating_add(1);
         if rows_per_write[index] == rows_per_write_planned && outcome.latency_ns[index] == 0 {
             outcome.latency_ns[index] = now.saturating_sub(sent_ns).max(1);
+            if let Some(seen) = sent_seen.get(index) {
+                let _ = seen.compare_exchange(0, sent_ns, Ordering::AcqRel, Ordering::Acquire);
+            }
             outcome.last_complete_ns = now;
             completed += 1;
         }
@@ -456,6 +666,7 @@ mod tests {
                 ready_timeout_secs: 1,
                 grace_secs: 1,
                 interval_secs: 1.0,
+                jitter_ms: 0,
             },
             subscriptions: subs
                 .into_iter()
@@ -470,6 +681,19 @@ mod tests {
                 .map(|i| RowValues::new(format!("s{i}"), i as i64))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn jitter_covers_its_range() {
+        let mut g = SplitMix64(0x5eed_cafe);
+        let draws: Vec<u64> = (0..1_000).map(|_| g.next() % 1_000).collect();
+        assert!(draws.iter().any(|&d| d < 100) && draws.iter().any(|&d| d >= 900));
+        let mut again = SplitMix64(0x5eed_cafe);
+        assert_eq!(
+            again.next() % 1_000,
+            draws[0],
+            "the same sequence every run"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use crate::stats::{new_histogram, record, Summary};
 
 /// Most latency-over-time buckets; the bucket width grows to stay within this.
 const MAX_BUCKETS: usize = 600;
+/// Most writes listed one by one in `per_write`.
+const MAX_PER_WRITE: u64 = 10_000;
 
 /// The result of a fan-out run.
 #[derive(Debug, Serialize)]
@@ -58,6 +60,25 @@ pub struct FanoutReport {
     pub after_commit_last_client: Summary,
     /// Every-client latency by write send time.
     pub timeline: Vec<Interval>,
+    /// Per write (up to 10,000 writes; else empty): the subscriptions expecting it, those
+    /// that received it, their mean and max latency — what several loadgen processes of one
+    /// run (`--followers`) need to combine their last and mean client.
+    pub per_write: Vec<PerWrite>,
+    /// The every-client histogram as `[latency ms (bucket's upper end), count]` pairs, to
+    /// combine the percentiles of several processes.
+    pub latency_every_client_histogram: Vec<(f64, u64)>,
+}
+
+/// One write as the subscriptions of this process saw it.
+#[derive(Debug, Serialize)]
+pub struct PerWrite {
+    pub write_id: u64,
+    pub expecting: u64,
+    pub received: u64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    /// The writer's send → commit acknowledged (0 in a follower's report: it did not write).
+    pub commit_ms: f64,
 }
 
 /// One latency-over-time bucket.
@@ -88,6 +109,7 @@ pub(crate) fn build(shared: &Shared, scenario: &str) -> FanoutReport {
     let mut timeline = Timeline::new(params, writer.first_sent_ns);
     let mut received = 0u64;
     let mut expected = 0u64;
+    let mut per_write = Vec::new();
     // Subscriptions that should see a write of each target, counting those that never reported
     // (they failed to start) as expecting too.
     let expecting_per_target: Vec<usize> = (0..plan.targets.len())
@@ -119,6 +141,21 @@ pub(crate) fn build(shared: &Shared, scenario: &str) -> FanoutReport {
         for &ns in &latencies {
             record(&mut every, ns);
         }
+        if write <= MAX_PER_WRITE {
+            let ms = |ns: u64| round3(ns as f64 / 1e6);
+            per_write.push(PerWrite {
+                write_id: write,
+                expecting: all_expecting as u64,
+                received: latencies.len() as u64,
+                mean_ms: if latencies.is_empty() {
+                    0.0
+                } else {
+                    round3(latencies.iter().sum::<u64>() as f64 / latencies.len() as f64 / 1e6)
+                },
+                max_ms: ms(latencies.iter().copied().max().unwrap_or(0)),
+                commit_ms: ms(commit_ns),
+            });
+        }
         if !latencies.is_empty() {
             let mean_ns = latencies.iter().sum::<u64>() / latencies.len() as u64;
             record(&mut mean, mean_ns);
@@ -147,7 +184,7 @@ pub(crate) fn build(shared: &Shared, scenario: &str) -> FanoutReport {
     let setup_done_ns = *lock(&shared.setup_done_ns);
     FanoutReport {
         scenario: scenario.to_owned(),
-        target: shared.ctx.target.host.clone(),
+        target: shared.ctx.targets_label(),
         params: params.clone(),
         clients: plan.subscriptions.len(),
         passive_shapes: plan.passive_shapes.len(),
@@ -176,6 +213,16 @@ pub(crate) fn build(shared: &Shared, scenario: &str) -> FanoutReport {
         after_commit_mean_client: Summary::of(&mean_after),
         after_commit_last_client: Summary::of(&last_after),
         timeline: timeline.finish(),
+        per_write,
+        latency_every_client_histogram: every
+            .iter_recorded()
+            .map(|v| {
+                (
+                    round3(v.value_iterated_to() as f64 / 1e6),
+                    v.count_at_value(),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ShapeCreationParams {
     pub timeout_secs: u64,
     /// Electric's variant S1b: every client requests the same shape.
     pub same_shape: bool,
+    /// Shape i selects only the row `id = i + 1`.
+    pub one_row: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,7 +37,7 @@ pub struct ShapeCreationReport {
     pub scenario: String,
     pub target: String,
     pub params: ShapeCreationParams,
-    /// Shapes synced to up-to-date with exactly `rows` rows.
+    /// Shapes synced to up-to-date with exactly their rows (`rows`, or 1 with `one_row`).
     pub shapes_complete: usize,
     pub complete: bool,
     /// From the common start to the last client's up-to-date (only if complete).
@@ -125,9 +127,13 @@ async fn sync_one(
         Outcome { elapsed_ns: None }
     };
     // Every row matches, but each definition differs, so each client creates its own shape
-    // (unless all are asked for the same one).
+    // (unless all are asked for the same one); or each shape has its own single row.
     let distinct = if params.same_shape { 0 } else { index as u64 };
-    let where_clause = format!("id < {}", params.rows + 1 + distinct);
+    let (where_clause, expected) = if params.one_row {
+        (format!("id = {}", index + 1), 1)
+    } else {
+        (format!("id < {}", params.rows + 1 + distinct), params.rows)
+    };
     let mut client = ShapeClient::new(ctx.target.clone(), &ctx.table, Some(&where_clause));
     let now = now_ns();
     if start_ns > now {
@@ -154,10 +160,9 @@ async fn sync_one(
     }
     let elapsed = now_ns().saturating_sub(start_ns).max(1);
     progress::add(&COUNTERS.shapes_ready, 1);
-    if rows != params.rows {
+    if rows != expected {
         return fail(format!(
-            "shape {index}: received {rows} rows, expected {}",
-            params.rows
+            "shape {index}: received {rows} rows, expected {expected}"
         ));
     }
     Outcome {

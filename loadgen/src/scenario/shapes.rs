@@ -89,6 +89,14 @@ pub fn whole_table(params: FanoutParams, clients: usize) -> FanoutPlan {
     }
 }
 
+/// Starts subscription i at i / `spawn_per_sec` seconds instead of all at once.
+pub fn stagger(plan: &mut FanoutPlan, spawn_per_sec: f64) {
+    assert!(spawn_per_sec > 0.0);
+    for (i, subscription) in plan.subscriptions.iter_mut().enumerate() {
+        subscription.start_delay_ms = (i as f64 * 1000.0 / spawn_per_sec) as u64;
+    }
+}
+
 /// `shapes` disjoint shapes; `clients` clients follow the one in the middle, which every write
 /// hits; the others are created and left without a client.
 pub fn unrelated(
@@ -200,6 +208,28 @@ mod tests {
     }
 
     #[test]
+    fn stagger_spreads_starts() {
+        let params = FanoutParams {
+            writes: 1,
+            writes_per_sec: 1.0,
+            rows_per_write: 1,
+            payload_bytes: 1,
+            ready_timeout_secs: 1,
+            grace_secs: 1,
+            interval_secs: 1.0,
+            jitter_ms: 0,
+        };
+        let mut plan = whole_table(params, 5);
+        stagger(&mut plan, 2.0);
+        let delays: Vec<u64> = plan
+            .subscriptions
+            .iter()
+            .map(|s| s.start_delay_ms)
+            .collect();
+        assert_eq!(delays, vec![0, 500, 1000, 1500, 2000]);
+    }
+
+    #[test]
     fn controlled_clients_follow_distinct_shapes() {
         let params = FanoutParams {
             writes: 6,
@@ -209,6 +239,7 @@ mod tests {
             ready_timeout_secs: 1,
             grace_secs: 1,
             interval_secs: 1.0,
+            jitter_ms: 0,
         };
         let plan = controlled(params, 4, 3, 5, 10.0, Predicate::Eq);
         assert_eq!(plan.subscriptions.len(), 12);

@@ -61,6 +61,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(bin: &PathBuf, database_url: &str) -> Self {
+        Self::start_with_env(bin, database_url, &[])
+    }
+
+    /// Starts the server with extra environment variables.
+    pub fn start_with_env(bin: &PathBuf, database_url: &str, env: &[(&str, String)]) -> Self {
         // Leased, so no other test server shares it through SO_REUSEPORT (`testkit::ports`).
         let lease = testkit::ports::lease();
         let port = lease.port();
@@ -68,7 +73,11 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("loadgen-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("storage")).expect("storage dir");
         let log = std::fs::File::create(dir.join("ampere.log")).expect("log file");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
             .env("ELECTRIC_INSECURE", "true")
             .env("DATABASE_URL", database_url)
             .env("ELECTRIC_PORT", port.to_string())
