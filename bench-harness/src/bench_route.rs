@@ -128,6 +128,18 @@ const KINDS: &[Kind] = &[
         hit: |n| full_row(n + 7, "x", "{}", (0, 0), &format!("MAIL-{}", n / 2)),
         miss: |n| full_row(n + 7, "x", "{}", (0, 0), "someone-else"),
     },
+    Kind {
+        name: "name NOT ILIKE '%c%' (scan)",
+        clause: |i| format!("name NOT ILIKE '%-{i}-%'"),
+        hit: |n| row(0, &format!("user-{}-smith", n / 2), "{}"),
+        miss: |_| row(0, "someone-else", "{}"),
+    },
+    Kind {
+        name: "NOT (a = c OR b = c) (scan)",
+        clause: |i| format!("NOT (a = {i} OR b = {i})"),
+        hit: |n| full_row(0, "x", "{}", (n as i64 / 2, n as i64 / 3), "x"),
+        miss: |n| full_row(0, "x", "{}", (n as i64, n as i64), "x"),
+    },
 ];
 
 /// Whether kind `name` is selected by `ROUTE_KINDS` (a comma-separated list of words).

@@ -226,6 +226,9 @@ const CLAUSES: &[&str] = &[
     "id * 2 + i4 > {}#int",
     "lower(v) = '{}'#text",
     "(name ILIKE '%{}%') IS TRUE#text",
+    "name NOT ILIKE '%{}%'#text",
+    "lower(name) NOT LIKE '{}%'#text",
+    "v NOT LIKE '%{}'#text",
 ];
 
 const POOLS: &[(&str, &[&str])] = &[

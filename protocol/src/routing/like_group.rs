@@ -4,14 +4,16 @@
 //! hash, `abc%` and `%abc` by hashing the string's start and end at each literal length
 //! present, `%abc%` and the longest literal of other patterns by one multi-needle search
 //! (`needles`). Only the other patterns are confirmed with the matcher, and only when their
-//! literal was found (or when they have none). Results are exact.
+//! literal was found (or when they have none). Results are exact. A group of `NOT LIKE`
+//! clauses emits the members whose pattern does not match a non-null string (one pass over
+//! the members, as template groups do for `<>`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::buckets;
 use super::needles::Needles;
 use super::Row;
-use crate::where_clause::analyze::{LikePattern, LikeTerm, PatternKind};
+use crate::where_clause::analyze::{LikePattern, LikeTerm, LikeValue, PatternKind};
 
 /// Most members per group; a shape past it is evaluated one by one instead.
 pub(super) const MEMBERS_MAX: usize = 1 << 20;
@@ -166,14 +168,32 @@ impl LikeGroup {
         }
     }
 
-    /// Appends the outputs of the members whose pattern matches the row's string.
+    /// Appends the outputs of the members whose clause is TRUE for the row: whose pattern
+    /// matches the row's string, or (a `NOT LIKE` group) does not.
     pub(super) fn route<'r>(&self, row: &Row<'r>, out: &mut Vec<u64>) {
         if self.len == 0 {
             return;
         }
+        // A NULL or failed string makes LIKE and NOT LIKE alike not TRUE.
         let Some(value) = self.head.evaluate(row) else {
             return;
         };
+        if !self.head.negated {
+            return self.matches(&value, out);
+        }
+        let mut matched = Vec::new();
+        self.matches(&value, &mut matched);
+        matched.sort_unstable();
+        out.extend(
+            self.members
+                .iter()
+                .filter(|m| m.pattern.is_some() && matched.binary_search(&m.output).is_err())
+                .map(|m| m.output),
+        );
+    }
+
+    /// Appends the outputs of the members whose pattern matches `value`, each once.
+    fn matches(&self, value: &LikeValue<'_>, out: &mut Vec<u64>) {
         let folded = value.folded();
         let members = &self.members;
         let mut emit = |m: u32| out.push(members[m as usize].output);

@@ -30,6 +30,9 @@ fn patterns_route_exactly() {
         ("lower(name) LIKE '%ab%'", &["xABy", "ab"], &["a b"]),
         ("upper(name) LIKE 'AB%'", &["abc", "ABx"], &["xab"]),
         ("lower(name) ILIKE '%Ab%'", &["xaBy", "AB"], &["a"]),
+        ("name NOT LIKE '%bc%'", &["x", "", "BC"], &["abc", "bc"]),
+        ("name NOT ILIKE 'ǅ%'", &["d", "xǆ"], &["ǆx", "Ǆ"]),
+        ("upper(name) NOT LIKE '%'", &[], &["", "x"]),
     ];
     for &(sql, hits, misses) in cases {
         let mut router = Router::new();
@@ -57,6 +60,7 @@ fn patterns_route_exactly() {
 #[test]
 fn many_patterns_with_removals() {
     let patterns = |i: u64| match i % 6 {
+        _ if i.is_multiple_of(5) => format!("name NOT ILIKE '%-{i}%'"),
         0 => format!("name ILIKE '%-{i}-%'"),
         1 => format!("name ILIKE '%-{i}'"),
         2 => format!("name ILIKE 'u{i}-%'"),

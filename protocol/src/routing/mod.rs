@@ -36,11 +36,12 @@ mod like_tests;
 #[cfg(test)]
 mod tests;
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::hash::RandomState;
 
 use crate::where_clause::analyze::{self, Probe, Term};
-use crate::where_clause::Predicate;
+use crate::where_clause::{Columns, Predicate};
 use column::ColumnIndex;
 use groups::Groups;
 use like_group::LikeGroup;
@@ -66,6 +67,9 @@ pub struct Router {
     /// Groups of terms of larger clauses: members are packed references, to verify.
     checked_groups: Groups<TemplateGroup>,
     checked_likes: Groups<LikeGroup>,
+    /// One more than the highest column index any clause reads: the decoded columns a row
+    /// may need while verifying candidates and evaluating scanned shapes.
+    width: usize,
     hasher: RandomState,
 }
 
@@ -145,6 +149,7 @@ impl Router {
             likes: Groups::default(),
             checked_groups: Groups::default(),
             checked_likes: Groups::default(),
+            width: 0,
             hasher: RandomState::new(),
         }
     }
@@ -172,6 +177,9 @@ impl Router {
                 slot
             }
         };
+        if let Some(last) = predicate.and_then(|p| p.columns().last().copied()) {
+            self.width = self.width.max(last + 1);
+        }
         let place = self.place(id, slot, predicate);
         self.slots[slot as usize].shape = Some(Shape {
             id,
@@ -372,6 +380,10 @@ impl Router {
     /// shapes for which [`Predicate::eval`] is true), each once, in no particular order.
     pub fn route<'r>(&self, row: &Row<'r>, out: &mut Vec<u64>) {
         let start = out.len();
+        // Columns are decoded once per row for every predicate evaluated on it, made on
+        // first use (a row that hits no candidate and no scanned shape needs none).
+        let columns = OnceCell::new();
+        let columns = || columns.get_or_init(|| Columns::new(self.width));
         // Index candidates first, as packed references, deduplicated, then verified in place.
         for column in &self.columns {
             column.candidates(&self.hasher, row, out);
@@ -400,7 +412,11 @@ impl Router {
             else {
                 continue;
             };
-            if shape.predicate.as_ref().is_none_or(|p| p.eval(row)) {
+            if shape
+                .predicate
+                .as_ref()
+                .is_none_or(|p| p.eval_shared(row, columns()))
+            {
                 out[kept] = shape.id;
                 kept += 1;
             }
@@ -416,7 +432,7 @@ impl Router {
         out.extend(
             self.scan
                 .iter()
-                .filter(|s| s.predicate.eval(row))
+                .filter(|s| s.predicate.eval_shared(row, columns()))
                 .map(|s| s.id),
         );
     }

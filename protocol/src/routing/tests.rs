@@ -92,6 +92,8 @@ fn typical_clauses_use_indexes() {
         "lower(name) LIKE 'ab%'",
         "upper(name) ILIKE '%a_b%'",
         "name LIKE '_'",
+        "name NOT LIKE '%ab%'",
+        "lower(name) NOT ILIKE 'ab%'",
     ] {
         assert_eq!(placed(sql), Kind::Like, "{sql}");
     }
@@ -106,7 +108,7 @@ fn typical_clauses_use_indexes() {
     );
     for sql in [
         "NOT (id = 5)",
-        "name NOT LIKE '%ab%'",
+        "name NOT LIKE '%ab%' OR id = 1",
         "id = 1 OR lower(name) <> 'x'",
     ] {
         assert_eq!(placed(sql), Kind::Scan, "{sql}");

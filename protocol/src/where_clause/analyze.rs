@@ -16,7 +16,7 @@ mod template;
 mod terms;
 
 pub(crate) use key::{Key, KeyTy};
-pub(crate) use like::{like_of, LikePattern, LikeTerm, PatternKind};
+pub(crate) use like::{like_of, LikePattern, LikeTerm, LikeValue, PatternKind};
 pub(crate) use template::{template, Layout, Template};
 pub(crate) use terms::{terms, Term};
 

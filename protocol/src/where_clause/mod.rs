@@ -64,6 +64,7 @@ pub use plan::{Literal, Plan, PlanPosition};
 pub use sublink::{Subquery, Tables, SUBQUERIES_MAX};
 pub use types::Type;
 
+pub(crate) use eval::Columns;
 use expr::Expr;
 
 /// Most `$n` parameters accepted (Postgres's own limit for a statement).
@@ -220,6 +221,19 @@ impl Predicate {
     /// NULL). True only if the clause is TRUE; NULL, false and evaluation errors give false.
     pub fn eval<'r>(&self, row: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r)) -> bool {
         matches!(eval::eval(&self.expr, row), Ok(datum::Datum::Bool(true)))
+    }
+
+    /// [`Predicate::eval`], reading decoded columns from (and adding them to) `columns`,
+    /// which other predicates evaluated on the same row share.
+    pub(crate) fn eval_shared<'r>(
+        &self,
+        row: &(dyn Fn(usize) -> Option<&'r [u8]> + 'r),
+        columns: &Columns<'r>,
+    ) -> bool {
+        matches!(
+            eval::eval_shared(&self.expr, row, columns),
+            Ok(datum::Datum::Bool(true))
+        )
     }
 
     /// Indexes of the columns the clause reads, ascending, without duplicates.

@@ -74,6 +74,8 @@ pub(crate) struct LikeTerm {
     signature: String,
     source: Expr,
     case_insensitive: bool,
+    /// `NOT LIKE`: TRUE for the members whose pattern does not match.
+    pub(crate) negated: bool,
     pub(crate) pattern: LikePattern,
 }
 
@@ -89,23 +91,32 @@ impl LikeValue<'_> {
     }
 }
 
-/// The predicate's LIKE term, if the whole clause is one (see [`like_term`]).
+/// The predicate's LIKE term, if the whole clause is one (see [`like_term`]), or a `NOT LIKE`
+/// of the same form (the term is then `negated`: TRUE where the pattern does not match a
+/// non-null string).
 pub(crate) fn like_of(predicate: &super::super::Predicate) -> Option<LikeTerm> {
-    like_term(&predicate.expr)
+    like_term(&predicate.expr).or_else(|| term(&predicate.expr, true))
 }
 
 /// The clause's LIKE term, if it is a non-negated `[I]LIKE` of a row-dependent string with a
 /// constant, valid pattern.
 pub(crate) fn like_term(expr: &Expr) -> Option<LikeTerm> {
+    term(expr, false)
+}
+
+fn term(expr: &Expr, negated: bool) -> Option<LikeTerm> {
     let Expr::Like {
         arg,
         pattern,
-        negated: false,
+        negated: is_negated,
         case_insensitive,
     } = expr
     else {
         return None;
     };
+    if *is_negated != negated {
+        return None;
+    }
     let Expr::Const {
         value: Datum::Text(pattern),
         ..
@@ -119,11 +130,12 @@ pub(crate) fn like_term(expr: &Expr) -> Option<LikeTerm> {
         return None;
     }
     let kind = classify(pattern, *case_insensitive)?;
-    let signature = format!("{case_insensitive}\0{arg:?}");
+    let signature = format!("{negated}\0{case_insensitive}\0{arg:?}");
     Some(LikeTerm {
         signature,
         source: arg.as_ref().clone(),
         case_insensitive: *case_insensitive,
+        negated,
         pattern: LikePattern {
             kind,
             text: pattern.as_ref().into(),
