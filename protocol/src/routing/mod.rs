@@ -15,7 +15,8 @@
 //! - candidate terms (`analyze::terms`): like an access plan, but a term may also be a LIKE
 //!   pattern or a keyed template comparison, found by groups of their own whose members emit
 //!   the shape as a candidate to verify (`id = 1 OR lower(email) = 'x'`);
-//! - otherwise its predicate is evaluated on every row.
+//! - otherwise its clause, compiled once (`analyze::program`: keyed comparisons against the
+//!   row's keys, computed once per row for all such shapes), is evaluated on every row.
 //!
 //! `route` takes `&self` and allocates nothing per call beyond the growth of `out`, except
 //! for array-column probes (the row's array is parsed into a vector), numeric keys longer
@@ -40,7 +41,7 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::hash::RandomState;
 
-use crate::where_clause::analyze::{self, Probe, Term};
+use crate::where_clause::analyze::{self, KeyClass, Probe, Program, RowKeys, Shared, Term};
 use crate::where_clause::{Columns, Predicate};
 use column::ColumnIndex;
 use groups::Groups;
@@ -70,6 +71,8 @@ pub struct Router {
     /// One more than the highest column index any clause reads: the decoded columns a row
     /// may need while verifying candidates and evaluating scanned shapes.
     width: usize,
+    /// Key classes the scanned shapes' programs compare, by slot (see `analyze::program`).
+    classes: Vec<KeyClass>,
     hasher: RandomState,
 }
 
@@ -124,7 +127,7 @@ enum Stored {
 struct Scanned {
     id: u64,
     slot: u32,
-    predicate: Predicate,
+    program: Program,
 }
 
 /// Index entries refer to shapes by slot and generation packed into one word.
@@ -150,6 +153,7 @@ impl Router {
             checked_groups: Groups::default(),
             checked_likes: Groups::default(),
             width: 0,
+            classes: Vec::new(),
             hasher: RandomState::new(),
         }
     }
@@ -225,11 +229,18 @@ impl Router {
                 .collect();
             return Place::Indexed(stored);
         }
-        self.scan.push(Scanned {
-            id,
-            slot,
-            predicate: predicate.clone(),
+        let classes = &mut self.classes;
+        let program = analyze::compile(predicate, &mut |class| {
+            let at = match classes.iter().position(|c| c == class) {
+                Some(at) => at,
+                None => {
+                    classes.push(class.clone());
+                    classes.len() - 1
+                }
+            };
+            u32::try_from(at).expect("fewer than 2^32 key classes")
         });
+        self.scan.push(Scanned { id, slot, program });
         Place::Scan(self.scan.len() - 1)
     }
 
@@ -429,10 +440,20 @@ impl Router {
         for group in &self.likes.list {
             group.route(row, out);
         }
+        if self.scan.is_empty() {
+            return;
+        }
+        let keys = RowKeys::new(self.classes.len());
+        let shared = Shared {
+            row,
+            columns: columns(),
+            keys: &keys,
+            classes: &self.classes,
+        };
         out.extend(
             self.scan
                 .iter()
-                .filter(|s| s.predicate.eval_shared(row, columns()))
+                .filter(|s| s.program.holds(&shared))
                 .map(|s| s.id),
         );
     }

@@ -12,11 +12,13 @@
 
 mod key;
 mod like;
+mod program;
 mod template;
 mod terms;
 
 pub(crate) use key::{Key, KeyTy};
 pub(crate) use like::{like_of, LikePattern, LikeTerm, LikeValue, PatternKind};
+pub(crate) use program::{compile, Program, RowKeys, Shared};
 pub(crate) use template::{template, Layout, Template};
 pub(crate) use terms::{terms, Term};
 
