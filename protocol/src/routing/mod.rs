@@ -41,7 +41,9 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::hash::RandomState;
 
-use crate::where_clause::analyze::{self, KeyClass, Probe, Program, RowKeys, Shared, Term};
+use crate::where_clause::analyze::{
+    self, KeyClass, Probe, ProgramRef, Programs, RowKeys, Shared, Term,
+};
 use crate::where_clause::{Columns, Predicate};
 use column::ColumnIndex;
 use groups::Groups;
@@ -73,6 +75,8 @@ pub struct Router {
     width: usize,
     /// Key classes the scanned shapes' programs compare, by slot (see `analyze::program`).
     classes: Vec<KeyClass>,
+    /// The scanned shapes' compiled clauses.
+    programs: Programs,
     hasher: RandomState,
 }
 
@@ -127,7 +131,7 @@ enum Stored {
 struct Scanned {
     id: u64,
     slot: u32,
-    program: Program,
+    program: ProgramRef,
 }
 
 /// Index entries refer to shapes by slot and generation packed into one word.
@@ -154,6 +158,7 @@ impl Router {
             checked_likes: Groups::default(),
             width: 0,
             classes: Vec::new(),
+            programs: Programs::default(),
             hasher: RandomState::new(),
         }
     }
@@ -230,7 +235,7 @@ impl Router {
             return Place::Indexed(stored);
         }
         let classes = &mut self.classes;
-        let program = analyze::compile(predicate, &mut |class| {
+        let program = self.programs.compile(predicate, &mut |class| {
             let at = match classes.iter().position(|c| c == class) {
                 Some(at) => at,
                 None => {
@@ -310,9 +315,13 @@ impl Router {
                 }
             }
             Place::Scan(at) => {
-                self.scan.swap_remove(at);
+                let removed = self.scan.swap_remove(at);
                 if let Some(moved) = self.scan.get(at).map(|s| s.slot) {
                     self.set_place(moved, Place::Scan(at));
+                }
+                if self.programs.release(removed.program) {
+                    self.programs
+                        .compact(self.scan.iter_mut().map(|s| &mut s.program));
                 }
             }
             Place::Template { group, position } => {
@@ -453,7 +462,7 @@ impl Router {
         out.extend(
             self.scan
                 .iter()
-                .filter(|s| s.program.holds(&shared))
+                .filter(|s| self.programs.holds(s.program, &shared))
                 .map(|s| s.id),
         );
     }

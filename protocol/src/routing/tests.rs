@@ -212,3 +212,57 @@ fn remove_and_reinsert_leave_no_stale_matches() {
     assert!(router.route_vec(&row("50")).is_empty());
     assert_eq!(router.route_vec(&[None, Some("x")]), vec![50]);
 }
+
+/// Scanned shapes run compiled programs kept in one array, compacted when most of it belongs
+/// to removed shapes: after removals and re-inserts, each row routes exactly as evaluation.
+#[test]
+fn scanned_programs_survive_removals_and_compaction() {
+    let clause = |i: u64| match i % 4 {
+        0 => format!("NOT (id = {} OR name = 'n{i}')", i % 5),
+        1 => format!("(id > {}) IS NOT TRUE", i % 7),
+        2 => format!("NOT (n = {}.0) AND lower(name) <> 'x'", i % 3),
+        _ => format!("NOT (u IS NULL) OR id = {}", i % 2),
+    };
+    let mut router = Router::new();
+    let mut shapes = Vec::new();
+    for i in 0..400u64 {
+        router.insert(i, Some(&predicate(&clause(i))));
+        shapes.push((i, predicate(&clause(i))));
+    }
+    let rows: Vec<[Option<String>; 5]> = (0..40u64)
+        .map(|r| {
+            let some = |v: String| (r % 9 != 0).then_some(v);
+            [
+                some((r % 8).to_string()),
+                some(format!("n{}", r * 10)),
+                some(format!("{}.00", r % 4)),
+                None,
+                (r % 3 == 0).then(|| "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".to_string()),
+            ]
+        })
+        .collect();
+    let check = |router: &Router, shapes: &[(u64, Predicate)]| {
+        for row in &rows {
+            let row: Vec<Option<&str>> = row.iter().map(|v| v.as_deref()).collect();
+            let get = |i: usize| row.get(i).copied().flatten().map(str::as_bytes);
+            let want: Vec<u64> = shapes
+                .iter()
+                .filter(|(_, p)| p.eval(&get))
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(router.route_vec(&row), want, "row {row:?}");
+        }
+    };
+    check(&router, &shapes);
+    for i in (0..400u64).filter(|i| i % 5 != 0) {
+        router.remove(i);
+    }
+    shapes.retain(|(id, _)| id % 5 == 0);
+    check(&router, &shapes);
+    for i in (0..400u64).filter(|i| i % 5 == 1) {
+        router.insert(i, Some(&predicate(&clause(i + 2))));
+        shapes.push((i, predicate(&clause(i + 2))));
+    }
+    shapes.sort_by_key(|(id, _)| *id);
+    check(&router, &shapes);
+}

@@ -18,7 +18,7 @@ mod terms;
 
 pub(crate) use key::{Key, KeyTy};
 pub(crate) use like::{like_of, LikePattern, LikeTerm, LikeValue, PatternKind};
-pub(crate) use program::{compile, Program, RowKeys, Shared};
+pub(crate) use program::{ProgramRef, Programs, RowKeys, Shared};
 pub(crate) use template::{template, Layout, Template};
 pub(crate) use terms::{terms, Term};
 

@@ -1,7 +1,10 @@
 //! Clauses compiled once for evaluation on every row (the shapes the router cannot index,
-//! group or find by terms): the boolean structure (AND, OR, NOT, IS [NOT] TRUE/FALSE/UNKNOWN)
-//! is kept, and each `column OP constant` comparison of a keyed type becomes a comparison of
-//! key bytes (see `key`: keys are equal and ordered exactly as Postgres compares the values),
+//! group or find by terms), into one flat array of operations shared by all of a table's
+//! programs (prefix order, each operation knowing the size of its subtree, so AND and OR skip
+//! the rest on a deciding value), with the constants' key bytes in one byte array: evaluating
+//! thousands of programs walks memory in order instead of chasing a tree per shape. The
+//! boolean structure (AND, OR, NOT, IS [NOT] TRUE/FALSE/UNKNOWN) is kept, and each `column OP
+//! constant` comparison of a keyed type becomes a comparison of key bytes (see `key`: keys are equal and ordered exactly as Postgres compares the values),
 //! with the row's key for each column computed once per row and shared by every program.
 //! Any other leaf is evaluated by the general evaluator, with the row's decoded columns
 //! shared the same way.
@@ -11,7 +14,6 @@
 //! false), and NULL follows three-valued logic.
 
 use std::cell::OnceCell;
-use std::cmp::Ordering;
 
 use super::super::datum::Datum;
 use super::super::eval::{self, Columns, EvalError, Row};
@@ -20,26 +22,67 @@ use super::super::Predicate;
 use super::key::Key;
 use super::{flip, key, key_class, KeyClass};
 
-/// Most nodes per program; a larger clause is evaluated as one leaf by the evaluator.
-const NODES_MAX: usize = 4096;
+/// Most operations per program; the rest of a larger clause is evaluated as leaves by the
+/// evaluator.
+const OPS_MAX: usize = 4096;
 
-pub(crate) struct Program {
-    root: Node,
+/// The operations of every compiled program, in one array.
+#[derive(Default)]
+pub(crate) struct Programs {
+    ops: Vec<Op>,
+    /// Constant keys, referred to by `Op::Key` as ranges.
+    keys: Vec<u8>,
+    /// Leaves for the evaluator (`None` once released).
+    evals: Vec<Option<Expr>>,
+    /// Operations of released programs, still in `ops`.
+    garbage: usize,
 }
 
-enum Node {
-    /// `column OP constant`: the row's key for class `slot` compared with `key`.
+/// One program: a range of `Programs::ops`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProgramRef {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    /// `column OP constant`: the row's key for class `slot` compared with `keys[start..end]`.
     Key {
         slot: u32,
         op: CmpOp,
-        key: Box<[u8]>,
+        start: u32,
+        end: u32,
     },
-    /// Any other boolean expression.
-    Eval(Expr),
-    And(Vec<Node>),
-    Or(Vec<Node>),
-    Not(Box<Node>),
-    Test(BoolTest, Box<Node>),
+    /// Any other boolean expression: `evals[at]`.
+    Eval {
+        at: u32,
+    },
+    /// `size`: operations in the subtree, this one included.
+    And {
+        size: u32,
+    },
+    Or {
+        size: u32,
+    },
+    Not {
+        size: u32,
+    },
+    Test {
+        test: BoolTest,
+        size: u32,
+    },
+}
+
+impl Op {
+    fn size(self) -> usize {
+        match self {
+            Op::Key { .. } | Op::Eval { .. } => 1,
+            Op::And { size } | Op::Or { size } | Op::Not { size } | Op::Test { size, .. } => {
+                size as usize
+            }
+        }
+    }
 }
 
 /// The row's key per key class slot, computed on first use.
@@ -62,55 +105,6 @@ impl RowKeys<'_> {
     }
 }
 
-/// Three-valued truth, or an evaluation error.
-type Truth = Result<Option<bool>, EvalError>;
-
-/// Compiles `predicate`; `slot` gives the slot of a key class (the caller keeps the classes,
-/// in slot order, for [`Program::holds`]).
-pub(crate) fn compile(predicate: &Predicate, slot: &mut dyn FnMut(&KeyClass) -> u32) -> Program {
-    let mut budget = NODES_MAX;
-    Program {
-        root: node(&predicate.expr, slot, &mut budget),
-    }
-}
-
-fn node(expr: &Expr, slot: &mut dyn FnMut(&KeyClass) -> u32, budget: &mut usize) -> Node {
-    if *budget == 0 {
-        return Node::Eval(expr.clone());
-    }
-    *budget -= 1;
-    let mut all =
-        |items: &[Expr]| -> Vec<Node> { items.iter().map(|e| node(e, slot, budget)).collect() };
-    match expr {
-        Expr::And(items) => Node::And(all(items)),
-        Expr::Or(items) => Node::Or(all(items)),
-        Expr::Not(arg) => Node::Not(Box::new(node(arg, slot, budget))),
-        Expr::BoolTest { arg, test } => Node::Test(*test, Box::new(node(arg, slot, budget))),
-        Expr::Compare { op, ty, lhs, rhs } => {
-            let keyed = match (lhs.as_ref(), rhs.as_ref()) {
-                (_, Expr::Const { value, .. }) => Some((lhs, value, *op)),
-                (Expr::Const { value, .. }, _) => Some((rhs, value, flip(*op))),
-                _ => None,
-            };
-            let compiled = keyed.and_then(|(column, value, op)| {
-                let class = key_class(column, ty)?;
-                // An unordered key (numeric) only decides equality.
-                if !class.is_ordered() && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
-                    return None;
-                }
-                let key = key::encode(class.key, value)?.into_boxed();
-                Some(Node::Key {
-                    slot: slot(&class),
-                    op,
-                    key,
-                })
-            });
-            compiled.unwrap_or_else(|| Node::Eval(expr.clone()))
-        }
-        other => Node::Eval(other.clone()),
-    }
-}
-
 /// What programs read for one row: the row, its decoded columns and its keys per class.
 pub(crate) struct Shared<'s, 'r> {
     pub(crate) row: &'s Row<'r>,
@@ -119,47 +113,217 @@ pub(crate) struct Shared<'s, 'r> {
     pub(crate) classes: &'s [KeyClass],
 }
 
-impl Program {
-    /// Whether the clause is TRUE for the row (exactly `Predicate::eval`).
-    pub(crate) fn holds(&self, shared: &Shared<'_, '_>) -> bool {
-        run(&self.root, shared) == Ok(Some(true))
+/// Three-valued truth, or an evaluation error.
+type Truth = Result<Option<bool>, EvalError>;
+
+impl Programs {
+    /// Compiles `predicate`; `slot` gives the slot of a key class (the caller keeps the
+    /// classes, in slot order, for [`Programs::holds`]).
+    pub(crate) fn compile(
+        &mut self,
+        predicate: &Predicate,
+        slot: &mut dyn FnMut(&KeyClass) -> u32,
+    ) -> ProgramRef {
+        let start = self.ops.len();
+        self.push(&predicate.expr, start, slot);
+        ProgramRef {
+            start: u32::try_from(start).expect("fewer than 2^32 operations"),
+            len: u32::try_from(self.ops.len() - start).expect("bounded program"),
+        }
+    }
+
+    /// Appends the operations of `expr`; the subtree of a composite is patched in after.
+    fn push(&mut self, expr: &Expr, start: usize, slot: &mut dyn FnMut(&KeyClass) -> u32) {
+        let at = self.ops.len();
+        let budget_left = at - start < OPS_MAX;
+        let composite = match expr {
+            _ if !budget_left => None,
+            Expr::And(items) => Some((Op::And { size: 0 }, &items[..])),
+            Expr::Or(items) => Some((Op::Or { size: 0 }, &items[..])),
+            Expr::Not(arg) => Some((Op::Not { size: 0 }, std::slice::from_ref(&**arg))),
+            Expr::BoolTest { arg, test } => Some((
+                Op::Test {
+                    test: *test,
+                    size: 0,
+                },
+                std::slice::from_ref(&**arg),
+            )),
+            _ => None,
+        };
+        let Some((op, children)) = composite else {
+            let op = self.leaf(expr, budget_left, slot);
+            self.ops.push(op);
+            return;
+        };
+        self.ops.push(op);
+        for child in children {
+            self.push(child, start, slot);
+        }
+        let size = u32::try_from(self.ops.len() - at).expect("bounded program");
+        self.ops[at] = match op {
+            Op::And { .. } => Op::And { size },
+            Op::Or { .. } => Op::Or { size },
+            Op::Not { .. } => Op::Not { size },
+            Op::Test { test, .. } => Op::Test { test, size },
+            leaf => leaf,
+        };
+    }
+
+    fn leaf(&mut self, expr: &Expr, keyed_ok: bool, slot: &mut dyn FnMut(&KeyClass) -> u32) -> Op {
+        if keyed_ok && self.keys.len() < u32::MAX as usize / 2 {
+            if let Some((class, op, key)) = keyed(expr) {
+                let start = self.keys.len() as u32;
+                self.keys.extend_from_slice(&key);
+                return Op::Key {
+                    slot: slot(&class),
+                    op,
+                    start,
+                    end: self.keys.len() as u32,
+                };
+            }
+        }
+        self.evals.push(Some(expr.clone()));
+        Op::Eval {
+            at: (self.evals.len() - 1) as u32,
+        }
+    }
+
+    /// Whether the program's clause is TRUE for the row (exactly `Predicate::eval`).
+    pub(crate) fn holds(&self, program: ProgramRef, shared: &Shared<'_, '_>) -> bool {
+        program.len > 0 && self.run(program.start as usize, shared) == Ok(Some(true))
+    }
+
+    fn run(&self, at: usize, shared: &Shared<'_, '_>) -> Truth {
+        match self.ops[at] {
+            Op::Key {
+                slot,
+                op,
+                start,
+                end,
+            } => {
+                let class = &shared.classes[slot as usize];
+                let value = shared.keys.cells[slot as usize].get_or_init(|| {
+                    match (shared.row)(class.column) {
+                        None => RowKey::Null,
+                        Some(bytes) => class.row_key(bytes).map_or(RowKey::Failed, RowKey::Key),
+                    }
+                });
+                match value {
+                    RowKey::Null => Ok(None),
+                    RowKey::Failed => Err(EvalError),
+                    RowKey::Key(row_key) => {
+                        let constant = &self.keys[start as usize..end as usize];
+                        Ok(Some(op.holds(row_key.bytes().cmp(constant))))
+                    }
+                }
+            }
+            Op::Eval { at } => match &self.evals[at as usize] {
+                Some(expr) => truth(eval::eval_shared(expr, shared.row, shared.columns)?),
+                None => Err(EvalError),
+            },
+            Op::And { size } => self.junction(at, size as usize, shared, false),
+            Op::Or { size } => self.junction(at, size as usize, shared, true),
+            Op::Not { .. } => Ok(self.run(at + 1, shared)?.map(|v| !v)),
+            Op::Test { test, .. } => {
+                let v = self.run(at + 1, shared)?;
+                Ok(Some(match test {
+                    BoolTest::True => v == Some(true),
+                    BoolTest::NotTrue => v != Some(true),
+                    BoolTest::False => v == Some(false),
+                    BoolTest::NotFalse => v != Some(false),
+                    BoolTest::Unknown => v.is_none(),
+                    BoolTest::NotUnknown => v.is_some(),
+                }))
+            }
+        }
+    }
+
+    /// As the evaluator's AND / OR: left to right, the deciding value wins at once, otherwise
+    /// NULL if any operand was NULL; an error stops everything.
+    fn junction(&self, at: usize, size: usize, shared: &Shared<'_, '_>, is_or: bool) -> Truth {
+        let mut saw_null = false;
+        let mut child = at + 1;
+        while child < at + size {
+            match self.run(child, shared)? {
+                Some(v) if v == is_or => return Ok(Some(is_or)),
+                Some(_) => {}
+                None => saw_null = true,
+            }
+            child += self.ops[child].size();
+        }
+        Ok(if saw_null { None } else { Some(!is_or) })
+    }
+
+    /// Marks a program's operations as garbage; returns whether more than half of the
+    /// operations are, so the caller should [`Programs::compact`].
+    pub(crate) fn release(&mut self, program: ProgramRef) -> bool {
+        let range = program.start as usize..(program.start + program.len) as usize;
+        for op in &self.ops[range] {
+            if let Op::Eval { at } = op {
+                self.evals[*at as usize] = None;
+            }
+        }
+        self.garbage += program.len as usize;
+        self.garbage * 2 > self.ops.len()
+    }
+
+    /// Rebuilds the arrays from the live programs, updating their references.
+    pub(crate) fn compact<'p>(&mut self, live: impl Iterator<Item = &'p mut ProgramRef>) {
+        let old = std::mem::take(self);
+        let mut old_evals = old.evals;
+        for program in live {
+            let start = self.ops.len() as u32;
+            let range = program.start as usize..(program.start + program.len) as usize;
+            for op in &old.ops[range] {
+                self.ops.push(match *op {
+                    Op::Key {
+                        slot,
+                        op,
+                        start,
+                        end,
+                    } => {
+                        let new_start = self.keys.len() as u32;
+                        self.keys
+                            .extend_from_slice(&old.keys[start as usize..end as usize]);
+                        Op::Key {
+                            slot,
+                            op,
+                            start: new_start,
+                            end: self.keys.len() as u32,
+                        }
+                    }
+                    Op::Eval { at } => {
+                        self.evals.push(old_evals[at as usize].take());
+                        Op::Eval {
+                            at: (self.evals.len() - 1) as u32,
+                        }
+                    }
+                    other => other,
+                });
+            }
+            program.start = start;
+        }
     }
 }
 
-fn run(node: &Node, shared: &Shared<'_, '_>) -> Truth {
-    match node {
-        Node::Key { slot, op, key } => {
-            let cell = &shared.keys.cells[*slot as usize];
-            let class = &shared.classes[*slot as usize];
-            let value = cell.get_or_init(|| match (shared.row)(class.column) {
-                None => RowKey::Null,
-                Some(bytes) => class.row_key(bytes).map_or(RowKey::Failed, RowKey::Key),
-            });
-            match value {
-                RowKey::Null => Ok(None),
-                RowKey::Failed => Err(EvalError),
-                RowKey::Key(row_key) => {
-                    let ordering: Ordering = row_key.bytes().cmp(key);
-                    Ok(Some(op.holds(ordering)))
-                }
-            }
-        }
-        Node::Eval(expr) => truth(eval::eval_shared(expr, shared.row, shared.columns)?),
-        Node::And(items) => junction(items, shared, false),
-        Node::Or(items) => junction(items, shared, true),
-        Node::Not(arg) => Ok(run(arg, shared)?.map(|v| !v)),
-        Node::Test(test, arg) => {
-            let v = run(arg, shared)?;
-            Ok(Some(match test {
-                BoolTest::True => v == Some(true),
-                BoolTest::NotTrue => v != Some(true),
-                BoolTest::False => v == Some(false),
-                BoolTest::NotFalse => v != Some(false),
-                BoolTest::Unknown => v.is_none(),
-                BoolTest::NotUnknown => v.is_some(),
-            }))
-        }
+/// `column OP constant` on a keyed column class, as (class, operator with the column on the
+/// left, constant key).
+fn keyed(expr: &Expr) -> Option<(KeyClass, CmpOp, Box<[u8]>)> {
+    let Expr::Compare { op, ty, lhs, rhs } = expr else {
+        return None;
+    };
+    let (column, value, op) = match (lhs.as_ref(), rhs.as_ref()) {
+        (_, Expr::Const { value, .. }) => (lhs, value, *op),
+        (Expr::Const { value, .. }, _) => (rhs, value, flip(*op)),
+        _ => return None,
+    };
+    let class = key_class(column, ty)?;
+    // An unordered key (numeric) only decides equality.
+    if !class.is_ordered() && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+        return None;
     }
+    let key = key::encode(class.key, value)?.into_boxed();
+    Some((class, op, key))
 }
 
 fn truth(value: Datum<'_>) -> Truth {
@@ -168,18 +332,4 @@ fn truth(value: Datum<'_>) -> Truth {
         Datum::Null => Ok(None),
         _ => Err(EvalError),
     }
-}
-
-/// As the evaluator's AND / OR: left to right, the deciding value wins at once, otherwise
-/// NULL if any operand was NULL; an error stops everything.
-fn junction(items: &[Node], shared: &Shared<'_, '_>, is_or: bool) -> Truth {
-    let mut saw_null = false;
-    for item in items {
-        match run(item, shared)? {
-            Some(v) if v == is_or => return Ok(Some(is_or)),
-            Some(_) => {}
-            None => saw_null = true,
-        }
-    }
-    Ok(if saw_null { None } else { Some(!is_or) })
 }
