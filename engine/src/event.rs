@@ -146,6 +146,8 @@ pub struct Timers {
 struct TimersInner {
     next_id: u64,
     waiting: std::collections::BTreeMap<(std::time::Instant, u64), Waker>,
+    /// Set at shutdown: every wait ends now, as if its deadline had passed.
+    ended: bool,
 }
 
 impl Timers {
@@ -191,6 +193,25 @@ impl Timers {
     pub fn waiting(&self) -> usize {
         self.inner.borrow().waiting.len()
     }
+
+    /// Ends every wait, present and future, as timed out: at shutdown, held long-polls get
+    /// their regular "nothing new" answer and SSE streams their regular end, instead of a
+    /// connection cut mid-response when the process exits.
+    pub fn end_all(&self) {
+        let wakers: Vec<Waker> = {
+            let mut inner = self.inner.borrow_mut();
+            inner.ended = true;
+            std::mem::take(&mut inner.waiting).into_values().collect()
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Whether [`Timers::end_all`] was called.
+    pub fn ended(&self) -> bool {
+        self.inner.borrow().ended
+    }
 }
 
 pub struct WaitUntil {
@@ -211,10 +232,12 @@ impl Future for WaitUntil {
             return Poll::Ready(false);
         }
         let key = self.key;
-        self.timers
-            .borrow_mut()
-            .waiting
-            .insert(key, cx.waker().clone());
+        let mut timers = self.timers.borrow_mut();
+        if timers.ended {
+            return Poll::Ready(false);
+        }
+        timers.waiting.insert(key, cx.waker().clone());
+        drop(timers);
         self.registered = true;
         Poll::Pending
     }

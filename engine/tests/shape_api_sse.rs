@@ -365,3 +365,67 @@ fn sse_with_data_available_streams_it_first() {
     assert_eq!(items.len(), 3, "{}", live.body_str());
     assert_eq!(items[0]["value"]["id"], "3");
 }
+
+/// SIGTERM while an SSE stream and long-polls are held (two cores, so some are answered by a
+/// core that does not own the shape): the stream ends with its chunked terminator and every
+/// long-poll gets its complete "nothing new" answer before the process exits, instead of a
+/// connection cut mid-response.
+#[test]
+fn shutdown_ends_held_responses_cleanly() {
+    let cluster = support::cluster();
+    let mut opts = sse_opts(2, "epoll");
+    opts.env[0].1 = "60000".to_string();
+    let env = Env::start(
+        &cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",
+        opts,
+    );
+    let (handle, offset) = synced(&env, "table=items");
+    let mut s = Stream::open(
+        env.server.port,
+        &format!("/v1/shape?table=items&live=true&live_sse=true&handle={handle}&offset={offset}"),
+    );
+    assert!(s.head.starts_with("HTTP/1.1 200"), "{}", s.head);
+    let polls: Vec<_> = (0..6)
+        .map(|_| {
+            let port = env.server.port;
+            let path = format!("/v1/shape?table=items&live=true&handle={handle}&offset={offset}");
+            std::thread::spawn(move || {
+                let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                sock.set_read_timeout(Some(EVENT_WAIT)).expect("timeout");
+                write!(sock, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").expect("send");
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Until the server closes the connection (it exits), or the bound.
+                while let Ok(n @ 1..) = sock.read(&mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                }
+                String::from_utf8_lossy(&got).into_owned()
+            })
+        })
+        .collect();
+    // Let the long-polls arrive and be held.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signals our own child process.
+    unsafe {
+        libc::kill(env.server.pid() as i32, libc::SIGTERM);
+    }
+    while let Some(block) = s.next_block() {
+        assert!(block.starts_with(':'), "no data at shutdown: {block}");
+    }
+    assert!(s.ended, "the stream ended with its terminator");
+    for p in polls {
+        let text = p.join().expect("long-poll thread");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("content-length")
+            .trim()
+            .parse()
+            .expect("length");
+        assert_eq!(body.len(), len, "the whole body arrived: {text}");
+        assert!(body.contains("up-to-date"), "{body}");
+    }
+}

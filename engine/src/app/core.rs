@@ -349,6 +349,9 @@ impl Core {
                     // No new sync job starts, and the one running (which may be installing a
                     // shape's metadata) finishes before this core writes everything out.
                     self.shutting_down.set(true);
+                    // Held long-polls answer and SSE streams end now, while their connections
+                    // can still send it (the process exits once every core replied).
+                    self.timers.end_all();
                     let core = self.clone();
                     monoio::spawn(async move {
                         let until = Instant::now() + Duration::from_secs(5);
@@ -356,6 +359,8 @@ impl Core {
                             monoio::time::sleep(Duration::from_millis(5)).await;
                         }
                         core.write_all_for_shutdown();
+                        // Time for the connections to write those answers.
+                        monoio::time::sleep(Duration::from_millis(50)).await;
                         let _ = reply.send(());
                     });
                 }

@@ -151,6 +151,10 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 // Out of bounds: a client briefly ahead of us (e.g. after a restart) gets half a
                 // long-poll for the log to catch up.
                 if let Woken::TimedOut = wait(core, listener, oob_deadline).await {
+                    if core.timers.ended() {
+                        // Shutting down: the client may well be right; let it retry.
+                        return responses::fixed(protocol::errors::database_unreachable());
+                    }
                     return responses::validation(&protocol::validation::offset_out_of_bounds());
                 }
                 continue;

@@ -74,7 +74,7 @@ async fn produce(
             Next::Batch(bytes) => bytes,
             Next::Nothing => {
                 let now = Instant::now();
-                if now >= end {
+                if now >= end || core.timers.ended() {
                     return;
                 }
                 if now < quiet_until {
