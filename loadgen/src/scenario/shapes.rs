@@ -24,6 +24,8 @@ pub enum Predicate {
     Eq,
     /// `name ILIKE 's000042%'` (Electric's non-optimised case).
     Ilike,
+    /// `name ILIKE '%s000042%'` (a search box: no index prefix, issue 19).
+    Contains,
     /// `name IN ('s000042', 'hot')` / `name IN ('hot', 's000042')`.
     In,
     /// `k >= 420 AND k < 430` / `k > -43`.
@@ -51,6 +53,7 @@ pub fn disjoint_where(predicate: Predicate, i: usize) -> String {
     match predicate {
         Predicate::Eq => format!("name = '{name}'"),
         Predicate::Ilike => format!("name ILIKE '{name}%'"),
+        Predicate::Contains => format!("name ILIKE '%{name}%'"),
         Predicate::In => format!("name IN ('{name}', 'z{name}')"),
         Predicate::Range => format!("k >= {k} AND k < {}", k + 10),
     }
@@ -196,6 +199,7 @@ mod tests {
         for predicate in [
             Predicate::Eq,
             Predicate::Ilike,
+            Predicate::Contains,
             Predicate::In,
             Predicate::Range,
         ] {
