@@ -101,12 +101,26 @@ impl Scenario {
             }
             Self::ManyShapesOneClient => vec!["--shapes".into(), x],
             Self::ConcurrentShapeCreation => {
-                return vec!["--shapes".into(), x, "--rows".into(), "500".into()];
+                // One row per shape, as Electric's S1 (`name = 'c<i>'`), over a table of at
+                // least Electric's 500 rows.
+                let rows = plan_rows(&x);
+                return vec![
+                    "--shapes".into(),
+                    x,
+                    "--rows".into(),
+                    rows,
+                    "--one-row".into(),
+                ];
             }
         };
         args.extend(writes);
         args
     }
+}
+
+/// Rows of the storm's table: one per shape, at least 500.
+fn plan_rows(shapes: &str) -> String {
+    shapes.parse::<u64>().unwrap_or(0).max(500).to_string()
 }
 
 /// One grid point's result.
@@ -344,6 +358,8 @@ mod tests {
         assert_eq!(&args[..4], ["--shapes", "1000", "--predicate", "eq"]);
         assert!(args.windows(2).any(|w| w == ["--rows-per-write", "50"]));
         let creation = Scenario::ConcurrentShapeCreation.args(50, &plan);
-        assert_eq!(creation, ["--shapes", "50", "--rows", "500"]);
+        assert_eq!(creation, ["--shapes", "50", "--rows", "500", "--one-row"]);
+        let storm = Scenario::ConcurrentShapeCreation.args(3650, &plan);
+        assert_eq!(storm, ["--shapes", "3650", "--rows", "3650", "--one-row"]);
     }
 }

@@ -70,7 +70,8 @@ impl Plan {
                 fanout_clients: vec![10, 100],
                 unrelated_shapes: vec![100, 1_000],
                 many_shapes: vec![100, 300],
-                creation_shapes: vec![50, 450],
+                // 3,650: Electric's largest S1 point, one row per shape (≈ 2 s).
+                creation_shapes: vec![50, 450, 3_650],
                 write_secs: 3,
                 replication_rows: 20_000,
                 replication_batch_rows: 5_000,
@@ -87,7 +88,8 @@ impl Plan {
                 fanout_clients: vec![10, 100, 1_000],
                 unrelated_shapes: vec![100, 1_000, 10_000],
                 many_shapes: vec![100, 500, 1_500],
-                creation_shapes: vec![50, 450, 850],
+                // Electric's S1 grid (v1.1 blog): 3,650 creations in 8.1 s on 2 vCPU.
+                creation_shapes: vec![50, 450, 1_450, 3_650],
                 write_secs: 10,
                 replication_rows: 1_000_000,
                 replication_batch_rows: 100_000,
