@@ -18,10 +18,12 @@
 //! - otherwise its clause, compiled once (`analyze::program`: keyed comparisons against the
 //!   row's keys, computed once per row for all such shapes), is evaluated on every row.
 //!
-//! `route` takes `&self` and allocates nothing per call beyond the growth of `out`, except
-//! for array-column probes (the row's array is parsed into a vector), numeric keys longer
-//! than 24 bytes, ILIKE's folded copy of a group's string and the list of needles a string
-//! contains. The router is single-threaded state (one per table per core).
+//! `route` takes `&self`. Per call it allocates, besides the growth of `out`: the row's
+//! decoded-column table (once, when a candidate is verified or a shape scanned) and key table
+//! (when shapes are scanned), array-column probes (the row's array parsed into a vector),
+//! numeric keys longer than 24 bytes, ILIKE's folded copy of a group's string, the list of
+//! needles a string contains and a `NOT LIKE` group's matches. The router is single-threaded
+//! state (one per table per core).
 
 mod buckets;
 mod column;
