@@ -141,6 +141,12 @@ const KINDS: &[Kind] = &[
         hit: |n| full_row(0, "x", "{}", (n as i64 / 2, n as i64 / 3), "x"),
         miss: |n| full_row(0, "x", "{}", (n as i64, n as i64), "x"),
     },
+    Kind {
+        name: "NOT (lower(email) = c)",
+        clause: |i| format!("NOT (lower(email) = 'mail-{i}')"),
+        hit: |n| full_row(0, "x", "{}", (0, 0), &format!("MAIL-{}", n / 2)),
+        miss: |_| full_row(0, "x", "{}", (0, 0), "someone-else"),
+    },
 ];
 
 /// Whether kind `name` is selected by `ROUTE_KINDS` (a comma-separated list of words).

@@ -454,7 +454,7 @@ impl Router {
         if self.scan.is_empty() {
             return;
         }
-        let keys = RowKeys::new(self.classes.len());
+        let keys = RowKeys::new(self.classes.len(), &self.programs);
         let shared = Shared {
             row,
             columns: columns(),

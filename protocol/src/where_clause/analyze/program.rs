@@ -2,12 +2,15 @@
 //! group or find by terms), into one flat array of operations shared by all of a table's
 //! programs (prefix order, each operation knowing the size of its subtree, so AND and OR skip
 //! the rest on a deciding value), with the constants' key bytes in one byte array: evaluating
-//! thousands of programs walks memory in order instead of chasing a tree per shape. The
-//! boolean structure (AND, OR, NOT, IS [NOT] TRUE/FALSE/UNKNOWN) is kept, and each `column OP
-//! constant` comparison of a keyed type becomes a comparison of key bytes (see `key`: keys are equal and ordered exactly as Postgres compares the values),
-//! with the row's key for each column computed once per row and shared by every program.
-//! Any other leaf is evaluated by the general evaluator, with the row's decoded columns
-//! shared the same way.
+//! thousands of programs walks memory in order instead of chasing a tree per shape.
+//!
+//! The boolean structure (AND, OR, NOT, IS [NOT] TRUE/FALSE/UNKNOWN) is kept. Each `column OP
+//! constant` comparison of a keyed type becomes a comparison of key bytes (see `key`: keys are
+//! equal and ordered exactly as Postgres compares the values), with the row's key for each
+//! column computed once per row and shared by every program. Other `expression OP constant`
+//! comparisons share their expression (`lower(name)`, `a * 2 + b`, …) across every program
+//! of the table: it is evaluated once per row and compared with each constant. Any other leaf
+//! is evaluated by the general evaluator, with the row's decoded columns shared the same way.
 //!
 //! The result is exactly `Predicate::eval`'s: operands are visited in the same order with the
 //! same short-circuits, a column that fails to parse is an evaluation error (the predicate is
@@ -15,9 +18,12 @@
 
 use std::cell::OnceCell;
 
-use super::super::datum::Datum;
+use std::collections::HashMap;
+
+use super::super::datum::{compare, Datum};
 use super::super::eval::{self, Columns, EvalError, Row};
 use super::super::expr::{BoolTest, CmpOp, Expr};
+use super::super::types::Type;
 use super::super::Predicate;
 use super::key::Key;
 use super::{flip, key, key_class, KeyClass};
@@ -25,6 +31,9 @@ use super::{flip, key, key_class, KeyClass};
 /// Most operations per program; the rest of a larger clause is evaluated as leaves by the
 /// evaluator.
 const OPS_MAX: usize = 4096;
+
+/// Most shared expressions per table; past it, comparisons go to the evaluator whole.
+const SOURCES_MAX: usize = 1 << 16;
 
 /// The operations of every compiled program, in one array.
 #[derive(Default)]
@@ -34,6 +43,11 @@ pub(crate) struct Programs {
     keys: Vec<u8>,
     /// Leaves for the evaluator (`None` once released).
     evals: Vec<Option<Expr>>,
+    /// Expressions compared with constants, shared by every program that compares them.
+    sources: Vec<Expr>,
+    source_of: HashMap<String, u32>,
+    /// Constants of `Op::Source` with their comparison type (`None` once released).
+    constants: Vec<Option<(Type, Datum<'static>)>>,
     /// Operations of released programs, still in `ops`.
     garbage: usize,
 }
@@ -53,6 +67,13 @@ enum Op {
         op: CmpOp,
         start: u32,
         end: u32,
+    },
+    /// `sources[source] OP constants[constant]` (the constant on the left if `flipped`).
+    Source {
+        source: u32,
+        op: CmpOp,
+        constant: u32,
+        flipped: bool,
     },
     /// Any other boolean expression: `evals[at]`.
     Eval {
@@ -77,7 +98,7 @@ enum Op {
 impl Op {
     fn size(self) -> usize {
         match self {
-            Op::Key { .. } | Op::Eval { .. } => 1,
+            Op::Key { .. } | Op::Source { .. } | Op::Eval { .. } => 1,
             Op::And { size } | Op::Or { size } | Op::Not { size } | Op::Test { size, .. } => {
                 size as usize
             }
@@ -85,9 +106,11 @@ impl Op {
     }
 }
 
-/// The row's key per key class slot, computed on first use.
+/// The row's key per key class slot and value per shared expression, computed on first use.
 pub(crate) struct RowKeys<'r> {
     cells: Vec<OnceCell<RowKey<'r>>>,
+    /// `None`: the expression failed to evaluate.
+    sources: Vec<OnceCell<Option<Datum<'r>>>>,
 }
 
 enum RowKey<'r> {
@@ -98,18 +121,23 @@ enum RowKey<'r> {
 }
 
 impl RowKeys<'_> {
-    pub(crate) fn new(slots: usize) -> Self {
+    /// Room for `slots` key classes and the programs' shared expressions.
+    pub(crate) fn new(slots: usize, programs: &Programs) -> Self {
         RowKeys {
             cells: (0..slots).map(|_| OnceCell::new()).collect(),
+            sources: (0..programs.sources.len())
+                .map(|_| OnceCell::new())
+                .collect(),
         }
     }
 }
 
-/// What programs read for one row: the row, its decoded columns and its keys per class.
-pub(crate) struct Shared<'s, 'r> {
+/// What programs read for one row: the row, its decoded columns, its keys per class and its
+/// shared expressions' values (`'v`: as long as values borrowed from the programs live).
+pub(crate) struct Shared<'s, 'r, 'v> {
     pub(crate) row: &'s Row<'r>,
-    pub(crate) columns: &'s Columns<'r>,
-    pub(crate) keys: &'s RowKeys<'r>,
+    pub(crate) columns: &'v Columns<'r>,
+    pub(crate) keys: &'s RowKeys<'v>,
     pub(crate) classes: &'s [KeyClass],
 }
 
@@ -181,6 +209,9 @@ impl Programs {
                     end: self.keys.len() as u32,
                 };
             }
+            if let Some(op) = self.shared_source(expr) {
+                return op;
+            }
         }
         self.evals.push(Some(expr.clone()));
         Op::Eval {
@@ -188,12 +219,52 @@ impl Programs {
         }
     }
 
+    /// `expression OP constant` with a row-dependent expression and a non-null constant, as
+    /// a comparison with the expression shared by all programs.
+    fn shared_source(&mut self, expr: &Expr) -> Option<Op> {
+        let Expr::Compare { op, ty, lhs, rhs } = expr else {
+            return None;
+        };
+        let (source, value, flipped) = match (lhs.as_ref(), rhs.as_ref()) {
+            (_, Expr::Const { value, .. }) => (lhs, value, false),
+            (Expr::Const { value, .. }, _) => (rhs, value, true),
+            _ => return None,
+        };
+        let mut reads_row = false;
+        source.for_each_column(&mut |_| reads_row = true);
+        if !reads_row || value.is_null() {
+            return None;
+        }
+        let signature = format!("{source:?}");
+        let source = match self.source_of.get(&signature) {
+            Some(&at) => at,
+            None if self.sources.len() < SOURCES_MAX => {
+                self.sources.push(source.as_ref().clone());
+                let at = (self.sources.len() - 1) as u32;
+                self.source_of.insert(signature, at);
+                at
+            }
+            None => return None,
+        };
+        self.constants.push(Some((ty.clone(), value.clone())));
+        Some(Op::Source {
+            source,
+            op: *op,
+            constant: (self.constants.len() - 1) as u32,
+            flipped,
+        })
+    }
+
     /// Whether the program's clause is TRUE for the row (exactly `Predicate::eval`).
-    pub(crate) fn holds(&self, program: ProgramRef, shared: &Shared<'_, '_>) -> bool {
+    pub(crate) fn holds<'v, 'r: 'v>(
+        &'v self,
+        program: ProgramRef,
+        shared: &Shared<'_, 'r, 'v>,
+    ) -> bool {
         program.len > 0 && self.run(program.start as usize, shared) == Ok(Some(true))
     }
 
-    fn run(&self, at: usize, shared: &Shared<'_, '_>) -> Truth {
+    fn run<'v, 'r: 'v>(&'v self, at: usize, shared: &Shared<'_, 'r, 'v>) -> Truth {
         match self.ops[at] {
             Op::Key {
                 slot,
@@ -216,6 +287,32 @@ impl Programs {
                         Ok(Some(op.holds(row_key.bytes().cmp(constant))))
                     }
                 }
+            }
+            Op::Source {
+                source,
+                op,
+                constant,
+                flipped,
+            } => {
+                let value = shared.keys.sources[source as usize].get_or_init(|| {
+                    let expr = &self.sources[source as usize];
+                    eval::eval_shared(expr, shared.row, shared.columns).ok()
+                });
+                let (Some(value), Some((ty, constant))) =
+                    (value, &self.constants[constant as usize])
+                else {
+                    return Err(EvalError);
+                };
+                if value.is_null() {
+                    return Ok(None);
+                }
+                // The operands in the clause's order, as the evaluator compares them.
+                let ordering = if flipped {
+                    compare(ty, constant, value)
+                } else {
+                    compare(ty, value, constant)
+                };
+                Ok(Some(op.holds(ordering.ok_or(EvalError)?)))
             }
             Op::Eval { at } => match &self.evals[at as usize] {
                 Some(expr) => truth(eval::eval_shared(expr, shared.row, shared.columns)?),
@@ -240,7 +337,13 @@ impl Programs {
 
     /// As the evaluator's AND / OR: left to right, the deciding value wins at once, otherwise
     /// NULL if any operand was NULL; an error stops everything.
-    fn junction(&self, at: usize, size: usize, shared: &Shared<'_, '_>, is_or: bool) -> Truth {
+    fn junction<'v, 'r: 'v>(
+        &'v self,
+        at: usize,
+        size: usize,
+        shared: &Shared<'_, 'r, 'v>,
+        is_or: bool,
+    ) -> Truth {
         let mut saw_null = false;
         let mut child = at + 1;
         while child < at + size {
@@ -259,8 +362,10 @@ impl Programs {
     pub(crate) fn release(&mut self, program: ProgramRef) -> bool {
         let range = program.start as usize..(program.start + program.len) as usize;
         for op in &self.ops[range] {
-            if let Op::Eval { at } = op {
-                self.evals[*at as usize] = None;
+            match op {
+                Op::Eval { at } => self.evals[*at as usize] = None,
+                Op::Source { constant, .. } => self.constants[*constant as usize] = None,
+                _ => {}
             }
         }
         self.garbage += program.len as usize;
@@ -269,8 +374,12 @@ impl Programs {
 
     /// Rebuilds the arrays from the live programs, updating their references.
     pub(crate) fn compact<'p>(&mut self, live: impl Iterator<Item = &'p mut ProgramRef>) {
-        let old = std::mem::take(self);
+        let mut old = std::mem::take(self);
+        // Shared expressions stay where they are: programs refer to them by index.
+        self.sources = std::mem::take(&mut old.sources);
+        self.source_of = std::mem::take(&mut old.source_of);
         let mut old_evals = old.evals;
+        let mut old_constants = old.constants;
         for program in live {
             let start = self.ops.len() as u32;
             let range = program.start as usize..(program.start + program.len) as usize;
@@ -296,6 +405,20 @@ impl Programs {
                         self.evals.push(old_evals[at as usize].take());
                         Op::Eval {
                             at: (self.evals.len() - 1) as u32,
+                        }
+                    }
+                    Op::Source {
+                        source,
+                        op,
+                        constant,
+                        flipped,
+                    } => {
+                        self.constants.push(old_constants[constant as usize].take());
+                        Op::Source {
+                            source,
+                            op,
+                            constant: (self.constants.len() - 1) as u32,
+                            flipped,
                         }
                     }
                     other => other,
