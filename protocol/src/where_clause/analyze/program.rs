@@ -25,7 +25,7 @@ use super::super::eval::{self, Columns, EvalError, Row};
 use super::super::expr::{BoolTest, CmpOp, Expr};
 use super::super::types::Type;
 use super::super::Predicate;
-use super::key::Key;
+use super::key::{Key, KeyTy};
 use super::{flip, key, key_class, KeyClass};
 
 /// Most operations per program; the rest of a larger clause is evaluated as leaves by the
@@ -75,6 +75,15 @@ enum Op {
         constant: u32,
         flipped: bool,
     },
+    /// `sources[source] OP constant` for a keyed comparison type: the value's key (with the
+    /// expression on the left) against the constant's key, `keys[start..end]`.
+    SourceKey {
+        source: u32,
+        key_ty: KeyTy,
+        op: CmpOp,
+        start: u32,
+        end: u32,
+    },
     /// Any other boolean expression: `evals[at]`.
     Eval {
         at: u32,
@@ -98,7 +107,7 @@ enum Op {
 impl Op {
     fn size(self) -> usize {
         match self {
-            Op::Key { .. } | Op::Source { .. } | Op::Eval { .. } => 1,
+            Op::Key { .. } | Op::Source { .. } | Op::SourceKey { .. } | Op::Eval { .. } => 1,
             Op::And { size } | Op::Or { size } | Op::Not { size } | Op::Test { size, .. } => {
                 size as usize
             }
@@ -246,6 +255,20 @@ impl Programs {
             }
             None => return None,
         };
+        // A keyed type compares key bytes kept in line with the other constants' keys.
+        let keyed = KeyTy::of(ty).filter(|k| k.is_ordered() || matches!(op, CmpOp::Eq | CmpOp::Ne));
+        if let Some(key) = keyed.and_then(|k| key::encode(k, value).map(|key| (k, key))) {
+            let (key_ty, key) = key;
+            let start = self.keys.len() as u32;
+            self.keys.extend_from_slice(key.bytes());
+            return Some(Op::SourceKey {
+                source,
+                key_ty,
+                op: if flipped { flip(*op) } else { *op },
+                start,
+                end: self.keys.len() as u32,
+            });
+        }
         self.constants.push(Some((ty.clone(), value.clone())));
         Some(Op::Source {
             source,
@@ -313,6 +336,27 @@ impl Programs {
                     compare(ty, value, constant)
                 };
                 Ok(Some(op.holds(ordering.ok_or(EvalError)?)))
+            }
+            Op::SourceKey {
+                source,
+                key_ty,
+                op,
+                start,
+                end,
+            } => {
+                let value = shared.keys.sources[source as usize].get_or_init(|| {
+                    let expr = &self.sources[source as usize];
+                    eval::eval_shared(expr, shared.row, shared.columns).ok()
+                });
+                let Some(value) = value else {
+                    return Err(EvalError);
+                };
+                if value.is_null() {
+                    return Ok(None);
+                }
+                let key = key::encode(key_ty, value).ok_or(EvalError)?;
+                let constant = &self.keys[start as usize..end as usize];
+                Ok(Some(op.holds(key.bytes().cmp(constant))))
             }
             Op::Eval { at } => match &self.evals[at as usize] {
                 Some(expr) => truth(eval::eval_shared(expr, shared.row, shared.columns)?),
@@ -405,6 +449,24 @@ impl Programs {
                         self.evals.push(old_evals[at as usize].take());
                         Op::Eval {
                             at: (self.evals.len() - 1) as u32,
+                        }
+                    }
+                    Op::SourceKey {
+                        source,
+                        key_ty,
+                        op,
+                        start,
+                        end,
+                    } => {
+                        let new_start = self.keys.len() as u32;
+                        self.keys
+                            .extend_from_slice(&old.keys[start as usize..end as usize]);
+                        Op::SourceKey {
+                            source,
+                            key_ty,
+                            op,
+                            start: new_start,
+                            end: self.keys.len() as u32,
                         }
                     }
                     Op::Source {
