@@ -354,7 +354,9 @@ impl Programs {
                 if value.is_null() {
                     return Ok(None);
                 }
-                let key = key::encode(key_ty, value).ok_or(EvalError)?;
+                // Borrowed, so a computed string (`lower(x)`) is not copied into its key.
+                let value = value.reborrow();
+                let key = key::encode(key_ty, &value).ok_or(EvalError)?;
                 let constant = &self.keys[start as usize..end as usize];
                 Ok(Some(op.holds(key.bytes().cmp(constant))))
             }
