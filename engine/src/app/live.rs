@@ -122,6 +122,10 @@ pub async fn hold(core: &Rc<Core>, call: ShapeCall, owner: usize) -> Response {
     let OffsetParam::At(after) = call.query.offset else {
         unreachable!("eligible requests name an offset");
     };
+    if core.timers.ended() {
+        // Do not start a wait that would end at once (see `responses::shutting_down`).
+        return responses::shutting_down();
+    }
     let key = (call.query.handle.clone().unwrap_or_default(), after);
     let joined = {
         let mut groups = core.waits.groups.borrow_mut();

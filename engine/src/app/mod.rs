@@ -135,6 +135,14 @@ impl Shared {
         self.ever_active.load(Ordering::Acquire)
     }
 
+    /// Forgets every core's durable position: after a purge (another database system), the
+    /// old system's positions mean nothing to the new one and must not be acknowledged to it.
+    pub fn reset_durable(&self) {
+        for d in &self.durable {
+            d.store(0, Ordering::Release);
+        }
+    }
+
     pub fn set_durable(&self, core: usize, lsn: u64) {
         self.durable[core].fetch_max(lsn, Ordering::AcqRel);
     }

@@ -20,9 +20,9 @@ pub struct Pool {
     idle: RefCell<Vec<Connection>>,
     in_use: Cell<usize>,
     limit: usize,
-    /// Callers waiting for a slot, in arrival order (ticket, waker); a freed slot wakes the
-    /// first one only.
-    waiters: RefCell<VecDeque<(u64, Waker)>>,
+    /// Callers waiting for a slot (ticket, waker, priority): priority callers first, each
+    /// group in arrival order; a freed slot wakes the first one only.
+    waiters: RefCell<VecDeque<(u64, Waker, bool)>>,
     next_ticket: Cell<u64>,
 }
 
@@ -139,7 +139,7 @@ impl Pool {
 
 impl Pool {
     fn wake_first(&self) {
-        if let Some((_, w)) = self.waiters.borrow().front() {
+        if let Some((_, w, _)) = self.waiters.borrow().front() {
             w.wake_by_ref();
         }
     }
@@ -162,7 +162,7 @@ impl Future for Acquire<'_> {
         let mut waiters = pool.waiters.borrow_mut();
         let first = match self.ticket {
             None => self.first || waiters.is_empty(),
-            Some(t) => waiters.front().is_some_and(|(f, _)| *f == t),
+            Some(t) => waiters.front().is_some_and(|(f, ..)| *f == t),
         };
         if free && first {
             if self.ticket.take().is_some() {
@@ -178,7 +178,7 @@ impl Future for Acquire<'_> {
         }
         match self.ticket {
             Some(t) => {
-                if let Some(entry) = waiters.iter_mut().find(|(f, _)| *f == t) {
+                if let Some(entry) = waiters.iter_mut().find(|(f, ..)| *f == t) {
                     entry.1.clone_from(cx.waker());
                 }
             }
@@ -186,9 +186,11 @@ impl Future for Acquire<'_> {
                 let t = pool.next_ticket.get();
                 pool.next_ticket.set(t + 1);
                 if self.first {
-                    waiters.push_front((t, cx.waker().clone()));
+                    // Behind the priority callers already waiting, ahead of everyone else.
+                    let at = waiters.iter().take_while(|(.., first)| *first).count();
+                    waiters.insert(at, (t, cx.waker().clone(), true));
                 } else {
-                    waiters.push_back((t, cx.waker().clone()));
+                    waiters.push_back((t, cx.waker().clone(), false));
                 }
                 self.ticket = Some(t);
             }
@@ -202,7 +204,7 @@ impl Drop for Acquire<'_> {
         // A caller that gives up leaves the queue; if it was first, the next one may go.
         if let Some(t) = self.ticket.take() {
             let mut waiters = self.pool.waiters.borrow_mut();
-            waiters.retain(|(f, _)| *f != t);
+            waiters.retain(|(f, ..)| *f != t);
             drop(waiters);
             if self.pool.in_use.get() < self.pool.limit {
                 self.pool.wake_first();
@@ -299,20 +301,27 @@ mod tests {
                 }));
             }
             monoio::time::sleep(std::time::Duration::from_millis(2)).await;
-            let (p, o) = (pool.clone(), order.clone());
-            tasks.push(monoio::spawn(async move {
-                let slot = p.slot_first().await;
-                assert_eq!(p.in_use(), 1, "still within the limit");
-                o.borrow_mut().push(100);
-                drop(slot);
-            }));
+            for i in [100, 101] {
+                let (p, o) = (pool.clone(), order.clone());
+                tasks.push(monoio::spawn(async move {
+                    let slot = p.slot_first().await;
+                    assert_eq!(p.in_use(), 1, "still within the limit");
+                    o.borrow_mut().push(i);
+                    drop(slot);
+                }));
+                monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            // A priority caller that gives up leaves the others' order intact.
+            let gave_up =
+                monoio::time::timeout(std::time::Duration::from_millis(2), pool.slot_first()).await;
+            assert!(gave_up.is_err());
             monoio::time::sleep(std::time::Duration::from_millis(2)).await;
             assert!(order.borrow().is_empty(), "all wait while the pool is full");
             drop(held);
             for t in tasks {
                 t.await;
             }
-            assert_eq!(*order.borrow(), vec![100, 0, 1, 2]);
+            assert_eq!(*order.borrow(), vec![100, 101, 0, 1, 2]);
             assert!(pool.waiters.borrow().is_empty());
         });
     }

@@ -127,6 +127,14 @@ pub fn unavailable(body: &str, retry_after: u32) -> Response {
     error(503, body.to_string()).with_header("retry-after", retry_after.to_string())
 }
 
+/// A live request (or one that would wait) arriving while the server shuts down: answering it
+/// "nothing new" at once would make the client ask again at once, in a loop, until the process
+/// exits; a 503 makes it back off and retry (by then, against the restarted server).
+pub fn shutting_down() -> Response {
+    unavailable("{\"message\":\"The server is shutting down\"}", 1)
+        .with_header("connection", "close".to_string())
+}
+
 pub fn database_unreachable() -> Response {
     fixed(protocol::errors::database_unreachable())
 }

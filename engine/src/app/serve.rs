@@ -139,6 +139,9 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
         let Some(slice) = slice else {
             // The snapshot chunk this request needs is still being written.
             if let Woken::TimedOut = wait(core, listener, started + SNAPSHOT_WAIT).await {
+                if core.timers.ended() {
+                    return responses::shutting_down();
+                }
                 return responses::unavailable(
                     "{\"message\":\"Snapshot query took too long to return data\"}",
                     10,
@@ -153,7 +156,7 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
                 if let Woken::TimedOut = wait(core, listener, oob_deadline).await {
                     if core.timers.ended() {
                         // Shutting down: the client may well be right; let it retry.
-                        return responses::fixed(protocol::errors::database_unreachable());
+                        return responses::shutting_down();
                     }
                     return responses::validation(&protocol::validation::offset_out_of_bounds());
                 }
@@ -189,10 +192,16 @@ async fn serve_from(core: &Rc<Core>, call: &ShapeCall, shape: &ShapeRef) -> Resp
             // connection: after three in a row the client backs off and falls back to long
             // polling for good, which a shape written to every second would cause.
             if let Some(a) = after {
+                if core.timers.ended() {
+                    return responses::shutting_down();
+                }
                 return stream_response(core, call, shape, &handle, a, started);
             }
         }
         if q.live && slice.entries == 0 {
+            if core.timers.ended() {
+                return responses::shutting_down();
+            }
             let _held = crate::metrics::HeldGuard::new(&core.stats().held_long_polls);
             match wait(core, listener, live_deadline).await {
                 Woken::Changed => continue,

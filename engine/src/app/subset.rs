@@ -200,6 +200,9 @@ async fn shape_position(
             s.changed.listen()
         };
         if !core.timers.wait_until(listener, deadline).await {
+            if core.timers.ended() {
+                return Err(responses::shutting_down());
+            }
             return Err(responses::unavailable(
                 "{\"message\":\"Snapshot query took too long to return data\"}",
                 10,

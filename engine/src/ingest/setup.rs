@@ -184,6 +184,9 @@ async fn session(
     for rx in replies {
         rx.recv_async().await.context("wait for cores to restore")?;
     }
+    if purge {
+        shared.reset_durable();
+    }
     std::fs::write(&state_file, &state)
         .with_context(|| format!("write {}", state_file.display()))?;
     let settings = crate::pg::StreamSettings {

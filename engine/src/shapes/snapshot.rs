@@ -44,13 +44,19 @@ impl SnapshotError {
     pub fn failure(&self) -> SnapshotFailure {
         match self {
             Self::Shared(e) => e.failure(),
-            // Connection exceptions (08) and operator intervention (57P: shutdown, crash
-            // recovery, "cannot connect now"): the database is away, not refusing the query.
+            // Connection exceptions (08), operator intervention (57P: shutdown, crash recovery,
+            // "cannot connect now"), refused logins (28: the message names the role),
+            // insufficient resources (53: too many clients) and a missing database (3D000):
+            // the database cannot be used right now, it is not refusing this query.
             Self::Pg(PgError::Db(fields))
-                if fields.code.starts_with("08") || fields.code.starts_with("57P") =>
+                if ["08", "57P", "28", "53", "3D000"]
+                    .iter()
+                    .any(|c| fields.code.starts_with(c)) =>
             {
                 SnapshotFailure::Unreachable
             }
+            // Written for the user: the statement to run (manual publishing).
+            Self::Pg(PgError::Misconfigured(fix)) => SnapshotFailure::Refused(fix.clone()),
             Self::Pg(PgError::Db(fields)) => SnapshotFailure::Refused(fields.message.clone()),
             Self::Pg(
                 PgError::Io(_)
@@ -585,6 +591,18 @@ mod tests {
         assert_eq!(
             SnapshotError::Copy("a row of another width").failure(),
             SnapshotFailure::Failed
+        );
+        for code in ["53300", "28P01", "3D000"] {
+            assert_eq!(
+                db(code, "x").failure(),
+                SnapshotFailure::Unreachable,
+                "{code}"
+            );
+        }
+        let fix = "run ALTER PUBLICATION p ADD TABLE t";
+        assert_eq!(
+            SnapshotError::Pg(PgError::Misconfigured(fix.into())).failure(),
+            SnapshotFailure::Refused(fix.into())
         );
     }
 
