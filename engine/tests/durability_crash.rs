@@ -207,3 +207,82 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         "shapes were not restored with their handle across crashes: {total_refetches:#?}"
     );
 }
+
+/// The slot is acknowledged past the last commit once everything handed out is durable (so
+/// Postgres can shut down while a transaction is open). That must never lose the open
+/// transaction: it began before the acknowledged position and commits after it, so after a
+/// `kill -9` and a restart Postgres streams it whole, and every reader gets each of its rows
+/// once, on a whole-table shape and a filtered one.
+#[test]
+fn acknowledging_past_an_open_transaction_loses_nothing() {
+    let cluster = support::cluster();
+    let db = cluster.create_database().expect("database");
+    db.psql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL, label text);
+         INSERT INTO items SELECT g, g % 10, 'l' || g FROM generate_series(1, 100) g;",
+    )
+    .expect("setup");
+    let mut server = Restartable::start(&db.url(), CrashOpts::default());
+    let mut pg = Pg::connect(&db.url()).expect("connect");
+    let shapes = [
+        ("all", "table=items".to_string()),
+        ("n_lt_5", format!("table=items&where={}", enc("n < 5"))),
+    ];
+    let readers: Vec<Reader> = shapes
+        .iter()
+        .map(|(name, def)| Reader::spawn(name, server.port, def))
+        .collect();
+    for r in &readers {
+        r.wait_past(0, Duration::from_secs(60));
+    }
+    let lsn = pg.current_lsn();
+    pg.exec("UPDATE items SET label = 'committed' WHERE id = 1");
+    pg.wait_confirmed(lsn + 1, Duration::from_secs(30));
+
+    // A transaction that writes and stays open; the server's WAL position moves past its
+    // changes while Ampere has everything before them durable.
+    let mut open = Pg::connect(&db.url()).expect("connect");
+    open.exec(
+        "BEGIN; INSERT INTO items SELECT g, g % 10, 'open' FROM generate_series(1001, 1050) g;
+         UPDATE items SET label = 'open' WHERE id BETWEEN 2 AND 20; DELETE FROM items WHERE id = 30;",
+    );
+    let inside = open.current_lsn();
+    // Other WAL after it (a committed change elsewhere), so the server has sent past it.
+    pg.exec("UPDATE items SET label = 'later' WHERE id = 40");
+    let after = pg.current_lsn();
+    pg.wait_confirmed(after, Duration::from_secs(30));
+    let confirmed = pg.confirmed_flush();
+    assert!(
+        confirmed > inside,
+        "the slot was acknowledged to {confirmed}, not past the open transaction's changes \
+         ({inside}): this test no longer covers what it is for"
+    );
+
+    server.kill9();
+    open.exec("COMMIT");
+    pg.exec("INSERT INTO items VALUES (2000, 1, 'after the crash')");
+    server.restart();
+    let fence = pg.current_lsn();
+    pg.exec("UPDATE items SET label = 'fence' WHERE id = 50");
+    for (r, (name, _)) in readers.iter().zip(&shapes) {
+        r.wait_past(fence, Duration::from_secs(60));
+        let expected = match *name {
+            "all" => pg.expected_rows(
+                "items",
+                1,
+                "SELECT id, id::text AS id, n::text AS n, label FROM items",
+            ),
+            _ => pg.expected_rows(
+                "items",
+                1,
+                "SELECT id, id::text AS id, n::text AS n, label FROM items WHERE n < 5",
+            ),
+        };
+        let s = r.snapshot();
+        assert_reader_matches(name, &s, &expected);
+        assert!(s.refetches.is_empty(), "{name}: {:?}", s.refetches);
+    }
+    for r in readers {
+        r.stop();
+    }
+}
