@@ -30,54 +30,38 @@ fn drivers() -> Vec<IoDriver> {
 /// The server binary, built once per test process.
 fn ampere_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("AMPERE_BIN") {
-            return PathBuf::from(path);
-        }
-        // <target>/<profile>/deps/serving_smoke-<hash>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let target_dir = profile_dir.parent().unwrap();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "-p", "engine", "--bin", "ampere", "--target-dir"])
-            .arg(target_dir);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building ampere failed");
-        profile_dir.join("ampere")
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("AMPERE_BIN", "engine", "ampere"))
+        .clone()
 }
 
 /// The `loadgen` binary, built next to `ampere` (the same target directory and profile).
 fn loadgen_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("LOADGEN_BIN") {
-            return PathBuf::from(path);
-        }
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let target_dir = profile_dir.parent().unwrap();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "-p", "loadgen", "--bin", "loadgen", "--target-dir"])
-            .arg(target_dir);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building loadgen failed");
-        profile_dir.join("loadgen")
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("LOADGEN_BIN", "loadgen", "loadgen"))
+        .clone()
+}
+
+/// `$env_var` when set, else `bin` of `package` built into this test's target directory and
+/// profile (`<target>/<profile>/deps/serving_smoke-<hash>` is the running executable).
+fn workspace_bin(env_var: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "-p", package, "--bin", bin, "--target-dir"])
+        .arg(target_dir);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building {bin} failed");
+    profile_dir.join(bin)
 }
 
 #[test]

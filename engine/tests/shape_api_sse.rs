@@ -265,16 +265,21 @@ fn sse_streams_epoll_two_cores() {
 }
 
 /// A TRUNCATE invalidates the shape: the open stream ends, and the handle then gets 409.
+/// Two cores, streams that outlive the test (60 s SSE timeout), one row in `items`.
+fn long_stream_env(cluster: &testkit::Cluster) -> Env<'_> {
+    let mut opts = sse_opts(2, "epoll");
+    opts.env[0].1 = "60000".to_string();
+    Env::start(
+        cluster,
+        "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",
+        opts,
+    )
+}
+
 #[test]
 fn sse_stream_ends_on_invalidation() {
     let cluster = support::cluster();
-    let mut opts = sse_opts(2, "epoll");
-    opts.env[0].1 = "60000".to_string();
-    let env = Env::start(
-        &cluster,
-        "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",
-        opts,
-    );
+    let env = long_stream_env(&cluster);
     let (handle, offset) = synced(&env, "table=items&where=id<10");
     let target = format!(
         "/v1/shape?table=items&where=id<10&live=true&live_sse=true&handle={handle}&offset={offset}"
@@ -373,13 +378,7 @@ fn sse_with_data_available_streams_it_first() {
 #[test]
 fn shutdown_ends_held_responses_cleanly() {
     let cluster = support::cluster();
-    let mut opts = sse_opts(2, "epoll");
-    opts.env[0].1 = "60000".to_string();
-    let env = Env::start(
-        &cluster,
-        "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a');",
-        opts,
-    );
+    let env = long_stream_env(&cluster);
     let (handle, offset) = synced(&env, "table=items");
     let mut s = Stream::open(
         env.server.port,
