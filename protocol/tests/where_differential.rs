@@ -125,6 +125,14 @@ const TEXTS: &[&str] = &[
     "Zebra",
     "42",
     "aBc",
+    // Characters whose case mapping is not one simple character in Rust: İ lowercases to
+    // "i̇" (two characters) where glibc's towlower, which Postgres uses, gives "i".
+    "İ",
+    "İstanbul",
+    "i",
+    "ẞ",
+    "ß",
+    "\u{212A}elvin",
 ];
 const FLOATS: &[&str] = &[
     "0",

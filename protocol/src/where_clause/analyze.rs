@@ -134,6 +134,10 @@ impl ProbeKind {
 /// Single-character lowercase mapping, as ILIKE compares characters (see `like`): a character
 /// whose lowercase is several characters stays as it is.
 pub(crate) fn ilike_fold(c: char) -> char {
+    if c == '\u{130}' {
+        // İ: Rust lowercases it to two characters, the C library (as Postgres) to `i`.
+        return 'i';
+    }
     let mut lower = c.to_lowercase();
     match (lower.next(), lower.next()) {
         (Some(l), None) => l,

@@ -76,6 +76,9 @@ fn map_case(text: &str, upper: bool) -> String {
         .map(|c| {
             if upper {
                 single(c.to_uppercase(), c)
+            } else if c == '\u{130}' {
+                // İ: Rust lowercases it to two characters, the C library (as Postgres) to `i`.
+                'i'
             } else {
                 single(c.to_lowercase(), c)
             }

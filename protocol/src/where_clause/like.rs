@@ -24,6 +24,10 @@ pub(crate) fn check_pattern(pattern: &str) -> Result<(), TrailingEscape> {
 /// Single-character lowercase mapping, like the C library's `towlower` that Postgres uses for
 /// ILIKE; characters whose lowercase is several characters stay as they are.
 fn fold(c: char) -> char {
+    if c == '\u{130}' {
+        // İ: Rust lowercases it to two characters, the C library (as Postgres) to `i`.
+        return 'i';
+    }
     let mut lower = c.to_lowercase();
     match (lower.next(), lower.next()) {
         (Some(l), None) => l,
