@@ -379,9 +379,15 @@ impl Core {
                             let (dormant, unservable) = super::dormant::Dormant::new(found);
                             *core.dormant.borrow_mut() = dormant;
                             for s in unservable {
+                                // The same words as every other shape a start drops, so one
+                                // search of the log finds them all.
+                                let why = if s.meta.snapshot_complete {
+                                    "a newer shape of its definition is stored"
+                                } else {
+                                    "its snapshot never completed"
+                                };
                                 tracing::info!(
-                                    "stored shape {} cannot be served (unfinished snapshot or \
-                                     superseded); clients get 409",
+                                    "shape {} is not restored ({why}); clients get 409",
                                     s.meta.handle
                                 );
                                 let _ = core.worker.send(Job::Remove(s.dir));
