@@ -111,3 +111,46 @@ fn many_patterns_with_removals() {
     shapes.sort_by_key(|(id, _)| *id);
     check(&router, &shapes);
 }
+
+/// Shapes of many distinct source expressions come and go: the groups and compiled
+/// expressions they leave behind are dropped by a rebuild once removals outnumber the live
+/// shapes, and routing stays exact through it.
+#[test]
+fn churn_leaves_nothing_behind() {
+    let mut router = Router::new();
+    let keep = [
+        (1u64, "name ILIKE '%zz%'"),
+        (2, "NOT (lower(name) = 'xk')"),
+        (3, "name LIKE 'ab%'"),
+    ];
+    for (id, sql) in keep {
+        router.insert(id, Some(&predicate(sql)));
+    }
+    // Exactly as many removals as trigger a rebuild (3 live shapes: the minimum applies).
+    for i in 0..super::REBUILD_AFTER_MIN as u64 {
+        let sql = if i % 2 == 0 {
+            format!("(name || '{i}') ILIKE '%a{i}%'")
+        } else {
+            format!("NOT (name || '{i}' = 'x{i}')")
+        };
+        router.insert(100 + i, Some(&predicate(&sql)));
+        router.remove(100 + i);
+    }
+    assert!(
+        router.likes.list.len() + router.checked_likes.list.len() <= 3,
+        "{} LIKE groups left after churn",
+        router.likes.list.len() + router.checked_likes.list.len()
+    );
+    for (value, expected) in [
+        ("xzzx", vec![1, 2]),
+        ("xk", vec![]),
+        ("abc", vec![2, 3]),
+        ("XK", vec![]),
+        ("Zz", vec![1, 2]),
+    ] {
+        let mut got = router.route_vec(&[None, Some(value)]);
+        got.sort_unstable();
+        assert_eq!(got, expected, "{value}");
+    }
+    assert_eq!(router.len(), 3);
+}

@@ -80,7 +80,14 @@ pub struct Router {
     /// The scanned shapes' compiled clauses.
     programs: Programs,
     hasher: RandomState,
+    /// Shapes removed since the router was built: groups emptied by removals, compiled
+    /// expressions and other per-table structures are not freed one by one, so once removals
+    /// outnumber the live shapes the router is rebuilt from them ([`Router::rebuild`]).
+    removed: usize,
 }
+
+/// Removals before a rebuild is considered at all (below this the leftovers are small).
+const REBUILD_AFTER_MIN: usize = 1024;
 
 impl Default for Router {
     fn default() -> Self {
@@ -162,6 +169,7 @@ impl Router {
             classes: Vec::new(),
             programs: Programs::default(),
             hasher: RandomState::new(),
+            removed: 0,
         }
     }
 
@@ -345,6 +353,28 @@ impl Router {
         // Keep the column list short: scans over it happen on every row.
         if self.columns.iter().any(ColumnIndex::is_empty) {
             self.compact_columns();
+        }
+        self.removed += 1;
+        if self.removed >= REBUILD_AFTER_MIN.max(2 * self.ids.len()) {
+            self.rebuild();
+        }
+    }
+
+    /// Builds the router again from its live shapes. Emptied LIKE and template groups and
+    /// expressions no compiled clause reads any more would otherwise stay, and each is walked
+    /// or allocated for on every routed row: after many shapes come and go, a few live ones
+    /// could cost as much per row as all that ever existed. Amortised O(1) per removal: a
+    /// rebuild inserts at most half as many shapes as were removed since the last one.
+    fn rebuild(&mut self) {
+        let shapes: Vec<(u64, Option<Predicate>)> = self
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.shape.take())
+            .map(|shape| (shape.id, shape.predicate))
+            .collect();
+        *self = Router::new();
+        for (id, predicate) in shapes {
+            self.insert(id, predicate.as_ref());
         }
     }
 
