@@ -97,6 +97,7 @@ async fn session(
     }
     *previous_backend = conn.backend_key().map(|k| k.process_id);
     let system = conn.identify_system().await.context("IDENTIFY_SYSTEM")?;
+    warn_about_locale(&mut conn).await;
     for s in DISPLAY_SETTINGS {
         conn.execute(s).await.context("apply display settings")?;
     }
@@ -317,6 +318,45 @@ async fn session(
                     .context("hand transaction to a core")?;
             }
         }
+    }
+}
+
+/// Ampere evaluates WHERE clauses itself, with Unicode case mapping for `ILIKE`/`lower()`/
+/// `upper()` (as Postgres under a UTF-8 libc ctype) and byte order for text `<`/`>` (as the C
+/// collation). A database with other settings can disagree with Ampere on those clauses, so
+/// say so once per process rather than route rows differently without a word.
+async fn warn_about_locale(conn: &mut Connection) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.load(Relaxed) {
+        return;
+    }
+    let sql = "SELECT datctype, datcollate FROM pg_database WHERE datname = current_database()";
+    let Ok(results) = conn.simple_query(sql).await else {
+        return;
+    };
+    let Some(row) = results.iter().flat_map(|r| r.rows.iter()).next() else {
+        return;
+    };
+    let (ctype, collate) = (row.get(0).unwrap_or(""), row.get(1).unwrap_or(""));
+    WARNED.store(true, Relaxed);
+    let utf8 = |l: &str| {
+        let l = l.to_ascii_lowercase();
+        l.ends_with(".utf-8") || l.ends_with(".utf8")
+    };
+    if !utf8(ctype) {
+        tracing::warn!(
+            "the database's LC_CTYPE is {ctype:?}: Postgres then case-maps only what that locale \
+             knows in ILIKE, lower() and upper(), while Ampere maps Unicode as a UTF-8 locale \
+             does; shapes using these on non-ASCII text may get different rows than Postgres \
+             would select"
+        );
+    }
+    if !matches!(collate, "C" | "POSIX" | "C.UTF-8" | "C.utf8") {
+        tracing::warn!(
+            "the database's LC_COLLATE is {collate:?}: Ampere compares text in byte order (the \
+             C collation) for <, <=, >, >= and BETWEEN in WHERE clauses, which differs from \
+             {collate:?} for mixed case and non-ASCII text"
+        );
     }
 }
 
