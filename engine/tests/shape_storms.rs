@@ -75,7 +75,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
-use support::crash::{Pg, Rng};
+use support::crash::{try_pg_ctl as pg_ctl, Pg, Rng};
 use support::{cluster, enc, Env, Opts};
 use testkit::TestDb;
 
@@ -1926,41 +1926,6 @@ fn cap_writers(stop: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::SeqCst);
-}
-
-/// Runs `pg_ctl <args>` on the private cluster (as the `postgres` user when root).
-fn pg_ctl(cluster: &testkit::Cluster, args: &[&str]) -> Result<(), String> {
-    let dir = cluster.dir().ok_or("not a private cluster")?;
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false);
-    let mut cmd = if root {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(cluster.bin("pg_ctl"));
-        c
-    } else {
-        std::process::Command::new(cluster.bin("pg_ctl"))
-    };
-    cmd.arg("-D")
-        .arg(dir.join("data"))
-        .arg("-l")
-        .arg(dir.join("server.log"))
-        .args(args);
-    let out = cmd.output().map_err(|e| format!("pg_ctl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "pg_ctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// Sets the flags when dropped.

@@ -823,22 +823,37 @@ pub fn last_commit_in_file(storage: &Path, handle: &str) -> u64 {
 
 /// Runs `pg_ctl <args>` on a private testkit cluster (as the `postgres` user when root).
 pub fn pg_ctl(cluster: &testkit::Cluster, args: &[&str]) {
-    let dir = cluster.dir().expect("a private cluster");
-    let data = dir.join("data");
-    let pg_ctl = cluster.bin("pg_ctl");
-    let mut cmd = Command::new("runuser");
-    cmd.args(["-u", "postgres", "--"])
-        .arg(&pg_ctl)
-        .arg("-D")
-        .arg(&data)
+    if let Err(e) = try_pg_ctl(cluster, args) {
+        panic!("{e}");
+    }
+}
+
+/// `pg_ctl` on the cluster's data directory (as the `postgres` user when running as root),
+/// logging to its `server.log`; the error names the arguments and pg_ctl's output.
+pub fn try_pg_ctl(cluster: &testkit::Cluster, args: &[&str]) -> Result<(), String> {
+    let dir = cluster.dir().ok_or("not a private cluster")?;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cluster.bin("pg_ctl"));
+        c
+    } else {
+        Command::new(cluster.bin("pg_ctl"))
+    };
+    cmd.arg("-D")
+        .arg(dir.join("data"))
         .arg("-l")
         .arg(dir.join("server.log"))
         .args(args);
-    let out = cmd.output().expect("run pg_ctl");
-    assert!(
-        out.status.success(),
-        "pg_ctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().map_err(|e| format!("pg_ctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "pg_ctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
