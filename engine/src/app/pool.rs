@@ -76,11 +76,7 @@ impl Pool {
         Fut: std::future::Future<Output = Result<Connection, PgError>>,
     {
         // From here the slot is released on drop, also if connecting fails.
-        let slot = if first {
-            self.slot_first().await
-        } else {
-            self.slot().await
-        };
+        let slot = self.slot_as(first).await;
         let reused = self.idle.borrow_mut().pop();
         let conn = match reused {
             Some(c) => c,
@@ -94,21 +90,19 @@ impl Pool {
 
     /// Waits for a free slot (first come, first served) and takes it.
     pub async fn slot(self: &Rc<Self>) -> Slot {
-        Acquire {
-            pool: self,
-            ticket: None,
-            first: false,
-        }
-        .await;
-        Slot { pool: self.clone() }
+        self.slot_as(false).await
     }
 
     /// Waits for a free slot ahead of the callers already waiting, and takes it.
     pub async fn slot_first(self: &Rc<Self>) -> Slot {
+        self.slot_as(true).await
+    }
+
+    async fn slot_as(self: &Rc<Self>, first: bool) -> Slot {
         Acquire {
             pool: self,
             ticket: None,
-            first: true,
+            first,
         }
         .await;
         Slot { pool: self.clone() }
