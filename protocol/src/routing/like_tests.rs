@@ -3,7 +3,7 @@
 //! and re-insertion across the needle levels. The brute-force property test is
 //! `protocol/tests/routing_props.rs`.
 
-use super::tests::{predicate, Kind};
+use super::tests::{assert_routes_as_evaluated, predicate, Kind};
 use super::Router;
 
 /// Each clause with values of `name` it must and must not route to.
@@ -87,14 +87,7 @@ fn many_patterns_with_removals() {
         .collect();
     let check = |router: &Router, shapes: &[(u64, crate::where_clause::Predicate)]| {
         for name in &rows {
-            let row = [Some("3"), Some(name.as_str())];
-            let get = |i: usize| row.get(i).copied().flatten().map(str::as_bytes);
-            let want: Vec<u64> = shapes
-                .iter()
-                .filter(|(_, p)| p.eval(&get))
-                .map(|(id, _)| *id)
-                .collect();
-            assert_eq!(router.route_vec(&row), want, "row {name}");
+            assert_routes_as_evaluated(router, shapes, &[Some("3"), Some(name.as_str())]);
         }
     };
     check(&router, &shapes);

@@ -244,13 +244,7 @@ fn scanned_programs_survive_removals_and_compaction() {
     let check = |router: &Router, shapes: &[(u64, Predicate)]| {
         for row in &rows {
             let row: Vec<Option<&str>> = row.iter().map(|v| v.as_deref()).collect();
-            let get = |i: usize| row.get(i).copied().flatten().map(str::as_bytes);
-            let want: Vec<u64> = shapes
-                .iter()
-                .filter(|(_, p)| p.eval(&get))
-                .map(|(id, _)| *id)
-                .collect();
-            assert_eq!(router.route_vec(&row), want, "row {row:?}");
+            assert_routes_as_evaluated(router, shapes, &row);
         }
     };
     check(&router, &shapes);
@@ -265,4 +259,19 @@ fn scanned_programs_survive_removals_and_compaction() {
     }
     shapes.sort_by_key(|(id, _)| *id);
     check(&router, &shapes);
+}
+
+/// `row` routes to exactly the shapes (in id order of `shapes`) whose predicate accepts it.
+pub(super) fn assert_routes_as_evaluated(
+    router: &Router,
+    shapes: &[(u64, Predicate)],
+    row: &[Option<&str>],
+) {
+    let get = |i: usize| row.get(i).copied().flatten().map(str::as_bytes);
+    let want: Vec<u64> = shapes
+        .iter()
+        .filter(|(_, p)| p.eval(&get))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(router.route_vec(row), want, "row {row:?}");
 }
