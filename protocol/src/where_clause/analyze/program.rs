@@ -437,14 +437,12 @@ impl Programs {
                         start,
                         end,
                     } => {
-                        let new_start = self.keys.len() as u32;
-                        self.keys
-                            .extend_from_slice(&old.keys[start as usize..end as usize]);
+                        let (start, end) = copy_keys(&mut self.keys, &old.keys, start, end);
                         Op::Key {
                             slot,
                             op,
-                            start: new_start,
-                            end: self.keys.len() as u32,
+                            start,
+                            end,
                         }
                     }
                     Op::Eval { at } => {
@@ -460,15 +458,13 @@ impl Programs {
                         start,
                         end,
                     } => {
-                        let new_start = self.keys.len() as u32;
-                        self.keys
-                            .extend_from_slice(&old.keys[start as usize..end as usize]);
+                        let (start, end) = copy_keys(&mut self.keys, &old.keys, start, end);
                         Op::SourceKey {
                             source,
                             key_ty,
                             op,
-                            start: new_start,
-                            end: self.keys.len() as u32,
+                            start,
+                            end,
                         }
                     }
                     Op::Source {
@@ -491,6 +487,13 @@ impl Programs {
             program.start = start;
         }
     }
+}
+
+/// Appends `old[start..end]` to `keys` (compaction); returns the bytes' new range.
+fn copy_keys(keys: &mut Vec<u8>, old: &[u8], start: u32, end: u32) -> (u32, u32) {
+    let new_start = keys.len() as u32;
+    keys.extend_from_slice(&old[start as usize..end as usize]);
+    (new_start, keys.len() as u32)
 }
 
 /// `column OP constant` on a keyed column class, as (class, operator with the column on the
