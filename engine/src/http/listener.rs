@@ -25,24 +25,41 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Fails when anything is bound to `addr` already. `SO_REUSEPORT` would otherwise let this
 /// process share a port another process serves (the kernel then splits connections between
 /// them); a probe bound without it fails with `EADDRINUSE` instead. Port 0 always passes.
+///
+/// A port still in use is probed again for up to [`PORT_WAIT`]: right after a previous
+/// process of ours was killed, its listening sockets can outlive it briefly (with the io_uring
+/// driver the kernel releases the ring's sockets asynchronously after exit), and a supervisor
+/// restarting at once should not fail on that.
 pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
+    let deadline = std::time::Instant::now() + PORT_WAIT;
+    loop {
+        match probe_port(addr) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "the port is already in use by another process",
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long [`ensure_port_free`] waits for a port in use to be released.
+pub const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn probe_port(addr: SocketAddr) -> io::Result<()> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     dual_stack(&socket, addr)?;
     // SO_REUSEADDR only skips TIME_WAIT leftovers of our own earlier run; a listener still fails.
     socket.set_reuse_address(true)?;
-    socket.bind(&addr.into()).map_err(|e| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(
-                io::ErrorKind::AddrInUse,
-                "the port is already in use by another process",
-            )
-        } else {
-            e
-        }
-    })
+    socket.bind(&addr.into())
 }
 
 /// `::` serves IPv4 too (mapped addresses), whatever the system's `bindv6only` default.
